@@ -165,11 +165,16 @@ def _cell_tangent(
 def _initial_basis(
     batch: int, dim: int, k: int, seed: int | None, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
-    """Random orthonormal ``B x D x k`` bases, drawn in float64 on the CPU for reproducibility."""
+    """Random orthonormal ``B x D x k`` bases, drawn in float64 on the CPU for reproducibility.
+
+    Columns are drawn one after another, so for a given seed the first ``k`` columns do not
+    depend on ``k``: a thin basis is exactly the start of the full one.
+    """
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
     gen = torch.Generator().manual_seed(seed)
-    gauss = torch.randn(batch, dim, k, generator=gen, dtype=torch.float64)
+    columns = [torch.randn(batch, dim, generator=gen, dtype=torch.float64) for _ in range(k)]
+    gauss = torch.stack(columns, dim=2)
     q, r = torch.linalg.qr(gauss)
     q = q * torch.sign(r.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2)
     return q.to(device=device, dtype=dtype)
@@ -185,7 +190,7 @@ def _qr_chain(
     batch, device, dtype = tangent.batch, tangent.device, tangent.dtype
     q = _initial_basis(batch, tangent.dim, k, seed, device, dtype)
     log_sum = torch.zeros(batch, k, device=device, dtype=torch.float64)
-    bad = torch.zeros(batch, device=device, dtype=torch.bool)
+    bad = tangent.diverged.clone()
     n_steps = tangent.n_steps
     since_qr = 0
     for t in range(n_steps):
@@ -332,7 +337,8 @@ def lyapunov_spectrum(
 
     per_sequence = log_sum / (n_steps - warmup)
     # Sort each sequence's exponents; a diverged sequence's row is overwritten with NaN anyway.
-    ordered = torch.sort(torch.nan_to_num(per_sequence, nan=-math.inf), dim=1, descending=True)
+    no_nan = torch.where(torch.isnan(per_sequence), -math.inf, per_sequence)
+    ordered = torch.sort(no_nan, dim=1, descending=True)
     result = LyapunovSpectrum.from_per_sequence(ordered.values, bad, tangent.dim)
     n_bad = int(result.diverged.sum())
     if n_bad:

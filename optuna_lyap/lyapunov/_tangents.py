@@ -34,6 +34,7 @@ class Tangent(Protocol):
     batch: int
     device: torch.device
     dtype: torch.dtype
+    diverged: torch.Tensor  # (B,) bool: the state trajectory left the finite numbers
 
     def apply(self, t: int, q: torch.Tensor) -> torch.Tensor:
         """Return ``J_t @ q`` for a ``B x D x k`` tensor ``q``."""
@@ -104,6 +105,7 @@ class StackedRNNTangent:
         self.w_hh: list[torch.Tensor] = []
         self.w_hr: list[torch.Tensor | None] = []
         self.factors: list[dict[str, torch.Tensor]] = []
+        self.diverged = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
         x = inputs
         for layer in range(self.n_layers):
             single = _single_layer(model, layer, dtype)
@@ -114,6 +116,8 @@ class StackedRNNTangent:
             else:
                 hx = h0[layer : layer + 1]
             out, _ = single(x, hx)
+            # A ReLU network's Jacobian stays finite while its state overflows: look at states.
+            self.diverged |= ~torch.isfinite(out).all(dim=2).all(dim=0)
             w_ih, w_hh = single.weight_ih_l0, single.weight_hh_l0
             b_ih = single.bias_ih_l0 if model.bias else None
             b_hh = single.bias_hh_l0 if model.bias else None
@@ -249,6 +253,7 @@ class CellTangent:
                 )
             states.append(s)
         self.states = states
+        self.diverged = ~torch.isfinite(torch.stack(states)).all(dim=2).all(dim=0)
 
     def apply(self, t: int, q: torch.Tensor) -> torch.Tensor:
         """Return ``J_t @ q`` for a ``B x D x k`` tensor ``q``."""
