@@ -1,0 +1,315 @@
+"""How spectra and predictions are written to and read from Optuna trials (the only place).
+
+Layout (schema version 1):
+
+* ``optuna_lyap:v1:spectrum:{step}`` (trial system attr): the spectrum reported at ``step``, a
+  JSON object ``{"dim": D, "k": k, "exponents": [...]}``. A spectrum longer than
+  :data:`MAX_FLOATS_PER_ATTR` exponents is split: the header holds ``{"dim", "k", "parts": n}``
+  and ``optuna_lyap:v1:spectrum:{step}:{i}`` for ``i < n`` hold consecutive slices of the
+  exponents. Parts are written before their header, so a reader that sees a header sees every
+  part. Each value stays below 60 KiB, under MySQL's 64 KiB cap on an attribute.
+* ``optuna_lyap:v1:prediction:{step}`` (trial system attr): what :class:`LyapunovPruner` decided
+  at ``step`` (see :func:`record_prediction`).
+* User attrs ``lyap_max`` and ``lyap_mean`` (the spectrum of the latest step, finite floats only),
+  ``lyap_step`` (that step), and the latest decision's ``lyap_predicted``, ``lyap_predicted_std``,
+  ``lyap_threshold``, ``lyap_n_train``: numbers that optuna-dashboard plots.
+
+Strict JSON has no NaN or infinity, and storages differ in how they treat them, so non-finite
+exponents are stored as the strings ``"nan"``, ``"inf"`` and ``"-inf"``; every other number is a
+Python ``float``, whose ``repr`` round-trips float64 exactly. User attrs never hold a non-finite
+number: such an entry is left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+
+SCHEMA_VERSION = 1
+_PREFIX = f"optuna_lyap:v{SCHEMA_VERSION}:"
+_SPECTRUM_PREFIX = _PREFIX + "spectrum:"
+_PREDICTION_PREFIX = _PREFIX + "prediction:"
+
+# 2000 floats of at most 24 characters ("-1.2345678901234567e-308") plus ", " is 52,000 chars.
+MAX_FLOATS_PER_ATTR = 2000
+
+USER_ATTR_MAX = "lyap_max"
+USER_ATTR_MEAN = "lyap_mean"
+USER_ATTR_STEP = "lyap_step"
+USER_ATTR_PREDICTED = "lyap_predicted"
+USER_ATTR_PREDICTED_STD = "lyap_predicted_std"
+USER_ATTR_THRESHOLD = "lyap_threshold"
+USER_ATTR_N_TRAIN = "lyap_n_train"
+
+_NON_FINITE_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def spectrum_key(step: int) -> str:
+    """The system-attr key of the spectrum reported at ``step``."""
+    return f"{_SPECTRUM_PREFIX}{step}"
+
+
+def prediction_key(step: int) -> str:
+    """The system-attr key of the pruner's decision record at ``step``."""
+    return f"{_PREDICTION_PREFIX}{step}"
+
+
+def encode_floats(values: np.ndarray) -> list[float | str]:
+    """Encode a 1-D float array as a JSON list; non-finite entries become ``"nan"``, ``"inf"``
+    and ``"-inf"``."""
+    out: list[float | str] = []
+    for v in np.asarray(values, dtype=np.float64).tolist():
+        if math.isfinite(v):
+            out.append(float(v))
+        elif math.isnan(v):
+            out.append("nan")
+        else:
+            out.append("inf" if v > 0 else "-inf")
+    return out
+
+
+def decode_floats(values: list[Any]) -> np.ndarray:
+    """The inverse of :func:`encode_floats`: a float64 array."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        out[i] = _NON_FINITE_NAMES[v] if isinstance(v, str) else float(v)
+    return out
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a Python float when it is a finite number, else None."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def as_exponents(spectrum: Any) -> tuple[np.ndarray, int]:
+    """The exponents of ``spectrum`` as a float64 array, and the state dimension ``D``.
+
+    Args:
+        spectrum: A :class:`~optuna_lyap.LyapunovSpectrum` (its ``exponents`` and ``dim`` are
+            used), or a 1-D tensor, array or sequence of ``k`` exponents (then ``D = k``).
+
+    Returns:
+        A ``k`` float64 NumPy array and ``D``.
+    """
+    dim: int | None = None
+    if hasattr(spectrum, "exponents"):
+        dim = int(spectrum.dim) if hasattr(spectrum, "dim") else None
+        spectrum = spectrum.exponents
+    if hasattr(spectrum, "detach"):
+        spectrum = spectrum.detach().cpu().double().numpy()
+    array = np.array(spectrum, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(
+            "A spectrum must be a LyapunovSpectrum or a non-empty 1-D array of exponents, "
+            f"but got an array of shape {array.shape}."
+        )
+    return array, (array.size if dim is None else dim)
+
+
+def _check_step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"`step` must be a non-negative integer, but got {step=}.")
+    return int(step)
+
+
+def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> None:
+    """Store a Lyapunov spectrum on a running trial for ``step``.
+
+    The spectrum is written to the trial's system attrs (see this module's layout). The user
+    attrs ``lyap_max`` (largest exponent) and ``lyap_mean`` (mean of the finite exponents) follow
+    the latest step reported, so optuna-dashboard can plot them; a value that is not finite is
+    left out, and ``lyap_step`` names the step the plotted values come from. Reporting the same
+    step twice overwrites it. On an :class:`optuna.trial.FixedTrial` (re-running an objective
+    outside a study) this does nothing.
+
+    Args:
+        trial: The running :class:`optuna.Trial`.
+        spectrum: A :class:`~optuna_lyap.LyapunovSpectrum` or a 1-D tensor/array of exponents
+            in nats per step.
+        step: The step the spectrum belongs to, as in :meth:`optuna.Trial.report` (e.g. 0 at
+            initialisation, ``e`` after epoch ``e``).
+
+    Example:
+
+        .. code-block:: python
+
+            spectrum = optuna_lyap.lyapunov_spectrum(model.rnn, probe_inputs)
+            optuna_lyap.report_spectrum(trial, spectrum, step=epoch)
+    """
+    step = _check_step(step)
+    exponents, dim = as_exponents(spectrum)
+    if isinstance(trial, optuna.trial.FixedTrial):
+        return
+    if not isinstance(trial, optuna.Trial):
+        raise TypeError(
+            f"report_spectrum needs a running optuna.Trial, but got {type(trial).__name__}."
+        )
+    storage = trial.storage
+    trial_id = trial._trial_id
+    latest = max(steps_with_spectra(storage.get_trial_system_attrs(trial_id)), default=-1)
+
+    encoded = encode_floats(exponents)
+    header: dict[str, Any] = {"dim": dim, "k": int(exponents.size)}
+    if len(encoded) <= MAX_FLOATS_PER_ATTR:
+        header["exponents"] = encoded
+    else:
+        parts = [
+            encoded[i : i + MAX_FLOATS_PER_ATTR]
+            for i in range(0, len(encoded), MAX_FLOATS_PER_ATTR)
+        ]
+        for i, part in enumerate(parts):
+            storage.set_trial_system_attr(trial_id, f"{spectrum_key(step)}:{i}", part)
+        header["parts"] = len(parts)
+    storage.set_trial_system_attr(trial_id, spectrum_key(step), header)
+
+    if step >= latest:
+        lyap_max = finite_or_none(exponents[0]) if exponents.size else None
+        finite = exponents[np.isfinite(exponents)]
+        lyap_mean = finite_or_none(finite.mean()) if finite.size else None
+        if lyap_max is not None:
+            trial.set_user_attr(USER_ATTR_MAX, lyap_max)
+        if lyap_mean is not None:
+            trial.set_user_attr(USER_ATTR_MEAN, lyap_mean)
+        if lyap_max is not None or lyap_mean is not None:
+            trial.set_user_attr(USER_ATTR_STEP, step)
+
+
+def steps_with_spectra(system_attrs: Mapping[str, Any]) -> list[int]:
+    """The steps, ascending, that have a spectrum header in ``system_attrs``."""
+    steps = []
+    for key in system_attrs:
+        if key.startswith(_SPECTRUM_PREFIX):
+            tail = key[len(_SPECTRUM_PREFIX) :]
+            if tail.isdigit():
+                steps.append(int(tail))
+    return sorted(steps)
+
+
+def _read_spectrum(system_attrs: Mapping[str, Any], step: int) -> np.ndarray | None:
+    header = system_attrs.get(spectrum_key(step))
+    if not isinstance(header, Mapping):
+        return None
+    if "exponents" in header:
+        return decode_floats(header["exponents"])
+    parts = []
+    for i in range(int(header.get("parts", 0))):
+        part = system_attrs.get(f"{spectrum_key(step)}:{i}")
+        if part is None:
+            return None
+        parts.extend(part)
+    return decode_floats(parts)
+
+
+def _system_attrs(trial: FrozenTrial | optuna.Trial) -> Mapping[str, Any]:
+    if isinstance(trial, optuna.Trial):
+        return trial.storage.get_trial_system_attrs(trial._trial_id)
+    return trial.system_attrs
+
+
+def load_spectra(trial: FrozenTrial | optuna.Trial) -> dict[int, np.ndarray]:
+    """Read back every spectrum stored on a trial.
+
+    Args:
+        trial: A :class:`~optuna.trial.FrozenTrial` (e.g. from ``study.trials``) or a running
+            :class:`optuna.Trial`.
+
+    Returns:
+        ``{step: exponents}`` in ascending step order, each a ``k`` float64 array (nats per
+        step, descending as reported; NaN and infinities restored).
+    """
+    attrs = _system_attrs(trial)
+    spectra = {}
+    for step in steps_with_spectra(attrs):
+        spectrum = _read_spectrum(attrs, step)
+        if spectrum is not None:
+            spectra[step] = spectrum
+    return spectra
+
+
+def spectrum_at(trial: FrozenTrial, step: int) -> tuple[int, np.ndarray] | None:
+    """The latest spectrum of ``trial`` at or before ``step``, with the step it was reported at.
+
+    Returns:
+        ``(spectrum_step, exponents)``, or None when the trial has no spectrum at or before
+        ``step``.
+    """
+    attrs = trial.system_attrs
+    for s in reversed(steps_with_spectra(attrs)):
+        if s <= step:
+            spectrum = _read_spectrum(attrs, s)
+            if spectrum is not None:
+                return s, spectrum
+    return None
+
+
+def spectrum_dim(trial: FrozenTrial, step: int) -> int | None:
+    """The state dimension ``D`` recorded with the spectrum at ``step``, or None."""
+    header = trial.system_attrs.get(spectrum_key(step))
+    if isinstance(header, Mapping) and "dim" in header:
+        return int(header["dim"])
+    return None
+
+
+def record_prediction(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    step: int,
+    record: Mapping[str, Any],
+) -> None:
+    """Write a pruning decision to a running trial.
+
+    ``record`` goes, with non-finite numbers encoded as strings, to the system attr
+    ``optuna_lyap:v1:prediction:{step}``; its finite ``predicted``, ``predicted_std``,
+    ``threshold`` and ``n_train`` entries also go to the numeric user attrs ``lyap_predicted``,
+    ``lyap_predicted_std``, ``lyap_threshold`` and ``lyap_n_train``.
+    """
+    storage = study._storage
+    stored = {}
+    for key, value in record.items():
+        if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+            stored[key] = encode_floats(np.array([value]))[0]
+        elif isinstance(value, (np.floating, np.integer, np.bool_)):
+            stored[key] = value.item()
+        else:
+            stored[key] = value
+    storage.set_trial_system_attr(trial._trial_id, prediction_key(step), stored)
+    for key, user_key in (
+        ("predicted", USER_ATTR_PREDICTED),
+        ("predicted_std", USER_ATTR_PREDICTED_STD),
+        ("threshold", USER_ATTR_THRESHOLD),
+        ("n_train", USER_ATTR_N_TRAIN),
+    ):
+        value = finite_or_none(record.get(key))
+        if value is not None:
+            if key == "n_train":
+                storage.set_trial_user_attr(trial._trial_id, user_key, int(value))
+            else:
+                storage.set_trial_user_attr(trial._trial_id, user_key, value)
+
+
+def load_predictions(trial: FrozenTrial) -> dict[int, dict[str, Any]]:
+    """The pruner's decision records of a trial, ``{step: record}`` in ascending step order.
+
+    Non-finite numbers stored as strings are restored to floats.
+    """
+    records = {}
+    for key, value in trial.system_attrs.items():
+        if key.startswith(_PREDICTION_PREFIX) and key[len(_PREDICTION_PREFIX) :].isdigit():
+            restored = {
+                k: _NON_FINITE_NAMES[v] if isinstance(v, str) and v in _NON_FINITE_NAMES else v
+                for k, v in value.items()
+            }
+            records[int(key[len(_PREDICTION_PREFIX) :])] = restored
+    return dict(sorted(records.items()))

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from optuna_lyap import _storage
+from optuna_lyap.lyapunov import LyapunovSpectrum
+from optuna_lyap.pruners import load_predictions, load_spectra, report_spectrum
+from tests.pruners_tests.storages import KINDS, study_factory
+
+SPECIAL = np.array([0.25, math.nan, 1e-300, -math.inf, math.inf, -1.0 / 3.0])
+
+
+@pytest.fixture(params=KINDS)
+def make_study(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    with study_factory(request.param, tmp_path) as make:
+        yield make
+
+
+def _assert_same(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == np.float64 and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)  # NaN == NaN here; finite values bit for bit
+
+
+def _strict_json(trial: optuna.trial.FrozenTrial) -> None:
+    json.dumps(trial.system_attrs, allow_nan=False)
+    json.dumps(trial.user_attrs, allow_nan=False)
+
+
+def test_round_trip_on_every_storage(make_study) -> None:  # type: ignore[no-untyped-def]
+    study = make_study()
+    trial = study.ask()
+    report_spectrum(trial, SPECIAL, step=0)
+    report_spectrum(trial, np.float32([0.5, -0.5]), step=3)
+    study.tell(trial, 1.0)
+
+    frozen = study.trials[0]
+    spectra = load_spectra(frozen)
+    assert list(spectra) == [0, 3]
+    _assert_same(spectra[0], SPECIAL)
+    _assert_same(spectra[3], np.array([0.5, -0.5]))
+    _strict_json(frozen)
+    # A running trial reads the same.
+    running = study.ask()
+    report_spectrum(running, SPECIAL, step=1)
+    _assert_same(load_spectra(running)[1], SPECIAL)
+
+
+def test_long_spectrum_is_split_under_the_size_cap(make_study) -> None:  # type: ignore[no-untyped-def]
+    study = make_study()
+    rng = np.random.default_rng(0)
+    exponents = np.sort(rng.normal(size=5001))[::-1] * 1e-7
+    exponents[17] = math.nan
+    trial = study.ask()
+    report_spectrum(trial, exponents, step=2)
+    study.tell(trial, 0.0)
+
+    frozen = study.trials[0]
+    _assert_same(load_spectra(frozen)[2], exponents)
+    sizes = [len(json.dumps(v)) for v in frozen.system_attrs.values()]
+    assert len(sizes) == 4  # header + 3 parts
+    assert max(sizes) < 60 * 1024
+
+
+def test_accepts_tensors_and_spectrum_objects() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    per_sequence = torch.tensor([[0.1, -0.2], [0.3, -0.4]], dtype=torch.float64)
+    spec = LyapunovSpectrum.from_per_sequence(per_sequence, torch.tensor([False, False]), dim=8)
+    report_spectrum(trial, spec, step=0)
+    report_spectrum(trial, torch.tensor([1.5, -2.0], dtype=torch.float32), step=1)
+    report_spectrum(trial, [0.0, -1.0], step=np.int64(2))
+    spectra = load_spectra(trial)
+    _assert_same(spectra[0], spec.exponents.numpy())
+    _assert_same(spectra[1], np.array([1.5, -2.0]))
+    frozen = study.trials[0]
+    assert _storage.spectrum_dim(frozen, 0) == 8
+    assert _storage.spectrum_dim(frozen, 1) == 2
+
+
+def test_user_attrs_follow_the_latest_step_and_stay_finite() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    report_spectrum(trial, [0.5, -1.5, -math.inf], step=1)
+    assert trial.user_attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1}
+    report_spectrum(trial, [9.0, 9.0], step=0)  # an earlier step does not overwrite
+    assert trial.user_attrs["lyap_max"] == 0.5
+    report_spectrum(trial, [math.nan, math.nan], step=2)  # diverged: nothing non-finite
+    attrs = trial.user_attrs
+    assert attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1}
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in attrs.values())
+    report_spectrum(trial, [0.0, -2.0], step=3)
+    assert trial.user_attrs == {"lyap_max": 0.0, "lyap_mean": -1.0, "lyap_step": 3}
+    assert isinstance(trial.user_attrs["lyap_max"], float)
+
+
+def test_spectrum_at_takes_the_latest_step_not_after() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    report_spectrum(trial, [1.0], step=0)
+    report_spectrum(trial, [2.0], step=2)
+    study.tell(trial, 0.0)
+    frozen = study.trials[0]
+    assert _storage.spectrum_at(frozen, 1) == (0, pytest.approx(np.array([1.0])))
+    found = _storage.spectrum_at(frozen, 5)
+    assert found is not None and found[0] == 2
+    assert _storage.spectrum_at(frozen, -1) is None
+
+
+def test_fixed_trial_is_a_no_op_and_bad_arguments_fail() -> None:
+    report_spectrum(optuna.trial.FixedTrial({}), [0.1], step=0)
+    study = optuna.create_study()
+    trial = study.ask()
+    with pytest.raises(ValueError, match="step"):
+        report_spectrum(trial, [0.1], step=-1)
+    with pytest.raises(ValueError, match="step"):
+        report_spectrum(trial, [0.1], step=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="shape"):
+        report_spectrum(trial, np.zeros((2, 2)), step=0)
+    with pytest.raises(ValueError, match="shape"):
+        report_spectrum(trial, [], step=0)
+    study.tell(trial, 0.0)
+    with pytest.raises(TypeError, match="FrozenTrial"):
+        report_spectrum(study.trials[0], [0.1], step=0)  # type: ignore[arg-type]
+
+
+def test_prediction_records_round_trip(make_study) -> None:  # type: ignore[no-untyped-def]
+    study = make_study()
+    trial = study.ask()
+    frozen = study.trials[0]
+    record = {
+        "predicted": np.float64(0.75),
+        "predicted_std": 0.125,
+        "threshold": math.inf,
+        "n_train": np.int64(6),
+        "rank_corr": math.nan,
+        "rule": "model",
+        "pruned": np.bool_(True),
+    }
+    _storage.record_prediction(study, frozen, 4, record)
+    study.tell(trial, 1.0)
+    frozen = study.trials[0]
+    _strict_json(frozen)
+    assert frozen.user_attrs == {
+        "lyap_predicted": 0.75,
+        "lyap_predicted_std": 0.125,
+        "lyap_n_train": 6,
+    }
+    loaded = load_predictions(frozen)[4]
+    assert loaded["threshold"] == math.inf and math.isnan(loaded["rank_corr"])
+    assert loaded["rule"] == "model" and loaded["pruned"] is True and loaded["n_train"] == 6
