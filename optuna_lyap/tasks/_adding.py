@@ -1,0 +1,65 @@
+"""The adding problem: sum the two marked numbers of a long sequence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from optuna_lyap.tasks._base import SequenceData, SequenceTask
+from optuna_lyap.tasks._registry import register_task
+
+
+@register_task
+class Adding(SequenceTask):
+    """Output, after the last step, the sum of the two numbers whose marker is on.
+
+    Each step carries two features: a number drawn from U(0, 1) and a marker (0 or 1). One marker
+    falls in the first half of the sequence and one in the second, so the network must hold the
+    first number across at least half the sequence. The target lies in [0, 2].
+    Metric: validation MSE divided by the variance of the validation targets (``val_nmse``,
+    minimize): 1 is what always answering the mean sum (1.0) scores, the classic baseline.
+
+    Args:
+        length: Time steps ``T`` (at least 2).
+        n_train: Training sequences.
+        n_val: Validation sequences.
+        **kwargs: Common options, see ``SequenceTask``.
+    """
+
+    name = "adding"
+    description = "adding problem: sum two marked numbers of a sequence; normalised MSE"
+    metric = "val_nmse"
+    direction = "minimize"
+    problem = "regression"
+    default_n_epochs = 10
+    input_size = 2
+    output_size = 1
+
+    def __init__(
+        self, *, length: int = 30, n_train: int = 1024, n_val: int = 256, **kwargs: Any
+    ) -> None:
+        if length < 2:
+            raise ValueError(f"length must be an integer >= 2 but got {length=}.")
+        if n_train < 1 or n_val < 2:
+            raise ValueError(f"n_train must be >= 1 and n_val >= 2 but got {n_train=}, {n_val=}.")
+        self.length = length
+        self.n_train = n_train
+        self.n_val = n_val
+        super().__init__(**kwargs)
+
+    def _generate(self, rng: np.random.Generator) -> tuple[SequenceData, SequenceData]:
+        n, half = self.n_train + self.n_val, self.length // 2
+        values = rng.uniform(size=(n, self.length))
+        markers = np.zeros((n, self.length))
+        rows = np.arange(n)
+        first = rng.integers(0, half, size=n)
+        second = rng.integers(half, self.length, size=n)
+        markers[rows, first] = 1.0
+        markers[rows, second] = 1.0
+        inputs = torch.from_numpy(np.stack([values, markers], axis=-1).astype(np.float32))
+        sums = values[rows, first] + values[rows, second]
+        targets = torch.from_numpy(sums.astype(np.float32)).reshape(n, 1, 1)
+        train = SequenceData(inputs[: self.n_train], targets[: self.n_train])
+        return train, SequenceData(inputs[self.n_train :], targets[self.n_train :])

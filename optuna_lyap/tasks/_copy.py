@@ -1,0 +1,84 @@
+"""Delayed recall (copy) task: remember symbols across a stretch of noise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from optuna_lyap.tasks._base import SequenceData, SequenceTask
+from optuna_lyap.tasks._registry import register_task
+
+
+@register_task
+class Copy(SequenceTask):
+    """See ``n_recall`` symbols, wait ``delay`` steps of noise, then repeat the symbols.
+
+    Inputs have ``n_symbols + 2`` features: a one-hot symbol during the first ``n_recall``
+    steps, a noise channel (standard normal) during the ``delay`` steps in between, and a cue
+    channel that is 1 during the final ``n_recall`` recall steps, where the network must output
+    the symbols in order. ``T = 2 * n_recall + delay``. With ``n_recall = 1`` this is the
+    "recall a symbol after N noise steps" memory task; larger values give the classic copy task.
+    Metric: validation accuracy over the recalled symbols (chance ``1 / n_symbols``).
+
+    Args:
+        n_symbols: Size of the alphabet (at least 2).
+        delay: Noise steps between presentation and recall.
+        n_recall: Symbols to remember.
+        noise_std: Standard deviation of the noise channel.
+        n_train: Training sequences.
+        n_val: Validation sequences.
+        **kwargs: Common options, see ``SequenceTask``.
+    """
+
+    name = "copy"
+    description = "delayed recall: repeat a symbol seen before a stretch of noise; accuracy"
+    metric = "val_accuracy"
+    direction = "maximize"
+    problem = "classification"
+    default_n_epochs = 10
+
+    def __init__(
+        self,
+        *,
+        n_symbols: int = 4,
+        delay: int = 20,
+        n_recall: int = 1,
+        noise_std: float = 1.0,
+        n_train: int = 1024,
+        n_val: int = 256,
+        **kwargs: Any,
+    ) -> None:
+        if n_symbols < 2:
+            raise ValueError(f"n_symbols must be an integer >= 2 but got {n_symbols=}.")
+        if delay < 0 or n_recall < 1:
+            raise ValueError(
+                f"delay must be >= 0 and n_recall >= 1 but got {delay=}, {n_recall=}."
+            )
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0 but got {noise_std=}.")
+        if n_train < 1 or n_val < 1:
+            raise ValueError(f"n_train and n_val must be >= 1 but got {n_train=}, {n_val=}.")
+        self.n_symbols = n_symbols
+        self.delay = delay
+        self.n_recall = n_recall
+        self.noise_std = noise_std
+        self.n_train = n_train
+        self.n_val = n_val
+        self.input_size = n_symbols + 2
+        self.output_size = n_symbols
+        super().__init__(**kwargs)
+
+    def _generate(self, rng: np.random.Generator) -> tuple[SequenceData, SequenceData]:
+        n, k, r = self.n_train + self.n_val, self.n_symbols, self.n_recall
+        length = 2 * r + self.delay
+        symbols = rng.integers(0, k, size=(n, r))
+        inputs = np.zeros((n, length, k + 2), dtype=np.float32)
+        inputs[np.arange(n)[:, None], np.arange(r)[None, :], symbols] = 1.0
+        inputs[:, r : r + self.delay, k] = self.noise_std * rng.standard_normal((n, self.delay))
+        inputs[:, r + self.delay :, k + 1] = 1.0
+        inputs_t = torch.from_numpy(inputs)
+        targets = torch.from_numpy(symbols.astype(np.int64))
+        train = SequenceData(inputs_t[: self.n_train], targets[: self.n_train])
+        return train, SequenceData(inputs_t[self.n_train :], targets[self.n_train :])
