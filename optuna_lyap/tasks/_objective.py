@@ -1,0 +1,82 @@
+"""An Optuna objective that trains a built-in task and reads its spectrum as it goes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from optuna_lyap.tasks._base import SequenceTask
+
+if TYPE_CHECKING:
+    import optuna
+
+
+def trial_seed(seed: int | None, number: int) -> int:
+    """The model seed of trial ``number`` of a study run with ``seed`` (``None`` reads as 0)."""
+    state = np.random.SeedSequence([0 if seed is None else seed, number]).generate_state(1)
+    return int(state[0])
+
+
+def make_objective(
+    task: SequenceTask,
+    *,
+    n_epochs: int | None = None,
+    spectrum_steps: Sequence[int] = (0, 1),
+    k: int | None = None,
+    device: str = "cpu",
+    seed: int | None = None,
+) -> Callable[[optuna.Trial], float]:
+    """An objective for ``study.optimize`` that trains ``task``'s models under a Lyapunov monitor.
+
+    Each trial draws its parameters with ``task.suggest_params``, builds the model (seeded by
+    ``seed`` and the trial number, so a rerun trains the same network), then, for ``step`` in
+    ``0 .. n_epochs``, trains one epoch (not at step 0, which scores the network at its
+    initialisation), evaluates the validation metric and hands it to
+    ``optuna_lyap.LyapunovMonitor.step``: that reports the value, stores the spectrum on the
+    ``spectrum_steps`` and raises ``optuna.TrialPruned`` when the study's pruner says so. The
+    trial's user attribute ``epochs_trained`` counts the epochs spent so far.
+
+    Args:
+        task: A built-in task (see ``get_task``).
+        n_epochs: Epochs of full training (``None``: ``task.n_epochs``).
+        spectrum_steps: Steps at which the spectrum is computed and stored.
+        k: Number of exponents (``None``: the full spectrum).
+        device: Where models train (``"cpu"``, ``"cuda"``, ...); data stay on the CPU.
+        seed: Study-level seed of the model initialisations and minibatch orders.
+
+    Returns:
+        ``objective(trial) -> float``: the validation metric after the last epoch.
+
+    Example:
+        >>> import optuna
+        >>> from optuna_lyap.tasks import get_task, make_objective
+        >>> task = get_task("sdigits")
+        >>> study = optuna.create_study(direction=task.direction)
+        >>> study.optimize(make_objective(task, n_epochs=2), n_trials=2)  # doctest: +SKIP
+    """
+    from optuna_lyap import LyapunovMonitor
+
+    total = task.n_epochs if n_epochs is None else n_epochs
+    if total < 0:
+        raise ValueError(f"n_epochs must be a non-negative integer or None but got {n_epochs=}.")
+    steps = tuple(spectrum_steps)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = task.suggest_params(trial)
+        model = task.build_model(params, seed=trial_seed(seed, trial.number)).to(device)
+        optimizer = task.make_optimizer(model, params)
+        # The probe closes over this trial's model so that embedded tasks see its embedding,
+        # whichever module the monitor passes along.
+        monitor = LyapunovMonitor(trial, lambda _: task.probe_inputs(model), steps=steps, k=k)
+        value = task.worst_value
+        for step in range(total + 1):
+            if step > 0:
+                task.train_epoch(model, optimizer)
+            trial.set_user_attr("epochs_trained", step)
+            value = task.evaluate(model)
+            monitor.step(model, value, step)
+        return value
+
+    return objective
