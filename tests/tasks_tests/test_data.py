@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from optuna_lyap.tasks import TASKS, SDigits, get_task, list_tasks
+from optuna_lyap.tasks._charlm import VOCAB, encode, python_text
+
+# Small versions of every task, so that the data tests take milliseconds.
+SMALL = {
+    "sdigits": {},
+    "adding": {"length": 12, "n_train": 64, "n_val": 32},
+    "copy": {"delay": 5, "n_train": 64, "n_val": 32},
+    "sines": {"length": 20, "n_train": 64, "n_val": 32},
+    "charlm": {"max_chars": 4000, "seq_len": 32},
+}
+
+
+def test_registry_lists_every_task_with_a_description() -> None:
+    tasks = list_tasks()
+    assert set(tasks) == {"sdigits", "adding", "copy", "sines", "charlm"} == set(TASKS)
+    assert all(isinstance(text, str) and text for text in tasks.values())
+
+
+def test_unknown_task_names_the_value_and_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"name='mnist'.*") as info:
+        get_task("mnist")
+    assert "sdigits" in str(info.value) and "charlm" in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_same_seed_same_data_other_seed_other_split(name: str) -> None:
+    first = get_task(name, seed=3, **SMALL[name])
+    again = get_task(name, seed=3, **SMALL[name])
+    other = get_task(name, seed=4, **SMALL[name])
+    for split in ("train_data", "val_data"):
+        a, b = getattr(first, split), getattr(again, split)
+        torch.testing.assert_close(a.inputs, b.inputs, rtol=0, atol=0)
+        torch.testing.assert_close(a.targets, b.targets, rtol=0, atol=0)
+    assert not torch.equal(first.val_data.inputs, other.val_data.inputs)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_splits_have_consistent_shapes_and_metadata(name: str) -> None:
+    task = get_task(name, **SMALL[name])
+    train, val = task.train_data, task.val_data
+    assert train.inputs.shape[1:] == val.inputs.shape[1:]
+    assert len(train) == len(train.targets) and len(val) == len(val.targets)
+    assert task.direction in ("maximize", "minimize")
+    assert task.metric.startswith("val_")
+    if task.problem == "classification":
+        assert train.targets.dtype == torch.int64
+        assert int(train.targets.min()) >= 0 and int(train.targets.max()) < task.output_size
+    else:
+        assert train.targets.shape[2] == task.output_size
+        assert bool(torch.isfinite(train.targets).all())
+    if task.vocab_size is None:
+        assert train.inputs.dtype == torch.float32 and train.inputs.shape[2] == task.input_size
+
+
+def test_sdigits_orders_and_permutation() -> None:
+    row, pixel = get_task("sdigits"), get_task("sdigits", order="pixel")
+    assert row.train_data.inputs.shape[1:] == (8, 8)
+    assert pixel.train_data.inputs.shape[1:] == (64, 1)
+    # Same split, same images: the pixel order is the row order flattened.
+    torch.testing.assert_close(row.val_data.inputs.reshape(-1, 64, 1), pixel.val_data.inputs)
+    assert len(row.train_data) + len(row.val_data) == 1797
+    assert 0 <= float(row.val_data.inputs.min()) and float(row.val_data.inputs.max()) <= 1
+    permuted = SDigits(order="pixel", permute=True)
+    assert permuted.permutation is not None
+    torch.testing.assert_close(
+        permuted.val_data.inputs, pixel.val_data.inputs[:, torch.from_numpy(permuted.permutation)]
+    )
+    # The permutation is fixed: another split seed keeps it.
+    other = SDigits(order="pixel", permute=True, seed=1)
+    assert other.permutation is not None
+    assert (other.permutation == permuted.permutation).all()
+
+
+def test_adding_targets_are_the_marked_sums() -> None:
+    task = get_task("adding", length=12, n_train=64, n_val=32)
+    inputs, targets = task.train_data.inputs, task.train_data.targets
+    assert torch.equal(inputs[:, :, 1].sum(dim=1), torch.full((64,), 2.0))
+    assert bool((inputs[:, :6, 1].sum(dim=1) == 1).all())
+    sums = (inputs[:, :, 0] * inputs[:, :, 1]).sum(dim=1)
+    torch.testing.assert_close(sums, targets[:, 0, 0])
+
+
+def test_copy_recall_targets_are_the_presented_symbols() -> None:
+    task = get_task("copy", n_symbols=5, delay=4, n_recall=3, n_train=64, n_val=32)
+    inputs, targets = task.train_data.inputs, task.train_data.targets
+    assert inputs.shape[1:] == (2 * 3 + 4, 5 + 2) and targets.shape == (64, 3)
+    assert torch.equal(inputs[:, :3, :5].argmax(dim=-1), targets)
+    assert bool((inputs[:, -3:, 6] == 1).all()) and bool((inputs[:, :-3, 6] == 0).all())
+    assert float(inputs[:, 3:7, 5].abs().sum()) > 0
+
+
+def test_sines_targets_are_the_clean_signal_ahead() -> None:
+    task = get_task("sines", length=20, horizon=0, noise_std=0.0, burn_in=4, n_train=8, n_val=8)
+    torch.testing.assert_close(task.train_data.inputs[:, 4:], task.train_data.targets)
+    shifted = get_task("sines", length=20, horizon=3, noise_std=0.0, burn_in=4, n_train=8, n_val=8)
+    ahead = shifted.train_data.targets
+    torch.testing.assert_close(shifted.train_data.inputs[:, 7:], ahead[:, :-3])
+
+
+def test_charlm_text_and_next_character_targets() -> None:
+    text = python_text()
+    assert text.startswith("The Zen of Python") and len(text) > 48_000
+    tokens = encode("Zen, of\u2019 \u00e9")
+    assert "".join(VOCAB[t] for t in tokens) == "zen, of' #"
+    task = get_task("charlm", max_chars=4000, seq_len=32)
+    train = task.train_data
+    assert train.inputs.shape[1] == 32 and train.inputs.dtype == torch.int64
+    torch.testing.assert_close(train.inputs[:, 1:], train.targets[:, :-1])
+    assert len(train) + len(task.val_data) == 4000 // 33
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("sdigits", {"order": "column"}, r"\['row', 'pixel'\].*order='column'"),
+        ("sdigits", {"val_fraction": 1.5}, r"val_fraction=1.5"),
+        ("adding", {"length": 1}, r"length=1"),
+        ("copy", {"n_symbols": 1}, r"n_symbols=1"),
+        ("sines", {"freq_range": (0.1, 0.7)}, r"freq_range=\(0.1, 0.7\)"),
+        ("charlm", {"max_chars": 10}, r"max_chars=10"),
+        ("sdigits", {"cells": ("rnn", "transformer")}, r"'gru'.*cell='transformer'"),
+        ("sdigits", {"hidden_size_range": (64, 8)}, r"hidden_size_range"),
+        ("sdigits", {"lr_range": (0.0, 0.1)}, r"lr_range"),
+        ("sdigits", {"n_epochs": 0}, r"n_epochs=0"),
+    ],
+)
+def test_bad_options_name_the_value(name: str, kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        get_task(name, **kwargs)
