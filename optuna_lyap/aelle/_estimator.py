@@ -1,0 +1,672 @@
+"""``AeLLE``: the scikit-learn-style estimator around the spectrum autoencoder ensemble."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+from optuna_lyap.aelle._network import AeLLENetwork, TrainingSettings, train_ensemble
+from optuna_lyap.aelle._preprocessing import (
+    as_spectrum_list,
+    grid_points,
+    preprocess_spectra,
+)
+
+_FORMAT = "optuna_lyap.AeLLE"
+_FORMAT_VERSION = 1
+_INPUT_BOUND = 10.0  # standardised inputs are clamped to this, so unseen extremes stay finite
+_UMAP_MIN_POINTS = 16
+_DTYPE = torch.float32
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _fresh_seed() -> int:
+    entropy = np.random.SeedSequence().entropy
+    assert isinstance(entropy, int)
+    return entropy
+
+
+def _column_scale(values: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (floored) of each column of an ``n x c`` array with NaNs."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    filled = np.where(finite, values, 0.0)
+    mean = np.divide(filled.sum(axis=0), count, out=np.zeros(values.shape[1]), where=count > 0)
+    sq = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0)
+    std = np.sqrt(np.divide(sq, count, out=np.zeros(values.shape[1]), where=count > 0))
+    return mean, np.maximum(std, floor)
+
+
+def _standardise(values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Tensor:
+    z = (values - mean) / scale
+    z = np.clip(np.where(np.isfinite(z), z, 0.0), -_INPUT_BOUND, _INPUT_BOUND)
+    return torch.as_tensor(z, dtype=_DTYPE)
+
+
+def _pca_2d(x: np.ndarray) -> np.ndarray:
+    """First two principal-component scores of an ``n x L`` array, signs fixed, ``n x 2``."""
+    centred = x - x.mean(axis=0)
+    out = np.zeros((x.shape[0], 2))
+    if x.shape[0] < 2:
+        return out
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    comps = vt[:2]
+    # An SVD's signs are arbitrary; make the largest loading of each component positive.
+    signs = np.sign(comps[np.arange(comps.shape[0]), np.abs(comps).argmax(axis=1)])
+    scores = centred @ (comps * signs[:, None]).T
+    out[:, : scores.shape[1]] = scores
+    return out
+
+
+class AeLLE:
+    """Autoencoder-based Latent Lyapunov Embedding: predict a trial's final value from spectra.
+
+    An ensemble of ``n_models`` small autoencoders reads Lyapunov spectra resampled on a common
+    grid of normalised index ``i / D`` (so networks of different sizes ``D`` compare), with
+    ``log D`` and the fractions of non-finite / clipped exponents as side inputs. A head reads
+    each member's latent code beside optional extra ``features`` (the learning curve so far,
+    hyperparameters) and predicts the standardised target. The loss is the L1 reconstruction
+    error over *every* spectrum plus ``alpha`` times the squared prediction error over the
+    labelled ones, ``alpha`` raised in steps; samples whose target is NaN train the
+    reconstruction only. The ensemble mean is the prediction and its spread the ``std``.
+
+    Parameters are stored as given and validated in :meth:`fit`.
+
+    Args:
+        latent_dim: Size of the latent code.
+        n_models: Ensemble members (their spread is the ``std`` of :meth:`predict`).
+        seed: Seed of every random choice in :meth:`fit`; None draws one (kept in ``seed_``).
+        grid_size: Points of the normalised-index grid each spectrum is resampled on.
+        hidden_dim: Width of the encoder's and decoder's hidden layer.
+        head_hidden_dim: Width of the head's tanh hidden layer; 0 makes the head affine.
+        dropout: Dropout rate on the encoder's and head's hidden layers during training.
+        alpha_schedule: Weights of the prediction loss, used in equal phases of ``max_steps``.
+        lr: AdamW learning rate.
+        weight_decay: AdamW (decoupled) weight decay.
+        max_steps: Optimiser steps; each uses the whole data set, or ``batch_size`` samples of it.
+        batch_size: Largest number of samples per step.
+        validation_fraction: Share of the labelled samples each member holds out to choose its
+            best step (early stopping); members hold out different samples.
+        min_labels_for_validation: Below this many labelled samples nothing is held out and the
+            last step is kept.
+        clip: ``(low, high)`` bounds on exponents, nats per step. NaN and ``+inf`` (diverged)
+            become ``high``, ``-inf`` (a direction killed exactly) becomes ``low``.
+
+    Attributes:
+        seed_: The seed :meth:`fit` used.
+        uses_spectra_: Whether the model reads spectra (False when fitted with ``spectra=None``).
+        n_features_in_: Number of extra features ``F`` (0 without).
+        n_labelled_: Number of finite targets seen by :meth:`fit`.
+        grid_: The ``G`` normalised indices of the grid points.
+        best_steps_: The step each member's kept weights come from, a list of ``n_models`` ints.
+        oof_prediction_: ``n`` predictions for the :meth:`fit` samples from the members that held
+            them out (NaN for unlabelled samples and those no member held out): an honest check
+            of the fit.
+        fit_time_: Seconds :meth:`fit` took.
+
+    Example:
+        .. code-block:: python
+
+            import numpy as np
+            from optuna_lyap import AeLLE
+
+            rng = np.random.default_rng(0)
+            spectra = [np.sort(rng.normal(-1.0, 0.5, d))[::-1] for d in rng.integers(8, 64, 40)]
+            targets = np.array([s[0] for s in spectra])
+            ae = AeLLE(seed=0).fit(spectra, targets)
+            mean, std = ae.predict(spectra[:5], return_std=True)
+    """
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = 8,
+        n_models: int = 5,
+        seed: int | None = None,
+        grid_size: int = 32,
+        hidden_dim: int = 64,
+        head_hidden_dim: int = 32,
+        dropout: float = 0.1,
+        alpha_schedule: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0),
+        lr: float = 3e-3,
+        weight_decay: float = 1e-2,
+        max_steps: int = 400,
+        batch_size: int = 256,
+        validation_fraction: float = 0.2,
+        min_labels_for_validation: int = 50,
+        clip: tuple[float, float] = (-10.0, 10.0),
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.n_models = n_models
+        self.seed = seed
+        self.grid_size = grid_size
+        self.hidden_dim = hidden_dim
+        self.head_hidden_dim = head_hidden_dim
+        self.dropout = dropout
+        self.alpha_schedule = alpha_schedule
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.min_labels_for_validation = min_labels_for_validation
+        self.clip = clip
+
+    # ----------------------------------------------------------------------------- parameters
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters as given (JSON-friendly after :meth:`_check_params`)."""
+        return {
+            "latent_dim": self.latent_dim,
+            "n_models": self.n_models,
+            "seed": self.seed,
+            "grid_size": self.grid_size,
+            "hidden_dim": self.hidden_dim,
+            "head_hidden_dim": self.head_hidden_dim,
+            "dropout": self.dropout,
+            "alpha_schedule": self.alpha_schedule,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "max_steps": self.max_steps,
+            "batch_size": self.batch_size,
+            "validation_fraction": self.validation_fraction,
+            "min_labels_for_validation": self.min_labels_for_validation,
+            "clip": self.clip,
+        }
+
+    def _check_params(self) -> None:
+        latent_dim, n_models, seed = self.latent_dim, self.n_models, self.seed
+        grid_size, hidden_dim = self.grid_size, self.hidden_dim
+        head_hidden_dim, dropout = self.head_hidden_dim, self.dropout
+        lr, weight_decay, alpha_schedule = self.lr, self.weight_decay, self.alpha_schedule
+        max_steps, batch_size = self.max_steps, self.batch_size
+        validation_fraction = self.validation_fraction
+        min_labels_for_validation, clip = self.min_labels_for_validation, self.clip
+        if not _is_int(latent_dim) or latent_dim < 1:
+            raise ValueError(f"latent_dim must be an int >= 1, but got {latent_dim=}.")
+        if not _is_int(n_models) or n_models < 1:
+            raise ValueError(f"n_models must be an int >= 1, but got {n_models=}.")
+        if seed is not None and not _is_int(seed):
+            raise ValueError(f"seed must be None or an int, but got {seed=}.")
+        if not _is_int(grid_size) or grid_size < 2:
+            raise ValueError(f"grid_size must be an int >= 2, but got {grid_size=}.")
+        if not _is_int(hidden_dim) or hidden_dim < 1:
+            raise ValueError(f"hidden_dim must be an int >= 1, but got {hidden_dim=}.")
+        if not _is_int(head_hidden_dim) or head_hidden_dim < 0:
+            raise ValueError(f"head_hidden_dim must be an int >= 0, but got {head_hidden_dim=}.")
+        if not _is_real(dropout) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), but got {dropout=}.")
+        if (
+            not isinstance(alpha_schedule, (tuple, list))
+            or len(alpha_schedule) == 0
+            or not all(_is_real(a) and math.isfinite(a) and a >= 0 for a in alpha_schedule)
+        ):
+            raise ValueError(
+                "alpha_schedule must be a non-empty tuple of positive finite floats, but got "
+                f"{alpha_schedule=}."
+            )
+        if not _is_real(lr) or not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite float, but got {lr=}.")
+        if not _is_real(weight_decay) or not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite float >= 0, but got {weight_decay=}.")
+        if not _is_int(max_steps) or max_steps < 1:
+            raise ValueError(f"max_steps must be an int >= 1, but got {max_steps=}.")
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, but got {batch_size=}.")
+        if not _is_real(validation_fraction) or not 0.0 < validation_fraction < 1.0:
+            raise ValueError(
+                f"validation_fraction must be in (0, 1), but got {validation_fraction=}."
+            )
+        if not _is_int(min_labels_for_validation) or min_labels_for_validation < 2:
+            raise ValueError(
+                "min_labels_for_validation must be an int >= 2, but got "
+                f"{min_labels_for_validation=}."
+            )
+        if (
+            not isinstance(clip, (tuple, list))
+            or len(clip) != 2
+            or not all(_is_real(c) and math.isfinite(c) for c in clip)
+            or not clip[0] < clip[1]
+        ):
+            raise ValueError(f"clip must be a pair of finite floats low < high, but got {clip=}.")
+
+    # ------------------------------------------------------------------------------ inputs
+
+    def resample(self, spectra: Any) -> np.ndarray:
+        """Spectra as the model sees them: clipped, sorted and resampled on the grid.
+
+        Args:
+            spectra: A 2-D array (one spectrum per row) or a sequence of 1-D arrays of any
+                lengths (tensors and ``LyapunovSpectrum`` objects work too), nats per step.
+
+        Returns:
+            An ``n x grid_size`` float64 array, nats per step, at the normalised indices
+            ``grid_``.
+        """
+        grid, _ = preprocess_spectra(
+            as_spectrum_list(spectra), self.grid_size, (float(self.clip[0]), float(self.clip[1]))
+        )
+        return grid
+
+    def _raw_spectrum_inputs(self, spectra: Any) -> np.ndarray:
+        grid, aux = preprocess_spectra(
+            as_spectrum_list(spectra), self.grid_size, (float(self.clip[0]), float(self.clip[1]))
+        )
+        return np.concatenate([grid, aux], axis=1)
+
+    def _raw_features(self, features: Any, n: int | None) -> np.ndarray:
+        if isinstance(features, torch.Tensor):
+            features = features.detach().cpu().numpy()
+        try:
+            arr = np.asarray(features, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"features must be a numeric n x f array, but got {type(features).__name__}."
+            ) from err
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] == 0:
+            raise ValueError(f"features must be an n x f array with f >= 1, but got {arr.shape=}.")
+        if n is not None and arr.shape[0] != n:
+            raise ValueError(
+                f"features must have one row per sample ({n}), but got {arr.shape[0]} rows."
+            )
+        return arr
+
+    def _inputs(
+        self, spectra: Any, features: Any
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, int]:
+        """Standardised network inputs for :meth:`predict` and friends, checked against fit."""
+        self._check_fitted()
+        x_spec = x_feat = None
+        n: int | None = None
+        if self.uses_spectra_:
+            if spectra is None:
+                raise ValueError("this model was fitted on spectra; pass spectra to predict.")
+            raw = self._raw_spectrum_inputs(spectra)
+            n = raw.shape[0]
+            x_spec = _standardise(raw, self._spec_mean, self._spec_scale)
+        elif spectra is not None:
+            raise ValueError(
+                "this model was fitted with spectra=None (features only); pass spectra=None."
+            )
+        if self.n_features_in_ > 0:
+            if features is None:
+                raise ValueError(
+                    f"this model was fitted with {self.n_features_in_} features; pass features."
+                )
+            raw_f = self._raw_features(features, n)
+            if raw_f.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"features must have {self.n_features_in_} columns as in fit, but got "
+                    f"{raw_f.shape[1]}."
+                )
+            n = raw_f.shape[0]
+            x_feat = _standardise(raw_f, self._feat_mean, self._feat_scale)
+        elif features is not None:
+            raise ValueError("this model was fitted without features; pass features=None.")
+        assert n is not None
+        return x_spec, x_feat, n
+
+    # --------------------------------------------------------------------------------- fit
+
+    def fit(self, spectra: Any, targets: Any, features: Any = None) -> AeLLE:
+        """Train the ensemble.
+
+        Args:
+            spectra: ``n`` spectra: a 2-D array (one per row) or a sequence of 1-D arrays of any
+                lengths ``D`` (full spectra, descending or not), nats per step. Non-finite
+                values are clipped and flagged. None trains a features-only model.
+            targets: ``n`` floats, e.g. the final validation accuracy. NaN marks an unlabelled
+                sample, which trains the reconstruction only. At least two must be finite.
+            features: Optional ``n x f`` extra inputs of the head (e.g. the learning curve so
+                far, hyperparameters). Non-finite entries are replaced by the column mean.
+
+        Returns:
+            self.
+        """
+        start = time.perf_counter()
+        self._check_params()
+        y = np.asarray(
+            targets.detach().cpu().numpy() if isinstance(targets, torch.Tensor) else targets,
+            dtype=np.float64,
+        )
+        if y.ndim != 1:
+            raise ValueError(f"targets must be a 1-D array, but got {y.shape=}.")
+        if np.isinf(y).any():
+            raise ValueError(
+                "targets must be finite or NaN (NaN = unlabelled), but got infinite values at "
+                f"indices {np.flatnonzero(np.isinf(y)).tolist()}."
+            )
+        labelled = np.isfinite(y)
+        n_labelled = int(labelled.sum())
+        if n_labelled < 2:
+            raise ValueError(f"fit needs at least 2 finite targets, but got {n_labelled=}.")
+        if spectra is None and features is None:
+            raise ValueError("fit needs spectra, features, or both, but got neither.")
+        n = y.shape[0]
+
+        seed = int(self.seed) if self.seed is not None else _fresh_seed()
+        seed = seed % (2**63)
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator().manual_seed(seed)
+
+        x_spec = x_feat = None
+        if spectra is not None:
+            raw = self._raw_spectrum_inputs(spectra)
+            if raw.shape[0] != n:
+                raise ValueError(
+                    f"spectra and targets must have the same length, but got {raw.shape[0]} "
+                    f"spectra and {n} targets."
+                )
+            g = self.grid_size
+            mean, std = _column_scale(raw, 0.0)
+            grid_floor = max(0.1 * float(np.median(std[:g])), 1e-6)
+            self._spec_mean = mean
+            self._spec_scale = np.concatenate(
+                [np.maximum(std[:g], grid_floor), np.maximum(std[g:], 0.25)]
+            )
+            x_spec = _standardise(raw, self._spec_mean, self._spec_scale)
+        if features is not None:
+            raw_f = self._raw_features(features, n)
+            self._feat_mean, self._feat_scale = _column_scale(raw_f, 1e-6)
+            x_feat = _standardise(raw_f, self._feat_mean, self._feat_scale)
+        else:
+            self._feat_mean = self._feat_scale = np.zeros(0)
+
+        self.target_mean_ = float(y[labelled].mean())
+        self.target_scale_ = float(y[labelled].std()) or 1.0
+        z = np.where(labelled, (y - self.target_mean_) / self.target_scale_, 0.0)
+
+        train_mask = np.tile(labelled, (self.n_models, 1))
+        val_mask = None
+        if n_labelled >= self.min_labels_for_validation:
+            # Member m holds out a window of a shuffled list of the labelled samples; the windows
+            # tile the list, so with n_models * validation_fraction >= 1 every sample is held
+            # out by some member.
+            order = rng.permutation(np.flatnonzero(labelled))
+            k = max(1, round(self.validation_fraction * n_labelled))
+            val_mask = np.zeros((self.n_models, n), dtype=bool)
+            for m in range(self.n_models):
+                val_mask[m, order[(m * k + np.arange(k)) % n_labelled]] = True
+            train_mask &= ~val_mask
+
+        self.uses_spectra_ = x_spec is not None
+        self.n_features_in_ = 0 if x_feat is None else int(x_feat.shape[1])
+        self.n_labelled_ = n_labelled
+        self.seed_ = seed
+        self.grid_ = grid_points(self.grid_size)
+        self.network_ = self._build_network(generator)
+        best = train_ensemble(
+            self.network_,
+            x_spec,
+            x_feat,
+            torch.as_tensor(z, dtype=_DTYPE),
+            torch.as_tensor(train_mask),
+            None if val_mask is None else torch.as_tensor(val_mask),
+            TrainingSettings(
+                alpha_schedule=tuple(float(a) for a in self.alpha_schedule),
+                lr=float(self.lr),
+                weight_decay=float(self.weight_decay),
+                max_steps=int(self.max_steps),
+                batch_size=int(self.batch_size),
+            ),
+            generator,
+        )
+        self.network_.eval()
+        self.best_steps_ = [int(s) for s in best]
+
+        self.oof_prediction_ = np.full(n, np.nan)
+        if val_mask is not None:
+            member_pred = self._member_predictions(x_spec, x_feat)
+            held = val_mask.sum(axis=0)
+            summed = np.where(val_mask, member_pred, 0.0).sum(axis=0)
+            has = held > 0
+            self.oof_prediction_[has] = summed[has] / held[has]
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _build_network(self, generator: torch.Generator) -> AeLLENetwork:
+        n_spec = self.grid_size + 4 if self.uses_spectra_ else 0
+        return AeLLENetwork(
+            n_models=self.n_models,
+            n_spectrum_inputs=n_spec,
+            n_features=self.n_features_in_,
+            latent_dim=self.latent_dim,
+            hidden_dim=self.hidden_dim,
+            head_hidden_dim=self.head_hidden_dim,
+            dropout=float(self.dropout),
+            generator=generator,
+        ).to(_DTYPE)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            raise RuntimeError("this AeLLE is not fitted yet; call fit() or AeLLE.load() first.")
+
+    # ------------------------------------------------------------------------------ outputs
+
+    def _member_predictions(
+        self, x_spec: torch.Tensor | None, x_feat: torch.Tensor | None
+    ) -> np.ndarray:
+        """Destandardised predictions of every member, an ``M x n`` float64 array."""
+        with torch.no_grad():
+            pred, _ = self.network_(x_spec, x_feat)
+        return pred.double().numpy() * self.target_scale_ + self.target_mean_
+
+    def predict(
+        self, spectra: Any, features: Any = None, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predict the targets of new samples.
+
+        Args:
+            spectra: Spectra as in :meth:`fit`, or None for a model fitted with ``spectra=None``.
+            features: ``n x f`` features when the model was fitted with features, else None.
+            return_std: Also return the ensemble's standard deviation.
+
+        Returns:
+            An ``n`` float64 array of ensemble means in target units, or ``(mean, std)``. Both
+            are always finite.
+        """
+        x_spec, x_feat, _ = self._inputs(spectra, features)
+        member = self._member_predictions(x_spec, x_feat)
+        member = np.where(np.isfinite(member), member, np.nan)
+        finite_any = np.isfinite(member).any(axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are handled below
+            mean = np.where(finite_any, np.nanmean(member, axis=0), self.target_mean_)
+            std = np.where(finite_any, np.nanstd(member, axis=0), 0.0)
+        if return_std:
+            return mean, std
+        return mean
+
+    def transform(self, spectra: Any, member: int = 0) -> np.ndarray:
+        """Latent codes of spectra.
+
+        Members learn their own latent spaces (not aligned with each other), so the codes come
+        from one member.
+
+        Args:
+            spectra: Spectra as in :meth:`fit`.
+            member: Which ensemble member's encoder to use, ``0 <= member < n_models``.
+
+        Returns:
+            An ``n x latent_dim`` float64 array.
+        """
+        x_spec = self._spectrum_only_inputs(spectra, "transform")
+        if not 0 <= member < self.n_models:
+            raise ValueError(f"member must be in [0, {self.n_models}), but got {member=}.")
+        with torch.no_grad():
+            latent = self.network_.encode(x_spec)[member]
+        return latent.double().numpy()
+
+    def reconstruct(self, spectra: Any) -> np.ndarray:
+        """The autoencoder's reconstruction of spectra on the grid, averaged over the ensemble.
+
+        Args:
+            spectra: Spectra as in :meth:`fit`.
+
+        Returns:
+            An ``n x grid_size`` float64 array in nats per step at the normalised indices
+            ``grid_``; compare with :meth:`resample`.
+        """
+        x_spec = self._spectrum_only_inputs(spectra, "reconstruct")
+        with torch.no_grad():
+            recon = self.network_.decode(self.network_.encode(x_spec)).mean(dim=0)
+        g = self.grid_size
+        return recon[:, :g].double().numpy() * self._spec_scale[:g] + self._spec_mean[:g]
+
+    def _spectrum_only_inputs(self, spectra: Any, what: str) -> torch.Tensor:
+        self._check_fitted()
+        if not self.uses_spectra_:
+            raise ValueError(f"{what} needs a model fitted on spectra, not with spectra=None.")
+        return _standardise(self._raw_spectrum_inputs(spectra), self._spec_mean, self._spec_scale)
+
+    def embed(
+        self, spectra: Any, method: str = "umap", *, n_neighbors: int = 15, member: int = 0
+    ) -> np.ndarray:
+        """Two-dimensional embedding of the latent codes, for plots.
+
+        ``"umap"`` runs umap-learn on the codes (seeded with ``seed_``, so it is reproducible).
+        UMAP needs a neighbourhood graph: with fewer than 16 spectra it falls back to PCA and
+        warns. ``"pca"`` gives the first two principal components, as in the seed model.
+
+        Args:
+            spectra: Spectra as in :meth:`fit`.
+            method: ``"umap"`` or ``"pca"``.
+            n_neighbors: UMAP's neighbourhood size (reduced to ``n - 1`` when fewer points).
+            member: Which ensemble member's latent space to embed.
+
+        Returns:
+            An ``n x 2`` float64 array.
+        """
+        if method not in ("umap", "pca"):
+            raise ValueError(f"method must be 'umap' or 'pca', but got {method=}.")
+        if not _is_int(n_neighbors) or n_neighbors < 2:
+            raise ValueError(f"n_neighbors must be an int >= 2, but got {n_neighbors=}.")
+        latent = self.transform(spectra, member=member)
+        n = latent.shape[0]
+        if method == "umap" and n < _UMAP_MIN_POINTS:
+            warnings.warn(
+                f"UMAP needs at least {_UMAP_MIN_POINTS} points, but got {n}; using PCA instead.",
+                UserWarning,
+                stacklevel=2,
+            )
+            method = "pca"
+        if method == "pca":
+            return _pca_2d(latent)
+        try:
+            import umap
+        except ImportError as err:  # pragma: no cover - umap-learn is a dependency
+            raise ImportError(
+                "embed(method='umap') needs umap-learn: pip install umap-learn"
+            ) from err
+        with warnings.catch_warnings():
+            # umap-learn warns that a fixed random_state disables parallelism: that is intended.
+            warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
+            reducer = umap.UMAP(
+                n_components=2, n_neighbors=min(n_neighbors, n - 1), random_state=self.seed_
+            )
+            return np.asarray(reducer.fit_transform(latent), dtype=np.float64)
+
+    # ---------------------------------------------------------------------------- save/load
+
+    def save(self, path: str | os.PathLike[str] | IO[bytes]) -> None:
+        """Write the fitted model to one file: tensors plus a JSON config, no pickled objects.
+
+        Args:
+            path: A file path or a binary file object. :meth:`load` reads it back with
+                ``torch.load(weights_only=True)``.
+        """
+        self._check_fitted()
+        params = self.get_params()
+        params["alpha_schedule"] = [float(a) for a in self.alpha_schedule]
+        params["clip"] = [float(c) for c in self.clip]
+        config = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "params": params,
+            "seed_": self.seed_,
+            "uses_spectra_": self.uses_spectra_,
+            "n_features_in_": self.n_features_in_,
+            "n_labelled_": self.n_labelled_,
+            "target_mean_": self.target_mean_,
+            "target_scale_": self.target_scale_,
+            "best_steps_": self.best_steps_,
+            "fit_time_": self.fit_time_,
+        }
+        tensors = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
+        if self.uses_spectra_:
+            tensors["spec_mean"] = torch.as_tensor(self._spec_mean)
+            tensors["spec_scale"] = torch.as_tensor(self._spec_scale)
+        tensors["feat_mean"] = torch.as_tensor(self._feat_mean)
+        tensors["feat_scale"] = torch.as_tensor(self._feat_scale)
+        tensors["oof_prediction"] = torch.as_tensor(self.oof_prediction_)
+        torch.save({"config": json.dumps(config), "tensors": tensors}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | IO[bytes]) -> AeLLE:
+        """Read a model written by :meth:`save`.
+
+        Args:
+            path: A file path or a binary file object.
+
+        Returns:
+            The fitted ``AeLLE``; its predictions equal those of the saved model.
+        """
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or "config" not in blob or "tensors" not in blob:
+            raise ValueError(f"{path!r} is not a file written by AeLLE.save.")
+        config = json.loads(blob["config"])
+        if config.get("format") != _FORMAT or config.get("version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"{path!r} holds format {config.get('format')!r} version "
+                f"{config.get('version')!r}; this version reads {_FORMAT!r} {_FORMAT_VERSION}."
+            )
+        params = config["params"]
+        params["alpha_schedule"] = tuple(params["alpha_schedule"])
+        params["clip"] = tuple(params["clip"])
+        model = cls(**params)
+        tensors: dict[str, torch.Tensor] = blob["tensors"]
+        model.seed_ = config["seed_"]
+        model.uses_spectra_ = config["uses_spectra_"]
+        model.n_features_in_ = config["n_features_in_"]
+        model.n_labelled_ = config["n_labelled_"]
+        model.target_mean_ = config["target_mean_"]
+        model.target_scale_ = config["target_scale_"]
+        model.best_steps_ = config["best_steps_"]
+        model.fit_time_ = config["fit_time_"]
+        model.grid_ = grid_points(model.grid_size)
+        if model.uses_spectra_:
+            model._spec_mean = tensors["spec_mean"].numpy()
+            model._spec_scale = tensors["spec_scale"].numpy()
+        model._feat_mean = tensors["feat_mean"].numpy()
+        model._feat_scale = tensors["feat_scale"].numpy()
+        model.oof_prediction_ = tensors["oof_prediction"].numpy()
+        network = model._build_network(torch.Generator().manual_seed(0))
+        prefix = "network."
+        network.load_state_dict(
+            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        )
+        network.eval()
+        model.network_ = network
+        return model
+
+    def __repr__(self) -> str:
+        defaults = AeLLE().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"AeLLE({args})"
