@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -90,7 +91,7 @@ class LyapunovSpectrum:
             return float(j)
         return j + float(partial[j - 1]) / abs(float(lam[j]))
 
-    def numpy(self):  # type: ignore[no-untyped-def]
+    def numpy(self) -> np.ndarray:
         """The mean exponents as a float64 NumPy array."""
         return self.exponents.numpy().copy()
 

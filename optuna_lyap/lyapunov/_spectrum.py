@@ -39,6 +39,7 @@ from optuna_lyap.lyapunov._result import LyapunovSpectrum
 from optuna_lyap.lyapunov._tangents import CellFn, CellTangent, StackedRNNTangent, Tangent
 
 _BUILTIN_CELLS = (nn.RNNCell, nn.GRUCell, nn.LSTMCell)
+_FLUSH = 128  # QR diagonals buffered before their logs are summed in float64
 
 
 def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -186,12 +187,16 @@ def _qr_chain(
     """Run the QR iteration; return per-sequence sums of ``log R_ii`` and a divergence mask.
 
     Everything stays on the tangent's device; nothing is read back to the host in the loop.
+    The ``|R_ii|`` of up to ``_FLUSH`` QRs are kept in the model's dtype and their logs summed
+    in float64 in one go, which keeps the per-step work to the product and the QR.
     """
     batch, device, dtype = tangent.batch, tangent.device, tangent.dtype
     q = _initial_basis(batch, tangent.dim, k, seed, device, dtype)
     log_sum = torch.zeros(batch, k, device=device, dtype=torch.float64)
-    bad = tangent.diverged.clone()
     n_steps = tangent.n_steps
+    pending = torch.empty(min(_FLUSH, n_steps), batch, k, device=device, dtype=dtype)
+    n_pending = 0
+    one = torch.ones((), device=device, dtype=dtype)
     since_qr = 0
     for t in range(n_steps):
         q = tangent.apply(t, q)
@@ -201,14 +206,21 @@ def _qr_chain(
         if since_qr < qr_interval and t != warmup - 1 and t != n_steps - 1:
             continue
         since_qr = 0
-        finite = torch.isfinite(q).all(dim=2).all(dim=1)
-        bad = bad | ~finite
-        q = torch.nan_to_num(q, nan=0.0, posinf=0.0, neginf=0.0)
         q, r = torch.linalg.qr(q)
         diag = r.diagonal(dim1=-2, dim2=-1)
-        q = q * torch.where(diag < 0, -1.0, 1.0).to(dtype).unsqueeze(-2)
+        # Make diag(R) positive. |R_ii| does not depend on it, but Q then evolves continuously.
+        q = q * torch.copysign(one, diag).unsqueeze(-2)
         if t >= warmup:
-            log_sum += torch.log(diag.abs().to(torch.float64))
+            torch.abs(diag, out=pending[n_pending])
+            n_pending += 1
+            if n_pending == pending.shape[0]:
+                log_sum += pending.to(torch.float64).log().sum(dim=0)
+                n_pending = 0
+    if n_pending:
+        log_sum += pending[:n_pending].to(torch.float64).log().sum(dim=0)
+    # A NaN or +inf product (a non-finite state, or an overflow between QRs) poisons its own
+    # sequence only: QR factorises each sequence's basis separately.
+    bad = tangent.diverged | torch.isnan(log_sum).any(dim=1) | torch.isposinf(log_sum).any(dim=1)
     return log_sum, bad
 
 
@@ -303,7 +315,7 @@ def lyapunov_spectrum(
                 if cell_dtype != params.dtype:
                     model = copy.deepcopy(model).to(cell_dtype)  # leave the caller's cell as is
                 step, dim = _builtin_cell_step(model)
-                _check_inputs(inputs, int(model.input_size), "(B, T, I)")  # type: ignore[arg-type]
+                _check_inputs(inputs, int(model.input_size), "(B, T, I)")
                 if h0 is None:
                     h0 = torch.zeros(inputs.shape[0], dim, device=params.device, dtype=cell_dtype)
                 tangent = _cell_tangent(step, inputs, h0, cell_dtype)
@@ -317,7 +329,7 @@ def lyapunov_spectrum(
                             "the inputs it receives, or give h0 to treat the module as a "
                             "custom cell step(state, x) -> state."
                         )
-                tangent = _cell_tangent(model, inputs, h0, dtype)  # type: ignore[arg-type]
+                tangent = _cell_tangent(model, inputs, h0, dtype)
         else:
             raise TypeError(
                 "model must be nn.RNN, nn.GRU, nn.LSTM, nn.RNNCell, nn.GRUCell, nn.LSTMCell or "

@@ -18,7 +18,7 @@ the state: its perturbation is held at zero at every step (the seed papers' conv
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -41,16 +41,23 @@ class Tangent(Protocol):
         ...
 
 
+def _weight(module: nn.Module, name: str) -> torch.Tensor:
+    tensor = getattr(module, name)
+    assert isinstance(tensor, torch.Tensor)
+    return tensor
+
+
 def _single_layer(model: nn.RNNBase, layer: int, dtype: torch.dtype) -> nn.RNNBase:
     """A one-layer copy of ``model``'s ``layer`` (time-major), to run it with the fused kernel."""
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if isinstance(model, nn.RNN):
         kwargs["nonlinearity"] = model.nonlinearity
     if isinstance(model, nn.LSTM) and model.proj_size > 0:
         kwargs["proj_size"] = model.proj_size
     in_size = model.input_size if layer == 0 else model.proj_size or model.hidden_size
     device = next(model.parameters()).device
-    single = type(model)(
+    cls: Any = type(model)  # RNNBase itself takes a mode string first; its subclasses do not
+    single = cls(
         in_size,
         model.hidden_size,
         num_layers=1,
@@ -118,9 +125,9 @@ class StackedRNNTangent:
             out, _ = single(x, hx)
             # A ReLU network's Jacobian stays finite while its state overflows: look at states.
             self.diverged |= ~torch.isfinite(out).all(dim=2).all(dim=0)
-            w_ih, w_hh = single.weight_ih_l0, single.weight_hh_l0
-            b_ih = single.bias_ih_l0 if model.bias else None
-            b_hh = single.bias_hh_l0 if model.bias else None
+            w_ih, w_hh = _weight(single, "weight_ih_l0"), _weight(single, "weight_hh_l0")
+            b_ih = _weight(single, "bias_ih_l0") if model.bias else None
+            b_hh = _weight(single, "bias_hh_l0") if model.bias else None
             h_prev = torch.cat([h0[layer : layer + 1], out[:-1]], dim=0)
             pre_x = nn.functional.linear(x, w_ih, b_ih)
             pre_h = nn.functional.linear(h_prev, w_hh, b_hh)
@@ -135,7 +142,7 @@ class StackedRNNTangent:
             self.factors.append({key: v.unsqueeze(-1) for key, v in factors.items()})
             self.w_ih.append(w_ih.detach())
             self.w_hh.append(w_hh.detach())
-            self.w_hr.append(single.weight_hr_l0.detach() if self.p else None)
+            self.w_hr.append(_weight(single, "weight_hr_l0").detach() if self.p else None)
             x = out
 
     def _rnn_factors(self, pre: torch.Tensor, h: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -221,7 +228,8 @@ class StackedRNNTangent:
                     out = torch.matmul(w_hr, out)
             new_h.append(out)
             dx = out
-        return torch.cat(new_h + new_c, dim=1)
+        parts = new_h + new_c
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 class CellTangent:
