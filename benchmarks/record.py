@@ -1,0 +1,386 @@
+"""Train a grid of configurations of a built-in task to the end and record every epoch.
+
+For each configuration (cell, hidden size, initialisation scale, learning rate) and each epoch
+``e = 0 .. n_epochs`` (0 = at initialisation), the table holds the validation metric, the training
+loss, the full Lyapunov spectrum of the recurrent layer on the task's probe inputs, and the
+seconds spent training, evaluating and computing the spectrum. HPO methods are then replayed on
+the table instead of training again.
+
+The file is gzip-compressed JSON lines: a ``meta`` line, then one line per configuration, each
+line its own gzip member, appended as soon as the configuration finishes. A run that stops
+(or a ``--start/--stop`` chunk) is resumed by running the same command again: configurations
+already in the file are skipped.
+
+Usage::
+
+    python benchmarks/record.py --task sdigits --out benchmarks/data/sdigits.jsonl.gz
+    python benchmarks/record.py --task sdigits --out ... --start 0 --stop 40   # one chunk
+    python benchmarks/record.py --task copy --option delay=20 --workers 2 --out ...
+    python benchmarks/record.py --time 6 --task sdigits --out /tmp/t.jsonl.gz  # timing probe
+
+Reading::
+
+    from benchmarks.record import load_table   # or import this file by path
+    table = load_table("benchmarks/data/sdigits.jsonl.gz")
+    table["values"]   # (n_configs, n_epochs + 1) validation metric
+    table["spectra"]  # (n_configs, n_epochs + 1, max dim) exponents, NaN past each ``dim``
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import optuna_lyap
+from optuna_lyap.tasks import SequenceTask, get_task, list_tasks, trial_seed
+
+FORMAT_VERSION = 1
+
+DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
+    "cell": ("rnn", "gru", "lstm"),
+    "hidden_size": (8, 16, 32, 64),
+    "init_scale": (0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+    "lr": (3e-4, 1e-3, 3e-3, 1e-2),
+}
+
+# The spectrum options every recorded table uses (the engine's defaults, seeded basis).
+SPECTRUM_OPTIONS: dict[str, Any] = {
+    "k": None,
+    "warmup": 0,
+    "qr_interval": 1,
+    "state": "full",
+    "seed": 0,
+}
+
+# Fields of the meta line that must match for a run to resume an existing file.
+_RESUME_KEYS = ("format", "task", "task_options", "seed", "n_epochs", "grid", "n_probes")
+
+_TIME_KEYS = ("train_seconds", "eval_seconds", "spectrum_seconds")
+
+
+def grid_configs(grid: dict[str, Sequence[Any]], seed: int) -> list[dict[str, Any]]:
+    """Every combination of ``grid``, in a random order drawn from ``seed``.
+
+    The shuffled order makes any prefix (a ``--stop`` chunk) an unbiased subset of the grid.
+    """
+    names = list(grid)
+    combos = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    order = np.random.default_rng(seed).permutation(len(combos))
+    return [combos[i] for i in order]
+
+
+def _finite_or_none(values: Iterable[float], digits: int | None = None) -> list[float | None]:
+    out: list[float | None] = []
+    for value in values:
+        value = float(value)
+        if not math.isfinite(value):
+            out.append(None)
+        else:
+            out.append(float(f"{value:.{digits}g}") if digits else value)
+    return out
+
+
+def record_config(
+    task: SequenceTask, index: int, params: dict[str, Any], *, seed: int, n_probes: int
+) -> dict[str, Any]:
+    """Train one configuration for ``task.n_epochs`` epochs and record every epoch.
+
+    Args:
+        task: The task (its ``n_epochs`` is the training length).
+        index: Position of the configuration in the grid order; with ``seed`` it seeds the
+            model (``trial_seed(seed, index)``, as ``make_objective`` does for trial numbers).
+        params: ``cell``, ``hidden_size``, ``init_scale``, ``lr``.
+        seed: The table's seed.
+        n_probes: Probe sequences for the spectrum.
+
+    Returns:
+        One JSON-ready record (lists of length ``n_epochs + 1``; non-finite numbers as None).
+    """
+    model = task.build_model(params, seed=trial_seed(seed, index))
+    optimizer = task.make_optimizer(model, params)
+    values, losses, spectra, diverged = [], [], [], []
+    times: dict[str, list[float]] = {key: [] for key in _TIME_KEYS}
+    for epoch in range(task.n_epochs + 1):
+        start = time.perf_counter()
+        losses.append(task.train_epoch(model, optimizer) if epoch > 0 else math.nan)
+        trained = time.perf_counter()
+        values.append(task.evaluate(model))
+        evaluated = time.perf_counter()
+        with warnings.catch_warnings():
+            # A diverged network gives NaN exponents with a warning; the record keeps the NaN.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spectrum = optuna_lyap.lyapunov_spectrum(
+                model.rnn, task.probe_inputs(model, n_probes), **SPECTRUM_OPTIONS
+            )
+        done = time.perf_counter()
+        spectra.append(_finite_or_none(spectrum.numpy(), digits=6))
+        diverged.append(bool(model.diverged))
+        times["train_seconds"].append(round(trained - start, 4))
+        times["eval_seconds"].append(round(evaluated - trained, 4))
+        times["spectrum_seconds"].append(round(done - evaluated, 4))
+    return {
+        "kind": "config",
+        "index": index,
+        "params": params,
+        "model_seed": trial_seed(seed, index),
+        "dim": int(spectrum.dim),
+        "values": _finite_or_none(values),
+        "train_loss": _finite_or_none(losses),
+        "diverged": diverged,
+        "spectra": spectra,
+        **times,
+    }
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line as its own gzip member, written and synced in one go."""
+    data = gzip.compress((json.dumps(record, separators=(",", ":")) + "\n").encode())
+    with path.open("ab") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of ``path``; a truncated last member (an interrupted write) is dropped."""
+    with gzip.open(path, "rt") as handle:
+        try:
+            for line in handle:
+                if line.endswith("\n"):
+                    yield json.loads(line)
+        except (EOFError, gzip.BadGzipFile):
+            warnings.warn(f"{path}: ignoring a truncated last record.", stacklevel=2)
+
+
+def read_records(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The meta line and the configuration records of a table, by grid index."""
+    lines = list(_read_lines(Path(path)))
+    if not lines or lines[0].get("kind") != "meta":
+        raise ValueError(f"{path} does not start with a meta line; is it a recorded table?")
+    records = {line["index"]: line for line in lines[1:] if line.get("kind") == "config"}
+    return lines[0], [records[i] for i in sorted(records)]
+
+
+def load_table(path: str | Path) -> dict[str, Any]:
+    """A recorded table as arrays.
+
+    Returns:
+        ``meta`` (dict), ``index`` ``(n,)``, ``cell`` ``(n,)`` str, ``hidden_size`` ``(n,)``,
+        ``init_scale`` ``(n,)``, ``lr`` ``(n,)``, ``dim`` ``(n,)`` (spectrum length ``D``),
+        ``values`` / ``train_loss`` / ``train_seconds`` / ``eval_seconds`` /
+        ``spectrum_seconds`` ``(n, E + 1)`` floats (NaN where missing), ``diverged``
+        ``(n, E + 1)`` bool, and ``spectra`` ``(n, E + 1, max D)`` float64 exponents in nats
+        per step, descending, NaN beyond each row's ``dim``.
+    """
+    meta, records = read_records(path)
+    n, steps = len(records), meta["n_epochs"] + 1
+    width = max((r["dim"] for r in records), default=0)
+    table: dict[str, Any] = {"meta": meta}
+    table["index"] = np.array([r["index"] for r in records], dtype=np.int64)
+    for key in ("cell", "hidden_size", "init_scale", "lr"):
+        table[key] = np.array([r["params"][key] for r in records])
+    table["dim"] = np.array([r["dim"] for r in records], dtype=np.int64)
+    for key in ("values", "train_loss", *_TIME_KEYS):
+        table[key] = np.array(
+            [[np.nan if v is None else v for v in r[key]] for r in records], dtype=np.float64
+        ).reshape(n, steps)
+    table["diverged"] = np.array([r["diverged"] for r in records], dtype=bool).reshape(n, steps)
+    spectra = np.full((n, steps, width), np.nan)
+    for row, record in enumerate(records):
+        for epoch, spectrum in enumerate(record["spectra"]):
+            spectra[row, epoch, : len(spectrum)] = [np.nan if v is None else v for v in spectrum]
+    table["spectra"] = spectra
+    return table
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option takes KEY=VALUE but got {pair!r}.")
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text  # a bare word such as order=pixel
+    return options
+
+
+# One task per worker process, built once by the pool's initializer.
+_WORKER_TASK: SequenceTask | None = None
+
+
+def _init_worker(name: str, seed: int, n_epochs: int, options: dict[str, Any]) -> None:
+    global _WORKER_TASK
+    torch.set_num_threads(1)
+    _WORKER_TASK = get_task(name, seed=seed, n_epochs=n_epochs, **options)
+
+
+def _run_in_worker(job: tuple[int, dict[str, Any], int, int]) -> dict[str, Any]:
+    index, params, seed, n_probes = job
+    assert _WORKER_TASK is not None
+    return record_config(_WORKER_TASK, index, params, seed=seed, n_probes=n_probes)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--task", required=True, choices=sorted(list_tasks()))
+    parser.add_argument("--out", type=Path, help="table file (.jsonl.gz); appended to")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, e.g. order=pixel (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="data split, grid order, models")
+    parser.add_argument("--n-epochs", type=int, default=None, help="default: the task's")
+    parser.add_argument("--n-probes", type=int, default=15, help="probe sequences per spectrum")
+    for key, values in DEFAULT_GRID.items():
+        kind = str if key == "cell" else int if key == "hidden_size" else float
+        parser.add_argument(
+            f"--{key.replace('_', '-')}s",
+            dest=key,
+            nargs="+",
+            type=kind,
+            default=list(values),
+            help=f"grid values of {key}",
+        )
+    parser.add_argument("--start", type=int, default=0, help="first grid position to run")
+    parser.add_argument("--stop", type=int, default=None, help="one past the last position")
+    parser.add_argument("--workers", type=int, default=1, help="processes (1: no pool)")
+    parser.add_argument(
+        "--time",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time N configurations spread over the grid; write nothing",
+    )
+    return parser
+
+
+def _meta(args: argparse.Namespace, grid: dict[str, list[Any]], task: SequenceTask) -> dict:
+    return {
+        "kind": "meta",
+        "format": FORMAT_VERSION,
+        "task": task.name,
+        "task_options": _parse_options(args.option),
+        "metric": task.metric,
+        "direction": task.direction,
+        "worst_value": task.worst_value,
+        "seed": args.seed,
+        "n_epochs": task.n_epochs,
+        "grid": grid,
+        "n_configs": math.prod(len(v) for v in grid.values()),
+        "n_probes": args.n_probes,
+        "probe_length": task.probe_length,
+        "spectrum": SPECTRUM_OPTIONS,
+        "command": "python " + shlex.join(["benchmarks/record.py", *sys.argv[1:]]),
+        "versions": {
+            "optuna_lyap": optuna_lyap.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(1)
+    options = _parse_options(args.option)
+    task = get_task(args.task, seed=args.seed, n_epochs=args.n_epochs, **options)
+    grid = {key: list(getattr(args, key)) for key in DEFAULT_GRID}
+    configs = grid_configs(grid, args.seed)
+    meta = _meta(args, grid, task)
+
+    if args.time:
+        # Spread the probe from the smallest to the largest models: the largest set the pace.
+        by_size = sorted(
+            range(len(configs)), key=lambda i: (configs[i]["hidden_size"], configs[i]["cell"])
+        )
+        picks = [by_size[int(p)] for p in np.linspace(0, len(configs) - 1, args.time).round()]
+        for index in picks:
+            start = time.perf_counter()
+            record = record_config(
+                task, int(index), configs[index], seed=args.seed, n_probes=args.n_probes
+            )
+            total = time.perf_counter() - start
+            spent = {key: round(sum(record[key]), 2) for key in _TIME_KEYS}
+            print(
+                f"{index:4d} {configs[index]} total {total:.2f}s {spent} "
+                f"final {record['values'][-1]}",
+                flush=True,
+            )
+        return
+
+    if args.out is None:
+        raise SystemExit("--out is required unless --time is given.")
+    done: set[int] = set()
+    if args.out.exists():
+        old_meta, records = read_records(args.out)
+        mismatch = [key for key in _RESUME_KEYS if old_meta.get(key) != meta.get(key)]
+        if mismatch:
+            raise SystemExit(
+                f"{args.out} was recorded with other settings ({mismatch}); "
+                "use another --out or the same options."
+            )
+        done = {r["index"] for r in records}
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        _append_line(args.out, meta)
+
+    stop = len(configs) if args.stop is None else min(args.stop, len(configs))
+    jobs = [
+        (i, configs[i], args.seed, args.n_probes) for i in range(args.start, stop) if i not in done
+    ]
+    print(
+        f"{task.name}: {len(jobs)} configurations to run ({len(done)} already recorded)",
+        flush=True,
+    )
+    started = time.perf_counter()
+    if args.workers > 1:
+        context = multiprocessing.get_context("spawn")
+        setup = (args.task, args.seed, task.n_epochs, options)
+        with context.Pool(args.workers, _init_worker, setup) as pool:
+            results: Iterable[dict[str, Any]] = pool.imap_unordered(_run_in_worker, jobs)
+            _write_all(args.out, results, len(jobs), started)
+    else:
+        results = (record_config(task, i, p, seed=s, n_probes=n) for i, p, s, n in jobs)
+        _write_all(args.out, results, len(jobs), started)
+
+
+def _write_all(path: Path, results: Iterable[dict[str, Any]], total: int, started: float) -> None:
+    for count, record in enumerate(results, start=1):
+        _append_line(path, record)
+        seconds = sum(sum(record[key]) for key in _TIME_KEYS)
+        print(
+            f"[{count}/{total}] config {record['index']} {record['params']} "
+            f"final {record['values'][-1]} ({seconds:.1f}s; "
+            f"{time.perf_counter() - started:.0f}s elapsed)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
