@@ -1,12 +1,30 @@
-"""optuna-lyap: prune and steer Optuna studies of recurrent networks by their Lyapunov spectrum."""
+"""optuna-lyap: prune and steer Optuna studies of recurrent networks by their Lyapunov spectrum.
+
+The spectrum engine (:func:`lyapunov_spectrum`) and the spectrum autoencoder (:class:`AeLLE`)
+import no Optuna; the pruner, the monitor and the storage helpers are the Optuna glue.
+"""
 
 from __future__ import annotations
 
+from optuna_lyap.aelle import AeLLE
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from optuna_lyap.pruners import (
+    LyapunovMonitor,
+    LyapunovPruner,
+    load_predictions,
+    load_spectra,
+    report_spectrum,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AeLLE",
+    "LyapunovMonitor",
+    "LyapunovPruner",
     "LyapunovSpectrum",
+    "load_predictions",
+    "load_spectra",
     "lyapunov_spectrum",
+    "report_spectrum",
 ]
