@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ SPECIAL = np.array([0.25, math.nan, 1e-300, -math.inf, math.inf, -1.0 / 3.0])
 
 
 @pytest.fixture(params=KINDS)
-def make_study(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+def make_study(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., optuna.Study]]:
     with study_factory(request.param, tmp_path) as make:
         yield make
 
@@ -33,11 +36,11 @@ def _strict_json(trial: optuna.trial.FrozenTrial) -> None:
     json.dumps(trial.user_attrs, allow_nan=False)
 
 
-def test_round_trip_on_every_storage(make_study) -> None:  # type: ignore[no-untyped-def]
+def test_round_trip_on_every_storage(make_study: Callable[..., optuna.Study]) -> None:
     study = make_study()
     trial = study.ask()
     report_spectrum(trial, SPECIAL, step=0)
-    report_spectrum(trial, np.float32([0.5, -0.5]), step=3)
+    report_spectrum(trial, np.array([0.5, -0.5], dtype=np.float32), step=3)
     study.tell(trial, 1.0)
 
     frozen = study.trials[0]
@@ -52,7 +55,9 @@ def test_round_trip_on_every_storage(make_study) -> None:  # type: ignore[no-unt
     _assert_same(load_spectra(running)[1], SPECIAL)
 
 
-def test_long_spectrum_is_split_under_the_size_cap(make_study) -> None:  # type: ignore[no-untyped-def]
+def test_long_spectrum_is_split_under_the_size_cap(
+    make_study: Callable[..., optuna.Study],
+) -> None:
     study = make_study()
     rng = np.random.default_rng(0)
     exponents = np.sort(rng.normal(size=5001))[::-1] * 1e-7
@@ -75,7 +80,7 @@ def test_accepts_tensors_and_spectrum_objects() -> None:
     spec = LyapunovSpectrum.from_per_sequence(per_sequence, torch.tensor([False, False]), dim=8)
     report_spectrum(trial, spec, step=0)
     report_spectrum(trial, torch.tensor([1.5, -2.0], dtype=torch.float32), step=1)
-    report_spectrum(trial, [0.0, -1.0], step=np.int64(2))
+    report_spectrum(trial, [0.0, -1.0], step=np.int64(2))  # type: ignore[arg-type]
     spectra = load_spectra(trial)
     _assert_same(spectra[0], spec.exponents.numpy())
     _assert_same(spectra[1], np.array([1.5, -2.0]))
@@ -127,10 +132,10 @@ def test_fixed_trial_is_a_no_op_and_bad_arguments_fail() -> None:
         report_spectrum(trial, [], step=0)
     study.tell(trial, 0.0)
     with pytest.raises(TypeError, match="FrozenTrial"):
-        report_spectrum(study.trials[0], [0.1], step=0)  # type: ignore[arg-type]
+        report_spectrum(study.trials[0], [0.1], step=0)
 
 
-def test_prediction_records_round_trip(make_study) -> None:  # type: ignore[no-untyped-def]
+def test_prediction_records_round_trip(make_study: Callable[..., optuna.Study]) -> None:
     study = make_study()
     trial = study.ask()
     frozen = study.trials[0]

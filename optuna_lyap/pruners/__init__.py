@@ -1,0 +1,18 @@
+"""Optuna glue that reads trials' Lyapunov spectra: reporting, the monitor, the pruner."""
+
+from __future__ import annotations
+
+from optuna_lyap._storage import load_predictions, load_spectra, report_spectrum
+from optuna_lyap.pruners._lyapunov import LyapunovPruner
+from optuna_lyap.pruners._monitor import LyapunovMonitor
+from optuna_lyap.pruners._predictor import curve_features, fit_aelle
+
+__all__ = [
+    "LyapunovMonitor",
+    "LyapunovPruner",
+    "curve_features",
+    "fit_aelle",
+    "load_predictions",
+    "load_spectra",
+    "report_spectrum",
+]

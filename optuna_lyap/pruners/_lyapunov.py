@@ -1,0 +1,415 @@
+"""``LyapunovPruner``: prune trials whose predicted final value is very likely poor."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.pruners import BasePruner, MedianPruner
+from optuna.search_space import intersection_search_space
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_lyap._storage import record_prediction, spectrum_at, spectrum_key
+from optuna_lyap.aelle import AeLLE
+from optuna_lyap.pruners._predictor import (
+    FittedPredictor,
+    ParamEncoder,
+    Rows,
+    collect_rows,
+    curve_features,
+    fit_predictor,
+    input_sets,
+    pretrained_inputs,
+)
+
+# Trial n is kept unpruned when frac(n * phi) < share: a deterministic, evenly spread subset
+# of every run of trial numbers (a Weyl sequence), the same in every worker.
+_GOLDEN = 0.6180339887498949
+_CACHE_SIZE = 64
+
+
+def is_protected(number: int, share: float) -> bool:
+    """Whether trial ``number`` belongs to the share of trials that are never pruned."""
+    return (number * _GOLDEN) % 1.0 < share
+
+
+def _is_check_step(
+    step: int, reported_steps: Sequence[int], n_warmup_steps: int, interval_steps: int
+) -> bool:
+    """Whether ``step`` is the first reported step of its pruning interval (as in Optuna)."""
+    check = (step - n_warmup_steps) // interval_steps * interval_steps + n_warmup_steps
+    previous = max((s for s in reported_steps if s != step), default=-1)
+    return previous < check
+
+
+def _score(values: np.ndarray | float, direction: StudyDirection) -> Any:
+    """Values oriented so that higher is better."""
+    return values if direction == StudyDirection.MAXIMIZE else -np.asarray(values)
+
+
+def _check_real(name: str, value: Any, low: float, high: float, *, closed: bool = True) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok and closed:
+        ok = low <= value <= high
+    elif ok:
+        ok = low < value < high
+    if not ok:
+        interval = f"[{low}, {high}]" if closed else f"({low}, {high})"
+        raise ValueError(f"`{name}` must be a number in {interval}, but got {name}={value!r}.")
+    return float(value)
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}, but got {name}={value!r}.")
+    return int(value)
+
+
+class LyapunovPruner(BasePruner):
+    """Prune trials whose final value, predicted from their dynamics, is very likely poor.
+
+    At each check step the pruner predicts the running trial's final value from its Lyapunov
+    spectrum (the latest one reported at or before the step, see
+    :func:`~optuna_lyap.report_spectrum`) and its learning curve so far, with an
+    :class:`~optuna_lyap.AeLLE` fitted on the study's COMPLETE trials (their spectra at the same
+    step, their curves up to the step, their final values). It prunes when the prediction, with
+    its uncertainty, says the trial will end worse than the best ``quantile`` of the completed
+    trials with probability at least ``confidence``.
+
+    A prediction is only acted on where it ranks the completed trials better than the raw
+    intermediate value does. At each step the candidate input sets (spectrum, curve,
+    hyperparameters, all together) are cross-validated on the completed trials; the one whose
+    out-of-sample predictions have the highest Spearman correlation with the final values is
+    kept, and used only when that correlation is positive and above the raw value's
+    correlation at the step. Otherwise, and until ``n_startup_trials`` trials have completed
+    (with no pretrained model), the ``fallback`` pruner decides.
+
+    Every decision the model takes part in is written to the trial: the numeric user attrs
+    ``lyap_predicted``, ``lyap_predicted_std``, ``lyap_threshold``, ``lyap_n_train``, and a
+    per-step record in the system attrs (see :func:`optuna_lyap.pruners.load_predictions`).
+
+    Decisions depend only on the storage's contents and ``seed``: the model at a step is
+    fitted once per set of completed trials (and unlabelled spectra), cached, and every worker
+    process fits the same one. The pruner can be shared by threads (``n_jobs > 1``) and
+    pickled (the cache is dropped).
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            import optuna_lyap
+
+
+            def objective(trial):
+                model, optimizer = build(trial)
+                monitor = optuna_lyap.LyapunovMonitor(trial, probe_inputs, steps=(0, 1))
+                for epoch in range(10):
+                    train_epoch(model, optimizer)
+                    monitor.step(model, evaluate(model), epoch)
+                return evaluate(model)
+
+
+            study = optuna.create_study(
+                direction="maximize", pruner=optuna_lyap.LyapunovPruner(n_startup_trials=8)
+            )
+            study.optimize(objective, n_trials=50)
+
+    Args:
+        n_startup_trials: The model is fitted once this many trials have completed; before,
+            the fallback decides (unless ``aelle`` is given).
+        n_warmup_steps: No trial is pruned (by the model or the fallback) before this step.
+        interval_steps: Steps between checks, offset by the warm-up (as in Optuna's pruners).
+        quantile: Share of the completed trials whose final value defines the bar: the
+            threshold is the value the best ``quantile`` of them reached (0.5: the median).
+            In ``(0, 1)``.
+        confidence: Prune when the probability of ending worse than the threshold is at least
+            this. In ``(0.5, 1)``. The prediction is taken as Gaussian with the model's mean and
+            a standard deviation combining the ensemble's spread with the cross-validated
+            residuals.
+        fallback: The pruner that decides when the model cannot: ``"median"`` (the default)
+            is ``MedianPruner(n_startup_trials=n_startup_trials)``; None never prunes then.
+        aelle: A fitted :class:`~optuna_lyap.AeLLE` or a path written by ``AeLLE.save``, e.g.
+            fitted on an earlier study of the same task family with :func:`fit_aelle`. It
+            predicts from the first trial (the threshold then comes from its training targets'
+            mean and spread); once ``n_startup_trials`` have completed it competes with the
+            models fitted on the study's own trials, scored by how it ranks them.
+        aelle_params: Keyword arguments of the :class:`~optuna_lyap.AeLLE` models the pruner
+            fits (``seed`` is set by ``seed``). Fewer ``n_models`` or ``max_steps`` make
+            refits cheaper.
+        use_spectrum: Offer the spectrum as an input.
+        use_curve: Offer the learning curve (latest and best value up to the step).
+        use_params: Offer the hyperparameters (log-scaled where the distribution is, one-hot
+            for categorical ones) of the completed trials' common search space.
+        select_inputs: Cross-validate each offered input alone and all together and keep the
+            best; False fits only all offered inputs together.
+        require_beating_raw: Act on the model only where it out-ranks the raw intermediate
+            value on the completed trials; False always acts on it once fitted.
+        cv_folds: Folds of the cross-validation (leave-one-out with fewer completed trials).
+            Each refit costs ``(cv_folds + 1)`` fits per candidate input set.
+        use_unlabelled: Also train the autoencoder's reconstruction on the spectra that pruned
+            trials reported at the same step. They enter in blocks (the lowest-numbered
+            ``2^j`` of them) so the model is refitted only when their count doubles.
+        min_unpruned_share: Share of trials never pruned, so the model keeps getting labels:
+            trial ``n`` is kept when ``frac(n * 0.618...) < min_unpruned_share`` (trial 0 is
+            always among them). Their predictions are still recorded. In ``[0, 1)``.
+        seed: Seed of every model fit, so all workers reach the same decisions.
+    """
+
+    def __init__(
+        self,
+        n_startup_trials: int = 5,
+        n_warmup_steps: int = 0,
+        interval_steps: int = 1,
+        *,
+        quantile: float = 0.25,
+        confidence: float = 0.75,
+        fallback: BasePruner | str | None = "median",
+        aelle: AeLLE | str | os.PathLike[str] | None = None,
+        aelle_params: Mapping[str, Any] | None = None,
+        use_spectrum: bool = True,
+        use_curve: bool = True,
+        use_params: bool = False,
+        select_inputs: bool = True,
+        require_beating_raw: bool = True,
+        cv_folds: int = 5,
+        use_unlabelled: bool = True,
+        min_unpruned_share: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        self._n_startup_trials = _check_int("n_startup_trials", n_startup_trials, 0)
+        self._n_warmup_steps = _check_int("n_warmup_steps", n_warmup_steps, 0)
+        self._interval_steps = _check_int("interval_steps", interval_steps, 1)
+        self._quantile = _check_real("quantile", quantile, 0.0, 1.0, closed=False)
+        self._confidence = _check_real("confidence", confidence, 0.5, 1.0, closed=False)
+        self._cv_folds = _check_int("cv_folds", cv_folds, 2)
+        self._share = _check_real("min_unpruned_share", min_unpruned_share, 0.0, 1.0)
+        if self._share >= 1.0:
+            raise ValueError(
+                f"`min_unpruned_share` must be below 1 (1 never prunes), but got "
+                f"{min_unpruned_share=}."
+            )
+        self._seed = _check_int("seed", seed, 0)
+        if fallback == "median":
+            fallback = MedianPruner(n_startup_trials=n_startup_trials)
+        if fallback is not None and not isinstance(fallback, BasePruner):
+            raise ValueError(
+                f"`fallback` must be a BasePruner, 'median' or None, but got {fallback=}."
+            )
+        self._fallback = fallback
+        self._candidates = input_sets(use_spectrum, use_curve, use_params, select_inputs)
+        self._use_params = use_params
+        self._require_beating_raw = bool(require_beating_raw)
+        self._use_unlabelled = bool(use_unlabelled)
+        self._aelle_params = dict(aelle_params or {})
+        self._aelle_params.pop("seed", None)
+        AeLLE(**self._aelle_params)  # a misspelt name fails here, not in the first fit
+
+        if isinstance(aelle, (str, os.PathLike)):
+            aelle = AeLLE.load(aelle)
+        if aelle is not None:
+            if not isinstance(aelle, AeLLE):
+                raise ValueError(
+                    f"`aelle` must be a fitted AeLLE, a path to one, or None, but got {aelle=}."
+                )
+            pretrained_inputs(aelle)  # validates it
+        self._pretrained = aelle
+        self._init_cache()
+
+    def _init_cache(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[Any, ...], FittedPredictor | None] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        del state["_cache"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_cache()
+
+    @property
+    def _reads_spectra(self) -> bool:
+        if any("spectrum" in c for c in self._candidates):
+            return True
+        return self._pretrained is not None and self._pretrained.uses_spectra_
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if len(study.directions) > 1:
+            raise ValueError(
+                "LyapunovPruner supports single-objective studies only, but the study has "
+                f"{len(study.directions)} objectives."
+            )
+        step = trial.last_step
+        if step is None or step < self._n_warmup_steps:
+            return False
+        if not _is_check_step(
+            step, list(trial.intermediate_values), self._n_warmup_steps, self._interval_steps
+        ):
+            return False
+        protected = is_protected(trial.number, self._share)
+        decision = self._model_decision(study, trial, step)
+        if decision is None:
+            return not protected and self._fallback_prunes(study, trial)
+        record, acts = decision
+        if protected:
+            pruned, record["rule"] = False, "kept"
+        elif acts:
+            pruned, record["rule"] = record["p_worse"] >= self._confidence, "model"
+        else:
+            pruned, record["rule"] = self._fallback_prunes(study, trial), "fallback"
+        record["pruned"] = pruned
+        record_prediction(study, trial, step, record)
+        return pruned
+
+    def _fallback_prunes(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return self._fallback is not None and self._fallback.prune(study, trial)
+
+    def _model_decision(
+        self, study: optuna.Study, trial: FrozenTrial, step: int
+    ) -> tuple[dict[str, Any], bool] | None:
+        """The model's prediction for ``trial`` and whether to act on it, or None (no model)."""
+        direction = study.direction
+        curve = curve_features(trial.intermediate_values, step, direction)
+        if not math.isfinite(curve[0]):
+            return None  # a non-finite current value: the fallback judges it
+        completed = sorted(
+            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+            key=lambda t: t.number,
+        )
+        own_ready = len(completed) >= self._n_startup_trials and len(completed) > 0
+        if not own_ready and self._pretrained is None:
+            return None
+
+        spectrum_step: int | None = None
+        spectrum: np.ndarray | None = None
+        if self._reads_spectra:
+            found = spectrum_at(trial, step)
+            if found is not None:
+                spectrum_step, spectrum = found
+
+        unlabelled: list[FrozenTrial] = []
+        if self._use_unlabelled and spectrum_step is not None and own_ready:
+            key_step = spectrum_key(spectrum_step)
+            pruned = [
+                t
+                for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+                if key_step in t.system_attrs
+            ]
+            if pruned:
+                block = 2 ** int(math.floor(math.log2(len(pruned))))
+                unlabelled = sorted(pruned, key=lambda t: t.number)[:block]
+
+        key = (
+            step,
+            spectrum_step,
+            tuple(t.number for t in completed) if own_ready else (),
+            tuple(t.number for t in unlabelled),
+        )
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                fitted = self._cache[key]
+            else:
+                fitted = self._fit(
+                    completed if own_ready else [], unlabelled, step, spectrum_step, direction
+                )
+                self._cache[key] = fitted
+                while len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        if fitted is None:
+            return None
+        chosen = fitted.chosen
+        if "spectrum" in chosen.inputs and spectrum is None:
+            return None
+
+        encoder = fitted.encoder
+        row = Rows(
+            [trial.number],
+            None if spectrum is None else [spectrum],
+            curve[None, :],
+            None if encoder is None else encoder.encode(trial.params)[None, :],
+            np.array([math.nan]),
+        )
+        mean, std = (float(v[0]) for v in fitted.predict(row))
+
+        if own_ready:
+            scores = _score(np.array([t.value for t in completed], dtype=np.float64), direction)
+            scores = np.where(np.isnan(scores), -np.inf, scores)
+            threshold_score = float(np.quantile(scores, 1.0 - self._quantile))
+            threshold = (
+                threshold_score if direction == StudyDirection.MAXIMIZE else -threshold_score
+            )
+        else:
+            assert self._pretrained is not None
+            z = NormalDist().inv_cdf(1.0 - self._quantile)
+            sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
+            threshold = self._pretrained.target_mean_ + sign * z * self._pretrained.target_scale_
+        gap = float(_score(threshold, direction) - _score(mean, direction))
+        if std > 0:
+            p_worse = NormalDist().cdf(gap / std)
+        else:
+            p_worse = 1.0 if gap > 0 else 0.0 if gap < 0 else 0.5
+
+        acts = not own_ready or fitted.beats_raw or not self._require_beating_raw
+        record = {
+            "predicted": mean,
+            "predicted_std": std,
+            "threshold": threshold,
+            "n_train": fitted.n_train,
+            "p_worse": p_worse,
+            "inputs": "+".join(chosen.inputs),
+            "pretrained": chosen.pretrained,
+            "rank_corr": chosen.rank_corr,
+            "raw_rank_corr": fitted.raw_rank_corr,
+            "spectrum_step": spectrum_step,
+        }
+        return record, acts
+
+    def _fit(
+        self,
+        completed: list[FrozenTrial],
+        unlabelled: list[FrozenTrial],
+        step: int,
+        spectrum_step: int | None,
+        direction: StudyDirection,
+    ) -> FittedPredictor | None:
+        encoder = None
+        if self._use_params and completed:
+            encoder = ParamEncoder(intersection_search_space(completed))
+            if encoder.width == 0:
+                encoder = None
+        rows = collect_rows(
+            completed, step=step, spectrum_step=spectrum_step, direction=direction, encoder=encoder
+        )
+        extra = None
+        if unlabelled and spectrum_step is not None:
+            extra = collect_rows(
+                unlabelled,
+                step=step,
+                spectrum_step=spectrum_step,
+                direction=direction,
+                encoder=encoder,
+                labelled=False,
+                exact_spectrum_step=True,
+            )
+        params = {**self._aelle_params, "seed": self._seed}
+        return fit_predictor(
+            rows,
+            candidates=self._candidates,
+            make_model=lambda: AeLLE(**params),
+            unlabelled=extra,
+            pretrained=self._pretrained,
+            encoder=encoder,
+            cv_folds=self._cv_folds,
+        )

@@ -1,0 +1,153 @@
+"""``LyapunovMonitor``: the one line a training loop adds to report values and spectra."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import optuna
+import torch
+from torch import nn
+
+from optuna_lyap._storage import report_spectrum
+from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
+
+ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
+
+
+def _recurrent_part(model: Any) -> Any:
+    """The object whose spectrum is computed: the model itself or its one ``nn.RNNBase``."""
+    if isinstance(model, (nn.RNNBase, nn.RNNCellBase)) or not isinstance(model, nn.Module):
+        return model
+    found = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise ValueError(
+            f"The model holds {len(found)} nn.RNNBase modules, so which one to analyse is "
+            "ambiguous; pass that module (e.g. model.encoder) to step()."
+        )
+    return model  # a custom cell: step(state (B, D), x_t (B, I)) -> state (B, D)
+
+
+class LyapunovMonitor:
+    """Report a trial's metric, store its Lyapunov spectrum on chosen steps, prune on request.
+
+    Call :meth:`step` once per epoch (or evaluation) of the training loop. On every step it
+    reports ``value`` with :meth:`optuna.Trial.report`; on the steps in ``steps`` it also
+    computes the spectrum of the recurrent part of the model along ``probe_inputs`` and stores
+    it with :func:`~optuna_lyap.report_spectrum`; then it raises :class:`optuna.TrialPruned`
+    when the study's pruner says so.
+
+    Example:
+
+        .. code-block:: python
+
+            def objective(trial):
+                model = build(trial)
+                monitor = optuna_lyap.LyapunovMonitor(trial, probe_inputs, steps=(0, 1))
+                monitor.step(model, evaluate(model), 0)  # the untrained network
+                for epoch in range(1, 11):
+                    train_epoch(model)
+                    monitor.step(model, evaluate(model), epoch)
+                return evaluate(model)
+
+    Args:
+        trial: The running trial (an :class:`optuna.trial.FixedTrial` is accepted; nothing is
+            stored then).
+        probe_inputs: The sequences that drive the network while its spectrum is measured: a
+            tensor laid out as the recurrent module expects (``B x T x I`` when ``batch_first``
+            or for a cell), or ``callable(model) -> tensor`` (e.g. a task's probe inputs, which
+            depend on the model's embedding). May be given per call instead.
+        steps: The steps whose spectrum is computed and stored; None computes it on every step.
+        k: Number of leading exponents (None: all ``D``). The pruner compares spectra on a
+            grid of normalised index, so full spectra serve it best.
+        warmup: Inputs that evolve the state before averaging starts (see
+            :func:`~optuna_lyap.lyapunov_spectrum`).
+        qr_interval: Jacobian products between QR factorisations.
+        state: ``"full"`` or ``"h"`` (LSTM cell state held fixed).
+        h0: Initial state; required for a custom cell.
+        dtype: Dtype of the Jacobian products (the model's if None).
+        seed: Seed of the initial orthonormal basis, so spectra are reproducible.
+    """
+
+    def __init__(
+        self,
+        trial: optuna.trial.BaseTrial,
+        probe_inputs: ProbeInputs | None = None,
+        *,
+        steps: Iterable[int] | None = (0, 1),
+        k: int | None = None,
+        warmup: int = 0,
+        qr_interval: int = 1,
+        state: str = "full",
+        h0: Any = None,
+        dtype: torch.dtype | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        if probe_inputs is not None and not (
+            isinstance(probe_inputs, torch.Tensor) or callable(probe_inputs)
+        ):
+            raise TypeError(
+                "`probe_inputs` must be a tensor or a callable(model) -> tensor, but got "
+                f"{type(probe_inputs).__name__}."
+            )
+        self.trial = trial
+        self.probe_inputs = probe_inputs
+        self.steps = None if steps is None else frozenset(int(s) for s in steps)
+        self.spectrum_kwargs: dict[str, Any] = {
+            "k": k,
+            "warmup": warmup,
+            "qr_interval": qr_interval,
+            "state": state,
+            "h0": h0,
+            "dtype": dtype,
+            "seed": seed,
+        }
+        self.spectra: dict[int, LyapunovSpectrum] = {}
+
+    def wants_spectrum(self, step: int) -> bool:
+        """Whether :meth:`step` computes the spectrum at ``step``."""
+        return self.steps is None or step in self.steps
+
+    def step(
+        self,
+        model: Any,
+        value: float,
+        step: int,
+        *,
+        probe_inputs: ProbeInputs | None = None,
+    ) -> LyapunovSpectrum | None:
+        """Report ``value`` at ``step``, store the spectrum if ``step`` is chosen, maybe prune.
+
+        Args:
+            model: An ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding exactly one of them
+                (e.g. an embedding, the recurrent module and a read-out), a built-in cell, or
+                a custom cell ``step(state, x_t) -> state``.
+            value: The metric at this step (e.g. the validation accuracy after the epoch).
+            step: The step, as in :meth:`optuna.Trial.report`.
+            probe_inputs: Overrides the monitor's probe inputs for this call.
+
+        Returns:
+            The spectrum computed at this step, or None.
+
+        Raises:
+            optuna.TrialPruned: When the study's pruner prunes the trial at this step.
+        """
+        self.trial.report(value, step)
+        spectrum = None
+        if self.wants_spectrum(step):
+            probe = probe_inputs if probe_inputs is not None else self.probe_inputs
+            if probe is None:
+                raise ValueError(
+                    f"No probe inputs for the spectrum at {step=}: pass probe_inputs to "
+                    "LyapunovMonitor or to step()."
+                )
+            inputs = probe if isinstance(probe, torch.Tensor) else probe(model)
+            target = _recurrent_part(model)
+            spectrum = lyapunov_spectrum(target, inputs, **self.spectrum_kwargs)
+            report_spectrum(self.trial, spectrum, step)
+            self.spectra[step] = spectrum
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"Trial was pruned at step {step}.")
+        return spectrum
