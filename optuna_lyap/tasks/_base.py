@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -86,8 +86,8 @@ class SequenceTask:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     metric: ClassVar[str] = ""
-    direction: ClassVar[str] = ""
-    problem: ClassVar[str] = ""  # "classification" or "regression"
+    direction: ClassVar[Literal["maximize", "minimize"]]
+    problem: ClassVar[Literal["classification", "regression"]]
     default_n_epochs: ClassVar[int] = 10
 
     input_size: int
@@ -363,14 +363,13 @@ class SequenceTask:
 
     # -- probes for the Lyapunov spectrum -----------------------------------------------------
 
-    @cached_property
-    def _probe_pool(self) -> torch.Tensor:
-        """Validation inputs joined end to end: ``M x probe_length (x I)``, as many as exist."""
+    def _probe_sequences(self, n: int) -> torch.Tensor:
+        """Validation inputs joined end to end: ``n x probe_length (x I)``."""
         inputs = self.val_data.inputs
         per_probe = -(-self.probe_length // self.seq_len)
-        n_probes = max(1, len(inputs) // per_probe)
-        index = torch.arange(n_probes * per_probe) % len(inputs)
-        joined = inputs[index].reshape(n_probes, per_probe * self.seq_len, *inputs.shape[2:])
+        # A small validation set is cycled through rather than refused.
+        index = torch.arange(n * per_probe) % len(inputs)
+        joined = inputs[index].reshape(n, per_probe * self.seq_len, *inputs.shape[2:])
         return joined[:, : self.probe_length]
 
     @torch.no_grad()
@@ -378,9 +377,9 @@ class SequenceTask:
         """Inputs to ``model.rnn`` that drive it for the Lyapunov spectrum.
 
         The first validation sequences, joined end to end in time where one sequence is shorter
-        than ``probe_length`` (so short tasks still give the spectrum enough steps), then passed
-        through the model's embedding if it has one. The same ``n`` and model give the same
-        tensor every time.
+        than ``probe_length`` (so short tasks still give the spectrum enough steps; a small
+        validation set is cycled through), then passed through the model's embedding if it has
+        one. The same ``n`` and model give the same tensor every time.
 
         Args:
             model: The model whose ``.rnn`` the probes will drive.
@@ -390,11 +389,10 @@ class SequenceTask:
             A ``B x probe_length x I`` float tensor on the model's device and dtype
             (``I = model.rnn.input_size``).
         """
-        pool = self._probe_pool
-        if not 1 <= n <= len(pool):
-            raise ValueError(f"n must be between 1 and {len(pool)} for {self!r} but got {n=}.")
+        if n < 1:
+            raise ValueError(f"n must be a positive integer but got {n=}.")
         parameter = next(model.parameters())
-        inputs = pool[:n].to(parameter.device)
+        inputs = self._probe_sequences(n).to(parameter.device)
         if model.embedding is None:
             inputs = inputs.to(parameter.dtype)
         return model.rnn_inputs(inputs).to(parameter.dtype)

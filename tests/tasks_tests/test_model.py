@@ -61,8 +61,14 @@ def test_probe_inputs_join_short_validation_sequences() -> None:
     torch.testing.assert_close(probes[1, :8], val[8])
     torch.testing.assert_close(task.probe_inputs(model, n=3), probes, rtol=0, atol=0)
     assert get_task("sdigits", probe_length=20).probe_inputs(model, n=2).shape == (2, 20, 8)
-    with pytest.raises(ValueError, match=r"n=10000"):
-        task.probe_inputs(model, n=10_000)
+    with pytest.raises(ValueError, match=r"n=0"):
+        task.probe_inputs(model, n=0)
+    # A validation set too small for n probes is cycled through.
+    tiny = get_task("adding", length=40, n_train=4, n_val=3)
+    cycled = tiny.probe_inputs(tiny.build_model(_params(), seed=0), n=5)
+    assert cycled.shape == (5, 64, 2)
+    torch.testing.assert_close(cycled[1, :40], tiny.val_data.inputs[2])
+    torch.testing.assert_close(cycled[1, 40:], tiny.val_data.inputs[0, :24])
 
 
 def test_charlm_probes_are_the_embedded_characters() -> None:
