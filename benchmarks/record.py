@@ -41,7 +41,7 @@ import shlex
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ _RESUME_KEYS = ("format", "task", "task_options", "seed", "n_epochs", "grid", "n
 _TIME_KEYS = ("train_seconds", "eval_seconds", "spectrum_seconds")
 
 
-def grid_configs(grid: dict[str, Sequence[Any]], seed: int) -> list[dict[str, Any]]:
+def grid_configs(grid: Mapping[str, Sequence[Any]], seed: int) -> list[dict[str, Any]]:
     """Every combination of ``grid``, in a random order drawn from ``seed``.
 
     The shuffled order makes any prefix (a ``--stop`` chunk) an unbiased subset of the grid.

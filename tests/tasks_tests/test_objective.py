@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+import optuna_lyap
+from optuna_lyap.tasks import SequenceTask, get_task, make_objective, trial_seed
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(optuna_lyap, "LyapunovMonitor") or not hasattr(optuna_lyap, "load_spectra"),
+    reason="optuna_lyap.LyapunovMonitor / load_spectra not exported yet",
+)
+
+
+def _task(**kwargs: Any) -> SequenceTask:
+    return get_task(
+        "copy", delay=3, n_train=64, n_val=32, hidden_size_range=(4, 8), n_epochs=3, **kwargs
+    )
+
+
+def test_objective_reports_every_epoch_and_stores_chosen_spectra() -> None:
+    task = _task()
+    study = optuna.create_study(
+        direction=task.direction, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    study.optimize(make_objective(task, spectrum_steps=(0, 2), seed=1), n_trials=2)
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
+        assert trial.value == trial.intermediate_values[3]
+        assert trial.user_attrs["epochs_trained"] == 3
+        spectra = optuna_lyap.load_spectra(trial)
+        assert sorted(spectra) == [0, 2]
+        dim = trial.params["hidden_size"] * (2 if trial.params["cell"] == "lstm" else 1)
+        assert spectra[0].shape == (dim,) and np.isfinite(spectra[0]).all()
+
+
+def test_objective_is_reproducible_for_a_seed() -> None:
+    task = _task(cells=("gru",))
+
+    def run(seed: int) -> list[float]:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+        study.optimize(make_objective(task, n_epochs=1, spectrum_steps=(), seed=seed), n_trials=2)
+        return [v for t in study.trials for v in t.intermediate_values.values()]
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+    assert trial_seed(5, 0) != trial_seed(5, 1) != trial_seed(6, 0)
+
+
+def test_first_value_is_the_untrained_network() -> None:
+    task = _task(cells=("rnn",))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(make_objective(task, n_epochs=0, seed=2), n_trials=1)
+    trial = study.trials[0]
+    model = task.build_model(trial.params, seed=trial_seed(2, 0))
+    assert trial.value == task.evaluate(model)
+    assert trial.user_attrs["epochs_trained"] == 0
+
+
+def test_pruned_trials_keep_their_epoch_count() -> None:
+    task = _task()
+    study = optuna.create_study(
+        direction=task.direction,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        # An accuracy is always below 2: the first step after the warm-up prunes.
+        pruner=optuna.pruners.ThresholdPruner(lower=2.0, n_warmup_steps=1),
+    )
+    study.optimize(make_objective(task, spectrum_steps=(0,)), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["epochs_trained"] == 1
+
+
+def test_negative_epochs_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"n_epochs=-1"):
+        make_objective(_task(), n_epochs=-1)
