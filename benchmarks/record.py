@@ -279,7 +279,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _meta(args: argparse.Namespace, grid: dict[str, list[Any]], task: SequenceTask) -> dict:
+def _meta(
+    args: argparse.Namespace, argv: Sequence[str], grid: dict[str, list[Any]], task: SequenceTask
+) -> dict:
     return {
         "kind": "meta",
         "format": FORMAT_VERSION,
@@ -295,7 +297,7 @@ def _meta(args: argparse.Namespace, grid: dict[str, list[Any]], task: SequenceTa
         "n_probes": args.n_probes,
         "probe_length": task.probe_length,
         "spectrum": SPECTRUM_OPTIONS,
-        "command": "python " + shlex.join(["benchmarks/record.py", *sys.argv[1:]]),
+        "command": "python " + shlex.join(["benchmarks/record.py", *argv]),
         "versions": {
             "optuna_lyap": optuna_lyap.__version__,
             "torch": torch.__version__,
@@ -306,13 +308,14 @@ def _meta(args: argparse.Namespace, grid: dict[str, list[Any]], task: SequenceTa
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     torch.set_num_threads(1)
     options = _parse_options(args.option)
     task = get_task(args.task, seed=args.seed, n_epochs=args.n_epochs, **options)
     grid = {key: list(getattr(args, key)) for key in DEFAULT_GRID}
     configs = grid_configs(grid, args.seed)
-    meta = _meta(args, grid, task)
+    meta = _meta(args, argv, grid, task)
 
     if args.time:
         # Spread the probe from the smallest to the largest models: the largest set the pace.
