@@ -49,7 +49,7 @@ class Sines(SequenceTask):
         *,
         length: int = 48,
         n_components: int = 3,
-        freq_range: tuple[float, float] = (0.02, 0.2),
+        freq_range: tuple[float, float] = (0.02, 0.1),
         horizon: int = 5,
         noise_std: float = 0.1,
         burn_in: int = 8,
