@@ -6,7 +6,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -161,6 +161,11 @@ class LyapunovPruner(BasePruner):
         min_unpruned_share: Share of trials never pruned, so the model keeps getting labels:
             trial ``n`` is kept when ``frac(n * 0.618...) < min_unpruned_share`` (trial 0 is
             always among them). Their predictions are still recorded. In ``[0, 1)``.
+        model_steps: The check steps at which the model is consulted; at the others the
+            fallback decides. None (the default): the steps at which the running trial reported
+            a spectrum (every check step when no spectrum is read). The spectrum's worth is
+            early, before the learning curve ranks trials well on its own; each model step
+            costs a refit whenever a trial completes.
         seed: Seed of every model fit, so all workers reach the same decisions.
     """
 
@@ -183,6 +188,7 @@ class LyapunovPruner(BasePruner):
         cv_folds: int = 5,
         use_unlabelled: bool = True,
         min_unpruned_share: float = 0.1,
+        model_steps: Iterable[int] | None = None,
         seed: int = 0,
     ) -> None:
         self._n_startup_trials = _check_int("n_startup_trials", n_startup_trials, 0)
@@ -198,6 +204,11 @@ class LyapunovPruner(BasePruner):
                 f"{min_unpruned_share=}."
             )
         self._seed = _check_int("seed", seed, 0)
+        self._model_steps = (
+            None
+            if model_steps is None
+            else frozenset(_check_int("model_steps", s, 0) for s in model_steps)
+        )
         if fallback == "median":
             fallback = MedianPruner(n_startup_trials=n_startup_trials)
         if fallback is not None and not isinstance(fallback, BasePruner):
@@ -258,7 +269,9 @@ class LyapunovPruner(BasePruner):
         ):
             return False
         protected = is_protected(trial.number, self._share)
-        decision = self._model_decision(study, trial, step)
+        decision = None
+        if self._consults_model(trial, step):
+            decision = self._model_decision(study, trial, step)
         if decision is None:
             return not protected and self._fallback_prunes(study, trial)
         record, acts = decision
@@ -271,6 +284,13 @@ class LyapunovPruner(BasePruner):
         record["pruned"] = pruned
         record_prediction(study, trial, step, record)
         return pruned
+
+    def _consults_model(self, trial: FrozenTrial, step: int) -> bool:
+        if self._model_steps is not None:
+            return step in self._model_steps
+        if not self._reads_spectra:
+            return True
+        return spectrum_key(step) in trial.system_attrs
 
     def _fallback_prunes(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         return self._fallback is not None and self._fallback.prune(study, trial)

@@ -113,6 +113,20 @@ def test_warmup_and_interval_are_respected() -> None:
     assert list(load_predictions(study._storage.get_trial(trial._trial_id))) == [2]
 
 
+def test_model_steps_default_to_the_steps_with_a_spectrum() -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(use_curve=False))
+    add_completed(study, QUALITIES)  # spectra at steps 0 and 1, values at 0, 1, 2
+    trial = start_running(study, 0.0, step=1)
+    trial.report(0.5, 2)
+    assert not decide(study, trial)  # no spectrum at step 2: the fallback (none) decides
+    assert load_predictions(study._storage.get_trial(trial._trial_id)) == {}
+
+    # Asked to, the model decides at step 2 from the spectrum of step 1.
+    study.pruner = make_pruner(use_curve=False, model_steps=[2])
+    assert decide(study, trial)
+    assert record_of(study, trial)["spectrum_step"] == 1
+
+
 def test_acts_only_where_the_model_beats_the_raw_value() -> None:
     # The curve ranks the final values perfectly; the spectrum-only model cannot beat it.
     rng = np.random.default_rng(3)
@@ -321,6 +335,7 @@ def test_multi_objective_is_a_clear_error() -> None:
         ({"min_unpruned_share": 1.0}, "min_unpruned_share"),
         ({"min_unpruned_share": -0.1}, "min_unpruned_share"),
         ({"seed": -1}, "seed"),
+        ({"model_steps": [1, -1]}, "model_steps"),
         ({"fallback": "hyperband"}, "fallback"),
         ({"aelle": 3}, "aelle"),
         ({"use_spectrum": False, "use_curve": False}, "use_spectrum"),
