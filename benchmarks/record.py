@@ -70,7 +70,9 @@ SPECTRUM_OPTIONS: dict[str, Any] = {
 }
 
 # Fields of the meta line that must match for a run to resume an existing file.
-_RESUME_KEYS = ("format", "task", "task_options", "seed", "n_epochs", "grid", "n_probes")
+_RESUME_KEYS = (
+    "format", "task", "task_options", "task_config", "seed", "n_epochs", "grid", "n_probes"
+)
 
 _TIME_KEYS = ("train_seconds", "eval_seconds", "spectrum_seconds")
 
@@ -287,6 +289,7 @@ def _meta(
         "format": FORMAT_VERSION,
         "task": task.name,
         "task_options": _parse_options(args.option),
+        "task_config": task.options(),
         "metric": task.metric,
         "direction": task.direction,
         "worst_value": task.worst_value,
@@ -342,7 +345,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     done: set[int] = set()
     if args.out.exists():
         old_meta, records = read_records(args.out)
-        mismatch = [key for key in _RESUME_KEYS if old_meta.get(key) != meta.get(key)]
+        mismatch = [
+            key for key in _RESUME_KEYS if key in old_meta and old_meta[key] != meta[key]
+        ]
         if mismatch:
             raise SystemExit(
                 f"{args.out} was recorded with other settings ({mismatch}); "

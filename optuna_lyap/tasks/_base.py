@@ -6,6 +6,7 @@ Notation: ``N`` sequences, ``T`` time steps, ``I`` input features, ``S`` scored 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,6 +141,20 @@ class SequenceTask:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed}, n_epochs={self.n_epochs})"
+
+    def options(self) -> dict[str, Any]:
+        """Every constructor option with its effective value (defaults filled in), JSON-ready.
+
+        ``get_task(task.name, **task.options())`` rebuilds the same task, so a recorded table
+        stays reproducible when defaults change.
+        """
+        names: list[str] = []
+        for cls in (type(self), SequenceTask):
+            for name, param in inspect.signature(cls.__init__).parameters.items():
+                if param.kind is param.KEYWORD_ONLY and name not in names:
+                    names.append(name)
+        values = {name: getattr(self, name) for name in names}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     # -- data ---------------------------------------------------------------------------------
 

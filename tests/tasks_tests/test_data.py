@@ -24,6 +24,16 @@ def test_registry_lists_every_task_with_a_description() -> None:
     assert all(isinstance(text, str) and text for text in tasks.values())
 
 
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_options_rebuild_the_same_task(name: str) -> None:
+    task = get_task(name, seed=2, n_epochs=3, **SMALL[name])
+    options = task.options()
+    assert options["seed"] == 2 and options["n_epochs"] == 3 and "lr_range" in options
+    rebuilt = get_task(name, **options)
+    assert rebuilt.options() == options
+    torch.testing.assert_close(rebuilt.val_data.inputs, task.val_data.inputs, rtol=0, atol=0)
+
+
 def test_unknown_task_names_the_value_and_the_choices() -> None:
     with pytest.raises(ValueError, match=r"name='mnist'.*") as info:
         get_task("mnist")

@@ -58,6 +58,7 @@ def test_record_resume_and_load(record: ModuleType, tmp_path: Path) -> None:
     assert (table["spectrum_seconds"] > 0).all()
     meta = table["meta"]
     assert meta["task"] == "copy" and meta["n_configs"] == 4 and "--stop 1" in meta["command"]
+    assert meta["task_config"]["delay"] == 3 and meta["task_config"]["n_symbols"] == 4
     # Epoch 0 is the untrained network a seeded objective would build for that index.
     task = get_task("copy", delay=3, n_train=32, n_val=16)
     params = {k: table[k][2].item() for k in ("cell", "hidden_size", "init_scale", "lr")}
