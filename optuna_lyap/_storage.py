@@ -10,7 +10,7 @@ Layout (schema version 1):
   part. Each value stays below 60 KiB, under MySQL's 64 KiB cap on an attribute.
 * ``optuna_lyap:v1:prediction:{step}`` (trial system attr): what :class:`LyapunovPruner` decided
   at ``step`` (see :func:`record_prediction`).
-* User attrs ``lyap_max`` and ``lyap_mean`` (the spectrum of the latest step, finite floats only),
+* User attrs ``lyap_max`` and ``lyap_mean`` (the latest spectrum reported, finite floats only),
   ``lyap_step`` (that step), and the latest decision's ``lyap_predicted``, ``lyap_predicted_std``,
   ``lyap_threshold``, ``lyap_n_train``: numbers that optuna-dashboard plots.
 
@@ -128,10 +128,12 @@ def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> 
     """Store a Lyapunov spectrum on a running trial for ``step``.
 
     The spectrum is written to the trial's system attrs (see this module's layout). The user
-    attrs ``lyap_max`` (largest exponent) and ``lyap_mean`` (mean of the finite exponents) follow
-    the latest step reported, so optuna-dashboard can plot them; a value that is not finite is
-    left out, and ``lyap_step`` names the step the plotted values come from. Reporting the same
-    step twice overwrites it. On an :class:`optuna.trial.FixedTrial` (re-running an objective
+    attrs ``lyap_max`` (largest exponent) and ``lyap_mean`` (mean of the finite exponents) take
+    the values of the most recent report, so optuna-dashboard can plot them; a value that is
+    not finite is left out, and ``lyap_step`` names the step the plotted values come from.
+    (The most recent report rather than the largest step: a trial retried after its worker died
+    inherits the old run's attrs, and its new spectra must still show.) Reporting the same step
+    twice overwrites it. On an :class:`optuna.trial.FixedTrial` (re-running an objective
     outside a study) this does nothing.
 
     Args:
@@ -158,7 +160,6 @@ def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> 
         )
     storage = trial.storage
     trial_id = trial._trial_id
-    latest = max(steps_with_spectra(storage.get_trial_system_attrs(trial_id)), default=-1)
 
     encoded = encode_floats(exponents)
     header: dict[str, Any] = {"dim": dim, "k": int(exponents.size)}
@@ -174,16 +175,15 @@ def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> 
         header["parts"] = len(parts)
     storage.set_trial_system_attr(trial_id, spectrum_key(step), header)
 
-    if step >= latest:
-        lyap_max = finite_or_none(exponents[0]) if exponents.size else None
-        finite = exponents[np.isfinite(exponents)]
-        lyap_mean = finite_or_none(finite.mean()) if finite.size else None
-        if lyap_max is not None:
-            trial.set_user_attr(USER_ATTR_MAX, lyap_max)
-        if lyap_mean is not None:
-            trial.set_user_attr(USER_ATTR_MEAN, lyap_mean)
-        if lyap_max is not None or lyap_mean is not None:
-            trial.set_user_attr(USER_ATTR_STEP, step)
+    lyap_max = finite_or_none(exponents[0])
+    finite = exponents[np.isfinite(exponents)]
+    lyap_mean = finite_or_none(finite.mean()) if finite.size else None
+    if lyap_max is not None:
+        trial.set_user_attr(USER_ATTR_MAX, lyap_max)
+    if lyap_mean is not None:
+        trial.set_user_attr(USER_ATTR_MEAN, lyap_mean)
+    if lyap_max is not None or lyap_mean is not None:
+        trial.set_user_attr(USER_ATTR_STEP, step)
 
 
 def steps_with_spectra(system_attrs: Mapping[str, Any]) -> list[int]:

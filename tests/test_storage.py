@@ -89,13 +89,11 @@ def test_accepts_tensors_and_spectrum_objects() -> None:
     assert _storage.spectrum_dim(frozen, 1) == 2
 
 
-def test_user_attrs_follow_the_latest_step_and_stay_finite() -> None:
+def test_user_attrs_follow_the_latest_report_and_stay_finite() -> None:
     study = optuna.create_study()
     trial = study.ask()
     report_spectrum(trial, [0.5, -1.5, -math.inf], step=1)
     assert trial.user_attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1}
-    report_spectrum(trial, [9.0, 9.0], step=0)  # an earlier step does not overwrite
-    assert trial.user_attrs["lyap_max"] == 0.5
     report_spectrum(trial, [math.nan, math.nan], step=2)  # diverged: nothing non-finite
     attrs = trial.user_attrs
     assert attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1}
@@ -103,6 +101,28 @@ def test_user_attrs_follow_the_latest_step_and_stay_finite() -> None:
     report_spectrum(trial, [0.0, -2.0], step=3)
     assert trial.user_attrs == {"lyap_max": 0.0, "lyap_mean": -1.0, "lyap_step": 3}
     assert isinstance(trial.user_attrs["lyap_max"], float)
+
+
+def test_a_retried_trial_shows_its_new_spectra() -> None:
+    # A trial retried after its worker died starts with the old run's attrs.
+    study = optuna.create_study()
+    old = study.ask()
+    report_spectrum(old, [1.0], step=0)
+    report_spectrum(old, [2.0], step=1)
+    study.tell(old, state=optuna.trial.TrialState.FAIL)
+    frozen = study.trials[0]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            system_attrs=frozen.system_attrs,
+            user_attrs=frozen.user_attrs,
+        )
+    )
+    retried = study.ask()
+    assert retried.user_attrs["lyap_step"] == 1
+    report_spectrum(retried, [3.0], step=0)
+    assert retried.user_attrs == {"lyap_max": 3.0, "lyap_mean": 3.0, "lyap_step": 0}
+    assert load_spectra(retried)[0][0] == 3.0
 
 
 def test_spectrum_at_takes_the_latest_step_not_after() -> None:
