@@ -45,7 +45,12 @@ def test_workers_share_a_study_with_the_pruner(kind: str, tmp_path: Path) -> Non
             )
             for seed in range(N_WORKERS)
         ]
-        outputs = [w.communicate(timeout=240)[0] for w in workers]
+        try:
+            outputs = [w.communicate(timeout=240)[0] for w in workers]
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
         for worker, output in zip(workers, outputs, strict=True):
             assert worker.returncode == 0, output
 
