@@ -1,0 +1,684 @@
+"""``LyapunovSampler``: steer new trials by the final value their dynamics predict.
+
+Notation: ``n`` labelled trials (COMPLETE, with a spectrum at initialisation), ``m`` candidate
+parameter sets per new trial, "score": a value oriented so that higher is better.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.distributions import BaseDistribution, _get_single_value
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.search_space import intersection_search_space
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_lyap._storage import as_exponents, spectrum_at, spectrum_key
+from optuna_lyap.aelle import AeLLE
+from optuna_lyap.lyapunov import lyapunov_spectrum
+from optuna_lyap.pruners._lyapunov import _check_int, _check_real
+from optuna_lyap.pruners._monitor import _recurrent_part
+from optuna_lyap.pruners._predictor import (
+    N_CURVE_FEATURES,
+    FittedPredictor,
+    ParamEncoder,
+    Rows,
+    fit_predictor,
+    input_sets,
+)
+from optuna_lyap.samplers._view import PredictedStudyView
+
+ModelFactory = Callable[..., torch.nn.Module]
+ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
+
+# Spectra are read at this step: the network at initialisation, before any training.
+INIT_STEP = 0
+# Fewer than this many labels leave nothing to cross-validate.
+_MIN_LABELLED = 3
+_CACHE_SIZE = 8
+# Refits happen on every new completed trial: a smaller ensemble trained for fewer steps than
+# AeLLE's defaults keeps a refit to seconds on a CPU.
+DEFAULT_AELLE_PARAMS: dict[str, Any] = {"n_models": 3, "max_steps": 200}
+
+USER_ATTR_SCREEN_PREDICTED = "lyap_screen_predicted"
+USER_ATTR_SCREEN_STD = "lyap_screen_std"
+USER_ATTR_SCREEN_RANK_CORR = "lyap_screen_rank_corr"
+
+
+def candidate_seed(seed: int, number: int, index: int) -> int:
+    """The seed of candidate ``index``'s network for trial ``number`` (a 63-bit int)."""
+    state = np.random.SeedSequence([seed, number, index]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) | (int(state[1]) >> 1)
+
+
+def _takes_seed(factory: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "seed" in parameters
+
+
+def init_spectrum(
+    model_factory: ModelFactory,
+    params: Mapping[str, Any],
+    probe_inputs: ProbeInputs,
+    *,
+    seed: int,
+    spectrum_kwargs: Mapping[str, Any],
+) -> np.ndarray:
+    """Build the untrained network for ``params`` and compute its Lyapunov spectrum.
+
+    Args:
+        model_factory: ``model_factory(params)`` (or ``model_factory(params, seed=...)`` when
+            it takes a ``seed``) returns an ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding
+            exactly one of them, or a built-in cell.
+        params: The candidate's parameters.
+        probe_inputs: A tensor, or ``callable(model) -> tensor``, laid out as the recurrent
+            module expects.
+        seed: Seeds the network's initialisation: passed as ``seed=`` when the factory takes
+            it; torch's global CPU generator is seeded with it (and restored) either way.
+        spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum`.
+
+    Returns:
+        The ``k`` exponents, float64, nats per step, descending.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        if _takes_seed(model_factory):
+            model = model_factory(dict(params), seed=seed)
+        else:
+            model = model_factory(dict(params))
+        inputs = probe_inputs if isinstance(probe_inputs, torch.Tensor) else probe_inputs(model)
+        spectrum = lyapunov_spectrum(_recurrent_part(model), inputs, **spectrum_kwargs)
+    return as_exponents(spectrum)[0]
+
+
+def init_rows(
+    trials: Sequence[FrozenTrial],
+    direction: StudyDirection,
+    encoder: ParamEncoder | None,
+    *,
+    labelled: bool,
+) -> Rows:
+    """Rows of the trials that stored a spectrum at initialisation (step 0).
+
+    Args:
+        trials: Trials in the order rows should have.
+        direction: The study's direction.
+        encoder: Encodes hyperparameters; None reads none.
+        labelled: Targets are the trials' final values (trials without one are left out;
+            infinite ones become the worst finite target); else NaN, with NaN hyperparameters
+            (the rows train the reconstruction only).
+
+    Returns:
+        Rows whose curve columns are NaN (nothing is known about a candidate's curve).
+    """
+    numbers: list[int] = []
+    spectra: list[np.ndarray] = []
+    params: list[np.ndarray] = []
+    targets: list[float] = []
+    for trial in trials:
+        found = spectrum_at(trial, INIT_STEP)
+        if found is None:
+            continue
+        target = math.nan
+        if labelled:
+            value = trial.value
+            if value is None or math.isnan(value):
+                continue
+            target = float(value)
+        numbers.append(trial.number)
+        spectra.append(found[1])
+        targets.append(target)
+        if encoder is not None:
+            params.append(
+                encoder.encode(trial.params) if labelled else np.full(encoder.width, np.nan)
+            )
+    y = np.array(targets, dtype=np.float64)
+    finite = y[np.isfinite(y)]
+    if labelled and finite.size:
+        worst = finite.min() if direction == StudyDirection.MAXIMIZE else finite.max()
+        y = np.where(np.isfinite(y), y, worst)
+    n = len(numbers)
+    return Rows(
+        numbers,
+        spectra,
+        np.full((n, N_CURVE_FEATURES), np.nan),
+        None if encoder is None else np.array(params, dtype=np.float64).reshape(n, encoder.width),
+        y,
+    )
+
+
+@dataclass
+class _Plan:
+    """What ``infer_relative_search_space`` decided for one trial."""
+
+    trial_id: int
+    base_space: dict[str, BaseDistribution]
+    screen: dict[str, BaseDistribution] = field(default_factory=dict)
+    given: dict[str, Any] = field(default_factory=dict)  # single-valued and enqueued params
+
+
+@dataclass
+class _Model:
+    """A fitted predictor and whether to act on it."""
+
+    fitted: FittedPredictor
+    acts: bool
+
+
+class LyapunovSampler(BaseSampler):
+    """Steer new trials toward networks whose dynamics predict a good final value.
+
+    Wraps a base sampler (TPE by default) in two ways.
+
+    **Predicted values of pruned trials.** The base sampler reads the study through a
+    read-only view in which every PRUNED trial that carries a prediction (the finite user attr
+    ``lyap_predicted`` that :class:`~optuna_lyap.LyapunovPruner` writes) is a COMPLETE trial
+    valued at its predicted final value. TPE would otherwise rank it by its last intermediate
+    value, nearly always among the bad trials, and the GP sampler would ignore it. The
+    storage is never changed (see :class:`~optuna_lyap.samplers.PredictedStudyView`).
+
+    **Screening candidates by their spectrum at initialisation.** With ``model_factory`` and
+    ``probe_inputs``, each new trial draws ``n_candidates`` parameter sets from the base
+    sampler (over the parameters every finished trial used, or ``search_space``), builds each
+    untrained network, computes its Lyapunov spectrum along the probe inputs, predicts its
+    final value with an :class:`~optuna_lyap.AeLLE` fitted on the completed trials' spectra at
+    step 0 and final values, and keeps the candidate with the best ``predicted value + kappa *
+    ensemble std`` (direction-aware: the prediction is negated for ``minimize``). Parameters
+    outside that search space (conditional ones, new ones) come from the base sampler.
+
+    The model acts only where it has shown it ranks trials: the candidate input sets (the
+    spectrum, and with ``use_params`` the hyperparameters and both) are cross-validated on the
+    completed trials and the best out-of-sample ranker is kept; screening happens when its
+    Spearman correlation with the final values exceeds ``min_rank_corr``. Otherwise, before
+    ``n_startup_trials`` trials have completed with a spectrum at step 0 (unless a trained
+    ``aelle`` is given), for multi-objective studies, and whenever no candidate can be scored
+    (the factory raises, the spectrum is not finite), the base sampler decides; the last case
+    issues a ``RuntimeWarning``. A trial is never failed by the screening.
+
+    Each screened trial gets the numeric user attrs ``lyap_screen_predicted``,
+    ``lyap_screen_std`` and ``lyap_screen_rank_corr`` (the chosen model's out-of-sample rank
+    correlation), which optuna-dashboard plots.
+
+    The model is fitted once per set of completed trials (and of unlabelled spectra), from the
+    storage's contents and ``seed`` only, and cached; candidates' networks are seeded from
+    ``seed`` and the trial number. The sampler can be shared by threads (``n_jobs > 1``) and
+    pickled (its caches are dropped; ``model_factory`` and ``probe_inputs`` must pickle).
+    Every hook is delegated to the base sampler, as Optuna's wrapper samplers do.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            import optuna_lyap
+            from optuna_lyap.tasks import get_task, make_objective
+
+            task = get_task("adding")
+            sampler = optuna_lyap.LyapunovSampler(
+                model_factory=task.build_model,  # takes (params, seed=...)
+                probe_inputs=task.probe_inputs,  # callable(model) -> B x T x I
+                seed=0,
+            )
+            study = optuna.create_study(
+                direction=task.direction, sampler=sampler, pruner=optuna_lyap.LyapunovPruner()
+            )
+            study.optimize(make_objective(task, spectrum_steps=(0, 1)), n_trials=40)
+
+    Args:
+        base_sampler: The sampler that proposes parameters and decides whenever the screening
+            does not; None is ``optuna.samplers.TPESampler(seed=seed)``.
+        model_factory: ``model_factory(params) -> nn.Module`` builds the untrained network of
+            a parameter dict (an ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding exactly
+            one of them, or a built-in cell). If it takes a ``seed`` keyword (as
+            ``task.build_model`` does) it is given one; torch's global generator is seeded
+            around the call either way. It must build the network the objective's spectrum at
+            step 0 was computed on. None: no screening.
+        probe_inputs: The inputs that drive each candidate network: a tensor, or
+            ``callable(model) -> tensor`` (e.g. ``task.probe_inputs``). Use the ones the
+            objective's :class:`~optuna_lyap.LyapunovMonitor` uses. Required with
+            ``model_factory``.
+        n_candidates: Parameter sets ``m`` drawn and scored per trial. Each costs building one
+            network and one spectrum; 8 gives the model a real choice among the base
+            sampler's proposals while staying cheap next to training a network.
+        n_startup_trials: Completed trials with a spectrum at step 0 needed before the model
+            is fitted (at least 3 are needed in any case). 10 matches TPE's start-up: the
+            screening starts when TPE stops sampling at random, and with fewer labels a model
+            regresses to the mean.
+        kappa: Weight of the ensemble's standard deviation in the score (an upper confidence
+            bound); 0 picks by predicted value alone.
+        aelle: A fitted :class:`~optuna_lyap.AeLLE` (or a path written by ``AeLLE.save``)
+            that reads spectra only (fitted with ``features=None``), e.g. fitted on the step-0
+            spectra and final values of an earlier study of the same task family. It screens
+            from the first trial whose search space is known (from the first trial with
+            ``search_space``); once ``n_startup_trials`` have completed it competes with the
+            models fitted on the study's own trials, scored by how it ranks them.
+        aelle_params: Keyword arguments of the AeLLE models the sampler fits (``seed`` is set
+            by ``seed``); None is ``DEFAULT_AELLE_PARAMS`` (3 members, 200 steps).
+        use_params: Offer the hyperparameters (of the completed trials' common search space)
+            as an input beside the spectrum.
+        select_inputs: Cross-validate the spectrum alone, the hyperparameters alone and both,
+            and keep the best ranker; False fits the offered inputs together.
+        cv_folds: Folds of the cross-validation; a refit costs ``cv_folds + 1`` fits per
+            input set.
+        min_rank_corr: The chosen model's out-of-sample Spearman correlation must exceed this
+            for the screening to act. In ``[-1, 1)``.
+        use_unlabelled: Also train the autoencoder's reconstruction on the step-0 spectra of
+            pruned trials (in blocks of ``2^j``, so they trigger a refit only when their count
+            doubles).
+        use_predictions: Show pruned trials at their predicted value to the base sampler.
+        search_space: The distributions to screen; None uses the intersection of the
+            parameters of the study's completed and pruned trials.
+        spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum` for the
+            candidates (e.g. ``k``, ``warmup``, ``state``); the default ``seed=0`` matches
+            :class:`~optuna_lyap.LyapunovMonitor`'s.
+        seed: Seeds the default base sampler, every model fit and the candidates' networks.
+            None draws one.
+    """
+
+    def __init__(
+        self,
+        base_sampler: BaseSampler | None = None,
+        *,
+        model_factory: ModelFactory | None = None,
+        probe_inputs: ProbeInputs | None = None,
+        n_candidates: int = 8,
+        n_startup_trials: int = 10,
+        kappa: float = 1.0,
+        aelle: AeLLE | str | os.PathLike[str] | None = None,
+        aelle_params: Mapping[str, Any] | None = None,
+        use_params: bool = True,
+        select_inputs: bool = True,
+        cv_folds: int = 3,
+        min_rank_corr: float = 0.0,
+        use_unlabelled: bool = True,
+        use_predictions: bool = True,
+        search_space: Mapping[str, BaseDistribution] | None = None,
+        spectrum_kwargs: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
+            raise ValueError(
+                f"`base_sampler` must be an optuna BaseSampler or None, but got {base_sampler=}."
+            )
+        if model_factory is not None and not callable(model_factory):
+            raise ValueError(
+                f"`model_factory` must be callable(params) -> nn.Module, but got {model_factory=}."
+            )
+        if probe_inputs is not None and not (
+            isinstance(probe_inputs, torch.Tensor) or callable(probe_inputs)
+        ):
+            raise ValueError(
+                "`probe_inputs` must be a tensor or a callable(model) -> tensor, but got "
+                f"{type(probe_inputs).__name__}."
+            )
+        if model_factory is not None and probe_inputs is None:
+            raise ValueError("`model_factory` needs `probe_inputs` to drive the networks.")
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self._seed = _check_int("seed", seed, 0)
+        self._n_candidates = _check_int("n_candidates", n_candidates, 1)
+        self._n_startup_trials = _check_int("n_startup_trials", n_startup_trials, 0)
+        self._kappa = _check_real("kappa", kappa, 0.0, math.inf)
+        self._cv_folds = _check_int("cv_folds", cv_folds, 2)
+        self._min_rank_corr = _check_real("min_rank_corr", min_rank_corr, -1.0, 1.0)
+        if self._min_rank_corr >= 1.0:
+            raise ValueError(
+                f"`min_rank_corr` must be below 1 (1 never screens), but got {min_rank_corr=}."
+            )
+        if search_space is not None and not all(
+            isinstance(d, BaseDistribution) for d in search_space.values()
+        ):
+            raise ValueError(
+                "`search_space` must map parameter names to optuna distributions, but got "
+                f"{search_space=}."
+            )
+        self._base = base_sampler if base_sampler is not None else TPESampler(seed=self._seed)
+        self._model_factory = model_factory
+        self._probe_inputs = probe_inputs
+        self._candidates = input_sets(True, False, bool(use_params), bool(select_inputs))
+        self._use_params = bool(use_params)
+        self._use_unlabelled = bool(use_unlabelled)
+        self._use_predictions = bool(use_predictions)
+        self._search_space = None if search_space is None else dict(search_space)
+        self._spectrum_kwargs = {"seed": 0, **(spectrum_kwargs or {})}
+        self._aelle_params = dict(DEFAULT_AELLE_PARAMS if aelle_params is None else aelle_params)
+        self._aelle_params.pop("seed", None)
+        AeLLE(**self._aelle_params)  # a misspelt name fails here, not in the first fit
+
+        if isinstance(aelle, (str, os.PathLike)):
+            aelle = AeLLE.load(aelle)
+        if aelle is not None:
+            if not isinstance(aelle, AeLLE) or not hasattr(aelle, "network_"):
+                raise ValueError(
+                    f"`aelle` must be a fitted AeLLE, a path to one, or None, but got {aelle=}."
+                )
+            if not aelle.uses_spectra_ or aelle.n_features_in_ != 0:
+                raise ValueError(
+                    "`aelle` must read spectra only (fit it with features=None): candidates "
+                    f"have no learning curve yet, but it was fitted with {aelle.uses_spectra_=} "
+                    f"and {aelle.n_features_in_=}."
+                )
+        self._pretrained = aelle
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[Any, ...], _Model | None] = OrderedDict()
+        self._local = threading.local()
+        self._warned_multi_objective = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in ("_lock", "_cache", "_local"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
+
+    @property
+    def base_sampler(self) -> BaseSampler:
+        """The wrapped sampler."""
+        return self._base
+
+    # -- delegation ---------------------------------------------------------------------------
+
+    def _view(self, study: optuna.Study, trial: FrozenTrial) -> PredictedStudyView:
+        return PredictedStudyView(study, trial, substitute=self._use_predictions)
+
+    def reseed_rng(self) -> None:
+        self._base.reseed_rng()
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._base.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        plan = getattr(self._local, "plan", None)
+        if plan is not None and plan.trial_id == trial._trial_id:
+            self._local.plan = None
+        self._base.after_trial(study, trial, state, values)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        base_space = self._base.infer_relative_search_space(self._view(study, trial), trial)
+        plan = _Plan(trial._trial_id, dict(base_space))
+        if self._ready(study):
+            plan.screen, plan.given = self._screen_space(study, trial)
+        self._local.plan = plan
+        return {**plan.screen, **base_space}
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        view = self._view(study, trial)
+        plan = getattr(self._local, "plan", None)
+        if plan is None or plan.trial_id != trial._trial_id or not plan.screen:
+            return self._base.sample_relative(view, trial, search_space)
+        base_part = {n: d for n, d in search_space.items() if n in plan.base_space}
+        screen_part = {n: d for n, d in search_space.items() if n in plan.screen}
+        try:
+            chosen = self._screen(study, view, trial, base_part, screen_part, plan.given)
+        except Exception as err:  # the screening must never fail a trial
+            warnings.warn(
+                f"LyapunovSampler could not screen trial {trial.number} "
+                f"({type(err).__name__}: {err}); the base sampler decides.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            chosen = None
+        view.release_bookkeeping()
+        if chosen is None:
+            return self._base.sample_relative(view, trial, base_part)
+        return chosen
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._base.sample_independent(
+            self._view(study, trial), trial, param_name, param_distribution
+        )
+
+    # -- screening ----------------------------------------------------------------------------
+
+    def _labelled(self, study: optuna.Study) -> list[FrozenTrial]:
+        """COMPLETE trials with a spectrum at step 0 and a value, by number."""
+        key = spectrum_key(INIT_STEP)
+        completed = study._get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True
+        )
+        return sorted(
+            (t for t in completed if key in t.system_attrs and t.values is not None),
+            key=lambda t: t.number,
+        )
+
+    def _own_ready(self, n_labelled: int) -> bool:
+        return n_labelled >= max(self._n_startup_trials, _MIN_LABELLED)
+
+    def _ready(self, study: optuna.Study) -> bool:
+        """Whether this trial may be screened: a factory, one objective, and a model to fit."""
+        if self._model_factory is None:
+            return False
+        if len(study.directions) > 1:
+            if not self._warned_multi_objective:
+                self._warned_multi_objective = True
+                warnings.warn(
+                    "LyapunovSampler screens single-objective studies only; in this "
+                    "multi-objective study the base sampler decides.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return False
+        return self._pretrained is not None or self._own_ready(len(self._labelled(study)))
+
+    def _screen_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
+        """The distributions to screen, and the values the factory is given for the others."""
+        if self._search_space is not None:
+            space = dict(self._search_space)
+        else:
+            finished = study._get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True
+            )
+            space = intersection_search_space(finished, include_pruned=True)
+        given: dict[str, Any] = {
+            name: _get_single_value(dist) for name, dist in space.items() if dist.single()
+        }
+        fixed = trial.system_attrs.get("fixed_params") or {}
+        given.update(fixed)
+        screen = {n: d for n, d in space.items() if not d.single() and n not in fixed}
+        return screen, given
+
+    def _model(self, study: optuna.Study) -> _Model | None:
+        """The fitted (or pretrained) predictor for the study's current trials, cached."""
+        labelled = self._labelled(study)
+        own_ready = self._own_ready(len(labelled))
+        if not own_ready and self._pretrained is None:
+            return None
+        if not own_ready:
+            labelled = []
+        unlabelled: list[FrozenTrial] = []
+        if self._use_unlabelled and own_ready:
+            key_step = spectrum_key(INIT_STEP)
+            pruned = sorted(
+                (
+                    t
+                    for t in study._get_trials(
+                        deepcopy=False, states=(TrialState.PRUNED,), use_cache=True
+                    )
+                    if key_step in t.system_attrs
+                ),
+                key=lambda t: t.number,
+            )
+            if pruned:
+                unlabelled = pruned[: 2 ** int(math.floor(math.log2(len(pruned))))]
+        key = (tuple(t.number for t in labelled), tuple(t.number for t in unlabelled))
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            model = self._fit(labelled, unlabelled, study.direction)
+            self._cache[key] = model
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+            return model
+
+    def _fit(
+        self, labelled: list[FrozenTrial], unlabelled: list[FrozenTrial], direction: StudyDirection
+    ) -> _Model | None:
+        encoder = None
+        if self._use_params and labelled:
+            encoder = ParamEncoder(intersection_search_space(labelled))
+            if encoder.width == 0:
+                encoder = None
+        rows = init_rows(labelled, direction, encoder, labelled=True)
+        extra = init_rows(unlabelled, direction, encoder, labelled=False) if unlabelled else None
+        params = {**self._aelle_params, "seed": self._seed}
+        fitted = fit_predictor(
+            rows,
+            candidates=self._candidates,
+            make_model=lambda: AeLLE(**params),
+            unlabelled=extra,
+            pretrained=self._pretrained,
+            encoder=encoder,
+            cv_folds=self._cv_folds,
+            min_rows=max(self._n_startup_trials, _MIN_LABELLED),
+        )
+        if fitted is None:
+            return None
+        if not self._own_ready(len(rows)):
+            return _Model(fitted, acts=True)  # only the pretrained model: trust it
+        corr = fitted.chosen.rank_corr
+        return _Model(fitted, acts=not math.isnan(corr) and corr > self._min_rank_corr)
+
+    def _screen(
+        self,
+        study: optuna.Study,
+        view: PredictedStudyView,
+        trial: FrozenTrial,
+        base_part: dict[str, BaseDistribution],
+        screen_part: dict[str, BaseDistribution],
+        given: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """Draw candidates, score them, and return the best; None lets the base decide."""
+        model = self._model(study)
+        if model is None or not model.acts:
+            return None
+        fitted = model.fitted
+        inputs = fitted.chosen.inputs
+
+        candidates: list[dict[str, Any]] = []
+        held = []
+        for _ in range(self._n_candidates):
+            held.append(view.hold_bookkeeping())
+            params = dict(self._base.sample_relative(view, trial, base_part)) if base_part else {}
+            for name, dist in screen_part.items():
+                if name not in params:
+                    params[name] = self._base.sample_independent(view, trial, name, dist)
+            candidates.append(params)
+        view.release_bookkeeping()
+
+        scored: list[int] = []
+        spectra: list[np.ndarray] = []
+        for i, params in enumerate(candidates):
+            if "spectrum" not in inputs:
+                scored.append(i)
+                continue
+            assert self._model_factory is not None and self._probe_inputs is not None
+            try:
+                spectrum = init_spectrum(
+                    self._model_factory,
+                    {**given, **dict(trial.params), **params},
+                    self._probe_inputs,
+                    seed=candidate_seed(self._seed, trial.number, i),
+                    spectrum_kwargs=self._spectrum_kwargs,
+                )
+            except Exception as err:
+                warnings.warn(
+                    f"LyapunovSampler skips a candidate of trial {trial.number}: building its "
+                    f"network or spectrum raised {type(err).__name__}: {err}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                continue
+            if not np.isfinite(spectrum).all():
+                warnings.warn(
+                    f"LyapunovSampler skips a candidate of trial {trial.number}: its spectrum "
+                    "at initialisation is not finite.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                continue
+            scored.append(i)
+            spectra.append(spectrum)
+        if not scored:
+            warnings.warn(
+                f"LyapunovSampler could not score any candidate of trial {trial.number}; the "
+                "base sampler's proposal is used.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            view.replay(held[0])
+            return candidates[0]
+
+        encoder = fitted.encoder
+        rows = Rows(
+            [trial.number] * len(scored),
+            spectra if "spectrum" in inputs else None,
+            np.full((len(scored), N_CURVE_FEATURES), np.nan),
+            None
+            if encoder is None
+            else np.array([encoder.encode(candidates[i]) for i in scored], dtype=np.float64),
+            np.full(len(scored), np.nan),
+        )
+        mean, std = fitted.chosen.model.predict(
+            rows.spectra if "spectrum" in inputs else None,
+            rows.features(inputs),
+            return_std=True,
+        )
+        mean = np.asarray(mean, dtype=np.float64)
+        std = np.asarray(std, dtype=np.float64)
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        score = np.where(np.isfinite(mean), sign * mean + self._kappa * std, -np.inf)
+        best = int(np.argmax(score))
+        view.replay(held[scored[best]])
+
+        storage, trial_id = study._storage, trial._trial_id
+        if math.isfinite(mean[best]):
+            storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_PREDICTED, float(mean[best]))
+        if math.isfinite(std[best]):
+            storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_STD, float(std[best]))
+        corr = fitted.chosen.rank_corr
+        if math.isfinite(corr):
+            storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_RANK_CORR, float(corr))
+        return candidates[scored[best]]
