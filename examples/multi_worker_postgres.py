@@ -81,7 +81,7 @@ def summarise(study: optuna.Study) -> dict[str, float | int | None]:
     early, finals = [], []
     for t in completed:
         records = load_predictions(t)
-        if records:
+        if records and t.value is not None:
             early.append(records[min(records)]["predicted"])
             finals.append(t.value)
     # Undefined (None) with fewer than 3 such trials or when they all ended on the same value.

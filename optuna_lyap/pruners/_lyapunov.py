@@ -55,6 +55,15 @@ def _score(values: np.ndarray | float, direction: StudyDirection) -> Any:
     return values if direction == StudyDirection.MAXIMIZE else -np.asarray(values)
 
 
+def _target_location(model: AeLLE) -> tuple[float, float]:
+    """Centre and scale of the targets a fitted AeLLE was trained on."""
+    # AeLLE moved from mean/std to median/robust spread of the targets; read either.
+    centre = getattr(model, "target_centre_", None)
+    if centre is None:
+        centre = getattr(model, "target_mean_")  # noqa: B009
+    return float(centre), float(model.target_scale_)
+
+
 def _check_real(name: str, value: Any, low: float, high: float, *, closed: bool = True) -> float:
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if ok and closed:
@@ -372,9 +381,10 @@ class LyapunovPruner(BasePruner):
             )
         else:
             assert self._pretrained is not None
+            centre, scale = _target_location(self._pretrained)
             z = NormalDist().inv_cdf(1.0 - self._quantile)
             sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
-            threshold = self._pretrained.target_mean_ + sign * z * self._pretrained.target_scale_
+            threshold = centre + sign * z * scale
         gap = float(_score(threshold, direction) - _score(mean, direction))
         if std > 0:
             p_worse = NormalDist().cdf(gap / std)
