@@ -1,0 +1,51 @@
+"""A worker process of a shared study: ``python -m tests.samplers_tests._worker KIND LOCATION
+NAME N_TRIALS SEED``. Trials with a large gain are pruned with a predicted final value."""
+
+from __future__ import annotations
+
+import sys
+
+import optuna
+import torch
+from optuna.samplers import TPESampler
+
+from optuna_lyap.samplers import LyapunovSampler
+from tests.pruners_tests.storages import open_storage
+from tests.samplers_tests.gain_rnn import PROBE, gain_rnn, objective, value_of
+
+# Even smaller than the in-process tests' models: these runs check coordination, not accuracy.
+TINY_AELLE = {"n_models": 1, "max_steps": 60, "hidden_dim": 8, "head_hidden_dim": 0}
+
+
+def pruning_objective(trial: optuna.Trial) -> float:
+    value = objective(trial)
+    g = trial.params["g"]
+    if g > 3.0:
+        trial.set_user_attr("lyap_predicted", value_of(g))
+        raise optuna.TrialPruned("Trial was pruned at step 0.")
+    return value
+
+
+def main(kind: str, location: str, study_name: str, n_trials: int, seed: int) -> None:
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = LyapunovSampler(
+        TPESampler(seed=seed, n_startup_trials=3),
+        model_factory=gain_rnn,
+        probe_inputs=PROBE,
+        n_startup_trials=4,
+        n_candidates=3,
+        aelle_params=TINY_AELLE,
+        use_params=False,
+        cv_folds=2,
+        min_rank_corr=-1.0,
+        seed=0,
+    )
+    study = optuna.load_study(study_name=study_name, storage=open_storage(kind, location))
+    study.sampler = sampler
+    study.optimize(pruning_objective, n_trials=n_trials)
+
+
+if __name__ == "__main__":
+    kind, location, name, n, seed = sys.argv[1:]
+    main(kind, location, name, int(n), int(seed))
