@@ -482,7 +482,12 @@ class LyapunovSampler(BaseSampler):
         )
 
     def _own_ready(self, n_labelled: int) -> bool:
-        return n_labelled >= max(self._n_startup_trials, _MIN_LABELLED)
+        """Whether ``n_labelled`` trials are enough to fit and cross-validate a model."""
+        if n_labelled < max(self._n_startup_trials, _MIN_LABELLED):
+            return False
+        # Every fold's training part needs the two labels an AeLLE fit needs.
+        k = min(self._cv_folds, n_labelled)
+        return n_labelled - math.ceil(n_labelled / k) >= 2
 
     def _ready(self, study: optuna.Study) -> bool:
         """Whether this trial may be screened: a factory, one objective, and a model to fit."""

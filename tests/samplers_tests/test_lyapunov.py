@@ -369,6 +369,17 @@ def test_too_few_trials_leave_the_base_in_charge() -> None:
     assert not any("lyap_screen_predicted" in t.user_attrs for t in study.trials)
 
 
+def test_startup_waits_until_every_fold_can_be_fitted() -> None:
+    # Three labels in two folds would leave one label to fit: the fourth trial is the first.
+    sampler = _screening(n_startup_trials=3, cv_folds=2, n_candidates=2, min_rank_corr=-1.0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        study.optimize(objective, n_trials=5)
+    screened = ["lyap_screen_predicted" in t.user_attrs for t in study.trials]
+    assert screened == [False] * 4 + [True]
+
+
 def test_a_model_that_does_not_rank_leaves_the_base_in_charge() -> None:
     sampler = _screening(RandomSampler(seed=0), n_startup_trials=4, min_rank_corr=0.999)
     study = optuna.create_study(direction="maximize", sampler=sampler)
