@@ -1,10 +1,10 @@
 """Train a grid of configurations of a built-in task to the end and record every epoch.
 
 For each configuration (cell, hidden size, initialisation scale, learning rate) and each epoch
-``e = 0 .. n_epochs`` (0 = at initialisation), the table holds the validation metric, the training
-loss, the full Lyapunov spectrum of the recurrent layer on the task's probe inputs, and the
-seconds spent training, evaluating and computing the spectrum. HPO methods are then replayed on
-the table instead of training again.
+``e = 0 .. n_epochs`` (0 = at initialisation), the table holds the validation metric, the
+validation and training losses, the full Lyapunov spectrum of the recurrent layer on the task's
+probe inputs, and the seconds spent training, evaluating and computing the spectrum. HPO methods
+are then replayed on the table instead of training again.
 
 The file is gzip-compressed JSON lines: a ``meta`` line, then one line per configuration, each
 line its own gzip member, appended as soon as the configuration finishes. A run that stops
@@ -117,13 +117,14 @@ def record_config(
     """
     model = task.build_model(params, seed=trial_seed(seed, index))
     optimizer = task.make_optimizer(model, params)
-    values, losses, spectra, diverged = [], [], [], []
+    values, val_losses, losses, spectra, diverged = [], [], [], [], []
     times: dict[str, list[float]] = {key: [] for key in _TIME_KEYS}
     for epoch in range(task.n_epochs + 1):
         start = time.perf_counter()
         losses.append(task.train_epoch(model, optimizer) if epoch > 0 else math.nan)
         trained = time.perf_counter()
         values.append(task.evaluate(model))
+        val_losses.append(task.validation_loss(model))
         evaluated = time.perf_counter()
         with warnings.catch_warnings():
             # A diverged network gives NaN exponents with a warning; the record keeps the NaN.
@@ -144,6 +145,7 @@ def record_config(
         "model_seed": trial_seed(seed, index),
         "dim": int(spectrum.dim),
         "values": _finite_or_none(values),
+        "val_loss": _finite_or_none(val_losses),
         "train_loss": _finite_or_none(losses),
         "diverged": diverged,
         "spectra": spectra,
@@ -186,8 +188,10 @@ def load_table(path: str | Path) -> dict[str, Any]:
     Returns:
         ``meta`` (dict), ``index`` ``(n,)``, ``cell`` ``(n,)`` str, ``hidden_size`` ``(n,)``,
         ``init_scale`` ``(n,)``, ``lr`` ``(n,)``, ``dim`` ``(n,)`` (spectrum length ``D``),
-        ``values`` / ``train_loss`` / ``train_seconds`` / ``eval_seconds`` /
-        ``spectrum_seconds`` ``(n, E + 1)`` floats (NaN where missing), ``diverged``
+        ``values`` (the task's metric) / ``val_loss`` (cross-entropy in nats or MSE on the
+        validation split) / ``train_loss`` / ``train_seconds`` / ``eval_seconds`` (metric and
+        validation loss) / ``spectrum_seconds`` ``(n, E + 1)`` floats (NaN where missing or
+        non-finite), ``diverged``
         ``(n, E + 1)`` bool, and ``spectra`` ``(n, E + 1, max D)`` float64 exponents in nats
         per step, descending, NaN beyond each row's ``dim``.
     """
@@ -199,9 +203,11 @@ def load_table(path: str | Path) -> dict[str, Any]:
     for key in ("cell", "hidden_size", "init_scale", "lr"):
         table[key] = np.array([r["params"][key] for r in records])
     table["dim"] = np.array([r["dim"] for r in records], dtype=np.int64)
-    for key in ("values", "train_loss", *_TIME_KEYS):
+    for key in ("values", "val_loss", "train_loss", *_TIME_KEYS):
+        missing = [None] * steps  # val_loss is absent from tables recorded before it existed
         table[key] = np.array(
-            [[np.nan if v is None else v for v in r[key]] for r in records], dtype=np.float64
+            [[np.nan if v is None else v for v in r.get(key, missing)] for r in records],
+            dtype=np.float64,
         ).reshape(n, steps)
     table["diverged"] = np.array([r["diverged"] for r in records], dtype=bool).reshape(n, steps)
     spectra = np.full((n, steps, width), np.nan)

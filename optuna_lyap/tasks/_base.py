@@ -376,6 +376,20 @@ class SequenceTask:
         mse = float((outputs.double() - targets.double()).pow(2).mean())
         return min(mse / self._target_variance, MAX_NMSE)
 
+    def validation_loss(self, model: SequenceModel) -> float:
+        """The training loss on the validation split, a finer score than the metric.
+
+        Returns:
+            Mean cross-entropy in nats per scored step (classification) or the MSE
+            (regression); ``inf`` for a diverged model or non-finite outputs.
+        """
+        if model.diverged:
+            return math.inf
+        outputs = self.predict(model, self.val_data.inputs)
+        if not bool(torch.isfinite(outputs).all()):
+            return math.inf
+        return float(self._loss(outputs, self.val_data.targets))
+
     # -- probes for the Lyapunov spectrum -----------------------------------------------------
 
     def _probe_sequences(self, n: int) -> torch.Tensor:

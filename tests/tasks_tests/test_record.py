@@ -53,6 +53,7 @@ def test_record_resume_and_load(record: ModuleType, tmp_path: Path) -> None:
     assert np.isfinite(table["spectra"][~lstm, :, :4]).all()
     spectra = table["spectra"][lstm]
     assert (np.diff(spectra, axis=-1) <= 0).all()  # descending
+    assert np.isfinite(table["val_loss"]).all() and (table["val_loss"] > 0).all()
     losses = table["train_loss"]
     assert np.isnan(losses[:, 0]).all() and np.isfinite(losses[:, 1:]).all()
     assert (table["spectrum_seconds"] > 0).all()

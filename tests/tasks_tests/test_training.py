@@ -50,6 +50,12 @@ def test_a_few_epochs_beat_chance(name: str, cell: str) -> None:
     assert good(after), (before, after)
     assert all(math.isfinite(loss) for loss in losses) and model.epochs_trained == n_epochs
     assert not model.diverged
+    # Better than guessing uniformly (cross-entropy) or answering the mean (MSE).
+    if task.problem == "classification":
+        baseline = math.log(task.output_size)
+    else:
+        baseline = float(task.val_data.targets.double().var(unbiased=False))
+    assert 0 < task.validation_loss(model) < baseline
 
 
 def test_same_seed_trains_to_the_same_weights() -> None:
@@ -94,6 +100,7 @@ def test_a_diverged_model_stops_training_and_scores_worst(name: str) -> None:
         torch.testing.assert_close(value, snapshot[key], rtol=0, atol=0, equal_nan=True)
     assert task.evaluate(model) == task.worst_value
     assert task.worst_value == (0.0 if name == "sdigits" else MAX_NMSE)
+    assert task.validation_loss(model) == math.inf
 
 
 def test_regression_metric_is_normalised_and_capped() -> None:
@@ -105,6 +112,8 @@ def test_regression_metric_is_normalised_and_capped() -> None:
         model.readout.bias.fill_(float(targets.mean()))
     # Answering the mean of the validation targets scores exactly 1.
     assert task.evaluate(model) == pytest.approx(1.0, rel=1e-5)
+    variance = float(targets.double().var(unbiased=False))
+    assert task.validation_loss(model) == pytest.approx(variance, rel=1e-4)
     with torch.no_grad():
         model.readout.bias.fill_(100.0)
     assert task.evaluate(model) == MAX_NMSE
