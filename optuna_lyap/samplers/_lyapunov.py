@@ -6,6 +6,7 @@ parameter sets per new trial, "score": a value oriented so that higher is better
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import os
@@ -602,6 +603,10 @@ class LyapunovSampler(BaseSampler):
         fitted = model.fitted
         inputs = fitted.chosen.inputs
 
+        # Optuna hands sample_independent the trial with its current system attrs (what
+        # before_trial wrote, e.g. GridSampler's grid id); the trial given here predates them.
+        latest = copy.copy(trial)
+        latest.system_attrs = dict(study._storage.get_trial_system_attrs(trial._trial_id))
         candidates: list[dict[str, Any]] = []
         held = []
         for _ in range(self._n_candidates):
@@ -609,7 +614,7 @@ class LyapunovSampler(BaseSampler):
             params = dict(self._base.sample_relative(view, trial, base_part)) if base_part else {}
             for name, dist in screen_part.items():
                 if name not in params:
-                    params[name] = self._base.sample_independent(view, trial, name, dist)
+                    params[name] = self._base.sample_independent(view, latest, name, dist)
             candidates.append(params)
         view.release_bookkeeping()
 

@@ -215,6 +215,28 @@ def test_every_hook_is_delegated_with_the_view_for_sampling() -> None:
             assert study_type is optuna.Study
 
 
+@pytest.mark.parametrize(
+    "make_base",
+    [
+        lambda: TPESampler(seed=0, n_startup_trials=2, constant_liar=True),
+        lambda: optuna.samplers.GPSampler(seed=0, n_startup_trials=2),
+        lambda: optuna.samplers.QMCSampler(seed=0),
+        lambda: optuna.samplers.NSGAIISampler(seed=0, population_size=4),
+        lambda: optuna.samplers.GridSampler({"g": [0.5, 1.0, 2.0, 4.0]}, seed=0),
+        lambda: optuna.samplers.BruteForceSampler(seed=0),
+    ],
+    ids=["tpe_liar", "gp", "qmc", "nsga2", "grid", "bruteforce"],
+)
+def test_optunas_samplers_run_as_the_base(make_base: Any) -> None:
+    sampler = _screening(make_base(), aelle=pretrained(), n_candidates=3)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="LyapunovSampler")
+        study.optimize(lambda t: value_of(t.suggest_float("g", 0.5, 4.0, step=0.5)), n_trials=6)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert any("lyap_screen_predicted" in t.user_attrs for t in study.trials)
+
+
 def test_hyperband_bracket_studies_are_wrapped() -> None:
     study = optuna.create_study(
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=4),
