@@ -423,6 +423,7 @@ def _nan_factory(params: dict[str, Any]) -> torch.nn.Module:
     return rnn
 
 
+@pytest.mark.filterwarnings("ignore:.*non-finite states:RuntimeWarning")
 @pytest.mark.parametrize(
     ("factory", "message"),
     [(_raising_factory, "raised KeyError"), (_nan_factory, "not finite")],
