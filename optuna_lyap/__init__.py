@@ -1,7 +1,7 @@
 """optuna-lyap: prune and steer Optuna studies of recurrent networks by their Lyapunov spectrum.
 
 The spectrum engine (:func:`lyapunov_spectrum`) and the spectrum autoencoder (:class:`AeLLE`)
-import no Optuna; the pruner, the monitor and the storage helpers are the Optuna glue.
+import no Optuna; the pruner, the sampler, the monitor and the storage helpers are the Optuna glue.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from optuna_lyap.pruners import (
     load_spectra,
     report_spectrum,
 )
+from optuna_lyap.samplers import LyapunovSampler
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ __all__ = [
     "AeLLE",
     "LyapunovMonitor",
     "LyapunovPruner",
+    "LyapunovSampler",
     "LyapunovSpectrum",
     "load_predictions",
     "load_spectra",
