@@ -87,10 +87,7 @@ def make_sampler(
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "lyapunov":
-        try:
-            from optuna_lyap.samplers import LyapunovSampler
-        except ImportError as err:  # pragma: no cover - depends on the installed version
-            raise CLIError(f"the lyapunov sampler is not available: {err}") from err
+        from optuna_lyap.samplers import LyapunovSampler
 
         def model_factory(params: dict[str, Any]) -> Any:
             return task.build_model(params, seed=seed)

@@ -23,7 +23,9 @@ from optuna_lyap.aelle._preprocessing import (
 
 _FORMAT = "optuna_lyap.AeLLE"
 _FORMAT_VERSION = 1
-_INPUT_BOUND = 10.0  # standardised inputs are clamped to this, so unseen extremes stay finite
+# Robustly standardised inputs and targets are squashed into (-_SQUASH, _SQUASH): a diverged
+# network or an exploding loss must not dictate the scale of everything else.
+_SQUASH = 4.0
 _UMAP_MIN_POINTS = 16
 _DTYPE = torch.float32
 
@@ -56,21 +58,40 @@ def _torch_threads(n_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _column_scale(values: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation (floored) of each column of an ``n x c`` array with NaNs."""
-    finite = np.isfinite(values)
-    count = finite.sum(axis=0)
-    filled = np.where(finite, values, 0.0)
-    mean = np.divide(filled.sum(axis=0), count, out=np.zeros(values.shape[1]), where=count > 0)
-    sq = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0)
-    std = np.sqrt(np.divide(sq, count, out=np.zeros(values.shape[1]), where=count > 0))
-    return mean, np.maximum(std, floor)
+def _robust_scale(values: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Median and robust spread of each column of an ``n x c`` array, ignoring non-finite values.
+
+    The spread is the interquartile range / 1.349 (the standard deviation for Gaussian data),
+    the standard deviation where more than half the values are equal, and at least ``floor``.
+    A column without finite values gets centre 0 and scale 1.
+    """
+    centre = np.zeros(values.shape[1])
+    scale = np.ones(values.shape[1])
+    for j in range(values.shape[1]):
+        column = values[:, j][np.isfinite(values[:, j])]
+        if column.size == 0:
+            continue
+        q25, centre[j], q75 = np.percentile(column, [25.0, 50.0, 75.0])
+        spread = (q75 - q25) / 1.349
+        if spread <= 0.0:
+            spread = float(column.std())
+        scale[j] = max(spread, floor)
+    return centre, scale
 
 
-def _standardise(values: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Tensor:
-    z = (values - mean) / scale
-    z = np.clip(np.where(np.isfinite(z), z, 0.0), -_INPUT_BOUND, _INPUT_BOUND)
-    return torch.as_tensor(z, dtype=_DTYPE)
+def _squash(z: np.ndarray) -> np.ndarray:
+    """``B tanh(z / B)``: the identity near 0, bounded by ``B``, order preserving."""
+    return _SQUASH * np.tanh(z / _SQUASH)
+
+
+def _unsquash(v: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`_squash` (outputs outside the bound are held just inside it)."""
+    return _SQUASH * np.arctanh(np.clip(v / _SQUASH, -0.999, 0.999))
+
+
+def _standardise(values: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> torch.Tensor:
+    z = (values - centre) / scale
+    return torch.as_tensor(_squash(np.where(np.isfinite(z), z, 0.0)), dtype=_DTYPE)
 
 
 def _pca_2d(x: np.ndarray) -> np.ndarray:
@@ -154,17 +175,17 @@ class AeLLE:
     def __init__(
         self,
         *,
-        latent_dim: int = 8,
+        latent_dim: int = 4,
         n_models: int = 5,
         seed: int | None = None,
         grid_size: int = 32,
         hidden_dim: int = 64,
         head_hidden_dim: int = 32,
-        dropout: float = 0.1,
+        dropout: float = 0.2,
         alpha_schedule: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0),
         lr: float = 3e-3,
         weight_decay: float = 1e-2,
-        max_steps: int = 400,
+        max_steps: int = 250,
         batch_size: int = 256,
         validation_fraction: float = 0.2,
         min_labels_for_validation: int = 50,
@@ -326,7 +347,7 @@ class AeLLE:
                 raise ValueError("this model was fitted on spectra; pass spectra to predict.")
             raw = self._raw_spectrum_inputs(spectra)
             n = raw.shape[0]
-            x_spec = _standardise(raw, self._spec_mean, self._spec_scale)
+            x_spec = _standardise(raw, self._spec_centre, self._spec_scale)
         elif spectra is not None:
             raise ValueError(
                 "this model was fitted with spectra=None (features only); pass spectra=None."
@@ -343,7 +364,7 @@ class AeLLE:
                     f"{raw_f.shape[1]}."
                 )
             n = raw_f.shape[0]
-            x_feat = _standardise(raw_f, self._feat_mean, self._feat_scale)
+            x_feat = _standardise(raw_f, self._feat_centre, self._feat_scale)
         elif features is not None:
             raise ValueError("this model was fitted without features; pass features=None.")
         assert n is not None
@@ -361,7 +382,7 @@ class AeLLE:
             targets: ``n`` floats, e.g. the final validation accuracy. NaN marks an unlabelled
                 sample, which trains the reconstruction only. At least two must be finite.
             features: Optional ``n x f`` extra inputs of the head (e.g. the learning curve so
-                far, hyperparameters). Non-finite entries are replaced by the column mean.
+                far, hyperparameters). Non-finite entries are replaced by the column median.
 
         Returns:
             self.
@@ -401,23 +422,24 @@ class AeLLE:
                     f"spectra and {n} targets."
                 )
             g = self.grid_size
-            mean, std = _column_scale(raw, 0.0)
-            grid_floor = max(0.1 * float(np.median(std[:g])), 1e-6)
-            self._spec_mean = mean
+            centre, spread = _robust_scale(raw, 0.0)
+            grid_floor = max(0.1 * float(np.median(spread[:g])), 1e-6)
+            self._spec_centre = centre
             self._spec_scale = np.concatenate(
-                [np.maximum(std[:g], grid_floor), np.maximum(std[g:], 0.25)]
+                [np.maximum(spread[:g], grid_floor), np.maximum(spread[g:], 0.25)]
             )
-            x_spec = _standardise(raw, self._spec_mean, self._spec_scale)
+            x_spec = _standardise(raw, self._spec_centre, self._spec_scale)
         if features is not None:
             raw_f = self._raw_features(features, n)
-            self._feat_mean, self._feat_scale = _column_scale(raw_f, 1e-6)
-            x_feat = _standardise(raw_f, self._feat_mean, self._feat_scale)
+            self._feat_centre, self._feat_scale = _robust_scale(raw_f, 1e-6)
+            x_feat = _standardise(raw_f, self._feat_centre, self._feat_scale)
         else:
-            self._feat_mean = self._feat_scale = np.zeros(0)
+            self._feat_centre = self._feat_scale = np.zeros(0)
 
-        self.target_mean_ = float(y[labelled].mean())
-        self.target_scale_ = float(y[labelled].std()) or 1.0
-        z = np.where(labelled, (y - self.target_mean_) / self.target_scale_, 0.0)
+        centre, spread = _robust_scale(y[labelled, None], 0.0)
+        self.target_centre_ = float(centre[0])
+        self.target_scale_ = float(spread[0]) or 1.0
+        z = np.where(labelled, _squash((y - self.target_centre_) / self.target_scale_), 0.0)
 
         train_mask = np.tile(labelled, (self.n_models, 1))
         val_mask = None
@@ -493,7 +515,7 @@ class AeLLE:
         """Destandardised predictions of every member, an ``M x n`` float64 array."""
         with torch.no_grad(), _torch_threads(self.n_threads):
             pred, _ = self.network_(x_spec, x_feat)
-        return pred.double().numpy() * self.target_scale_ + self.target_mean_
+        return self.target_centre_ + self.target_scale_ * _unsquash(pred.double().numpy())
 
     @overload
     def predict(
@@ -530,7 +552,7 @@ class AeLLE:
         finite_any = np.isfinite(member).any(axis=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are handled below
-            mean = np.where(finite_any, np.nanmean(member, axis=0), self.target_mean_)
+            mean = np.where(finite_any, np.nanmean(member, axis=0), self.target_centre_)
             std = np.where(finite_any, np.nanstd(member, axis=0), 0.0)
         if return_std:
             return mean, std
@@ -570,13 +592,16 @@ class AeLLE:
         with torch.no_grad(), _torch_threads(self.n_threads):
             recon = self.network_.decode(self.network_.encode(x_spec)).mean(dim=0)
         g = self.grid_size
-        return recon[:, :g].double().numpy() * self._spec_scale[:g] + self._spec_mean[:g]
+        z = _unsquash(recon[:, :g].double().numpy())
+        return self._spec_centre[:g] + self._spec_scale[:g] * z
 
     def _spectrum_only_inputs(self, spectra: Any, what: str) -> torch.Tensor:
         self._check_fitted()
         if not self.uses_spectra_:
             raise ValueError(f"{what} needs a model fitted on spectra, not with spectra=None.")
-        return _standardise(self._raw_spectrum_inputs(spectra), self._spec_mean, self._spec_scale)
+        return _standardise(
+            self._raw_spectrum_inputs(spectra), self._spec_centre, self._spec_scale
+        )
 
     def embed(
         self, spectra: Any, method: str = "umap", *, n_neighbors: int = 15, member: int = 0
@@ -646,16 +671,16 @@ class AeLLE:
             "uses_spectra_": self.uses_spectra_,
             "n_features_in_": self.n_features_in_,
             "n_labelled_": self.n_labelled_,
-            "target_mean_": self.target_mean_,
+            "target_centre_": self.target_centre_,
             "target_scale_": self.target_scale_,
             "best_steps_": self.best_steps_,
             "fit_time_": self.fit_time_,
         }
         tensors = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
         if self.uses_spectra_:
-            tensors["spec_mean"] = torch.as_tensor(self._spec_mean)
+            tensors["spec_centre"] = torch.as_tensor(self._spec_centre)
             tensors["spec_scale"] = torch.as_tensor(self._spec_scale)
-        tensors["feat_mean"] = torch.as_tensor(self._feat_mean)
+        tensors["feat_centre"] = torch.as_tensor(self._feat_centre)
         tensors["feat_scale"] = torch.as_tensor(self._feat_scale)
         tensors["oof_prediction"] = torch.as_tensor(self.oof_prediction_)
         torch.save({"config": json.dumps(config), "tensors": tensors}, path)
@@ -688,15 +713,15 @@ class AeLLE:
         model.uses_spectra_ = config["uses_spectra_"]
         model.n_features_in_ = config["n_features_in_"]
         model.n_labelled_ = config["n_labelled_"]
-        model.target_mean_ = config["target_mean_"]
+        model.target_centre_ = config["target_centre_"]
         model.target_scale_ = config["target_scale_"]
         model.best_steps_ = config["best_steps_"]
         model.fit_time_ = config["fit_time_"]
         model.grid_ = grid_points(model.grid_size)
         if model.uses_spectra_:
-            model._spec_mean = tensors["spec_mean"].numpy()
+            model._spec_centre = tensors["spec_centre"].numpy()
             model._spec_scale = tensors["spec_scale"].numpy()
-        model._feat_mean = tensors["feat_mean"].numpy()
+        model._feat_centre = tensors["feat_centre"].numpy()
         model._feat_scale = tensors["feat_scale"].numpy()
         model.oof_prediction_ = tensors["oof_prediction"].numpy()
         network = model._build_network(torch.Generator().manual_seed(0))
