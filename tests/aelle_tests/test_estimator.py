@@ -361,3 +361,16 @@ def test_predict_checks_inputs_against_fit(
         with_features.predict(spectra)
     with pytest.raises(ValueError, match="one row per sample"):
         with_features.predict(spectra, features=np.zeros((29, 2)))
+
+
+def test_outliers_do_not_set_the_scale_for_everything_else() -> None:
+    spectra, targets, _ = spectrum_family(80, seed=16)
+    test_spectra, test_targets, _ = spectrum_family(200, seed=17)
+    kwargs: dict[str, Any] = {"seed": 0, "max_steps": 200}
+    clean = AeLLE(**kwargs).fit(spectra, targets).predict(test_spectra)
+    # Three diverged networks whose final value is far off the scale of the others.
+    noisy_spectra = spectra + [np.full(32, math.nan)] * 3
+    noisy_targets = np.concatenate([targets, [50.0, 60.0, 70.0]])
+    noisy = AeLLE(**kwargs).fit(noisy_spectra, noisy_targets).predict(test_spectra)
+    assert _rho(noisy, test_targets) > _rho(clean, test_targets) - 0.1
+    assert _rho(noisy, test_targets) > 0.7
