@@ -10,6 +10,8 @@ and the final metric:
 - ``spectrum``: the epoch-1 spectrum alone;
 - ``curve``: the learning curve so far alone, features = the metric at epochs 0 and 1;
 - ``both``: the spectrum with the curve as features;
+- ``both+unlabelled``: the same, with the held-out networks' spectra and curves given to ``fit``
+  without their targets (as a pruner sees the spectra of running trials);
 - ``hparams``: the four hyperparameters as features (cell one-hot, log sizes and rates);
 
 next to two raw scores that need no fitting: the epoch-1 metric itself and the largest exponent.
@@ -50,7 +52,7 @@ from optuna_lyap.tasks import get_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CELLS = ("rnn", "gru", "lstm")
-INPUT_SETS = ("spectrum", "curve", "both", "hparams")
+INPUT_SETS = ("spectrum", "curve", "both", "both+unlabelled", "hparams")
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -211,15 +213,19 @@ def evaluate(
             scores["raw_epoch1"].append(_rho(x["curve"][test, 1], y_test))
             scores["raw_lambda1"].append(_rho(x["lambda1"][test], y_test))
             for name in INPUT_SETS:
-                spectra = x["spectra"] if name in ("spectrum", "both") else None
-                features = {"spectrum": None, "curve": x["curve"], "both": x["curve"]}.get(
-                    name, x["hparams"]
-                )
+                spectra = x["spectra"] if name.startswith(("spectrum", "both")) else None
+                features = None if name == "spectrum" else x["curve"]
+                if name == "hparams":
+                    features = x["hparams"]
+                # The unlabelled variant also fits on the test networks, with NaN targets.
+                fit_rows = np.concatenate([train, test]) if name.endswith("unlabelled") else train
+                targets = x["final"][fit_rows].copy()
+                targets[len(train) :] = math.nan
                 began = time.perf_counter()
                 model = AeLLE(seed=repeat).fit(
-                    None if spectra is None else [spectra[i] for i in train],
-                    x["final"][train],
-                    features=None if features is None else features[train],
+                    None if spectra is None else [spectra[i] for i in fit_rows],
+                    targets,
+                    features=None if features is None else features[fit_rows],
                 )
                 times[name].append(time.perf_counter() - began)
                 prediction = model.predict(
@@ -259,7 +265,9 @@ def _markdown(results: list[dict[str, Any]], command: str, env: dict[str, Any]) 
         "Spearman between the prediction (or the raw score) and the metric after the last "
         "epoch, on the networks not used for fitting; mean +- std over random splits. "
         "`spectrum` = epoch-1 Lyapunov spectrum; `curve` = metric at epochs 0 and 1; "
-        "`both` = spectrum + curve; `hparams` = cell, hidden size, init scale, learning rate; "
+        "`both` = spectrum + curve; `both+unlabelled` = the same, also fitted on the held-out "
+        "networks without their targets; `hparams` = cell, hidden size, init scale, "
+        "learning rate; "
         "`raw_epoch1` = the epoch-1 metric itself; `raw_lambda1` = the largest exponent at "
         "epoch 1. For a metric to minimise, a positive correlation still means a good ranking.",
         "",
@@ -294,11 +302,11 @@ def _markdown(results: list[dict[str, Any]], command: str, env: dict[str, Any]) 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["copy", "sines"])
-    parser.add_argument("--n-configs", type=int, default=64)
+    parser.add_argument("--n-configs", type=int, default=80)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-probes", type=int, default=15)
-    parser.add_argument("--n-train", type=int, nargs="+", default=[20, 40])
+    parser.add_argument("--n-train", type=int, nargs="+", default=[20, 40, 60])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--table", type=Path, help="evaluate a recorded table instead")
     parser.add_argument("--from-data", type=Path, help="re-analyse a saved recording")
