@@ -5,6 +5,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+import torch
 
 import optuna_lyap
 from optuna_lyap.tasks import SequenceTask, get_task, make_objective, trial_seed
@@ -78,3 +79,19 @@ def test_pruned_trials_keep_their_epoch_count() -> None:
 def test_negative_epochs_are_refused() -> None:
     with pytest.raises(ValueError, match=r"n_epochs=-1"):
         make_objective(_task(), n_epochs=-1)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_objective_trains_on_cuda() -> None:
+    task = _task()
+    study = optuna.create_study(
+        direction=task.direction, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    study.optimize(make_objective(task, n_epochs=1, device="cuda", seed=0), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert sorted(optuna_lyap.load_spectra(trial)) == [0, 1]
+    model = task.build_model(trial.params, seed=trial_seed(0, 0)).to("cuda")
+    assert task.probe_inputs(model, n=2).device.type == "cuda"
+    assert task.evaluate(model) == trial.intermediate_values[0]
