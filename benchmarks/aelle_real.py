@@ -313,7 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "aelle_real")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    command = "python benchmarks/aelle_real.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python benchmarks/aelle_real.py", *given])
 
     results: list[dict[str, Any]] = []
     if args.table is not None:
