@@ -120,6 +120,8 @@ class AeLLE:
     error over *every* spectrum plus ``alpha`` times the squared prediction error over the
     labelled ones, ``alpha`` raised in steps; samples whose target is NaN train the
     reconstruction only. The ensemble mean is the prediction and its spread the ``std``.
+    Inputs and targets are centred on their median, scaled by a robust spread and squashed
+    smoothly into ``(-4, 4)``; non-finite features become the column median.
 
     Parameters are stored as given and validated in :meth:`fit`.
 
@@ -153,6 +155,11 @@ class AeLLE:
         n_features_in_: Number of extra features ``F`` (0 without).
         n_labelled_: Number of finite targets seen by :meth:`fit`.
         grid_: The ``G`` normalised indices of the grid points.
+        target_centre_: Median of the finite targets, in target units.
+        target_scale_: Their robust spread (interquartile range / 1.349, or the standard
+            deviation where more than half are equal): the network learns
+            ``4 tanh((y - target_centre_) / target_scale_ / 4)``, so outliers cannot set the
+            scale for everything else.
         best_steps_: The step each member's kept weights come from, a list of ``n_models`` ints.
         oof_prediction_: ``n`` predictions for the :meth:`fit` samples from the members that held
             them out (NaN for unlabelled samples and those no member held out): an honest check
