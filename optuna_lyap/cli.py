@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--task", default="sdigits", choices=sorted(builtin_tasks.list_tasks()), help=task_help
     )
-    run.add_argument("--n-trials", type=_positive, default=30, help="trials to run (default 30)")
+    run.add_argument("--n-trials", type=_positive, default=20, help="trials to run (default 20)")
     run.add_argument("--n-epochs", type=_positive, default=None, help="epochs of full training")
     run.add_argument("--pruner", default="lyapunov", choices=PRUNERS, help="default: lyapunov")
     run.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="default: tpe")
