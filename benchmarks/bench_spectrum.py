@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,7 +150,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=15)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--no-baseline", action="store_true", help="skip the explicit baseline")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     hiddens = args.hidden or ([64, 128, 256, 512] if device.type == "cuda" else [64, 128, 256])
     dtype = torch.float32
@@ -207,8 +213,7 @@ def main() -> None:
         "steps": args.steps,
         "dtype": "float32",
         "matmul_gflops": rate / 1e9,
-        "command": "python benchmarks/bench_spectrum.py"
-        + (f" --device {args.device}" if args.device != "cpu" else ""),
+        "command": "python benchmarks/bench_spectrum.py " + " ".join(sys.argv[1:]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"spectrum_{device.type}"
