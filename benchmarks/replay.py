@@ -87,15 +87,7 @@ class TopKAfterFirstEpoch(BasePruner):
 def make_pruner(name: str, seed: int) -> BasePruner:
     p = optuna.pruners
     warm = 1  # never prune the untrained network on its chance-level value
-    # A lighter AeLLE than the default (2 members, 150 steps, 3 folds): a refit then costs
-    # about a second, which keeps 20 seeds per method within the machine's reach.
-    lyap = {
-        "n_startup_trials": 5,
-        "n_warmup_steps": warm,
-        "seed": seed,
-        "cv_folds": 3,
-        "aelle_params": {"n_models": 2, "max_steps": 150},
-    }
+    lyap = {"n_startup_trials": 5, "n_warmup_steps": warm, "seed": seed}
     table: dict[str, Callable[[], BasePruner]] = {
         "nop": p.NopPruner,
         "median": lambda: p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm),

@@ -82,6 +82,10 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
+# Small AeLLE ensembles: the pruner refits them whenever the set of completed trials changes.
+_DEFAULT_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 150}
+
+
 class LyapunovPruner(BasePruner):
     """Prune trials whose final value, predicted from their dynamics, is very likely poor.
 
@@ -152,8 +156,9 @@ class LyapunovPruner(BasePruner):
             mean and spread); once ``n_startup_trials`` have completed it competes with the
             models fitted on the study's own trials, scored by how it ranks them.
         aelle_params: Keyword arguments of the :class:`~optuna_lyap.AeLLE` models the pruner
-            fits (``seed`` is set by ``seed``). Fewer ``n_models`` or ``max_steps`` make
-            refits cheaper.
+            fits (``seed`` is set by ``seed``). None uses ``_DEFAULT_AELLE_PARAMS`` (2 members,
+            150 steps): a refit then costs about a second on one core, where AeLLE's own
+            defaults cost several times more for no measured gain in ranking on tens of trials.
         use_spectrum: Offer the spectrum as an input.
         use_curve: Offer the learning curve (latest and best value up to the step).
         use_params: Offer the hyperparameters (log-scaled where the distribution is, one-hot
@@ -194,7 +199,7 @@ class LyapunovPruner(BasePruner):
         use_params: bool = False,
         select_inputs: bool = True,
         require_beating_raw: bool = True,
-        cv_folds: int = 5,
+        cv_folds: int = 3,
         use_unlabelled: bool = True,
         min_unpruned_share: float = 0.1,
         model_steps: Iterable[int] | None = None,
@@ -229,7 +234,7 @@ class LyapunovPruner(BasePruner):
         self._use_params = use_params
         self._require_beating_raw = bool(require_beating_raw)
         self._use_unlabelled = bool(use_unlabelled)
-        self._aelle_params = dict(aelle_params or {})
+        self._aelle_params = dict(_DEFAULT_AELLE_PARAMS if aelle_params is None else aelle_params)
         self._aelle_params.pop("seed", None)
         AeLLE(**self._aelle_params)  # a misspelt name fails here, not in the first fit
 
