@@ -46,6 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import optuna_lyap
 from optuna_lyap.pruners import load_predictions
+from optuna_lyap.pruners._predictor import rank_correlation
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -209,13 +210,6 @@ def _tables_cache(path: str) -> dict[str, Any]:
     return _TABLES[path]
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def summarise(
     table: dict[str, Any], runs: list[dict[str, Any]], budget: int
 ) -> tuple[dict[str, Any], np.ndarray]:
@@ -264,7 +258,7 @@ def summarise(
         per_step = {}
         for step in sorted({p[0] for p in preds}):
             rows = np.array([(p[1], p[2]) for p in preds if p[0] == step])
-            rho = _spearman(rows[:, 0], rows[:, 1])
+            rho = rank_correlation(rows[:, 0], rows[:, 1])
             per_step[str(step)] = {"spearman": rho, "n": len(rows)}
         summary["prediction_spearman_by_step"] = per_step
     return summary, sign * curves

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,17 +179,10 @@ def build_study(
 # --- The summary ------------------------------------------------------------------------------
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return math.nan
-    return float(spearmanr(a, b).statistic)
-
-
 def summarize(study: optuna.Study) -> dict[str, Any]:
     """Counts, best trial, epochs spent, and how well early predictions ranked final values."""
     from optuna_lyap import load_predictions
+    from optuna_lyap.pruners._predictor import rank_correlation
 
     config = study.user_attrs.get(CONFIG_KEY, {})
     trials = study.get_trials(deepcopy=False)
@@ -228,7 +220,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         summary["prediction"] = {
             "n": len(pairs),
             "median_step": float(np.median(steps)),
-            "spearman": _spearman(predicted, final),
+            "spearman": rank_correlation(predicted, final),
         }
     return summary
 
@@ -345,27 +337,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from optuna_lyap.visualization import plot_embedding
+    from optuna_lyap.visualization import embedding_data, plot_embedding, write_png
 
     storage = open_storage(args.storage)
     study = load_study(storage, args.storage, args.study_name)
     try:
-        figure, n_points = plot_embedding(
-            study, step=args.step, method=args.method, seed=args.seed
-        )
+        data = embedding_data(study, step=args.step, method=args.method, seed=args.seed)
     except ValueError as err:
         raise CLIError(str(err)) from err
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    html = out.with_suffix(".html")
-    figure.write_html(html)
-    written = [str(html)]
-    from optuna_lyap.visualization import write_png
-
-    png = out.with_suffix(".png")
-    write_png(study, step=args.step, method=args.method, seed=args.seed, path=png)
-    written.append(str(png))
-    print(f"embedded {n_points} trials; wrote {', '.join(written)}")
+    html, png = out.with_suffix(".html"), out.with_suffix(".png")
+    plot_embedding(data, step=args.step).write_html(html)
+    write_png(data, png, step=args.step)
+    print(f"embedded {len(data.numbers)} trials ({data.method}); wrote {html}, {png}")
     return 0
 
 

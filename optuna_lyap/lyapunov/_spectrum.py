@@ -104,7 +104,7 @@ def _rnn_tangent(
     x = inputs.to(device=device, dtype=dtype)
     if model.batch_first:
         x = x.transpose(0, 1)
-    n_steps, batch = x.shape[0], x.shape[1]
+    batch = x.shape[1]
     p = model.proj_size if isinstance(model, nn.LSTM) and model.proj_size else model.hidden_size
     h_shape = (model.num_layers, batch, p)
     c_shape = (model.num_layers, batch, model.hidden_size)
@@ -134,7 +134,6 @@ def _rnn_tangent(
         )
     if tuple(h_init.shape) != h_shape:
         raise ValueError(f"h0 must have shape {h_shape}, but got {tuple(h_init.shape)}.")
-    del n_steps
     return StackedRNNTangent(model, x, h_init, c_init, state, dtype)
 
 

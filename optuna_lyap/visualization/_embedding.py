@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,6 @@ def embedding_data(
             f"before step {step}; at least 2 are needed to fit the embedding."
         )
     ae = AeLLE(seed=seed).fit(spectra, np.array(values))
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         xy = ae.embed(spectra, method=method)
@@ -73,13 +72,10 @@ def embedding_data(
     return EmbeddingData(xy, np.array(values), np.array(numbers), states, used)
 
 
-def plot_embedding(
-    study: optuna.Study, *, step: int = 1, method: str = "umap", seed: int = 0
-) -> tuple[Any, int]:
-    """A plotly scatter of :func:`embedding_data`; returns the figure and the number of points."""
+def plot_embedding(data: EmbeddingData, *, step: int = 1) -> Any:
+    """A plotly scatter of :func:`embedding_data`'s points, coloured by final value."""
     import plotly.graph_objects as go
 
-    data = embedding_data(study, step=step, method=method, seed=seed)
     done = np.isfinite(data.values)
     hover = [f"trial {n} ({s.lower()})" for n, s in zip(data.numbers, data.states, strict=True)]
     figure = go.Figure()
@@ -113,19 +109,16 @@ def plot_embedding(
         xaxis_title=f"{data.method} 1",
         yaxis_title=f"{data.method} 2",
     )
-    return figure, len(data.numbers)
+    return figure
 
 
-def write_png(
-    study: optuna.Study, *, path: str | Path, step: int = 1, method: str = "umap", seed: int = 0
-) -> None:
-    """The same embedding as a PNG (matplotlib, so no browser is needed)."""
+def write_png(data: EmbeddingData, path: str | Path, *, step: int = 1) -> None:
+    """The same scatter as a PNG (matplotlib, so no browser is needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = embedding_data(study, step=step, method=method, seed=seed)
     done = np.isfinite(data.values)
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     ax.scatter(data.xy[~done, 0], data.xy[~done, 1], c="lightgrey", s=18, label="not completed")
@@ -148,5 +141,6 @@ def publish_embedding(
     """Save the embedding figure in the study so optuna-dashboard shows it beside its plots."""
     from optuna_dashboard import save_plotly_graph_object
 
-    figure, _ = plot_embedding(study, step=step, method=method, seed=seed)
+    data = embedding_data(study, step=step, method=method, seed=seed)
+    figure = plot_embedding(data, step=step)
     save_plotly_graph_object(study, figure, graph_object_id=f"lyap-embedding-step{step}")

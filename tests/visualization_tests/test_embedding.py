@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+import optuna_lyap
+from optuna_lyap.visualization import (
+    embedding_data,
+    plot_embedding,
+    publish_embedding,
+    write_png,
+)
+
+
+def _study(n_complete: int = 6, n_pruned: int = 2) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    rng = np.random.default_rng(0)
+    for i in range(n_complete + n_pruned):
+        trial = study.ask()
+        dim = int(rng.integers(8, 24))
+        spectrum = np.sort(rng.normal(-0.5 + 0.05 * i, 0.3, dim))[::-1]
+        optuna_lyap.report_spectrum(trial, spectrum, 1)
+        if i < n_complete:
+            study.tell(trial, 0.5 + 0.05 * i)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return study
+
+
+def test_embedding_of_completed_and_pruned_trials(tmp_path: Path):
+    study = _study()
+    data = embedding_data(study, step=1, method="umap", seed=0)
+    assert data.method == "pca"  # too few points for UMAP: the documented fallback
+    assert data.xy.shape == (8, 2) and np.isfinite(data.xy).all()
+    assert np.isnan(data.values[6:]).all() and np.isfinite(data.values[:6]).all()
+    assert data.states.count("PRUNED") == 2
+
+    figure = plot_embedding(data, step=1)
+    assert sum(len(trace.x) for trace in figure.data) == 8
+    write_png(data, tmp_path / "e.png")
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_publish_puts_the_figure_in_the_study():
+    study = _study()
+    publish_embedding(study, step=1, method="pca")
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert any("lyap-embedding-step1" in key for key in attrs)
+
+
+def test_too_few_completed_trials_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 2 are needed"):
+        embedding_data(_study(n_complete=1, n_pruned=3), step=1)
+    with pytest.raises(ValueError, match="method must be"):
+        embedding_data(_study(), method="tsne")
