@@ -34,7 +34,10 @@ from torch import nn
 import optuna_lyap as ol
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+# H x H matrix products per step the engine does for the full spectrum (k = D >= 16, so GRU and
+# LSTM use formed Jacobian blocks): one (RNN: W_hh; GRU and LSTM state h: the formed block), two
+# for LSTM state full (the block of c and the o gate's shared product).
+PRODUCTS = {("rnn", "h"): 1, ("gru", "h"): 1, ("lstm", "h"): 1, ("lstm", "full"): 2}
 
 
 def _sync(device: torch.device) -> None:
@@ -186,7 +189,7 @@ def main() -> None:
                     device,
                     args.repeats,
                 )
-                flops = 2 * args.batch * GATES[cell] * hidden * hidden * dim * args.steps
+                flops = 2 * args.batch * PRODUCTS[cell, state] * hidden * hidden * dim * args.steps
                 floor = qr_floor(args.batch, dim, args.steps, device, dtype) + flops / rate
                 base = baseline if state == "h" else None
                 row = {

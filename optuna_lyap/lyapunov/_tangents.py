@@ -7,8 +7,22 @@ Notation:
     ``J_t = d s_{t+1} / d s_t`` is the Jacobian of one step of the network at ``(s_t, x_t)``.
 
 A *tangent* object runs the state trajectory once, precomputes the gate-wise factors of every
-``J_t`` in parallel over time, and then applies ``J_t`` to a ``B x D x k`` basis with batched
-matrix products and elementwise scalings. The ``D x D`` Jacobian itself is never formed.
+``J_t`` in parallel over time, and then applies ``J_t`` to a ``B x D x k`` basis, layer by
+layer (layer ``l``'s new ``h`` depends on its own old ``h`` and ``c`` and on layer ``l - 1``'s
+new ``h``), in one of two ways:
+
+- *shared products*: ``W @ Q`` with a layer's stacked gate weights (``G H x P``, ``G`` = 1, 3, 4
+  gates for RNN, GRU, LSTM), the same for all ``B`` sequences, then every gate row scaled by its
+  factor and the gates added: ``2 G H P k`` FLOPs per sequence and layer input;
+- *formed blocks* (GRU and LSTM, when ``k >= FORMED_MIN_K``): per step and sequence the
+  ``H x P`` block ``sum_g diag(a_g) W_g`` of ``J_t`` is built by broadcasting the ``B x H x 1``
+  factors against the weight rows (``O(B G H P)`` elementwise work, no products with diagonal
+  matrices), then applied with one batched product: ``2 H P k`` FLOPs. Blocks are built one
+  step at a time into one reused buffer. A GRU's ``diag(z)`` is added to its block's diagonal;
+  an LSTM's ``dc' = f dc + ...`` stays elementwise, and with ``state="full"`` its single o
+  gate stays a shared product (a formed block would cost as much).
+
+The whole ``D x D`` Jacobian is never built.
 
 State layout for ``nn.RNN``/``nn.GRU``/``nn.LSTM``: ``[h^1, ..., h^L]`` followed, for an LSTM
 with ``state="full"``, by ``[c^1, ..., c^L]``. With ``state="h"`` an LSTM's ``c`` is not part of
@@ -24,6 +38,15 @@ import torch
 from torch import nn
 
 CellFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# GRU and LSTM layers use formed Jacobian blocks when the basis has at least this many columns,
+# and shared products below. Forming a block costs O(B G H P) elementwise work per step, which
+# the k columns repay by saving 2 (G - 1) B H P k matmul FLOPs, so the crossover is a number of
+# columns, much the same at every H. Measured per step on the CPU (one thread, B = 15,
+# H = 64, 128, 256, one and two layers): shared products were faster at k <= 10, formed blocks
+# from k = 12 (one layer) or k = 16 (two layers, but for LSTM state "full" at H = 64: k = 24).
+# Not yet measured on a GPU.
+FORMED_MIN_K = 16
 
 
 class Tangent(Protocol):
@@ -113,6 +136,10 @@ class StackedRNNTangent:
         self.w_hr: list[torch.Tensor | None] = []
         self.factors: list[dict[str, torch.Tensor]] = []
         self.diverged = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
+        # Workspace for one formed B x H x P Jacobian block (GRU/LSTM), rebuilt for every block
+        # of every step: reusing it spares a large allocation, and its page faults, each time.
+        block_shape = (self.batch, self.hidden, self.h_size) if self.kind != "RNN" else (0,)
+        self.block = torch.empty(block_shape, device=self.device, dtype=dtype)
         x = inputs
         for layer in range(self.n_layers):
             single = _single_layer(model, layer, dtype)
@@ -139,7 +166,7 @@ class StackedRNNTangent:
                 c_init = c0[layer] if c0 is not None else None
                 assert c_init is not None
                 factors = self._lstm_factors(pre_x + pre_h, c_init)
-            self.factors.append({key: v.unsqueeze(-1) for key, v in factors.items()})
+            self.factors.append({key: v.unsqueeze(-1).detach() for key, v in factors.items()})
             self.w_ih.append(w_ih.detach())
             self.w_hh.append(w_hh.detach())
             self.w_hr.append(_weight(single, "weight_hr_l0").detach() if self.p else None)
@@ -193,43 +220,151 @@ class StackedRNNTangent:
 
     def apply(self, t: int, q: torch.Tensor) -> torch.Tensor:
         """Return ``J_t @ q`` for a ``B x D x k`` tensor ``q``."""
+        # The choice depends on shapes only, never on values: no host synchronisation.
+        formed = self.kind != "RNN" and q.shape[2] >= FORMED_MIN_K
+        layer_step = self._layer_formed if formed else self._layer_matrix_free
         hs, cs = self.h_size, self.hidden
         c_base = self.n_layers * hs
         new_h: list[torch.Tensor] = []
         new_c: list[torch.Tensor] = []
-        dx: torch.Tensor | None = None
+        dx: torch.Tensor | None = None  # the new h tangent of the layer below
         for layer in range(self.n_layers):
             dh = q[:, layer * hs : (layer + 1) * hs]
-            fac = self.factors[layer]
-            w_ih, w_hh = self.w_ih[layer], self.w_hh[layer]
-            if self.kind == "RNN":
-                pre = torch.matmul(w_hh, dh)
-                if dx is not None:
-                    pre = pre + torch.matmul(w_ih, dx)
-                out = pre * fac["slope"][t]
-            elif self.kind == "GRU":
-                gh = torch.matmul(w_hh, dh) * fac["scale_h"][t]
-                if dx is not None:
-                    gh = gh + torch.matmul(w_ih, dx) * fac["scale_x"][t]
-                out = gh.unflatten(1, (3, cs)).sum(dim=1) + fac["z"][t] * dh
-            else:
-                pre = torch.matmul(w_hh, dh)
-                if dx is not None:
-                    pre = pre + torch.matmul(w_ih, dx)
-                pre = (pre * fac["scale"][t]).unflatten(1, (4, cs))
-                dc = pre[:, 0] + pre[:, 1] + pre[:, 2]
-                if self.with_c:
-                    c_row = c_base + layer * cs
-                    dc = dc + fac["f"][t] * q[:, c_row : c_row + cs]
-                    new_c.append(dc)
-                out = pre[:, 3] + fac["out"][t] * dc
-                w_hr = self.w_hr[layer]
-                if w_hr is not None:
-                    out = torch.matmul(w_hr, out)
+            c_row = c_base + layer * cs
+            dc = q[:, c_row : c_row + cs] if self.with_c else None
+            out, dc_new = layer_step(layer, t, dh, dx, dc)
+            if dc_new is not None:
+                new_c.append(dc_new)
+            w_hr = self.w_hr[layer]
+            if w_hr is not None:
+                out = _shared_product(w_hr, out)
             new_h.append(out)
             dx = out
         parts = new_h + new_c
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def _layer_matrix_free(
+        self,
+        layer: int,
+        t: int,
+        dh: torch.Tensor,
+        dx: torch.Tensor | None,
+        dc: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One layer's new ``(h, c)`` tangents from the shared products ``W @ tangent``.
+
+        ``W_hh dh`` and ``W_ih dx`` are computed for all gates at once (``4 H`` rows for an
+        LSTM), then every gate row is scaled by its factor and the gates are added.
+        """
+        fac, cs = self.factors[layer], self.hidden
+        w_ih, w_hh = self.w_ih[layer], self.w_hh[layer]
+        if self.kind == "RNN":
+            pre = _shared_product(w_hh, dh)
+            if dx is not None:
+                pre = pre + _shared_product(w_ih, dx)
+            return pre * fac["slope"][t], None
+        if self.kind == "GRU":
+            gh = _shared_product(w_hh, dh) * fac["scale_h"][t]
+            if dx is not None:
+                gh = gh + _shared_product(w_ih, dx) * fac["scale_x"][t]
+            return gh.unflatten(1, (3, cs)).sum(dim=1) + fac["z"][t] * dh, None
+        pre = _shared_product(w_hh, dh)
+        if dx is not None:
+            pre = pre + _shared_product(w_ih, dx)
+        pre = (pre * fac["scale"][t]).unflatten(1, (4, cs))
+        dc_new = pre[:, 0] + pre[:, 1] + pre[:, 2]
+        if dc is None:  # state "h": c's own perturbation is held at zero
+            return pre[:, 3] + fac["out"][t] * dc_new, None
+        dc_new = dc_new + fac["f"][t] * dc
+        return pre[:, 3] + fac["out"][t] * dc_new, dc_new
+
+    def _layer_formed(
+        self,
+        layer: int,
+        t: int,
+        dh: torch.Tensor,
+        dx: torch.Tensor | None,
+        dc: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One layer's new ``(h, c)`` tangents through formed Jacobian blocks (GRU and LSTM).
+
+        A block is one ``H x P`` matrix per sequence, ``sum_g diag(a_g) W_g`` over the gates
+        (see :func:`_gate_block`), applied with a batched product: ``2 H P k`` FLOPs per
+        sequence and block instead of ``2 G H P k`` for the shared products of ``G`` gates.
+        """
+        fac, cs = self.factors[layer], self.hidden
+        if self.kind == "GRU":
+            # dh'/dh = diag(z) + sum_g diag(scale_h_g) W_hg; dh'/dx = sum_g diag(scale_x_g) W_ig.
+            own = _gate_block(fac["scale_h"][t], self.w_hh[layer], 3, self.block)
+            own.diagonal(dim1=1, dim2=2).add_(fac["z"][t].squeeze(-1))
+            out = torch.bmm(own, dh)
+            if dx is not None:
+                from_below = _gate_block(fac["scale_x"][t], self.w_ih[layer], 3, self.block)
+                out = out.baddbmm_(from_below, dx)
+            return out, None
+
+        # LSTM: every term is (tangent, its weight rows for the gates i, f, g, o).
+        terms = [(dh, self.w_hh[layer])]
+        if dx is not None:
+            terms.append((dx, self.w_ih[layer]))
+        scale, s_out = fac["scale"][t], fac["out"][t]  # s_out = o (1 - tanh(c')^2)
+        a_ifg, a_o = scale[:, : 3 * cs], scale[:, 3 * cs :]
+        if dc is None:
+            # state "h": dh'/dv = diag(a_o) W_o + diag(s_out) dc'/dv = sum over the four gates
+            # of diag(b_g) W_g, with b_g = s_out a_g for i, f, g and b_o = a_o.
+            b = scale.unflatten(1, (4, cs)).clone()
+            b[:, :3] *= s_out.unsqueeze(1)
+            b = b.flatten(1, 2)
+            dh_new: torch.Tensor | None = None
+            for v, weight in terms:
+                block = _gate_block(b, weight, 4, self.block)
+                dh_new = torch.bmm(block, v) if dh_new is None else dh_new.baddbmm_(block, v)
+            assert dh_new is not None
+            return dh_new, None
+        # state "full": c' needs its own block dc'/dv = sum over i, f, g of diag(a_g) W_g. Then
+        # dh' = a_o * (W_o v) + s_out * dc': the o gate is a single gate, whose shared product
+        # costs what a formed block would, so it stays a shared product.
+        dc_new = fac["f"][t] * dc
+        pre_o: torch.Tensor | None = None
+        for v, weight in terms:
+            dc_new = dc_new.baddbmm_(_gate_block(a_ifg, weight[: 3 * cs], 3, self.block), v)
+            o_term = _shared_product(weight[3 * cs :], v)
+            pre_o = o_term if pre_o is None else pre_o + o_term
+        assert pre_o is not None
+        return a_o * pre_o + s_out * dc_new, dc_new
+
+
+def _shared_product(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``weight @ v[b]`` for every sequence ``b``: ``(R, P)`` and ``(B, P, k)`` to ``(B, R, k)``.
+
+    One 2-D matrix product over all ``B k`` columns; ``torch.matmul`` would broadcast the weight
+    to ``B`` copies, which is several times slower for thin bases.
+    """
+    batch, size, k = v.shape
+    columns = v.transpose(0, 1).reshape(size, batch * k)
+    return (weight @ columns).view(-1, batch, k).transpose(0, 1)
+
+
+def _gate_block(
+    scale: torch.Tensor, weight: torch.Tensor, gates: int, out: torch.Tensor
+) -> torch.Tensor:
+    """The per-sequence block ``sum_g diag(a_g) W_g`` over ``gates`` gates stacked in ``weight``.
+
+    Args:
+        scale: ``B x (G H) x 1``: the factors ``a_g`` of every gate row, per sequence.
+        weight: ``(G H) x P``: the gates' weight rows ``W_g``, stacked like ``scale``.
+        gates: ``G``.
+        out: A ``B x H x P`` buffer that receives the block (overwritten).
+
+    Returns:
+        ``out``. Built by broadcasting each ``B x H x 1`` factor against its ``H x P`` weight
+        rows (``O(B G H P)`` elementwise work), never by products with diagonal matrices.
+    """
+    scales, weights = scale.chunk(gates, dim=1), weight.chunk(gates, dim=0)
+    block = torch.mul(scales[0], weights[0], out=out)
+    for a_g, w_g in zip(scales[1:], weights[1:], strict=True):
+        block.addcmul_(a_g, w_g)
+    return block
 
 
 class CellTangent:
