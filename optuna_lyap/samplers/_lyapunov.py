@@ -38,6 +38,7 @@ from optuna_lyap.pruners._predictor import (
     Rows,
     fit_predictor,
     input_sets,
+    refit_size,
 )
 from optuna_lyap.samplers._view import PredictedStudyView
 
@@ -215,10 +216,11 @@ class LyapunovSampler(BaseSampler):
     ``lyap_screen_std`` and ``lyap_screen_rank_corr`` (the chosen model's out-of-sample rank
     correlation), which optuna-dashboard plots.
 
-    The model is fitted once per set of completed trials (and of unlabelled spectra), from the
-    storage's contents and ``seed`` only, and cached; candidates' networks are seeded from
-    ``seed`` and the trial number. The sampler can be shared by threads (``n_jobs > 1``) and
-    pickled (its caches are dropped; ``model_factory`` and ``probe_inputs`` must pickle).
+    The model is fitted once per training set (see ``refit_growth``) and set of unlabelled
+    spectra, from the storage's contents and ``seed`` only, and cached; candidates' networks
+    are seeded from ``seed`` and the trial number. The sampler can be shared by threads
+    (``n_jobs > 1``) and pickled (its caches are dropped; ``model_factory`` and
+    ``probe_inputs`` must pickle).
     Every hook is delegated to the base sampler, as Optuna's wrapper samplers do.
 
     Example:
@@ -287,6 +289,11 @@ class LyapunovSampler(BaseSampler):
         spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum` for the
             candidates (e.g. ``k``, ``warmup``, ``state``); the default ``seed=0`` matches
             :class:`~optuna_lyap.LyapunovMonitor`'s.
+        refit_growth: The model is fitted on the lowest-numbered ``m`` labelled trials, ``m``
+            on the schedule ``max(n_startup_trials, 3)``, then ``max(m + 1, ceil(m *
+            refit_growth))`` (the largest size not above the count of labelled trials): about
+            ten refits over the first 50 trials instead of one per completed trial. 1 refits
+            on every new label. At least 1.
         seed: Seeds the default base sampler, every model fit and the candidates' networks.
             None draws one.
     """
@@ -310,6 +317,7 @@ class LyapunovSampler(BaseSampler):
         use_predictions: bool = True,
         search_space: Mapping[str, BaseDistribution] | None = None,
         spectrum_kwargs: Mapping[str, Any] | None = None,
+        refit_growth: float = 1.25,
         seed: int | None = None,
     ) -> None:
         if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
@@ -335,6 +343,7 @@ class LyapunovSampler(BaseSampler):
         self._n_candidates = _check_int("n_candidates", n_candidates, 1)
         self._n_startup_trials = _check_int("n_startup_trials", n_startup_trials, 0)
         self._kappa = _check_real("kappa", kappa, 0.0, math.inf)
+        self._refit_growth = _check_real("refit_growth", refit_growth, 1.0, math.inf)
         self._cv_folds = _check_int("cv_folds", cv_folds, 2)
         self._min_rank_corr = _check_real("min_rank_corr", min_rank_corr, -1.0, 1.0)
         if self._min_rank_corr >= 1.0:
@@ -533,6 +542,8 @@ class LyapunovSampler(BaseSampler):
             return None
         if not own_ready:
             labelled = []
+        start = max(self._n_startup_trials, _MIN_LABELLED)
+        labelled = labelled[: refit_size(len(labelled), start, self._refit_growth)]
         unlabelled: list[FrozenTrial] = []
         if self._use_unlabelled and own_ready:
             key_step = spectrum_key(INIT_STEP)
