@@ -171,8 +171,8 @@ class LyapunovPruner(BasePruner):
         cv_folds: Folds of the cross-validation (leave-one-out with fewer completed trials).
             Each refit costs ``(cv_folds + 1)`` fits per candidate input set.
         use_unlabelled: Also train the autoencoder's reconstruction on the spectra that pruned
-            trials reported at the same step. They enter in blocks (the lowest-numbered
-            ``2^j`` of them) so the model is refitted only when their count doubles.
+            trials reported at the same step: those numbered below the newest trial of the
+            training set, so they change only when the training set does (no extra refits).
         min_unpruned_share: Share of trials never pruned, so the model keeps getting labels:
             trial ``n`` is kept when ``frac(n * 0.618...) < min_unpruned_share`` (trial 0 is
             always among them). Their predictions are still recorded. In ``[0, 1)``.
@@ -347,14 +347,15 @@ class LyapunovPruner(BasePruner):
         unlabelled: list[FrozenTrial] = []
         if self._use_unlabelled and spectrum_step is not None and own_ready:
             key_step = spectrum_key(spectrum_step)
-            pruned = [
-                t
-                for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-                if key_step in t.system_attrs
-            ]
-            if pruned:
-                block = 2 ** int(math.floor(math.log2(len(pruned))))
-                unlabelled = sorted(pruned, key=lambda t: t.number)[:block]
+            newest = training[-1].number
+            unlabelled = sorted(
+                (
+                    t
+                    for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+                    if t.number < newest and key_step in t.system_attrs
+                ),
+                key=lambda t: t.number,
+            )
 
         key = (
             step,

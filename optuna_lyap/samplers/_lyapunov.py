@@ -281,8 +281,8 @@ class LyapunovSampler(BaseSampler):
         min_rank_corr: The chosen model's out-of-sample Spearman correlation must exceed this
             for the screening to act. In ``[-1, 1)``.
         use_unlabelled: Also train the autoencoder's reconstruction on the step-0 spectra of
-            pruned trials (in blocks of ``2^j``, so they trigger a refit only when their count
-            doubles).
+            pruned trials numbered below the newest labelled trial the model is fitted on (so
+            they change only when the training set does).
         use_predictions: Show pruned trials at their predicted value to the base sampler.
         search_space: The distributions to screen; None uses the intersection of the
             parameters of the study's completed and pruned trials.
@@ -547,18 +547,17 @@ class LyapunovSampler(BaseSampler):
         unlabelled: list[FrozenTrial] = []
         if self._use_unlabelled and own_ready:
             key_step = spectrum_key(INIT_STEP)
-            pruned = sorted(
+            newest = labelled[-1].number
+            unlabelled = sorted(
                 (
                     t
                     for t in study._get_trials(
                         deepcopy=False, states=(TrialState.PRUNED,), use_cache=True
                     )
-                    if key_step in t.system_attrs
+                    if t.number < newest and key_step in t.system_attrs
                 ),
                 key=lambda t: t.number,
             )
-            if pruned:
-                unlabelled = pruned[: 2 ** int(math.floor(math.log2(len(pruned))))]
         key = (tuple(t.number for t in labelled), tuple(t.number for t in unlabelled))
         with self._lock:
             if key in self._cache:
@@ -598,6 +597,24 @@ class LyapunovSampler(BaseSampler):
         corr = fitted.chosen.rank_corr
         return _Model(fitted, acts=not math.isnan(corr) and corr > self._min_rank_corr)
 
+    def _candidate_spectrum(
+        self, params: Mapping[str, Any], number: int, index: int
+    ) -> np.ndarray:
+        """The spectrum at initialisation of candidate ``index`` of trial ``number``.
+
+        Builds the network with ``model_factory`` and drives it with ``probe_inputs`` (see
+        :func:`init_spectrum`). A subclass may read it from elsewhere, e.g. a table of
+        networks already measured.
+        """
+        assert self._model_factory is not None and self._probe_inputs is not None
+        return init_spectrum(
+            self._model_factory,
+            params,
+            self._probe_inputs,
+            seed=candidate_seed(self._seed, number, index),
+            spectrum_kwargs=self._spectrum_kwargs,
+        )
+
     def _screen(
         self,
         study: optuna.Study,
@@ -635,14 +652,9 @@ class LyapunovSampler(BaseSampler):
             if "spectrum" not in inputs:
                 scored.append(i)
                 continue
-            assert self._model_factory is not None and self._probe_inputs is not None
             try:
-                spectrum = init_spectrum(
-                    self._model_factory,
-                    {**given, **dict(trial.params), **params},
-                    self._probe_inputs,
-                    seed=candidate_seed(self._seed, trial.number, i),
-                    spectrum_kwargs=self._spectrum_kwargs,
+                spectrum = self._candidate_spectrum(
+                    {**given, **dict(trial.params), **params}, trial.number, i
                 )
             except Exception as err:
                 warnings.warn(

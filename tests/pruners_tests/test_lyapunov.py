@@ -276,7 +276,7 @@ def test_refit_size_schedule() -> None:
     assert [refit_size(n, 5, 1.0) for n in range(5, 12)] == list(range(5, 12))
 
 
-def test_pruned_spectra_enter_as_unlabelled_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pruned_spectra_enter_with_the_training_set(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[int]] = []
     original = _lyapunov.fit_predictor
 
@@ -286,12 +286,16 @@ def test_pruned_spectra_enter_as_unlabelled_blocks(monkeypatch: pytest.MonkeyPat
         return original(rows, **kwargs)
 
     monkeypatch.setattr(_lyapunov, "fit_predictor", capture)
-    study = optuna.create_study(direction="maximize", pruner=make_pruner())
-    add_completed(study, QUALITIES)
-    for _ in range(3):
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.0))
+    add_completed(study, QUALITIES)  # trials 0-9
+    for _ in range(3):  # trials 10-12
         study.tell(start_running(study, 0.1), state=TrialState.PRUNED)
+    decide(study, start_running(study, 0.5))  # trial 13
+    assert seen == [[]]  # newer than every training trial: no refit of their own
+    finished = start_running(study, 0.5)  # trial 14
+    study.tell(finished, 0.5)
     decide(study, start_running(study, 0.5))
-    assert seen == [[10, 11]]  # the lowest 2^1 of the 3 pruned trials
+    assert seen == [[], [10, 11, 12]]  # they join with the training set's next change
 
 
 def test_same_decisions_from_separate_instances_and_after_pickling() -> None:

@@ -334,12 +334,16 @@ def test_own_model_is_fitted_after_startup_once_per_set_of_completed_trials(
     assert sampler._model(study) is sampler._model(study)
     assert fits[-1] == (7, 0)  # one more fit for the seventh completed trial, then cached
 
-    # A pruned trial's spectrum at step 0 trains the reconstruction: one refit.
+    # A pruned trial's spectrum at step 0 trains the reconstruction once a newer trial is
+    # labelled: it causes no refit of its own.
     trial = study.ask({"g": G})
     report_spectrum(trial, spectrum_of({"g": 2.0}), 0)
     study.tell(trial, state=TrialState.PRUNED)
     sampler._model(study)
-    assert fits[-1] == (7, 1)
+    assert len(fits) == 4
+    study.optimize(objective, n_trials=1)
+    sampler._model(study)
+    assert fits[-1] == (8, 1)
 
 
 def test_own_model_is_refitted_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
