@@ -28,6 +28,7 @@ from optuna_lyap.pruners._predictor import (
     fit_predictor,
     input_sets,
     pretrained_inputs,
+    refit_size,
 )
 
 # Trial n is kept unpruned when frac(n * phi) < share: a deterministic, evenly spread subset
@@ -110,9 +111,9 @@ class LyapunovPruner(BasePruner):
     per-step record in the system attrs (see :func:`optuna_lyap.pruners.load_predictions`).
 
     Decisions depend only on the storage's contents and ``seed``: the model at a step is
-    fitted once per set of completed trials (and unlabelled spectra), cached, and every worker
-    process fits the same one. The pruner can be shared by threads (``n_jobs > 1``) and
-    pickled (the cache is dropped).
+    fitted once per training set (see ``refit_growth``) and set of unlabelled spectra,
+    cached, and every worker process fits the same one. The pruner can be shared by threads
+    (``n_jobs > 1``) and pickled (the cache is dropped).
 
     Example:
 
@@ -170,8 +171,8 @@ class LyapunovPruner(BasePruner):
         cv_folds: Folds of the cross-validation (leave-one-out with fewer completed trials).
             Each refit costs ``(cv_folds + 1)`` fits per candidate input set.
         use_unlabelled: Also train the autoencoder's reconstruction on the spectra that pruned
-            trials reported at the same step. They enter in blocks (the lowest-numbered
-            ``2^j`` of them) so the model is refitted only when their count doubles.
+            trials reported at the same step: those numbered below the newest trial of the
+            training set, so they change only when the training set does (no extra refits).
         min_unpruned_share: Share of trials never pruned, so the model keeps getting labels:
             trial ``n`` is kept when ``frac(n * 0.618...) < min_unpruned_share`` (trial 0 is
             always among them). Their predictions are still recorded. In ``[0, 1)``.
@@ -179,7 +180,13 @@ class LyapunovPruner(BasePruner):
             fallback decides. None (the default): the steps at which the running trial reported
             a spectrum (every check step when no spectrum is read). The spectrum's worth is
             early, before the learning curve ranks trials well on its own; each model step
-            costs a refit whenever a trial completes.
+            costs a refit whenever the training set grows (see ``refit_growth``).
+        refit_growth: The model is fitted on the lowest-numbered ``m`` completed trials, ``m``
+            on the schedule ``n_startup_trials``, then ``max(m + 1, ceil(m * refit_growth))``
+            (the largest size not above the count of completed trials). The default refits
+            about ten times over the first 50 completed trials instead of 45 times; 1 refits
+            whenever a trial completes. The pruning threshold always uses every completed
+            trial. At least 1.
         seed: Seed of every model fit, so all workers reach the same decisions.
     """
 
@@ -203,6 +210,7 @@ class LyapunovPruner(BasePruner):
         use_unlabelled: bool = True,
         min_unpruned_share: float = 0.1,
         model_steps: Iterable[int] | None = None,
+        refit_growth: float = 1.25,
         seed: int = 0,
     ) -> None:
         self._n_startup_trials = _check_int("n_startup_trials", n_startup_trials, 0)
@@ -217,6 +225,7 @@ class LyapunovPruner(BasePruner):
                 f"`min_unpruned_share` must be below 1 (1 never prunes), but got "
                 f"{min_unpruned_share=}."
             )
+        self._refit_growth = _check_real("refit_growth", refit_growth, 1.0, math.inf)
         self._seed = _check_int("seed", seed, 0)
         self._model_steps = (
             None
@@ -324,6 +333,9 @@ class LyapunovPruner(BasePruner):
         own_ready = len(completed) >= self._n_startup_trials and len(completed) > 0
         if not own_ready and self._pretrained is None:
             return None
+        training = completed[
+            : refit_size(len(completed), self._n_startup_trials, self._refit_growth)
+        ]
 
         spectrum_step: int | None = None
         spectrum: np.ndarray | None = None
@@ -335,19 +347,20 @@ class LyapunovPruner(BasePruner):
         unlabelled: list[FrozenTrial] = []
         if self._use_unlabelled and spectrum_step is not None and own_ready:
             key_step = spectrum_key(spectrum_step)
-            pruned = [
-                t
-                for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-                if key_step in t.system_attrs
-            ]
-            if pruned:
-                block = 2 ** int(math.floor(math.log2(len(pruned))))
-                unlabelled = sorted(pruned, key=lambda t: t.number)[:block]
+            newest = training[-1].number
+            unlabelled = sorted(
+                (
+                    t
+                    for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+                    if t.number < newest and key_step in t.system_attrs
+                ),
+                key=lambda t: t.number,
+            )
 
         key = (
             step,
             spectrum_step,
-            tuple(t.number for t in completed) if own_ready else (),
+            tuple(t.number for t in training) if own_ready else (),
             tuple(t.number for t in unlabelled),
         )
         with self._lock:
@@ -356,7 +369,7 @@ class LyapunovPruner(BasePruner):
                 fitted = self._cache[key]
             else:
                 fitted = self._fit(
-                    completed if own_ready else [], unlabelled, step, spectrum_step, direction
+                    training if own_ready else [], unlabelled, step, spectrum_step, direction
                 )
                 self._cache[key] = fitted
                 while len(self._cache) > _CACHE_SIZE:

@@ -219,6 +219,33 @@ def collect_rows(
     )
 
 
+def refit_size(n: int, start: int, growth: float) -> int:
+    """How many of ``n`` labelled trials the model is fitted on: a refit schedule.
+
+    The sizes are ``start``, then each ``max(size + 1, ceil(size * growth))``; the result is
+    the largest size not above ``n`` (``n`` itself when ``n < start``). Fitting on the
+    lowest-numbered trials of that size means a model is refitted ``O(log n)`` times as trials
+    complete, not ``n`` times, and every worker fits the same one. ``growth == 1`` refits on
+    every new trial.
+
+    Args:
+        n: Labelled trials available.
+        start: The first size (at least 1).
+        growth: Factor between successive sizes, at least 1.
+
+    Returns:
+        The training-set size.
+    """
+    size = max(int(start), 1)
+    if n < size:
+        return n
+    while True:
+        following = max(size + 1, math.ceil(size * growth))
+        if following > n:
+            return size
+        size = following
+
+
 def _average_ranks(x: np.ndarray) -> np.ndarray:
     """0-based ranks of ``x``, ties sharing their mean rank."""
     _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
@@ -399,6 +426,8 @@ def fit_predictor(
     fitted: list[Candidate] = []
     if n >= max(min_rows, 3):
         k = min(cv_folds, n)
+        if n - math.ceil(n / k) < 2:
+            k = n  # every fit needs two labels: leave one out
         folds = np.arange(n) % k
         for inputs in candidates:
             if "spectrum" in inputs and rows.spectra is None:

@@ -38,6 +38,7 @@ from optuna_lyap.pruners._predictor import (
     Rows,
     fit_predictor,
     input_sets,
+    refit_size,
 )
 from optuna_lyap.samplers._view import PredictedStudyView
 
@@ -215,10 +216,11 @@ class LyapunovSampler(BaseSampler):
     ``lyap_screen_std`` and ``lyap_screen_rank_corr`` (the chosen model's out-of-sample rank
     correlation), which optuna-dashboard plots.
 
-    The model is fitted once per set of completed trials (and of unlabelled spectra), from the
-    storage's contents and ``seed`` only, and cached; candidates' networks are seeded from
-    ``seed`` and the trial number. The sampler can be shared by threads (``n_jobs > 1``) and
-    pickled (its caches are dropped; ``model_factory`` and ``probe_inputs`` must pickle).
+    The model is fitted once per training set (see ``refit_growth``) and set of unlabelled
+    spectra, from the storage's contents and ``seed`` only, and cached; candidates' networks
+    are seeded from ``seed`` and the trial number. The sampler can be shared by threads
+    (``n_jobs > 1``) and pickled (its caches are dropped; ``model_factory`` and
+    ``probe_inputs`` must pickle).
     Every hook is delegated to the base sampler, as Optuna's wrapper samplers do.
 
     Example:
@@ -279,14 +281,19 @@ class LyapunovSampler(BaseSampler):
         min_rank_corr: The chosen model's out-of-sample Spearman correlation must exceed this
             for the screening to act. In ``[-1, 1)``.
         use_unlabelled: Also train the autoencoder's reconstruction on the step-0 spectra of
-            pruned trials (in blocks of ``2^j``, so they trigger a refit only when their count
-            doubles).
+            pruned trials numbered below the newest labelled trial the model is fitted on (so
+            they change only when the training set does).
         use_predictions: Show pruned trials at their predicted value to the base sampler.
         search_space: The distributions to screen; None uses the intersection of the
             parameters of the study's completed and pruned trials.
         spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum` for the
             candidates (e.g. ``k``, ``warmup``, ``state``); the default ``seed=0`` matches
             :class:`~optuna_lyap.LyapunovMonitor`'s.
+        refit_growth: The model is fitted on the lowest-numbered ``m`` labelled trials, ``m``
+            on the schedule ``max(n_startup_trials, 3)``, then ``max(m + 1, ceil(m *
+            refit_growth))`` (the largest size not above the count of labelled trials): about
+            ten refits over the first 50 trials instead of one per completed trial. 1 refits
+            on every new label. At least 1.
         seed: Seeds the default base sampler, every model fit and the candidates' networks.
             None draws one.
     """
@@ -310,6 +317,7 @@ class LyapunovSampler(BaseSampler):
         use_predictions: bool = True,
         search_space: Mapping[str, BaseDistribution] | None = None,
         spectrum_kwargs: Mapping[str, Any] | None = None,
+        refit_growth: float = 1.25,
         seed: int | None = None,
     ) -> None:
         if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
@@ -335,6 +343,7 @@ class LyapunovSampler(BaseSampler):
         self._n_candidates = _check_int("n_candidates", n_candidates, 1)
         self._n_startup_trials = _check_int("n_startup_trials", n_startup_trials, 0)
         self._kappa = _check_real("kappa", kappa, 0.0, math.inf)
+        self._refit_growth = _check_real("refit_growth", refit_growth, 1.0, math.inf)
         self._cv_folds = _check_int("cv_folds", cv_folds, 2)
         self._min_rank_corr = _check_real("min_rank_corr", min_rank_corr, -1.0, 1.0)
         if self._min_rank_corr >= 1.0:
@@ -533,21 +542,22 @@ class LyapunovSampler(BaseSampler):
             return None
         if not own_ready:
             labelled = []
+        start = max(self._n_startup_trials, _MIN_LABELLED)
+        labelled = labelled[: refit_size(len(labelled), start, self._refit_growth)]
         unlabelled: list[FrozenTrial] = []
         if self._use_unlabelled and own_ready:
             key_step = spectrum_key(INIT_STEP)
-            pruned = sorted(
+            newest = labelled[-1].number
+            unlabelled = sorted(
                 (
                     t
                     for t in study._get_trials(
                         deepcopy=False, states=(TrialState.PRUNED,), use_cache=True
                     )
-                    if key_step in t.system_attrs
+                    if t.number < newest and key_step in t.system_attrs
                 ),
                 key=lambda t: t.number,
             )
-            if pruned:
-                unlabelled = pruned[: 2 ** int(math.floor(math.log2(len(pruned))))]
         key = (tuple(t.number for t in labelled), tuple(t.number for t in unlabelled))
         with self._lock:
             if key in self._cache:
@@ -587,6 +597,24 @@ class LyapunovSampler(BaseSampler):
         corr = fitted.chosen.rank_corr
         return _Model(fitted, acts=not math.isnan(corr) and corr > self._min_rank_corr)
 
+    def _candidate_spectrum(
+        self, params: Mapping[str, Any], number: int, index: int
+    ) -> np.ndarray:
+        """The spectrum at initialisation of candidate ``index`` of trial ``number``.
+
+        Builds the network with ``model_factory`` and drives it with ``probe_inputs`` (see
+        :func:`init_spectrum`). A subclass may read it from elsewhere, e.g. a table of
+        networks already measured.
+        """
+        assert self._model_factory is not None and self._probe_inputs is not None
+        return init_spectrum(
+            self._model_factory,
+            params,
+            self._probe_inputs,
+            seed=candidate_seed(self._seed, number, index),
+            spectrum_kwargs=self._spectrum_kwargs,
+        )
+
     def _screen(
         self,
         study: optuna.Study,
@@ -624,14 +652,9 @@ class LyapunovSampler(BaseSampler):
             if "spectrum" not in inputs:
                 scored.append(i)
                 continue
-            assert self._model_factory is not None and self._probe_inputs is not None
             try:
-                spectrum = init_spectrum(
-                    self._model_factory,
-                    {**given, **dict(trial.params), **params},
-                    self._probe_inputs,
-                    seed=candidate_seed(self._seed, trial.number, i),
-                    spectrum_kwargs=self._spectrum_kwargs,
+                spectrum = self._candidate_spectrum(
+                    {**given, **dict(trial.params), **params}, trial.number, i
                 )
             except Exception as err:
                 warnings.warn(

@@ -17,6 +17,7 @@ from optuna_lyap.pruners import (
     load_predictions,
     report_spectrum,
 )
+from optuna_lyap.pruners._predictor import refit_size
 from tests.pruners_tests.synthetic import (
     FAST_AELLE,
     add_completed,
@@ -225,7 +226,7 @@ def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPa
         return original(rows, **kwargs)
 
     monkeypatch.setattr(_lyapunov, "fit_predictor", counting)
-    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.0))
     add_completed(study, QUALITIES)
     first = start_running(study, 0.2)
     second = start_running(study, 0.8)
@@ -237,7 +238,45 @@ def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPa
     assert len(calls) == 2 and calls[1] == tuple(range(11))
 
 
-def test_pruned_spectra_enter_as_unlabelled_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refits_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, ...]] = []
+    original = _lyapunov.fit_predictor
+
+    def counting(rows: Any, **kwargs: Any) -> Any:
+        calls.append(tuple(rows.numbers))
+        return original(rows, **kwargs)
+
+    monkeypatch.setattr(_lyapunov, "fit_predictor", counting)
+    # n_startup_trials=8, growth 1.25: training sets of 8, 10, 13, 17, ... completed trials.
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.25))
+    add_completed(study, QUALITIES)  # 10 completed
+    for value in (0.3, 0.6):  # the 11th and 12th completions reuse the model of 10
+        trial = start_running(study, value)
+        decide(study, trial)
+        study.tell(trial, value)
+    assert calls == [tuple(range(10))]
+    running = start_running(study, 0.5)
+    decide(study, running)
+    assert calls == [tuple(range(10))]
+    record = record_of(study, running)
+    assert record["n_train"] == 10
+    # ... but the threshold follows all 12 completed trials.
+    finals = [t.value for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(finals) == 12
+    assert record["threshold"] == pytest.approx(np.quantile(finals, 0.75))
+    study.tell(running, 0.5)  # the 13th: a refit on all of them
+    decide(study, start_running(study, 0.5))
+    assert calls == [tuple(range(10)), tuple(range(13))]
+
+
+def test_refit_size_schedule() -> None:
+    sizes = [refit_size(n, 5, 1.25) for n in range(0, 25)]
+    assert sizes[:5] == [0, 1, 2, 3, 4]  # below the start: everything there is
+    assert sorted(set(sizes[5:])) == [5, 7, 9, 12, 15, 19, 24]
+    assert [refit_size(n, 5, 1.0) for n in range(5, 12)] == list(range(5, 12))
+
+
+def test_pruned_spectra_enter_with_the_training_set(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[int]] = []
     original = _lyapunov.fit_predictor
 
@@ -247,12 +286,16 @@ def test_pruned_spectra_enter_as_unlabelled_blocks(monkeypatch: pytest.MonkeyPat
         return original(rows, **kwargs)
 
     monkeypatch.setattr(_lyapunov, "fit_predictor", capture)
-    study = optuna.create_study(direction="maximize", pruner=make_pruner())
-    add_completed(study, QUALITIES)
-    for _ in range(3):
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.0))
+    add_completed(study, QUALITIES)  # trials 0-9
+    for _ in range(3):  # trials 10-12
         study.tell(start_running(study, 0.1), state=TrialState.PRUNED)
+    decide(study, start_running(study, 0.5))  # trial 13
+    assert seen == [[]]  # newer than every training trial: no refit of their own
+    finished = start_running(study, 0.5)  # trial 14
+    study.tell(finished, 0.5)
     decide(study, start_running(study, 0.5))
-    assert seen == [[10, 11]]  # the lowest 2^1 of the 3 pruned trials
+    assert seen == [[], [10, 11, 12]]  # they join with the training set's next change
 
 
 def test_same_decisions_from_separate_instances_and_after_pickling() -> None:
@@ -332,6 +375,7 @@ def test_multi_objective_is_a_clear_error() -> None:
         ({"confidence": 0.5}, "confidence"),
         ({"confidence": 1.0}, "confidence"),
         ({"cv_folds": 1}, "cv_folds"),
+        ({"refit_growth": 0.9}, "refit_growth"),
         ({"min_unpruned_share": 1.0}, "min_unpruned_share"),
         ({"min_unpruned_share": -0.1}, "min_unpruned_share"),
         ({"seed": -1}, "seed"),

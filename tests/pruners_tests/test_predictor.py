@@ -116,3 +116,18 @@ def test_fit_predictor_keeps_the_input_that_ranks_best() -> None:
         make_model=lambda: AeLLE(seed=0, **FAST_AELLE),
     )
     assert too_few is None
+
+
+def test_fit_predictor_leaves_one_out_when_a_fold_would_keep_one_label() -> None:
+    study = optuna.create_study(direction="maximize")
+    add_completed(study, np.linspace(0.0, 1.0, 3))
+    rows = collect_rows(study.get_trials(), step=1, spectrum_step=1, direction=study.direction)
+    # Two folds of three rows would fit one fold on a single label, which AeLLE refuses.
+    fitted = fit_predictor(
+        rows,
+        candidates=[("spectrum",)],
+        make_model=lambda: AeLLE(seed=0, **FAST_AELLE),
+        cv_folds=2,
+    )
+    assert fitted is not None and fitted.n_train == 3
+    assert np.isfinite(fitted.chosen.oof).all()

@@ -317,7 +317,7 @@ def test_parameters_outside_the_screened_space_come_from_the_base() -> None:
 def test_own_model_is_fitted_after_startup_once_per_set_of_completed_trials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sampler = _screening(n_startup_trials=4, n_candidates=3, min_rank_corr=-1.0)
+    sampler = _screening(n_startup_trials=4, n_candidates=3, min_rank_corr=-1.0, refit_growth=1)
     fits: list[tuple[int, int]] = []
     fit = sampler._fit
 
@@ -334,12 +334,34 @@ def test_own_model_is_fitted_after_startup_once_per_set_of_completed_trials(
     assert sampler._model(study) is sampler._model(study)
     assert fits[-1] == (7, 0)  # one more fit for the seventh completed trial, then cached
 
-    # A pruned trial's spectrum at step 0 trains the reconstruction: one refit.
+    # A pruned trial's spectrum at step 0 trains the reconstruction once a newer trial is
+    # labelled: it causes no refit of its own.
     trial = study.ask({"g": G})
     report_spectrum(trial, spectrum_of({"g": 2.0}), 0)
     study.tell(trial, state=TrialState.PRUNED)
     sampler._model(study)
-    assert fits[-1] == (7, 1)
+    assert len(fits) == 4
+    study.optimize(objective, n_trials=1)
+    sampler._model(study)
+    assert fits[-1] == (8, 1)
+
+
+def test_own_model_is_refitted_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Start 4, growth 1.5: training sets of 4, 6, 9 labelled trials.
+    sampler = _screening(n_startup_trials=4, n_candidates=2, min_rank_corr=-1.0, refit_growth=1.5)
+    fits: list[tuple[int, ...]] = []
+    fit = sampler._fit
+
+    def counting(labelled: Any, unlabelled: Any, direction: Any) -> Any:
+        fits.append(tuple(t.number for t in labelled))
+        return fit(labelled, unlabelled, direction)
+
+    monkeypatch.setattr(sampler, "_fit", counting)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=9)  # trials 7 and 8 reuse the model of six labels
+    assert fits == [(0, 1, 2, 3), (0, 1, 2, 3, 4, 5)]
+    sampler._model(study)  # nine labels: the next size
+    assert fits[2:] == [tuple(range(9))]
 
 
 def _steered_values(sampler: BaseSampler, n_trials: int) -> list[float]:
@@ -514,6 +536,7 @@ def test_threads_share_the_sampler() -> None:
         ({"n_candidates": 0}, "n_candidates"),
         ({"n_startup_trials": -1}, "n_startup_trials"),
         ({"kappa": -1.0}, "kappa"),
+        ({"refit_growth": 0.5}, "refit_growth"),
         ({"cv_folds": 1}, "cv_folds"),
         ({"min_rank_corr": 1.0}, "min_rank_corr"),
         ({"search_space": {"g": (0, 1)}}, "search_space"),

@@ -24,9 +24,30 @@ def record() -> ModuleType:
     return module
 
 
-TINY = ["--task", "copy", "--option", "delay=3", "--option", "n_train=32", "--option",
-        "n_val=16", "--n-epochs", "2", "--n-probes", "3", "--cells", "rnn", "lstm",
-        "--hidden-sizes", "4", "--init-scales", "0.5", "2", "--lrs", "0.01"]
+TINY = [
+    "--task",
+    "copy",
+    "--option",
+    "delay=3",
+    "--option",
+    "n_train=32",
+    "--option",
+    "n_val=16",
+    "--n-epochs",
+    "2",
+    "--n-probes",
+    "3",
+    "--cells",
+    "rnn",
+    "lstm",
+    "--hidden-sizes",
+    "4",
+    "--init-scales",
+    "0.5",
+    "2",
+    "--lrs",
+    "0.01",
+]
 
 
 def test_grid_order_is_a_seeded_permutation_of_the_full_grid(record: ModuleType) -> None:
