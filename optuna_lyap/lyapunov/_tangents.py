@@ -216,7 +216,13 @@ class StackedRNNTangent:
             [g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)],
             dim=-1,
         )
-        return {"scale": gate_scale, "f": f, "out": o * (1.0 - tc * tc)}
+        out = o * (1.0 - tc * tc)
+        factors = {"scale": gate_scale, "f": f, "out": out}
+        if not self.with_c:
+            # State "h": dh' = sum over the four gates of diag(b_g) W_g p_g, with b_g = out * a_g
+            # for i, f, g and b_o = a_o. Folded here once, in parallel over time, not per step.
+            factors["h_scale"] = gate_scale * torch.cat([out, out, out, torch.ones_like(out)], -1)
+        return factors
 
     def apply(self, t: int, q: torch.Tensor) -> torch.Tensor:
         """Return ``J_t @ q`` for a ``B x D x k`` tensor ``q``."""
@@ -307,20 +313,18 @@ class StackedRNNTangent:
         terms = [(dh, self.w_hh[layer])]
         if dx is not None:
             terms.append((dx, self.w_ih[layer]))
-        scale, s_out = fac["scale"][t], fac["out"][t]  # s_out = o (1 - tanh(c')^2)
-        a_ifg, a_o = scale[:, : 3 * cs], scale[:, 3 * cs :]
         if dc is None:
             # state "h": dh'/dv = diag(a_o) W_o + diag(s_out) dc'/dv = sum over the four gates
-            # of diag(b_g) W_g, with b_g = s_out a_g for i, f, g and b_o = a_o.
-            b = scale.unflatten(1, (4, cs)).clone()
-            b[:, :3] *= s_out.unsqueeze(1)
-            b = b.flatten(1, 2)
+            # of diag(b_g) W_g, with b_g = s_out a_g for i, f, g and b_o = a_o ("h_scale").
+            b = fac["h_scale"][t]
             dh_new: torch.Tensor | None = None
             for v, weight in terms:
                 block = _gate_block(b, weight, 4, self.block)
                 dh_new = torch.bmm(block, v) if dh_new is None else dh_new.baddbmm_(block, v)
             assert dh_new is not None
             return dh_new, None
+        scale, s_out = fac["scale"][t], fac["out"][t]  # s_out = o (1 - tanh(c')^2)
+        a_ifg, a_o = scale[:, : 3 * cs], scale[:, 3 * cs :]
         # state "full": c' needs its own block dc'/dv = sum over i, f, g of diag(a_g) W_g. Then
         # dh' = a_o * (W_o v) + s_out * dc': the o gate is a single gate, whose shared product
         # costs what a formed block would, so it stays a shared product.
