@@ -12,7 +12,8 @@ Layout (schema version 1):
   at ``step`` (see :func:`record_prediction`).
 * User attrs ``lyap_max`` and ``lyap_mean`` (the latest spectrum reported, finite floats only),
   ``lyap_step`` (that step), and the latest decision's ``lyap_predicted``, ``lyap_predicted_std``,
-  ``lyap_threshold``, ``lyap_n_train``: numbers that optuna-dashboard plots.
+  ``lyap_threshold``, ``lyap_n_train``, and the sampler's ``lyap_screen_predicted``,
+  ``lyap_screen_std``, ``lyap_screen_rank_corr``: numbers that optuna-dashboard plots.
 
 Strict JSON has no NaN or infinity, and storages differ in how they treat them, so non-finite
 exponents are stored as the strings ``"nan"``, ``"inf"`` and ``"-inf"``; every other number is a
@@ -48,6 +49,10 @@ USER_ATTR_PREDICTED = "lyap_predicted"
 USER_ATTR_PREDICTED_STD = "lyap_predicted_std"
 USER_ATTR_THRESHOLD = "lyap_threshold"
 USER_ATTR_N_TRAIN = "lyap_n_train"
+# Written by LyapunovSampler on each trial it screened.
+USER_ATTR_SCREEN_PREDICTED = "lyap_screen_predicted"
+USER_ATTR_SCREEN_STD = "lyap_screen_std"
+USER_ATTR_SCREEN_RANK_CORR = "lyap_screen_rank_corr"
 
 _NON_FINITE_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 

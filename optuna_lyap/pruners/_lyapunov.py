@@ -17,6 +17,7 @@ from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_lyap._checks import check_int, check_real
 from optuna_lyap._storage import record_prediction, spectrum_at, spectrum_key
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.pruners._predictor import (
@@ -63,24 +64,6 @@ def _target_location(model: AeLLE) -> tuple[float, float]:
     if centre is None:
         centre = getattr(model, "target_mean_")  # noqa: B009
     return float(centre), float(model.target_scale_)
-
-
-def _check_real(name: str, value: Any, low: float, high: float, *, closed: bool = True) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok and closed:
-        ok = low <= value <= high
-    elif ok:
-        ok = low < value < high
-    if not ok:
-        interval = f"[{low}, {high}]" if closed else f"({low}, {high})"
-        raise ValueError(f"`{name}` must be a number in {interval}, but got {name}={value!r}.")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}, but got {name}={value!r}.")
-    return int(value)
 
 
 # Small AeLLE ensembles: the pruner refits them whenever the set of completed trials changes.
@@ -213,24 +196,24 @@ class LyapunovPruner(BasePruner):
         refit_growth: float = 1.25,
         seed: int = 0,
     ) -> None:
-        self._n_startup_trials = _check_int("n_startup_trials", n_startup_trials, 0)
-        self._n_warmup_steps = _check_int("n_warmup_steps", n_warmup_steps, 0)
-        self._interval_steps = _check_int("interval_steps", interval_steps, 1)
-        self._quantile = _check_real("quantile", quantile, 0.0, 1.0, closed=False)
-        self._confidence = _check_real("confidence", confidence, 0.5, 1.0, closed=False)
-        self._cv_folds = _check_int("cv_folds", cv_folds, 2)
-        self._share = _check_real("min_unpruned_share", min_unpruned_share, 0.0, 1.0)
+        self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, 0)
+        self._n_warmup_steps = check_int("n_warmup_steps", n_warmup_steps, 0)
+        self._interval_steps = check_int("interval_steps", interval_steps, 1)
+        self._quantile = check_real("quantile", quantile, 0.0, 1.0, closed=False)
+        self._confidence = check_real("confidence", confidence, 0.5, 1.0, closed=False)
+        self._cv_folds = check_int("cv_folds", cv_folds, 2)
+        self._share = check_real("min_unpruned_share", min_unpruned_share, 0.0, 1.0)
         if self._share >= 1.0:
             raise ValueError(
                 f"`min_unpruned_share` must be below 1 (1 never prunes), but got "
                 f"{min_unpruned_share=}."
             )
-        self._refit_growth = _check_real("refit_growth", refit_growth, 1.0, math.inf)
-        self._seed = _check_int("seed", seed, 0)
+        self._refit_growth = check_real("refit_growth", refit_growth, 1.0, math.inf)
+        self._seed = check_int("seed", seed, 0)
         self._model_steps = (
             None
             if model_steps is None
-            else frozenset(_check_int("model_steps", s, 0) for s in model_steps)
+            else frozenset(check_int("model_steps", s, 0) for s in model_steps)
         )
         if fallback == "median":
             fallback = MedianPruner(n_startup_trials=n_startup_trials)

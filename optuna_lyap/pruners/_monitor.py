@@ -7,27 +7,12 @@ from typing import Any
 
 import optuna
 import torch
-from torch import nn
 
+from optuna_lyap._checks import recurrent_part
 from optuna_lyap._storage import report_spectrum
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
 
 ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
-
-
-def _recurrent_part(model: Any) -> Any:
-    """The object whose spectrum is computed: the model itself or its one ``nn.RNNBase``."""
-    if isinstance(model, (nn.RNNBase, nn.RNNCellBase)) or not isinstance(model, nn.Module):
-        return model
-    found = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        raise ValueError(
-            f"The model holds {len(found)} nn.RNNBase modules, so which one to analyse is "
-            "ambiguous; pass that module (e.g. model.encoder) to step()."
-        )
-    return model  # a custom cell: step(state (B, D), x_t (B, I)) -> state (B, D)
 
 
 class LyapunovMonitor:
@@ -144,7 +129,7 @@ class LyapunovMonitor:
                     "LyapunovMonitor or to step()."
                 )
             inputs = probe if isinstance(probe, torch.Tensor) else probe(model)
-            target = _recurrent_part(model)
+            target = recurrent_part(model)
             spectrum = lyapunov_spectrum(target, inputs, **self.spectrum_kwargs)
             report_spectrum(self.trial, spectrum, step)
             self.spectra[step] = spectrum

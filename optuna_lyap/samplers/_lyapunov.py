@@ -26,11 +26,17 @@ from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._storage import as_exponents, spectrum_at, spectrum_key
+from optuna_lyap._checks import check_int, check_real, recurrent_part
+from optuna_lyap._storage import (
+    USER_ATTR_SCREEN_PREDICTED,
+    USER_ATTR_SCREEN_RANK_CORR,
+    USER_ATTR_SCREEN_STD,
+    as_exponents,
+    spectrum_at,
+    spectrum_key,
+)
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.lyapunov import lyapunov_spectrum
-from optuna_lyap.pruners._lyapunov import _check_int, _check_real
-from optuna_lyap.pruners._monitor import _recurrent_part
 from optuna_lyap.pruners._predictor import (
     N_CURVE_FEATURES,
     FittedPredictor,
@@ -53,10 +59,6 @@ _CACHE_SIZE = 8
 # Refits happen on every new completed trial: a smaller ensemble trained for fewer steps than
 # AeLLE's defaults keeps a refit to seconds on a CPU.
 DEFAULT_AELLE_PARAMS: dict[str, Any] = {"n_models": 3, "max_steps": 200}
-
-USER_ATTR_SCREEN_PREDICTED = "lyap_screen_predicted"
-USER_ATTR_SCREEN_STD = "lyap_screen_std"
-USER_ATTR_SCREEN_RANK_CORR = "lyap_screen_rank_corr"
 
 
 def candidate_seed(seed: int, number: int, index: int) -> int:
@@ -104,7 +106,7 @@ def init_spectrum(
         else:
             model = model_factory(dict(params))
         inputs = probe_inputs if isinstance(probe_inputs, torch.Tensor) else probe_inputs(model)
-        spectrum = lyapunov_spectrum(_recurrent_part(model), inputs, **spectrum_kwargs)
+        spectrum = lyapunov_spectrum(recurrent_part(model), inputs, **spectrum_kwargs)
     return as_exponents(spectrum)[0]
 
 
@@ -339,13 +341,13 @@ class LyapunovSampler(BaseSampler):
             raise ValueError("`model_factory` needs `probe_inputs` to drive the networks.")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
-        self._seed = _check_int("seed", seed, 0)
-        self._n_candidates = _check_int("n_candidates", n_candidates, 1)
-        self._n_startup_trials = _check_int("n_startup_trials", n_startup_trials, 0)
-        self._kappa = _check_real("kappa", kappa, 0.0, math.inf)
-        self._refit_growth = _check_real("refit_growth", refit_growth, 1.0, math.inf)
-        self._cv_folds = _check_int("cv_folds", cv_folds, 2)
-        self._min_rank_corr = _check_real("min_rank_corr", min_rank_corr, -1.0, 1.0)
+        self._seed = check_int("seed", seed, 0)
+        self._n_candidates = check_int("n_candidates", n_candidates, 1)
+        self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, 0)
+        self._kappa = check_real("kappa", kappa, 0.0, math.inf)
+        self._refit_growth = check_real("refit_growth", refit_growth, 1.0, math.inf)
+        self._cv_folds = check_int("cv_folds", cv_folds, 2)
+        self._min_rank_corr = check_real("min_rank_corr", min_rank_corr, -1.0, 1.0)
         if self._min_rank_corr >= 1.0:
             raise ValueError(
                 f"`min_rank_corr` must be below 1 (1 never screens), but got {min_rank_corr=}."
