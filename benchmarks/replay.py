@@ -4,13 +4,22 @@ Every configuration of a table (``benchmarks/record.py``) was trained to the end
 validation metric and Lyapunov spectrum stored per epoch. A replayed trial asks the sampler for
 a configuration (one categorical per grid axis, so TPE sees the real search space), then reads
 its recorded epochs one by one: it stores the spectrum on steps 0 and 1 (as ``LyapunovMonitor``
-would), reports the metric, and stops when the pruner says so. Epoch ``e`` costs one epoch;
+would), reports the objective, and stops when the pruner says so. Epoch ``e`` costs one epoch;
 step 0 (the untrained network) costs none. A run ends when the epoch budget is spent.
 
-Per task and method, over ``--seeds`` seeds:
+The objective is the table's metric, except on ``copy``, where it is the validation loss
+(``OBJECTIVES``): 76 of its 288 configurations copy perfectly, so the accuracy's top 2% would
+be any of them.
+
+Samplers: ``tpe`` is Optuna's TPE; ``lyapunov`` is :class:`~optuna_lyap.LyapunovSampler` over the
+same TPE, screening 8 candidates per trial by their spectrum at initialisation (read from the
+table, ``TableScreeningSampler``) and showing TPE pruned trials at their predicted value.
+
+Per task, sampler and method, over ``--seeds`` seeds:
 
 - ``epochs_to_top2pct``: cumulative epochs until a trial COMPLETES with a final value in the
-  table's top 2% (median over seeds; null when fewer than half the seeds get there);
+  table's top 2% (median over seeds, seeds that never get there counted as beyond the budget;
+  null when half of them or more never get there);
 - the anytime curve: best completed final value against cumulative epochs (median and
   quartiles over seeds), saved as PNG;
 - ``best_at_budget``: the best completed final value at fixed fractions of the budget;
@@ -21,14 +30,19 @@ Usage::
 
     python benchmarks/replay.py                      # all tables in benchmarks/data, 20 seeds
     python benchmarks/replay.py --tasks sdigits --seeds 5 --methods median lyapunov_hybrid
+    python benchmarks/replay.py --samplers lyapunov --methods median lyapunov_hybrid
+    python benchmarks/replay.py --summarise-only     # rebuild the summary from stored runs
 
-Writes ``benchmarks/results/hpo_summary.json``, ``hpo_anytime_<task>.png`` and
-``hpo_summary.md``.
+Each (task, sampler, method) group's runs are stored in ``benchmarks/results/replay_runs/``
+(``--runs-dir``), so groups can be run apart; the summary is rebuilt from every stored group
+each time: ``benchmarks/results/hpo_summary.json``, ``hpo_summary.md`` and
+``hpo_anytime_<task>[_lyapunov_sampler].png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import sys
@@ -41,6 +55,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
@@ -53,6 +68,7 @@ sys.path.insert(0, str(HERE))
 from record import load_table  # noqa: E402
 
 RESULTS = HERE / "results"
+RUNS = RESULTS / "replay_runs"
 DATA = HERE / "data"
 AXES = ("cell", "hidden_size", "init_scale", "lr")
 SPECTRUM_STEPS = (0, 1)
@@ -85,10 +101,24 @@ class TopKAfterFirstEpoch(BasePruner):
         return bool(sign * trial.intermediate_values[1] < bar)
 
 
-def make_pruner(name: str, seed: int) -> BasePruner:
+def make_pruner(name: str, seed: int, rule: dict[str, Any] | None = None) -> BasePruner:
+    """Optuna's pruners as a user would set them, and ours.
+
+    Ours consult their model at steps 0 and 1, where the spectra are (step 0 costs no epoch,
+    so a prune there is free); elsewhere, and whenever the model does not out-rank the raw
+    value, the median rule decides, never at step 0. ``rule`` overrides any of our pruner's
+    arguments (``quantile``, ``confidence``, ``model_steps``, ``min_unpruned_share``).
+    """
     p = optuna.pruners
     warm = 1  # never prune the untrained network on its chance-level value
-    lyap = {"n_startup_trials": 5, "n_warmup_steps": warm, "seed": seed}
+    lyap = {
+        "n_startup_trials": 5,
+        "n_warmup_steps": 0,
+        "model_steps": SPECTRUM_STEPS,
+        "fallback": p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm),
+        "seed": seed,
+        **(rule or {}),
+    }
     table: dict[str, Callable[[], BasePruner]] = {
         "nop": p.NopPruner,
         "median": lambda: p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm),
@@ -127,26 +157,74 @@ METHODS = (
 OURS = ("curve_only", "lyapunov_spectrum", "lyapunov_hybrid")
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+class TableScreeningSampler(optuna_lyap.LyapunovSampler):
+    """``LyapunovSampler`` whose candidates' spectra at initialisation come from the table.
+
+    The recorded step-0 spectrum of a configuration is the one of the very network the replay
+    then "trains", so this is what the sampler would compute, without rebuilding it.
+    """
+
+    def __init__(
+        self, base: optuna.samplers.BaseSampler, table: dict[str, Any], seed: int
+    ) -> None:
+        super().__init__(
+            base, model_factory=_never_built, probe_inputs=torch.zeros(1, 1, 1), seed=seed
+        )
+        self._lookup = _lookup(table)
+        self._spectra0 = table["spectra"][:, 0]
+        self._dims = table["dim"]
+
+    def _candidate_spectrum(self, params: Any, number: int, index: int) -> np.ndarray:
+        i = self._lookup[tuple(params[a] for a in AXES)]
+        return self._spectra0[i, : self._dims[i]]
+
+
+def _never_built(params: Any) -> Any:
+    raise AssertionError("the replay reads spectra from the table")
+
+
+def _lookup(table: dict[str, Any]) -> dict[tuple[Any, ...], int]:
+    return {tuple(table[a][i].item() for a in AXES): i for i in range(len(table["index"]))}
+
+
+def make_sampler(name: str, seed: int, table: dict[str, Any]) -> optuna.samplers.BaseSampler:
     tpe = optuna.samplers.TPESampler(seed=seed)
     if name == "tpe":
         return tpe
     if name == "lyapunov":
-        from optuna_lyap.samplers import LyapunovSampler
-
-        return LyapunovSampler(tpe, seed=seed)
+        return TableScreeningSampler(tpe, table, seed)
     raise ValueError(f"sampler must be 'tpe' or 'lyapunov', but got {name!r}.")
 
 
+# The recorded metric a task's replay optimises, where it is not the task's own. On copy,
+# 76 of 288 configurations reach accuracy 1.0, so its top 2% would be any of them: the
+# validation loss still ranks those.
+OBJECTIVES: dict[str, tuple[str, str]] = {"copy": ("val_loss", "minimize")}
+
+
+def objective_of(table: dict[str, Any]) -> tuple[str, np.ndarray, str]:
+    """The name, ``(n, E + 1)`` values and direction of what a replay on ``table`` optimises."""
+    task = table["meta"]["task"]
+    key, direction = OBJECTIVES.get(task, ("values", table["meta"]["direction"]))
+    name = table["meta"]["metric"] if key == "values" else key
+    return name, table[key], direction
+
+
 def replay(
-    table: dict[str, Any], method: str, sampler: str, seed: int, budget: int
+    table: dict[str, Any],
+    method: str,
+    sampler: str,
+    seed: int,
+    budget: int,
+    rule: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One HPO run on a table; returns the trace of finished trials and the predictions."""
     meta = table["meta"]
     grid = meta["grid"]
-    values, spectra, dims = table["values"], table["spectra"], table["dim"]
+    _, values, direction = objective_of(table)
+    spectra, dims = table["spectra"], table["dim"]
     n_epochs = values.shape[1] - 1
-    lookup = {tuple(table[a][i].item() for a in AXES): i for i in range(len(table["index"]))}
+    lookup = _lookup(table)
     spent = 0
     trace: list[tuple[int, float | None]] = []  # (cumulative epochs at the end, final or None)
 
@@ -172,33 +250,46 @@ def replay(
             study.stop()
 
     study = optuna.create_study(
-        direction=meta["direction"],
-        sampler=make_sampler(sampler, seed),
-        pruner=make_pruner(method, seed),
+        direction=direction,
+        sampler=make_sampler(sampler, seed, table),
+        pruner=make_pruner(method, seed, rule),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study.optimize(objective, callbacks=[stop_at_budget], n_trials=100 * budget)
 
     predictions = []
+    finals = {t.number: t.value for t in study.trials if t.state == TrialState.COMPLETE}
     if method in OURS:
-        finals = {t.number: t.value for t in study.trials if t.state == TrialState.COMPLETE}
         for t in study.trials:
             if t.number in finals:
                 for step, record in load_predictions(t).items():
                     if record.get("predicted") is not None:
                         predictions.append((step, record["predicted"], finals[t.number]))
-    return {"trace": trace, "predictions": predictions}
+    # Per finished trial: its configuration, the step it was pruned at (-1: completed) and,
+    # for ours, the rule that decided there ("model", "fallback", "kept"; "" without a record).
+    trials = []
+    for t in study.trials:
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            continue
+        i = lookup[tuple(t.params[a] for a in AXES)]
+        step = -1 if t.state == TrialState.COMPLETE else int(t.last_step or 0)
+        record = load_predictions(t).get(step, {}) if method in OURS else {}
+        trials.append([i, step, record.get("rule", "")])
+    return {"trace": trace, "predictions": predictions, "trials": trials}
 
 
-def _run_job(job: tuple[str, str, str, int, int]) -> tuple[str, str, str, int, dict[str, Any]]:
-    path, method, sampler, seed, budget = job
-    import torch
-
+def _run_job(
+    job: tuple[str, str, str, int, int, dict[str, Any]],
+) -> tuple[str, str, str, int, dict[str, Any]]:
+    path, method, sampler, seed, budget, rule = job
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     table = _tables_cache(path)
-    return path, method, sampler, seed, replay(table, method, sampler, seed, budget)
+    started = time.process_time()
+    run = replay(table, method, sampler, seed, budget, rule)
+    run["cpu_seconds"] = time.process_time() - started
+    return path, method, sampler, seed, run
 
 
 _TABLES: dict[str, dict[str, Any]] = {}
@@ -210,12 +301,37 @@ def _tables_cache(path: str) -> dict[str, Any]:
     return _TABLES[path]
 
 
+def runs_path(task: str, sampler: str, method: str) -> Path:
+    """Where the runs of one (task, sampler, method) are kept, so tables can grow by parts.
+
+    ``method`` may carry a variant after ``@`` (``lyapunov_hybrid@no_step0``): the same
+    method with other pruner arguments, kept apart.
+    """
+    return RUNS / f"{task}__{sampler}__{method}.json.gz"
+
+
+def save_runs(task: str, sampler: str, method: str, payload: dict[str, Any]) -> None:
+    RUNS.mkdir(parents=True, exist_ok=True)
+    with gzip.open(runs_path(task, sampler, method), "wt") as f:
+        json.dump(payload, f)
+
+
+def load_runs(task: str, sampler: str, method: str) -> dict[str, Any] | None:
+    path = runs_path(task, sampler, method)
+    if not path.exists():
+        return None
+    with gzip.open(path, "rt") as f:
+        payload: dict[str, Any] = json.load(f)
+    return payload
+
+
 def summarise(
     table: dict[str, Any], runs: list[dict[str, Any]], budget: int
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Headline numbers of one method on one table, and its anytime curves (seeds x budget)."""
-    maximize = table["meta"]["direction"] == "maximize"
-    finals = table["values"][:, -1]
+    _, values, direction = objective_of(table)
+    maximize = direction == "maximize"
+    finals = values[:, -1]
     sign = 1.0 if maximize else -1.0
     top = np.quantile(sign * finals, 0.98)  # the table's top 2% in score units
     hits, curves = [], np.full((len(runs), budget + 1), np.nan)
@@ -252,6 +368,7 @@ def summarise(
         "best_at_budget": best_at,
         "median_trials": float(np.median(n_trials)),
         "median_completed": float(np.median(n_complete)),
+        "median_cpu_seconds": float(np.median([r.get("cpu_seconds", np.nan) for r in runs])),
     }
     preds = [p for run in runs for p in run["predictions"]]
     if preds:
@@ -303,60 +420,121 @@ def main(argv: list[str] | None = None) -> None:
         default=40.0,
         help="budget in full trainings (epochs = this x n_epochs); default 40",
     )
+    parser.add_argument("--quantile", type=float, default=0.25, help="our pruners' quantile")
+    parser.add_argument("--confidence", type=float, default=0.75, help="our pruners' confidence")
+    parser.add_argument(
+        "--model-steps", type=int, nargs="+", default=None, help="our pruners' model_steps"
+    )
+    parser.add_argument(
+        "--min-unpruned-share", type=float, default=None, help="our pruners' protected share"
+    )
+    parser.add_argument(
+        "--variant", default="", help="name for these pruner arguments (stored apart)"
+    )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--summarise-only", action="store_true", help="rebuild the summary from stored runs"
+    )
     parser.add_argument("--out", default=str(RESULTS / "hpo_summary.json"))
+    parser.add_argument(
+        "--runs-dir", default=None, help="where each group's runs are stored and read"
+    )
     args = parser.parse_args(argv)
+    if args.runs_dir is not None:
+        global RUNS
+        RUNS = Path(args.runs_dir)
+    rule: dict[str, Any] = {"quantile": args.quantile, "confidence": args.confidence}
+    if args.model_steps is not None:
+        rule["model_steps"] = tuple(args.model_steps)
+    if args.min_unpruned_share is not None:
+        rule["min_unpruned_share"] = args.min_unpruned_share
 
     paths = sorted(DATA.glob("*.jsonl.gz"))
     if args.tasks:
         paths = [DATA / f"{t}.jsonl.gz" for t in args.tasks]
     tables = {p.name.split(".")[0]: load_table(p) for p in paths}
+    budgets = {
+        task: int(args.budget_trainings * (table["values"].shape[1] - 1))
+        for task, table in tables.items()
+    }
+    if not args.summarise_only:
+        run_all(args, tables, budgets, rule)
+    write_summary(tables, budgets, Path(args.out))
+
+
+def run_all(
+    args: argparse.Namespace,
+    tables: dict[str, dict[str, Any]],
+    budgets: dict[str, int],
+    rule: dict[str, Any],
+) -> None:
+    """Replay every (task, sampler, method, seed) asked for and store each group's runs."""
     jobs = []
-    budgets = {}
-    for task, table in tables.items():
-        budgets[task] = int(args.budget_trainings * (table["values"].shape[1] - 1))
+    for task in tables:
         for sampler in args.samplers:
             for method in args.methods:
                 for seed in range(args.seeds):
-                    jobs.append(
-                        (str(DATA / f"{task}.jsonl.gz"), method, sampler, seed, budgets[task])
-                    )
+                    path = str(DATA / f"{task}.jsonl.gz")
+                    jobs.append((path, method, sampler, seed, budgets[task], rule))
     started = time.time()
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     with ProcessPoolExecutor(args.workers) as pool:
         for n, (path, method, sampler, _seed, run) in enumerate(pool.map(_run_job, jobs), 1):
             task = Path(path).name.split(".")[0]
-            results.setdefault((task, method, sampler), []).append(run)
+            group = results.setdefault((task, method, sampler), [])
+            group.append(run)
+            if len(group) == args.seeds:
+                payload = {
+                    "command": "python benchmarks/replay.py " + " ".join(sys.argv[1:]),
+                    "budget_epochs": budgets[task],
+                    "rule": rule if method in OURS else None,
+                    "runs": group,
+                }
+                name = f"{method}@{args.variant}" if args.variant else method
+                save_runs(task, sampler, name, payload)
             if n % 20 == 0 or n == len(jobs):
                 print(f"[{n}/{len(jobs)}] {time.time() - started:.0f}s", file=sys.stderr)
 
-    summary: dict[str, Any] = {
-        "command": "python benchmarks/replay.py " + " ".join(argv or sys.argv[1:]),
-        "seeds": args.seeds,
-        "tasks": {},
-    }
+
+def stored_methods(task: str, sampler: str) -> list[str]:
+    """The methods (and variants) with stored runs for ``task`` and ``sampler``, in order."""
+    prefix = f"{task}__{sampler}__"
+    names = [p.name[len(prefix) : -len(".json.gz")] for p in RUNS.glob(f"{prefix}*.json.gz")]
+    return sorted(names, key=lambda n: (METHODS.index(n.split("@")[0]), n))
+
+
+def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], out: Path) -> None:
+    """Summarise every stored group of runs of these tables: JSON, a markdown table, plots."""
+    summary: dict[str, Any] = {"tasks": {}}
     lines = [
         "| task | sampler | method | epochs to top-2% (median) | seeds reaching | "
-        "best @25% | best @100% | trials | completed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "best @25% | best @100% | trials | completed | CPU s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, table in tables.items():
-        maximize = table["meta"]["direction"] == "maximize"
-        finals = table["values"][:, -1]
+        metric, values, direction = objective_of(table)
+        maximize = direction == "maximize"
+        finals = values[:, -1]
         entry: dict[str, Any] = {
-            "metric": table["meta"]["metric"],
-            "direction": table["meta"]["direction"],
+            "metric": metric,
+            "direction": direction,
             "n_configs": len(finals),
-            "n_epochs": table["values"].shape[1] - 1,
+            "n_epochs": values.shape[1] - 1,
             "budget_epochs": budgets[task],
             "top2pct_threshold": float(np.quantile(finals, 0.98 if maximize else 0.02)),
             "methods": {},
         }
-        for sampler in args.samplers:
+        for sampler in ("tpe", "lyapunov"):
             curves = {}
-            for method in args.methods:
-                runs = results[(task, method, sampler)]
-                stats, c = summarise(table, runs, budgets[task])
+            for method in stored_methods(task, sampler):
+                payload = load_runs(task, sampler, method)
+                if payload is None or payload["budget_epochs"] != budgets[task]:
+                    continue
+                stats, c = summarise(table, payload["runs"], budgets[task])
+                stats["seeds"] = len(payload["runs"])
+                stats["command"] = payload["command"]
+                if payload.get("rule"):
+                    stats["rule"] = payload["rule"]
                 name = method if sampler == "tpe" else f"{method}+lyapunov_sampler"
                 entry["methods"][name] = stats
                 curves[name] = c
@@ -366,17 +544,16 @@ def main(argv: list[str] | None = None) -> None:
                     f"{stats['share_of_seeds_reaching_top2pct']:.2f} | "
                     f"{_fmt(stats['best_at_budget']['0.25'])} | "
                     f"{_fmt(stats['best_at_budget']['1.0'])} | {stats['median_trials']:.0f} | "
-                    f"{stats['median_completed']:.0f} |"
+                    f"{stats['median_completed']:.0f} | {stats['median_cpu_seconds']:.1f} |"
                 )
-            suffix = "" if sampler == "tpe" else "_lyapunov_sampler"
-            plot_anytime(task, curves, RESULTS / f"hpo_anytime_{task}{suffix}.png", maximize)
+            if curves:
+                suffix = "" if sampler == "tpe" else "_lyapunov_sampler"
+                plot_anytime(task, curves, RESULTS / f"hpo_anytime_{task}{suffix}.png", maximize)
         summary["tasks"][task] = entry
     print("\n".join(lines))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=2))
-    Path(args.out).with_suffix(".md").write_text(
-        f"`{summary['command'].strip()}`\n\n" + "\n".join(lines) + "\n"
-    )
+    out.write_text(json.dumps(summary, indent=2))
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 def _fmt(value: float | None) -> str:
