@@ -129,8 +129,8 @@ def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
 def qr_floor(batch: int, dim: int, steps: int, device: torch.device, dtype: torch.dtype) -> float:
     """Measured time of ``steps`` batched QRs of ``batch`` matrices ``dim x dim``, back to back.
 
-    Timed as one loop of ``steps`` QRs (best of 3), as the engine runs them: a single QR timed
-    alone carries the thread pool's wake-up and read 1.3-1.7x the per-QR cost of the loop.
+    Timed as one loop of ``steps`` QRs (best of 3), the way the engine runs them back to back,
+    rather than ``steps`` times one QR timed alone.
     """
     z = torch.randn(batch, dim, dim, device=device, dtype=dtype)
 
