@@ -217,7 +217,8 @@ def test_protected_share_keeps_trial_zero_and_records_it() -> None:
     assert any(decisions.values()) and not all(decisions.values())
 
 
-def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Record the labelled trial numbers of every fit the pruner makes."""
     calls: list[tuple[int, ...]] = []
     original = _lyapunov.fit_predictor
 
@@ -226,6 +227,11 @@ def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPa
         return original(rows, **kwargs)
 
     monkeypatch.setattr(_lyapunov, "fit_predictor", counting)
+    return calls
+
+
+def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_fits(monkeypatch)
     study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.0))
     add_completed(study, QUALITIES)
     first = start_running(study, 0.2)
@@ -239,14 +245,7 @@ def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPa
 
 
 def test_refits_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[int, ...]] = []
-    original = _lyapunov.fit_predictor
-
-    def counting(rows: Any, **kwargs: Any) -> Any:
-        calls.append(tuple(rows.numbers))
-        return original(rows, **kwargs)
-
-    monkeypatch.setattr(_lyapunov, "fit_predictor", counting)
+    calls = count_fits(monkeypatch)
     # n_startup_trials=8, growth 1.25: training sets of 8, 10, 13, 17, ... completed trials.
     study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.25))
     add_completed(study, QUALITIES)  # 10 completed
