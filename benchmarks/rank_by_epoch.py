@@ -35,8 +35,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from optuna.study import StudyDirection
 
 from optuna_lyap.aelle import AeLLE
+from optuna_lyap.pruners import curve_features
 from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
 from optuna_lyap.pruners._predictor import rank_correlation
 
@@ -48,11 +50,12 @@ from replay import DATA, RESULTS, objective_of  # noqa: E402
 INPUTS = ("spectrum", "curve", "hybrid")
 
 
-def curve_columns(values: np.ndarray, epoch: int, maximize: bool) -> np.ndarray:
-    """``n x 2``: the value at ``epoch`` and the best value up to it (the pruner's features)."""
-    upto = values[:, : epoch + 1]
-    best = np.nanmax(upto, axis=1) if maximize else np.nanmin(upto, axis=1)
-    return np.stack([values[:, epoch], best], axis=1)
+def curve_columns(values: np.ndarray, epoch: int, direction: str) -> np.ndarray:
+    """``n x 2``: each configuration's curve features at ``epoch``, as the pruner computes them."""
+    study_direction = StudyDirection[direction.upper()]
+    return np.stack(
+        [curve_features(dict(enumerate(row)), epoch, study_direction) for row in values]
+    )
 
 
 def spectra_at(table: dict[str, Any], epoch: int) -> list[np.ndarray]:
@@ -64,13 +67,12 @@ def held_out_spearman(
 ) -> float:
     """Spearman of one fit's predictions with the finals of the configurations it did not see."""
     _, values, direction = objective_of(table)
-    maximize = direction == "maximize"
     finals = values[:, -1]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(finals))
     train, test = order[:n_train], order[n_train:]
     spectra = spectra_at(table, epoch) if inputs in ("spectrum", "hybrid") else None
-    curve = curve_columns(values, epoch, maximize) if inputs in ("curve", "hybrid") else None
+    curve = curve_columns(values, epoch, direction) if inputs in ("curve", "hybrid") else None
     model = AeLLE(**_DEFAULT_AELLE_PARAMS, seed=seed)
     model.fit(
         None if spectra is None else [spectra[i] for i in train],
