@@ -6,9 +6,9 @@ spectrum, QR every step, float32, one layer. For each cell and hidden size the t
 - ``ours``: ``optuna_lyap.lyapunov_spectrum`` (best of ``--repeats`` warm calls);
 - ``explicit``: a baseline that builds ``J_t`` every step with ``diag_embed`` products and
   iterates ``Q <- qr(J^T Q)`` the way the seed code does (state ``h`` only);
-- ``floor``: the measured time of the same T batched QRs plus our matmul FLOPs at the machine's
-  measured batched-matmul rate: what any QR-per-step method that applies ``J`` through the
-  weight matrices must spend.
+- ``floor``: the measured time of the same T batched QRs plus the matrix-product FLOPs the
+  engine does (``PRODUCTS``) at the machine's measured batched-matmul rate. It leaves out the
+  elementwise work of building the Jacobian blocks.
 
 Usage::
 
