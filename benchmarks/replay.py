@@ -60,7 +60,8 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
 import optuna_lyap
-from optuna_lyap.pruners import load_predictions
+from optuna_lyap.pruners import curve_features, load_predictions
+from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
 from optuna_lyap.pruners._predictor import rank_correlation
 
 HERE = Path(__file__).resolve().parent
@@ -101,25 +102,60 @@ class TopKAfterFirstEpoch(BasePruner):
         return bool(sign * trial.intermediate_values[1] < bar)
 
 
-def make_pruner(name: str, seed: int, rule: dict[str, Any] | None = None) -> BasePruner:
+class OraclePruner(BasePruner):
+    """A reference, not a method: prune at ``step`` every trial whose recorded final value is
+    outside the table's top 2%.
+
+    A perfect predictor acting at one step. ``step=1`` is the issue's "perfect one-epoch
+    predictor" (every trial pays one epoch); ``step=0`` is a perfect predictor at
+    initialisation (every trial pays only the spectrum, see ``seconds_to_top2pct``).
+    """
+
+    def __init__(self, table: dict[str, Any], step: int) -> None:
+        _, values, direction = objective_of(table)
+        sign = 1.0 if direction == "maximize" else -1.0
+        scores = sign * values[:, -1]
+        top = np.quantile(scores, 0.98)
+        self._top = {key for key, i in _lookup(table).items() if scores[i] >= top - 1e-12}
+        self._step = step
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if trial.last_step != self._step:
+            return False
+        return tuple(trial.params[a] for a in AXES) not in self._top
+
+
+def make_pruner(
+    name: str, seed: int, rule: dict[str, Any] | None = None, table: dict[str, Any] | None = None
+) -> BasePruner:
     """Optuna's pruners as a user would set them, and ours.
 
     Ours consult their model at steps 0 and 1, where the spectra are (step 0 costs no epoch,
     so a prune there is free); elsewhere, and whenever the model does not out-rank the raw
     value, the median rule decides, never at step 0. ``rule`` overrides any of our pruner's
-    arguments (``quantile``, ``confidence``, ``model_steps``, ``min_unpruned_share``).
+    arguments (``quantile``, ``confidence``, ``model_steps``, ``min_unpruned_share``,
+    ``use_params``); its ``fallback`` names the fallback: ``"median"`` (the default) or
+    ``"successive_halving"`` (``SuccessiveHalvingPruner(min_resource=1)``).
     """
     p = optuna.pruners
     warm = 1  # never prune the untrained network on its chance-level value
+    rule = dict(rule or {})
+    prior = rule.pop("prior", None)
+    if prior is not None:
+        rule["aelle"] = prior_aelle(prior)
+    fallbacks = {
+        "median": lambda: p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm),
+        "successive_halving": lambda: p.SuccessiveHalvingPruner(min_resource=1),
+    }
     lyap = {
         "n_startup_trials": 5,
         "n_warmup_steps": 0,
         "model_steps": SPECTRUM_STEPS,
-        "fallback": p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm),
         "seed": seed,
-        **(rule or {}),
+        **rule,
+        "fallback": fallbacks[rule.get("fallback", "median")](),
     }
-    table: dict[str, Callable[[], BasePruner]] = {
+    pruners: dict[str, Callable[[], BasePruner]] = {
         "nop": p.NopPruner,
         "median": lambda: p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm),
         "percentile25": lambda: p.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=warm),
@@ -138,8 +174,41 @@ def make_pruner(name: str, seed: int, rule: dict[str, Any] | None = None) -> Bas
         "lyapunov_hybrid": lambda: optuna_lyap.LyapunovPruner(
             use_spectrum=True, use_curve=True, **lyap
         ),
+        "oracle_epoch1": lambda: OraclePruner(_need(table), 1),
+        "oracle_init": lambda: OraclePruner(_need(table), 0),
     }
-    return table[name]()
+    return pruners[name]()
+
+
+_PRIORS: dict[str, optuna_lyap.AeLLE] = {}
+
+
+def prior_aelle(path: str) -> optuna_lyap.AeLLE:
+    """An AeLLE fitted on an earlier study's table, as ``LyapunovPruner(aelle=...)`` takes it.
+
+    The earlier study is another recording of the same task (``record.py --seed 1``: another
+    data split, grid order and initialisation). Its inputs are what the pruner reads at step 1
+    (the spectrum there and the curve features), its targets the final values of the replay's
+    objective; the pruner's own AeLLE settings, seed 0.
+    """
+    if path not in _PRIORS:
+        table = load_table(path)
+        _, values, direction = objective_of(table)
+        step = 1
+        study_direction = optuna.study.StudyDirection[direction.upper()]
+        spectra = [table["spectra"][i, step, : table["dim"][i]] for i in range(len(values))]
+        curves = np.stack(
+            [curve_features(dict(enumerate(row)), step, study_direction) for row in values]
+        )
+        model = optuna_lyap.AeLLE(**_DEFAULT_AELLE_PARAMS, seed=0)
+        _PRIORS[path] = model.fit(spectra, values[:, -1], curves)
+    return _PRIORS[path]
+
+
+def _need(table: dict[str, Any] | None) -> dict[str, Any]:
+    if table is None:
+        raise ValueError("the oracle pruners need the table")
+    return table
 
 
 METHODS = (
@@ -153,8 +222,13 @@ METHODS = (
     "curve_only",
     "lyapunov_spectrum",
     "lyapunov_hybrid",
+    "oracle_epoch1",
+    "oracle_init",
 )
 OURS = ("curve_only", "lyapunov_spectrum", "lyapunov_hybrid")
+# References that read the table's final values: bounds, not competitors. ``oracle_init``
+# pays the spectrum at step 0 in ``seconds_to_top2pct``.
+ORACLES = ("oracle_epoch1", "oracle_init")
 
 
 class TableScreeningSampler(optuna_lyap.LyapunovSampler):
@@ -187,13 +261,18 @@ def _lookup(table: dict[str, Any]) -> dict[tuple[Any, ...], int]:
     return {tuple(table[a][i].item() for a in AXES): i for i in range(len(table["index"]))}
 
 
+SAMPLERS = ("tpe", "lyapunov", "random")
+
+
 def make_sampler(name: str, seed: int, table: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
     tpe = optuna.samplers.TPESampler(seed=seed)
     if name == "tpe":
         return tpe
     if name == "lyapunov":
         return TableScreeningSampler(tpe, table, seed)
-    raise ValueError(f"sampler must be 'tpe' or 'lyapunov', but got {name!r}.")
+    raise ValueError(f"sampler must be one of {SAMPLERS}, but got {name!r}.")
 
 
 # The recorded metric a task's replay optimises, where it is not the task's own. On copy,
@@ -250,9 +329,11 @@ def replay(
             study.stop()
 
     study = optuna.create_study(
+        # A fixed name: HyperbandPruner assigns brackets by hashing it with the trial number.
+        study_name=f"replay-{seed}",
         direction=direction,
         sampler=make_sampler(sampler, seed, table),
-        pruner=make_pruner(method, seed, rule),
+        pruner=make_pruner(method, seed, rule, table),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -266,8 +347,9 @@ def replay(
                 for step, record in load_predictions(t).items():
                     if record.get("predicted") is not None:
                         predictions.append((step, record["predicted"], finals[t.number]))
-    # Per finished trial: its configuration, the step it was pruned at (-1: completed) and,
-    # for ours, the rule that decided there ("model", "fallback", "kept"; "" without a record).
+    # Per finished trial: its configuration, the step it was pruned at (-1: completed), for
+    # ours the rule that decided there ("model", "fallback", "kept"; "" without a record), and
+    # whether the sampler screened candidates for it (1) or not (0).
     trials = []
     for t in study.trials:
         if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
@@ -275,7 +357,8 @@ def replay(
         i = lookup[tuple(t.params[a] for a in AXES)]
         step = -1 if t.state == TrialState.COMPLETE else int(t.last_step or 0)
         record = load_predictions(t).get(step, {}) if method in OURS else {}
-        trials.append([i, step, record.get("rule", "")])
+        screened = int("lyap_screen_predicted" in t.user_attrs)
+        trials.append([i, step, record.get("rule", ""), screened])
     return {"trace": trace, "predictions": predictions, "trials": trials}
 
 
@@ -325,23 +408,85 @@ def load_runs(task: str, sampler: str, method: str) -> dict[str, Any] | None:
     return payload
 
 
+# Candidates LyapunovSampler screens per trial (its default), each costing a spectrum.
+SCREENED_CANDIDATES = 8
+SAMPLER_STARTUP = 10
+
+
+def charged_spectrum_steps(method: str, sampler: str) -> tuple[int, ...]:
+    """The steps at which a trial of ``method`` (with ``sampler``) computes a spectrum."""
+    base = method.split("@")[0]
+    if base in OURS:
+        return SPECTRUM_STEPS
+    if sampler == "lyapunov" or base == "oracle_init":
+        return (0,)
+    return ()
+
+
+def trial_seconds(
+    table: dict[str, Any], run: dict[str, Any], spectrum_steps: tuple[int, ...], screens: bool
+) -> np.ndarray:
+    """Seconds each finished trial of ``run`` cost on the machine that recorded the table.
+
+    Every trial pays the recorded training and evaluation time of each epoch it trained, and
+    the recorded spectrum time at each of ``spectrum_steps`` it got to: ``(0, 1)`` for our
+    pruners, ``(0,)`` for LyapunovSampler's labels alone, ``()`` otherwise. Our pruners also
+    read the untrained network's value (a curve feature at step 0), so with ``spectrum_steps``
+    ``(0, 1)`` a trial also pays the evaluation at step 0.
+    With ``screens`` (LyapunovSampler), each screened trial pays ``SCREENED_CANDIDATES``
+    spectra at initialisation at the table's mean time; runs stored before trials recorded
+    whether they were screened charge every trial after the sampler's ``SAMPLER_STARTUP``
+    completed trials (an upper estimate).
+    """
+    epoch = table["train_seconds"] + table["eval_seconds"]  # (n, E + 1); column 0 unused
+    spectrum = table["spectrum_seconds"]
+    n_epochs = epoch.shape[1] - 1
+    screen_cost = SCREENED_CANDIDATES * float(spectrum[:, 0].mean())
+    out = []
+    completed = 0
+    for record in run["trials"]:
+        i, stop = record[0], record[1]
+        last = n_epochs if stop == -1 else stop
+        cost = float(epoch[i, 1 : last + 1].sum())
+        cost += sum(float(spectrum[i, step]) for step in spectrum_steps if step <= last)
+        if spectrum_steps == SPECTRUM_STEPS:
+            cost += float(table["eval_seconds"][i, 0])
+        if screens:
+            screened = record[3] if len(record) > 3 else completed >= SAMPLER_STARTUP
+            cost += screen_cost if screened else 0.0
+        completed += stop == -1
+        out.append(cost)
+    return np.array(out)
+
+
 def summarise(
-    table: dict[str, Any], runs: list[dict[str, Any]], budget: int
+    table: dict[str, Any],
+    runs: list[dict[str, Any]],
+    budget: int,
+    spectrum_steps: tuple[int, ...] = (),
+    screens: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Headline numbers of one method on one table, and its anytime curves (seeds x budget)."""
+    """Headline numbers of one method on one table, and its anytime curves (seeds x budget).
+
+    ``spectrum_steps`` and ``screens`` say which spectra the method pays for in
+    ``seconds_to_top2pct`` (see :func:`trial_seconds`).
+    """
     _, values, direction = objective_of(table)
     maximize = direction == "maximize"
     finals = values[:, -1]
     sign = 1.0 if maximize else -1.0
     top = np.quantile(sign * finals, 0.98)  # the table's top 2% in score units
     hits, curves = [], np.full((len(runs), budget + 1), np.nan)
-    n_trials, n_complete = [], []
+    n_trials, n_complete, second_hits = [], [], []
     for r, run in enumerate(runs):
         trace = run["trace"]
         n_trials.append(len(trace))
         n_complete.append(sum(v is not None for _, v in trace))
-        hit = next((e for e, v in trace if v is not None and sign * v >= top - 1e-12), None)
-        hits.append(hit)
+        at = next(
+            (k for k, (_, v) in enumerate(trace) if v is not None and sign * v >= top - 1e-12),
+            None,
+        )
+        hits.append(None if at is None else trace[at][0])
         best = -math.inf
         last = 0
         for epochs, value in trace:
@@ -351,10 +496,20 @@ def summarise(
                 best = max(best, sign * value)
             last = epochs
         curves[r, last:] = best if math.isfinite(best) else np.nan
+        if "trials" not in run:  # stored before runs recorded their trials
+            second_hits.append(math.nan)
+            continue
+        seconds = np.cumsum(trial_seconds(table, run, spectrum_steps, screens))
+        if len(seconds) != len(trace):
+            raise ValueError(f"a run has {len(trace)} trace entries but {len(seconds)} trials")
+        second_hits.append(None if at is None else float(seconds[at]))
     reached = [h for h in hits if h is not None]
     # Seeds that never get there count as beyond the budget: the median over all seeds.
     median = float(np.median([h if h is not None else math.inf for h in hits]))
     epochs_to_top = median if math.isfinite(median) else None
+    # NaN (a run stored without its trials) makes the median NaN: unknown, not "never".
+    median_s = float(np.median([h if h is not None else math.inf for h in second_hits]))
+    seconds_known = not math.isnan(median_s)
     fractions = (0.1, 0.25, 0.5, 1.0)
     best_at = {}
     for frac in fractions:
@@ -365,6 +520,11 @@ def summarise(
         "epochs_to_top2pct": epochs_to_top,
         "share_of_seeds_reaching_top2pct": len(reached) / len(runs),
         "epochs_to_top2pct_per_seed": hits,
+        "seconds_to_top2pct": median_s if math.isfinite(median_s) else None,
+        "seconds_known": seconds_known,
+        "seconds_to_top2pct_per_seed": [
+            None if h is None or math.isnan(h) else h for h in second_hits
+        ],
         "best_at_budget": best_at,
         "median_trials": float(np.median(n_trials)),
         "median_completed": float(np.median(n_complete)),
@@ -381,13 +541,23 @@ def summarise(
     return summary, sign * curves
 
 
-def plot_anytime(task: str, curves: dict[str, np.ndarray], path: Path, maximize: bool) -> None:
+def plot_anytime(
+    task: str, curves: dict[str, np.ndarray], path: Path, maximize: bool, title: str = ""
+) -> None:
+    """Best completed final value against cumulative epochs, median and quartiles over seeds.
+
+    Optuna's pruners are dashed, ours solid, the oracles dotted; a log scale where the values
+    span more than two decades (copy's validation loss).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    finite = np.concatenate([c[np.isfinite(c)] for c in curves.values()])
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+        ax.set_yscale("log")
     for name, c in curves.items():
         x = np.arange(c.shape[1])
         sign = 1.0 if maximize else -1.0
@@ -396,12 +566,18 @@ def plot_anytime(task: str, curves: dict[str, np.ndarray], path: Path, maximize:
             med = np.nanmedian(sign * c, axis=0) * sign
             lo = np.nanpercentile(sign * c, 25, axis=0) * sign
             hi = np.nanpercentile(sign * c, 75, axis=0) * sign
-        style = "-" if name.startswith(("lyapunov", "curve")) else "--"
+        style = (
+            ":"
+            if name.startswith("oracle")
+            else "-"
+            if name.startswith(("lyapunov", "curve"))
+            else "--"
+        )
         (line,) = ax.plot(x, med, style, label=name, lw=1.6)
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.1)
     ax.set_xlabel("cumulative epochs")
     ax.set_ylabel("best final value found (median, quartiles over seeds)")
-    ax.set_title(f"{task}: anytime performance")
+    ax.set_title(f"{task}: anytime performance{title}")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path)
@@ -412,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=None, help="tables in benchmarks/data")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--samplers", nargs="+", default=["tpe"], choices=("tpe", "lyapunov"))
+    parser.add_argument("--samplers", nargs="+", default=["tpe"], choices=SAMPLERS)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument(
         "--budget-trainings",
@@ -427,6 +603,22 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--min-unpruned-share", type=float, default=None, help="our pruners' protected share"
+    )
+    parser.add_argument(
+        "--use-params",
+        action="store_true",
+        help="offer our pruners the hyperparameters as an input too",
+    )
+    parser.add_argument(
+        "--fallback",
+        default="median",
+        choices=("median", "successive_halving"),
+        help="our pruners' fallback rule",
+    )
+    parser.add_argument(
+        "--prior",
+        action="store_true",
+        help="give our pruners an AeLLE fitted on benchmarks/data/prior/<task>_seed1.jsonl.gz",
     )
     parser.add_argument(
         "--variant", default="", help="name for these pruner arguments (stored apart)"
@@ -448,6 +640,12 @@ def main(argv: list[str] | None = None) -> None:
         rule["model_steps"] = tuple(args.model_steps)
     if args.min_unpruned_share is not None:
         rule["min_unpruned_share"] = args.min_unpruned_share
+    if args.use_params:
+        rule["use_params"] = True
+    if args.fallback != "median":
+        rule["fallback"] = args.fallback
+    if args.prior:
+        rule["prior"] = "prior"  # resolved per task in run_all
 
     paths = sorted(DATA.glob("*.jsonl.gz"))
     if args.tasks:
@@ -475,7 +673,10 @@ def run_all(
             for method in args.methods:
                 for seed in range(args.seeds):
                     path = str(DATA / f"{task}.jsonl.gz")
-                    jobs.append((path, method, sampler, seed, budgets[task], rule))
+                    job_rule = dict(rule)
+                    if "prior" in rule:
+                        job_rule["prior"] = str(DATA / "prior" / f"{task}_seed1.jsonl.gz")
+                    jobs.append((path, method, sampler, seed, budgets[task], job_rule))
     started = time.time()
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     with ProcessPoolExecutor(args.workers) as pool:
@@ -507,9 +708,9 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
     """Summarise every stored group of runs of these tables: JSON, a markdown table, plots."""
     summary: dict[str, Any] = {"tasks": {}}
     lines = [
-        "| task | sampler | method | epochs to top-2% (median) | seeds reaching | "
-        "best @25% | best @100% | trials | completed | CPU s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | sampler | method | epochs to top-2% (median) | seconds to top-2% (median) | "
+        "seeds reaching | best @25% | best @100% | trials | completed | CPU s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, table in tables.items():
         metric, values, direction = objective_of(table)
@@ -524,36 +725,65 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
             "top2pct_threshold": float(np.quantile(finals, 0.98 if maximize else 0.02)),
             "methods": {},
         }
-        for sampler in ("tpe", "lyapunov"):
+        for sampler in SAMPLERS:
             curves = {}
             for method in stored_methods(task, sampler):
                 payload = load_runs(task, sampler, method)
                 if payload is None or payload["budget_epochs"] != budgets[task]:
                     continue
-                stats, c = summarise(table, payload["runs"], budgets[task])
+                stats, c = summarise(
+                    table,
+                    payload["runs"],
+                    budgets[task],
+                    spectrum_steps=charged_spectrum_steps(method, sampler),
+                    screens=sampler == "lyapunov",
+                )
                 stats["seeds"] = len(payload["runs"])
                 stats["command"] = payload["command"]
                 if payload.get("rule"):
                     stats["rule"] = payload["rule"]
-                name = method if sampler == "tpe" else f"{method}+lyapunov_sampler"
+                name = method if sampler == "tpe" else f"{method}+{sampler}_sampler"
                 entry["methods"][name] = stats
                 curves[name] = c
                 e2t = stats["epochs_to_top2pct"]
+                s2t = stats["seconds_to_top2pct"]
                 lines.append(
                     f"| {task} | {sampler} | {method} | {'-' if e2t is None else f'{e2t:.0f}'} | "
+                    f"{_fmt_seconds(s2t, stats['seconds_known'])} | "
                     f"{stats['share_of_seeds_reaching_top2pct']:.2f} | "
                     f"{_fmt(stats['best_at_budget']['0.25'])} | "
                     f"{_fmt(stats['best_at_budget']['1.0'])} | {stats['median_trials']:.0f} | "
                     f"{stats['median_completed']:.0f} | {stats['median_cpu_seconds']:.1f} |"
                 )
             if curves:
-                suffix = "" if sampler == "tpe" else "_lyapunov_sampler"
-                plot_anytime(task, curves, RESULTS / f"hpo_anytime_{task}{suffix}.png", maximize)
+                suffix = "" if sampler == "tpe" else f"_{sampler}_sampler"
+                main = {n: c for n, c in curves.items() if "@" not in n.split("+")[0]}
+                plot_anytime(task, main, RESULTS / f"hpo_anytime_{task}{suffix}.png", maximize)
+                variants = {
+                    n: c
+                    for n, c in curves.items()
+                    if n.split("+")[0].split("@")[0] in ("median", "successive_halving")
+                    or n.split("+")[0].startswith("lyapunov_hybrid")
+                }
+                if len(variants) > len([n for n in variants if n in main]):
+                    plot_anytime(
+                        task,
+                        variants,
+                        RESULTS / f"hpo_anytime_{task}{suffix}_variants.png",
+                        maximize,
+                        title=" (our variants)",
+                    )
         summary["tasks"][task] = entry
     print("\n".join(lines))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def _fmt_seconds(value: float | None, known: bool) -> str:
+    if not known:
+        return "n/a"
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _fmt(value: float | None) -> str:
