@@ -1,0 +1,115 @@
+"""Where do the epochs go before a replayed study first completes a top-2% trial?
+
+Reads the stored replay runs (``benchmarks/replay.py``, runs that record their trials) and
+splits, per run, the epochs spent before the first completed top-2% trial into:
+
+- ``completed top 10%``: full trainings of configurations in the table's top 10% (not top 2%);
+- ``completed rest``: full trainings of configurations outside the top 10%;
+- ``pruned``: the epochs pruned trials trained before they were stopped;
+
+with the number of top-2% proposals pruned on the way and the index of the first trial that
+proposed a top-2% configuration. Medians (means for the counts) over the stored seeds.
+
+Usage::
+
+    python benchmarks/where_epochs_go.py                              # every stored TPE group
+    python benchmarks/where_epochs_go.py --methods median successive_halving lyapunov_hybrid
+
+Writes ``benchmarks/results/where_epochs_go.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from record import load_table  # noqa: E402
+from replay import DATA, RESULTS, load_runs, objective_of, stored_methods  # noqa: E402
+
+
+def split_run(run: dict[str, Any], top2: np.ndarray, top10: np.ndarray, n_epochs: int) -> dict:
+    """One run's epochs before its first completed top-2% trial, by kind of trial."""
+    out: dict[str, Any] = {
+        "completed_top10": 0,
+        "completed_rest": 0,
+        "pruned": 0,
+        "top2_pruned": 0,
+        "first_top2_trial": None,
+        "hit": False,
+    }
+    for k, record in enumerate(run["trials"]):
+        i, stop = record[0], record[1]
+        if top2[i] and out["first_top2_trial"] is None:
+            out["first_top2_trial"] = k
+        if stop == -1 and top2[i]:
+            out["hit"] = True
+            break
+        if stop == -1:
+            out["completed_top10" if top10[i] else "completed_rest"] += n_epochs
+        else:
+            out["pruned"] += stop
+            out["top2_pruned"] += int(top2[i])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=None)
+    parser.add_argument("--sampler", default="tpe")
+    parser.add_argument("--methods", nargs="+", default=None, help="default: every stored one")
+    parser.add_argument("--out", default=str(RESULTS / "where_epochs_go.md"))
+    args = parser.parse_args(argv)
+
+    paths = sorted(DATA.glob("*.jsonl.gz"))
+    if args.tasks:
+        paths = [DATA / f"{t}.jsonl.gz" for t in args.tasks]
+    lines = [
+        "`python benchmarks/where_epochs_go.py " + " ".join(argv or sys.argv[1:]) + "`",
+        "",
+        f"Sampler `{args.sampler}`. Epochs spent before the first completed top-2% trial "
+        "(medians over seeds; runs that never get there count their whole budget); top-2% "
+        "proposals pruned before it (mean per run); the trial that first proposed a top-2% "
+        "configuration (median).",
+        "",
+        "| task | method | completed top 10% | completed rest | pruned | top-2% pruned | "
+        "first top-2% proposal | seeds reaching |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for path in paths:
+        table = load_table(path)
+        task = path.name.split(".")[0]
+        _, values, direction = objective_of(table)
+        sign = 1.0 if direction == "maximize" else -1.0
+        scores = np.nan_to_num(sign * values[:, -1], nan=-np.inf)
+        top2 = scores >= np.quantile(scores, 0.98) - 1e-12
+        top10 = scores >= np.quantile(scores, 0.90) - 1e-12
+        n_epochs = values.shape[1] - 1
+        for method in args.methods or stored_methods(task, args.sampler):
+            payload = load_runs(task, args.sampler, method)
+            if payload is None or any("trials" not in r for r in payload["runs"]):
+                continue
+            rows = [split_run(r, top2, top10, n_epochs) for r in payload["runs"]]
+            first = [r["first_top2_trial"] for r in rows if r["first_top2_trial"] is not None]
+            lines.append(
+                f"| {task} | {method} | "
+                f"{np.median([r['completed_top10'] for r in rows]):.0f} | "
+                f"{np.median([r['completed_rest'] for r in rows]):.0f} | "
+                f"{np.median([r['pruned'] for r in rows]):.0f} | "
+                f"{np.mean([r['top2_pruned'] for r in rows]):.1f} | "
+                f"{np.median(first) if first else float('nan'):.0f} | "
+                f"{np.mean([r['hit'] for r in rows]):.2f} |"
+            )
+    print("\n".join(lines))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
