@@ -47,7 +47,7 @@ from optuna_lyap.pruners._predictor import ParamEncoder, rank_correlation
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from record import load_table  # noqa: E402
-from replay import AXES, DATA, RESULTS, objective_of  # noqa: E402
+from replay import AXES, DATA, RESULTS, objective_of, top_configurations  # noqa: E402
 
 INPUTS = ("spectrum", "curve", "hybrid", "params", "all")
 # What each input name feeds the model: the spectrum, the curve features, the hyperparameters.
@@ -123,12 +123,7 @@ def held_out_scores(
         None if features is None else features[test],
     )
     sign = 1.0 if direction == "maximize" else -1.0
-    scores = np.nan_to_num(sign * finals, nan=-np.inf)
-    top = scores >= np.quantile(scores, 0.98) - 1e-12
-    held_top = top[test]
-    guess = np.nan_to_num(sign * predicted, nan=-np.inf)
-    kept = np.argsort(-guess, kind="stable")[: max(1, round(KEEP * len(test)))]
-    recall = float(held_top[kept].sum() / held_top.sum()) if held_top.any() else math.nan
+    recall = top_recall(sign * np.asarray(predicted), top_configurations(table)[test])
     return rank_correlation(predicted, finals[test]), recall
 
 
@@ -143,16 +138,20 @@ def raw_spearman(table: dict[str, Any], epoch: int) -> dict[str, float]:
     }
 
 
+def top_recall(scores: np.ndarray, top: np.ndarray) -> float:
+    """The share of the ``top`` configurations among the best-scored ``KEEP`` of them (higher
+    scores are better; NaN scores last)."""
+    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
+    kept = order[: max(1, round(KEEP * len(scores)))]
+    return float(top[kept].sum() / top.sum()) if top.any() else math.nan
+
+
 def raw_recall(table: dict[str, Any], epoch: int) -> float:
     """The top-2% recall of keeping the best ``KEEP`` of all configurations by their value at
     ``epoch`` (nothing is fitted, so over all of them)."""
     _, values, direction = objective_of(table)
     sign = 1.0 if direction == "maximize" else -1.0
-    finals = np.nan_to_num(sign * values[:, -1], nan=-np.inf)
-    top = finals >= np.quantile(finals, 0.98) - 1e-12
-    now = np.nan_to_num(sign * values[:, epoch], nan=-np.inf)
-    kept = np.argsort(-now, kind="stable")[: round(KEEP * len(now))]
-    return float(top[kept].sum() / top.sum())
+    return top_recall(sign * values[:, epoch], top_configurations(table))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,11 +112,8 @@ class OraclePruner(BasePruner):
     """
 
     def __init__(self, table: dict[str, Any], step: int) -> None:
-        _, values, direction = objective_of(table)
-        sign = 1.0 if direction == "maximize" else -1.0
-        scores = sign * values[:, -1]
-        top = np.quantile(scores, 0.98)
-        self._top = {key for key, i in _lookup(table).items() if scores[i] >= top - 1e-12}
+        top = top_configurations(table)
+        self._top = {key for key, i in _lookup(table).items() if top[i]}
         self._step = step
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
@@ -279,6 +276,15 @@ def make_sampler(name: str, seed: int, table: dict[str, Any]) -> optuna.samplers
 # 76 of 288 configurations reach accuracy 1.0, so its top 2% would be any of them: the
 # validation loss still ranks those.
 OBJECTIVES: dict[str, tuple[str, str]] = {"copy": ("val_loss", "minimize")}
+
+
+def top_configurations(table: dict[str, Any], share: float = 0.02) -> np.ndarray:
+    """``n`` booleans: whether a configuration's final objective is in the table's best ``share``
+    (a diverged, NaN final is never)."""
+    _, values, direction = objective_of(table)
+    sign = 1.0 if direction == "maximize" else -1.0
+    scores = np.nan_to_num(sign * values[:, -1], nan=-np.inf)
+    return np.asarray(scores >= np.quantile(scores, 1.0 - share) - 1e-12)
 
 
 def objective_of(table: dict[str, Any]) -> tuple[str, np.ndarray, str]:

@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from record import load_table  # noqa: E402
-from replay import DATA, RESULTS, load_runs, objective_of, stored_methods  # noqa: E402
+from replay import DATA, RESULTS, load_runs, stored_methods, top_configurations  # noqa: E402
 
 
 def split_run(run: dict[str, Any], top2: np.ndarray, top10: np.ndarray, n_epochs: int) -> dict:
@@ -84,12 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     for path in paths:
         table = load_table(path)
         task = path.name.split(".")[0]
-        _, values, direction = objective_of(table)
-        sign = 1.0 if direction == "maximize" else -1.0
-        scores = np.nan_to_num(sign * values[:, -1], nan=-np.inf)
-        top2 = scores >= np.quantile(scores, 0.98) - 1e-12
-        top10 = scores >= np.quantile(scores, 0.90) - 1e-12
-        n_epochs = values.shape[1] - 1
+        top2, top10 = top_configurations(table, 0.02), top_configurations(table, 0.10)
+        n_epochs = table["values"].shape[1] - 1
         for method in args.methods or stored_methods(task, args.sampler):
             payload = load_runs(task, args.sampler, method)
             if payload is None or any("trials" not in r for r in payload["runs"]):
