@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.tasks:
         paths = [DATA / f"{t}.jsonl.gz" for t in args.tasks]
     lines = [
-        "`python benchmarks/where_epochs_go.py " + " ".join(argv or sys.argv[1:]) + "`",
+        "`" + " ".join(["python benchmarks/where_epochs_go.py", *(argv or sys.argv[1:])]) + "`",
         "",
         f"Sampler `{args.sampler}`. Epochs spent before the first completed top-2% trial "
         "(medians over seeds; runs that never get there count their whole budget); top-2% "
