@@ -223,9 +223,6 @@ METHODS = (
     "oracle_init",
 )
 OURS = ("curve_only", "lyapunov_spectrum", "lyapunov_hybrid")
-# References that read the table's final values: bounds, not competitors. ``oracle_init``
-# pays the spectrum at step 0 in ``seconds_to_top2pct``.
-ORACLES = ("oracle_epoch1", "oracle_init")
 
 
 class TableScreeningSampler(optuna_lyap.LyapunovSampler):
@@ -416,7 +413,6 @@ def load_runs(task: str, sampler: str, method: str) -> dict[str, Any] | None:
 
 # Candidates LyapunovSampler screens per trial (its default), each costing a spectrum.
 SCREENED_CANDIDATES = 8
-SAMPLER_STARTUP = 10
 
 
 def charged_spectrum_steps(method: str, sampler: str) -> tuple[int, ...]:
@@ -439,17 +435,14 @@ def trial_seconds(
     pruners, ``(0,)`` for LyapunovSampler's labels alone, ``()`` otherwise. Our pruners also
     read the untrained network's value (a curve feature at step 0), so with ``spectrum_steps``
     ``(0, 1)`` a trial also pays the evaluation at step 0.
-    With ``screens`` (LyapunovSampler), each screened trial pays ``SCREENED_CANDIDATES``
-    spectra at initialisation at the table's mean time; runs stored before trials recorded
-    whether they were screened charge every trial after the sampler's ``SAMPLER_STARTUP``
-    completed trials (an upper estimate).
+    With ``screens`` (LyapunovSampler), each trial the sampler screened pays
+    ``SCREENED_CANDIDATES`` spectra at initialisation at the table's mean time.
     """
     epoch = table["train_seconds"] + table["eval_seconds"]  # (n, E + 1); column 0 unused
     spectrum = table["spectrum_seconds"]
     n_epochs = epoch.shape[1] - 1
     screen_cost = SCREENED_CANDIDATES * float(spectrum[:, 0].mean())
     out = []
-    completed = 0
     for record in run["trials"]:
         i, stop = record[0], record[1]
         last = n_epochs if stop == -1 else stop
@@ -457,10 +450,8 @@ def trial_seconds(
         cost += sum(float(spectrum[i, step]) for step in spectrum_steps if step <= last)
         if spectrum_steps == SPECTRUM_STEPS:
             cost += float(table["eval_seconds"][i, 0])
-        if screens:
-            screened = record[3] if len(record) > 3 else completed >= SAMPLER_STARTUP
-            cost += screen_cost if screened else 0.0
-        completed += stop == -1
+        if screens and record[3]:
+            cost += screen_cost
         out.append(cost)
     return np.array(out)
 
