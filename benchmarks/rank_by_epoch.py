@@ -37,17 +37,23 @@ from typing import Any
 import numpy as np
 import torch
 from optuna.distributions import CategoricalDistribution
-from optuna.study import StudyDirection
 
 from optuna_lyap.aelle import AeLLE
-from optuna_lyap.pruners import curve_features
 from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
 from optuna_lyap.pruners._predictor import ParamEncoder, rank_correlation
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from record import load_table  # noqa: E402
-from replay import AXES, DATA, RESULTS, objective_of, top_configurations  # noqa: E402
+from replay import (  # noqa: E402
+    AXES,
+    DATA,
+    RESULTS,
+    curve_columns,
+    objective_of,
+    spectra_at,
+    top_configurations,
+)
 
 INPUTS = ("spectrum", "curve", "hybrid", "params", "all")
 # What each input name feeds the model: the spectrum, the curve features, the hyperparameters.
@@ -59,18 +65,6 @@ FEEDS = {
     "all": ("spectrum", "curve", "params"),
 }
 KEEP = 0.2  # recall: the share of held-out top-2% configurations among the best-predicted 20%
-
-
-def curve_columns(values: np.ndarray, epoch: int, direction: str) -> np.ndarray:
-    """``n x 2``: each configuration's curve features at ``epoch``, as the pruner computes them."""
-    study_direction = StudyDirection[direction.upper()]
-    return np.stack(
-        [curve_features(dict(enumerate(row)), epoch, study_direction) for row in values]
-    )
-
-
-def spectra_at(table: dict[str, Any], epoch: int) -> list[np.ndarray]:
-    return [table["spectra"][i, epoch, : table["dim"][i]] for i in range(len(table["dim"]))]
 
 
 def param_columns(table: dict[str, Any]) -> np.ndarray:

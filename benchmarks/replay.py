@@ -57,6 +57,7 @@ import numpy as np
 import optuna
 import torch
 from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 import optuna_lyap
@@ -154,7 +155,7 @@ def make_pruner(
     }
     pruners: dict[str, Callable[[], BasePruner]] = {
         "nop": p.NopPruner,
-        "median": lambda: p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm),
+        "median": fallbacks["median"],
         "percentile25": lambda: p.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=warm),
         "successive_halving": lambda: p.SuccessiveHalvingPruner(min_resource=1),
         "hyperband": lambda: p.HyperbandPruner(min_resource=1),
@@ -192,14 +193,23 @@ def prior_aelle(path: str) -> optuna_lyap.AeLLE:
         table = load_table(path)
         _, values, direction = objective_of(table)
         step = 1
-        study_direction = optuna.study.StudyDirection[direction.upper()]
-        spectra = [table["spectra"][i, step, : table["dim"][i]] for i in range(len(values))]
-        curves = np.stack(
-            [curve_features(dict(enumerate(row)), step, study_direction) for row in values]
-        )
         model = optuna_lyap.AeLLE(**_DEFAULT_AELLE_PARAMS, seed=0)
-        _PRIORS[path] = model.fit(spectra, values[:, -1], curves)
+        _PRIORS[path] = model.fit(
+            spectra_at(table, step), values[:, -1], curve_columns(values, step, direction)
+        )
     return _PRIORS[path]
+
+
+def curve_columns(values: np.ndarray, epoch: int, direction: str) -> np.ndarray:
+    """``n x 2``: each configuration's curve features at ``epoch``, as the pruner computes them."""
+    study_direction = StudyDirection[direction.upper()]
+    return np.stack(
+        [curve_features(dict(enumerate(row)), epoch, study_direction) for row in values]
+    )
+
+
+def spectra_at(table: dict[str, Any], epoch: int) -> list[np.ndarray]:
+    return [table["spectra"][i, epoch, : table["dim"][i]] for i in range(len(table["dim"]))]
 
 
 def _need(table: dict[str, Any] | None) -> dict[str, Any]:
@@ -493,9 +503,6 @@ def summarise(
                 best = max(best, sign * value)
             last = epochs
         curves[r, last:] = best if math.isfinite(best) else np.nan
-        if "trials" not in run:  # stored before runs recorded their trials
-            second_hits.append(math.nan)
-            continue
         seconds = np.cumsum(trial_seconds(table, run, spectrum_steps, screens))
         if len(seconds) != len(trace):
             raise ValueError(f"a run has {len(trace)} trace entries but {len(seconds)} trials")
@@ -504,9 +511,7 @@ def summarise(
     # Seeds that never get there count as beyond the budget: the median over all seeds.
     median = float(np.median([h if h is not None else math.inf for h in hits]))
     epochs_to_top = median if math.isfinite(median) else None
-    # NaN (a run stored without its trials) makes the median NaN: unknown, not "never".
     median_s = float(np.median([h if h is not None else math.inf for h in second_hits]))
-    seconds_known = not math.isnan(median_s)
     fractions = (0.1, 0.25, 0.5, 1.0)
     best_at = {}
     for frac in fractions:
@@ -518,10 +523,7 @@ def summarise(
         "share_of_seeds_reaching_top2pct": len(reached) / len(runs),
         "epochs_to_top2pct_per_seed": hits,
         "seconds_to_top2pct": median_s if math.isfinite(median_s) else None,
-        "seconds_known": seconds_known,
-        "seconds_to_top2pct_per_seed": [
-            None if h is None or math.isnan(h) else h for h in second_hits
-        ],
+        "seconds_to_top2pct_per_seed": second_hits,
         "best_at_budget": best_at,
         "median_trials": float(np.median(n_trials)),
         "median_completed": float(np.median(n_complete)),
@@ -746,7 +748,7 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
                 s2t = stats["seconds_to_top2pct"]
                 lines.append(
                     f"| {task} | {sampler} | {method} | {'-' if e2t is None else f'{e2t:.0f}'} | "
-                    f"{_fmt_seconds(s2t, stats['seconds_known'])} | "
+                    f"{'-' if s2t is None else f'{s2t:.1f}'} | "
                     f"{stats['share_of_seeds_reaching_top2pct']:.2f} | "
                     f"{_fmt(stats['best_at_budget']['0.25'])} | "
                     f"{_fmt(stats['best_at_budget']['1.0'])} | {stats['median_trials']:.0f} | "
@@ -775,12 +777,6 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-
-
-def _fmt_seconds(value: float | None, known: bool) -> str:
-    if not known:
-        return "n/a"
-    return "-" if value is None else f"{value:.1f}"
 
 
 def _fmt(value: float | None) -> str:
