@@ -291,6 +291,48 @@ class LyapunovPruner(BasePruner):
         record_prediction(study, trial, step, record)
         return pruned
 
+    def predict(
+        self, study: optuna.Study, trial: FrozenTrial, step: int | None = None
+    ) -> dict[str, Any] | None:
+        """The model's prediction of ``trial``'s final value at ``step``, deciding nothing.
+
+        The model is the one :meth:`prune` would consult for a trial at ``step`` now (the same
+        cached fit), applied to ``trial``'s own spectrum and learning curve up to ``step``.
+        ``trial`` may be any of the study's trials: running, pruned or complete (a completed
+        trial of the training set gets an in-sample prediction). Nothing is written to the
+        storage.
+
+        Args:
+            study: The study ``trial`` belongs to.
+            trial: The trial to predict.
+            step: The step whose spectrum and curve are read; None is the trial's last step.
+
+        Returns:
+            The record :meth:`prune` would store (``predicted``, ``predicted_std``,
+            ``threshold``, ``p_worse``, ``n_train``, ``inputs``, ``rank_corr``,
+            ``raw_rank_corr``, ``spectrum_step``, ...) with ``acts``: whether the pruner acts
+            on the model for this trial at this step (a model step, see ``model_steps``, where
+            the model passes ``require_beating_raw``). None where there is no
+            prediction: before ``n_startup_trials`` have completed (without a pretrained
+            model), without a finite value at or before ``step``, or without a spectrum
+            where the chosen inputs need one.
+        """
+        if len(study.directions) > 1:
+            raise ValueError(
+                "LyapunovPruner supports single-objective studies only, but the study has "
+                f"{len(study.directions)} objectives."
+            )
+        if step is None:
+            step = trial.last_step
+            if step is None:
+                return None
+        check_int("step", step, 0)
+        decision = self._model_decision(study, trial, step)
+        if decision is None:
+            return None
+        record, acts = decision
+        return {**record, "acts": acts and self._consults_model(trial, step)}
+
     def _consults_model(self, trial: FrozenTrial, step: int) -> bool:
         if self._model_steps is not None:
             return step in self._model_steps

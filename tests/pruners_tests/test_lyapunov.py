@@ -83,6 +83,38 @@ def test_prunes_a_bad_trial_and_keeps_a_good_one(
     assert_finite_user_attrs(study)
 
 
+def test_predict_matches_the_decision_and_writes_nothing() -> None:
+    pruner = make_pruner()
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    add_completed(study, QUALITIES[:7])
+    early = start_running(study, 0.5)
+    assert pruner.predict(study, study._storage.get_trial(early._trial_id)) is None  # startup
+
+    add_completed(study, QUALITIES)
+    bad = start_running(study, 0.05)
+    frozen = study._storage.get_trial(bad._trial_id)
+    predicted = pruner.predict(study, frozen)
+    assert predicted is not None and predicted["acts"]
+    assert load_predictions(study._storage.get_trial(bad._trial_id)) == {}
+    assert bad.should_prune()
+    recorded = record_of(study, bad)
+    for key in ("predicted", "predicted_std", "threshold", "p_worse", "n_train", "inputs"):
+        assert predicted[key] == recorded[key]
+
+    # Any trial can be predicted with the same model, at any step it reached.
+    good_completed = study.get_trials(states=(TrialState.COMPLETE,))[-1]
+    good = pruner.predict(study, good_completed, step=1)
+    assert good is not None and good["predicted"] > predicted["predicted"]
+    assert pruner.predict(study, good_completed, step=0) is not None
+    with pytest.raises(ValueError, match="step"):
+        pruner.predict(study, frozen, step=-1)
+
+    # Where the pruner does not consult the model, the prediction is not acted on.
+    elsewhere = make_pruner(model_steps=(0,))
+    other = elsewhere.predict(study, frozen, step=1)
+    assert other is not None and not other["acts"]
+
+
 def test_startup_defers_to_the_fallback() -> None:
     # Seven completed trials, eight needed: the median rule on the raw value decides.
     pruner = make_pruner(fallback=optuna.pruners.MedianPruner(n_startup_trials=1))
