@@ -48,7 +48,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,73 @@ class TopKAfterFirstEpoch(BasePruner):
         return bool(sign * trial.intermediate_values[1] < bar)
 
 
+# The rank rule's check steps and the share each keeps: successive halving's budget
+# allocation (most trials cost one epoch, a third of them four), at steps where our tables
+# separate trials (see ``rank_by_epoch.md``).
+RANK_SHARES = {1: 1.0 / 3.0, 4: 1.0 / 3.0}
+
+
+def _kept(score: float, scores: Sequence[float], share: float) -> bool:
+    """Whether ``score`` is among the best ``share`` of ``scores`` (which include it; higher
+    is better): the best ``max(1, floor(share * n))`` are kept, ties with the last kept too."""
+    if not math.isfinite(score):
+        return False
+    ordered = np.sort(np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf))[::-1]
+    return bool(score >= ordered[max(1, int(share * len(ordered))) - 1])
+
+
+class RankRule(BasePruner):
+    """Keep a trial at each step of ``shares`` only if it ranks among the best ``shares[step]``
+    of every trial that reached the step, itself included (the first trial always passes).
+
+    On the raw value (``lyapunov=None``) this is a reference: successive halving's budget
+    allocation with rungs at ``RANK_SHARES``' steps. With a ``LyapunovPruner``, the score at a
+    step where that pruner's model acts (:meth:`LyapunovPruner.predict`) is the predicted final
+    value, for the running trial and for every trial it is ranked against, from the same model.
+    With ``rescue``, the raw ranking decides and the model can only keep a trial more: one the
+    raw value would prune is kept when its prediction ranks among the best ``rescue``.
+    """
+
+    def __init__(
+        self,
+        lyapunov: optuna_lyap.LyapunovPruner | None = None,
+        shares: dict[int, float] | None = None,
+        rescue: float | None = None,
+    ) -> None:
+        self._lyap = lyapunov
+        self._shares = dict(RANK_SHARES if shares is None else shares)
+        self._rescue = rescue
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step not in self._shares:
+            return False
+        share = self._shares[step]
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        others = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.number != trial.number and step in t.intermediate_values
+        ]
+        raw = [sign * t.intermediate_values[step] for t in others]
+        mine_raw = sign * trial.intermediate_values[step]
+        raw_kept = _kept(mine_raw, [*raw, mine_raw], share)
+        mine = None if self._lyap is None else self._lyap.predict(study, trial, step)
+        if mine is None or not mine["acts"]:
+            return not raw_kept
+        if self._rescue is not None and raw_kept:
+            return False
+        predicted = []
+        for t in others:
+            record = self._lyap.predict(study, t, step)
+            predicted.append(-math.inf if record is None else sign * record["predicted"])
+        mine_score = sign * mine["predicted"]
+        model_kept = _kept(
+            mine_score, [*predicted, mine_score], share if self._rescue is None else self._rescue
+        )
+        return not model_kept
+
+
 class OraclePruner(BasePruner):
     """A reference, not a method: prune at ``step`` every trial whose recorded final value is
     outside the table's top 2%.
@@ -141,6 +208,7 @@ def make_pruner(
     prior = rule.pop("prior", None)
     if prior is not None:
         rule["aelle"] = prior_aelle(prior)
+    rank = rule.pop("rank", None)
     fallbacks = {
         "median": lambda: p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm),
         "successive_halving": lambda: p.SuccessiveHalvingPruner(min_resource=1),
@@ -172,10 +240,15 @@ def make_pruner(
         "lyapunov_hybrid": lambda: optuna_lyap.LyapunovPruner(
             use_spectrum=True, use_curve=True, **lyap
         ),
+        "rank_raw": RankRule,
         "oracle_epoch1": lambda: OraclePruner(_need(table), 1),
         "oracle_init": lambda: OraclePruner(_need(table), 0),
     }
-    return pruners[name]()
+    pruner = pruners[name]()
+    if rank is not None and name in OURS:
+        assert isinstance(pruner, optuna_lyap.LyapunovPruner)
+        return RankRule(pruner, rescue=rank.get("rescue"))
+    return pruner
 
 
 _PRIORS: dict[str, optuna_lyap.AeLLE] = {}
@@ -226,6 +299,7 @@ METHODS = (
     "hyperband",
     "patient_median",
     "topk_epoch1",
+    "rank_raw",
     "curve_only",
     "lyapunov_spectrum",
     "lyapunov_hybrid",
@@ -620,6 +694,17 @@ def main(argv: list[str] | None = None) -> None:
         help="give our pruners an AeLLE fitted on benchmarks/data/prior/<task>_seed1.jsonl.gz",
     )
     parser.add_argument(
+        "--rank",
+        action="store_true",
+        help="our pruners rank trials at steps 1 and 4 by their prediction (RankRule)",
+    )
+    parser.add_argument(
+        "--rescue",
+        type=float,
+        default=None,
+        help="with --rank: the raw value ranks, the prediction only rescues (its share)",
+    )
+    parser.add_argument(
         "--variant", default="", help="name for these pruner arguments (stored apart)"
     )
     parser.add_argument("--workers", type=int, default=2)
@@ -645,6 +730,10 @@ def main(argv: list[str] | None = None) -> None:
         rule["fallback"] = args.fallback
     if args.prior:
         rule["prior"] = "prior"  # resolved per task in run_all
+    if args.rank:
+        rule["rank"] = {"rescue": args.rescue}
+    elif args.rescue is not None:
+        parser.error("--rescue needs --rank")
 
     paths = sorted(DATA.glob("*.jsonl.gz"))
     if args.tasks:

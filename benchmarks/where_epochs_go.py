@@ -7,8 +7,13 @@ splits, per run, the epochs spent before the first completed top-2% trial into:
 - ``completed rest``: full trainings of configurations outside the top 10%;
 - ``pruned``: the epochs pruned trials trained before they were stopped;
 
-with the number of top-2% proposals pruned on the way and the index of the first trial that
-proposed a top-2% configuration. Medians (means for the counts) over the stored seeds.
+with the number of top-2% proposals pruned on the way, the index of the first trial that
+proposed a top-2% configuration, and two columns about repeats: the sampler proposes grid
+points, so TPE proposes some configurations again and again (each trial a new training, as in
+a real study of a categorical space). ``repeats`` is the share of those epochs spent on
+configurations an earlier trial of the run had already proposed; ``distinct`` the number of
+different configurations tried before the hit. Medians (means for the counts) over the stored
+seeds.
 
 Usage::
 
@@ -42,9 +47,16 @@ def split_run(run: dict[str, Any], top2: np.ndarray, top10: np.ndarray, n_epochs
         "top2_pruned": 0,
         "first_top2_trial": None,
         "hit": False,
+        "repeat_epochs": 0,
+        "distinct": 0,
     }
+    seen: set[int] = set()
     for k, record in enumerate(run["trials"]):
         i, stop = record[0], record[1]
+        if not (stop == -1 and top2[i]):
+            if i in seen:
+                out["repeat_epochs"] += n_epochs if stop == -1 else stop
+            seen.add(i)
         if top2[i] and out["first_top2_trial"] is None:
             out["first_top2_trial"] = k
         if stop == -1 and top2[i]:
@@ -55,7 +67,12 @@ def split_run(run: dict[str, Any], top2: np.ndarray, top10: np.ndarray, n_epochs
         else:
             out["pruned"] += stop
             out["top2_pruned"] += int(top2[i])
+    out["distinct"] = len(seen)
     return out
+
+
+def _spent(row: dict[str, Any]) -> int:
+    return int(row["completed_top10"] + row["completed_rest"] + row["pruned"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,11 +92,12 @@ def main(argv: list[str] | None = None) -> None:
         f"Sampler `{args.sampler}`. Epochs spent before the first completed top-2% trial "
         "(medians over seeds; runs that never get there count their whole budget); top-2% "
         "proposals pruned before it (mean per run); the trial that first proposed a top-2% "
-        "configuration (median).",
+        "configuration (median); the share of those epochs spent on configurations the run had "
+        "proposed before (repeats) and the number of distinct ones tried (medians).",
         "",
         "| task | method | completed top 10% | completed rest | pruned | top-2% pruned | "
-        "first top-2% proposal | seeds reaching |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "first top-2% proposal | seeds reaching | repeats | distinct |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for path in paths:
         table = load_table(path)
@@ -99,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"{np.median([r['pruned'] for r in rows]):.0f} | "
                 f"{np.mean([r['top2_pruned'] for r in rows]):.1f} | "
                 f"{np.median(first) if first else float('nan'):.0f} | "
-                f"{np.mean([r['hit'] for r in rows]):.2f} |"
+                f"{np.mean([r['hit'] for r in rows]):.2f} | "
+                f"{np.median([r['repeat_epochs'] / max(1, _spent(r)) for r in rows]):.2f} | "
+                f"{np.median([r['distinct'] for r in rows]):.0f} |"
             )
     print("\n".join(lines))
     out = Path(args.out)
