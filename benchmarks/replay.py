@@ -31,6 +31,7 @@ Usage::
     python benchmarks/replay.py                      # all tables in benchmarks/data, 20 seeds
     python benchmarks/replay.py --tasks sdigits --seeds 5 --methods median lyapunov_hybrid
     python benchmarks/replay.py --samplers lyapunov --methods median lyapunov_hybrid
+    python benchmarks/replay.py --methods lyapunov_hybrid --rank --variant rank  # RankRule
     python benchmarks/replay.py --summarise-only     # rebuild the summary from stored runs
 
 Each (task, sampler, method) group's runs are stored in ``benchmarks/results/replay_runs/``
