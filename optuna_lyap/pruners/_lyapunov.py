@@ -133,7 +133,11 @@ class LyapunovPruner(BasePruner):
             a standard deviation combining the ensemble's spread with the cross-validated
             residuals.
         fallback: The pruner that decides when the model cannot: ``"median"`` (the default)
-            is ``MedianPruner(n_startup_trials=n_startup_trials)``; None never prunes then.
+            is ``MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=max(1,
+            n_warmup_steps))``: it never prunes at step 0, where
+            :class:`~optuna_lyap.LyapunovMonitor` and the built-in tasks report the untrained
+            network, whose value is at chance (a median rule there prunes at random; step 0
+            is the spectrum's, i.e. the model's). None never prunes then.
         aelle: A fitted :class:`~optuna_lyap.AeLLE` or a path written by ``AeLLE.save``, e.g.
             fitted on an earlier study of the same task family with :func:`fit_aelle`. It
             predicts from the first trial (the threshold then comes from its training targets'
@@ -216,7 +220,9 @@ class LyapunovPruner(BasePruner):
             else frozenset(check_int("model_steps", s, 0) for s in model_steps)
         )
         if fallback == "median":
-            fallback = MedianPruner(n_startup_trials=n_startup_trials)
+            fallback = MedianPruner(
+                n_startup_trials=n_startup_trials, n_warmup_steps=max(1, self._n_warmup_steps)
+            )
         if fallback is not None and not isinstance(fallback, BasePruner):
             raise ValueError(
                 f"`fallback` must be a BasePruner, 'median' or None, but got {fallback=}."

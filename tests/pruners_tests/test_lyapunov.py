@@ -115,6 +115,23 @@ def test_predict_matches_the_decision_and_writes_nothing() -> None:
     assert other is not None and not other["acts"]
 
 
+def test_default_fallback_never_prunes_the_untrained_network() -> None:
+    # Step 0 is the untrained network (LyapunovMonitor, the built-in tasks): its value is at
+    # chance, so the default median fallback must not judge it; from step 1 it does.
+    pruner = LyapunovPruner(n_startup_trials=3, aelle_params=FAST_AELLE)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for value in (0.6, 0.7, 0.8, 0.9):
+        trial = study.ask()
+        trial.report(0.5 + value / 100, 0)
+        trial.report(value, 1)
+        study.tell(trial, value)
+    trial = study.ask()  # no spectrum: the fallback decides
+    trial.report(0.0, 0)
+    assert not trial.should_prune()
+    trial.report(0.0, 1)
+    assert trial.should_prune()
+
+
 def test_startup_defers_to_the_fallback() -> None:
     # Seven completed trials, eight needed: the median rule on the raw value decides.
     pruner = make_pruner(fallback=optuna.pruners.MedianPruner(n_startup_trials=1))
