@@ -109,7 +109,8 @@ class LyapunovPruner(BasePruner):
             def objective(trial):
                 model, optimizer = build(trial)
                 monitor = optuna_lyap.LyapunovMonitor(trial, probe_inputs, steps=(0, 1))
-                for epoch in range(10):
+                monitor.step(model, evaluate(model), 0)  # the untrained network
+                for epoch in range(1, 11):
                     train_epoch(model, optimizer)
                     monitor.step(model, evaluate(model), epoch)
                 return evaluate(model)
