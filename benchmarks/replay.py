@@ -129,6 +129,10 @@ class RankRule(BasePruner):
     value, for the running trial and for every trial it is ranked against, from the same model.
     With ``rescue``, the raw ranking decides and the model can only keep a trial more: one the
     raw value would prune is kept when its prediction ranks among the best ``rescue``.
+
+    With a model, each decision is written to the trial's user attr ``rank_by_<step>``:
+    ``"model"`` where the model acted, ``"raw"`` where it could not (no model yet, or one that
+    does not out-rank the raw value there).
     """
 
     def __init__(
@@ -155,8 +159,14 @@ class RankRule(BasePruner):
         raw = [sign * t.intermediate_values[step] for t in others]
         mine_raw = sign * trial.intermediate_values[step]
         raw_kept = _kept(mine_raw, [*raw, mine_raw], share)
-        mine = None if self._lyap is None else self._lyap.predict(study, trial, step)
-        if mine is None or not mine["acts"]:
+        if self._lyap is None:
+            return not raw_kept
+        mine = self._lyap.predict(study, trial, step)
+        acts = mine is not None and mine["acts"]
+        study._storage.set_trial_user_attr(
+            trial._trial_id, f"rank_by_{step}", "model" if acts else "raw"
+        )
+        if mine is None or not acts:
             return not raw_kept
         if self._rescue is not None and raw_kept:
             return False
@@ -447,7 +457,12 @@ def replay(
         record = load_predictions(t).get(step, {}) if method in OURS else {}
         screened = int("lyap_screen_predicted" in t.user_attrs)
         trials.append([i, step, record.get("rule", ""), screened])
-    return {"trace": trace, "predictions": predictions, "trials": trials}
+    # RankRule with a model: which score decided at step 1 ("model" or "raw"), per trial there.
+    rank_by = [t.user_attrs["rank_by_1"] for t in study.trials if "rank_by_1" in t.user_attrs]
+    run = {"trace": trace, "predictions": predictions, "trials": trials}
+    if rank_by:
+        run["rank_by_step1"] = {k: rank_by.count(k) for k in ("model", "raw")}
+    return run
 
 
 def _run_job(
@@ -604,6 +619,14 @@ def summarise(
         "median_completed": float(np.median(n_complete)),
         "median_cpu_seconds": float(np.median([r.get("cpu_seconds", np.nan) for r in runs])),
     }
+    counts = [r["rank_by_step1"] for r in runs if "rank_by_step1" in r]
+    if counts:
+        # RankRule: the share of step-1 decisions the model's ranking made, over all seeds.
+        by_model = sum(c["model"] for c in counts)
+        summary["rank_by_model_step1"] = {
+            "model": by_model,
+            "decisions": by_model + sum(c["raw"] for c in counts),
+        }
     preds = [p for run in runs for p in run["predictions"]]
     if preds:
         per_step = {}
