@@ -31,12 +31,15 @@ from optuna.trial import TrialState
 
 from optuna_lyap import tasks as builtin_tasks
 from optuna_lyap.cli._workers import (
+    GRACE_BEATS,
     HEARTBEAT_INTERVAL,
     Interrupted,
     PerTrialSeededSampler,
     StopRequests,
     TrialKeeper,
+    random_sampler,
     retry,
+    tpe_sampler,
 )
 
 CONFIG_KEY = "optuna_lyap"
@@ -127,9 +130,9 @@ def make_sampler(
     candidate networks) uses the study's ``seed``.
     """
     if name == "tpe":
-        return PerTrialSeededSampler(lambda s: optuna.samplers.TPESampler(seed=s), stream_seed)
+        return PerTrialSeededSampler(tpe_sampler, stream_seed)
     if name == "random":
-        return PerTrialSeededSampler(lambda s: optuna.samplers.RandomSampler(seed=s), stream_seed)
+        return PerTrialSeededSampler(random_sampler, stream_seed)
     if name == "lyapunov":
         from optuna_lyap.samplers import LyapunovSampler
 
@@ -137,7 +140,7 @@ def make_sampler(
             return task.build_model(params, seed=seed)
 
         return LyapunovSampler(
-            PerTrialSeededSampler(lambda s: optuna.samplers.TPESampler(seed=s), stream_seed),
+            PerTrialSeededSampler(tpe_sampler, stream_seed),
             model_factory=model_factory,
             probe_inputs=lambda model: task.probe_inputs(model),
             n_startup_trials=n_startup_trials,
@@ -200,6 +203,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
             return optuna.storages.RDBStorage(
                 url,
                 heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_BEATS * HEARTBEAT_INTERVAL,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                     max_retry=1
                 ),
@@ -587,8 +591,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _exit_status(stop)
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
+def check_spectrum_step(study: optuna.Study, step: int) -> None:
+    """Refuse a ``--step`` at which no trial stored a spectrum, rather than read an earlier one."""
     from optuna_lyap import load_spectra
+
+    steps = sorted({s for t in study.get_trials(deepcopy=False) for s in load_spectra(t)})
+    if step not in steps:
+        stored = ", ".join(map(str, steps)) if steps else "none"
+        raise CLIError(
+            f"no trial of {study.study_name!r} stored a spectrum at step {step}; steps with "
+            f"spectra: {stored}"
+        )
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
     from optuna_lyap.pruners import fit_aelle
 
     output = Path(args.output)
@@ -599,13 +615,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
     storage = open_storage(args.storage, must_exist=True)
     study = load_study(storage, args.storage, args.study_name)
-    steps = sorted({s for t in study.get_trials(deepcopy=False) for s in load_spectra(t)})
-    if args.step not in steps:
-        stored = ", ".join(map(str, steps)) if steps else "none"
-        raise CLIError(
-            f"no trial of {args.study_name!r} stored a spectrum at step {args.step}; steps with "
-            f"spectra: {stored}"
-        )
+    check_spectrum_step(study, args.step)
     try:
         ae = fit_aelle(study, args.step, seed=args.seed)
     except ValueError as err:
@@ -621,6 +631,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     storage = open_storage(args.storage, must_exist=True)
     study = load_study(storage, args.storage, args.study_name)
+    check_spectrum_step(study, args.step)
     try:
         data = embedding_data(study, step=args.step, method=args.method, seed=args.seed)
     except ValueError as err:

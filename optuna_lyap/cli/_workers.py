@@ -63,13 +63,23 @@ class PerTrialSeededSampler(BaseSampler):
     sampled before. That is what keeps workers (and a resumed run) from repeating each other.
 
     Args:
-        make: ``make(seed) -> BaseSampler``, e.g. ``lambda s: TPESampler(seed=s)``.
+        make: ``make(seed) -> BaseSampler``, e.g. :func:`tpe_sampler` (a module-level function
+            keeps the sampler picklable).
         seed: The stream's seed; trial ``n`` gets ``make(sampler_seed(seed, n))``.
     """
 
     def __init__(self, make: Callable[[int], BaseSampler], seed: int) -> None:
         self._make = make
         self._seed = seed
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]  # per-thread samplers are made again for each trial
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._local = threading.local()
 
     def _current(self) -> BaseSampler:
@@ -116,6 +126,15 @@ class PerTrialSeededSampler(BaseSampler):
     def reseed_rng(self) -> None:
         # Seeds come from trial numbers; there is no process-wide generator to reseed.
         pass
+
+
+def tpe_sampler(seed: int) -> BaseSampler:
+    """Optuna's default sampler, seeded."""
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def random_sampler(seed: int) -> BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 # --- Who owns a running trial ------------------------------------------------------------------
@@ -305,7 +324,10 @@ class StopRequests:
 
     def install(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
+            # A shell starts background jobs with SIGINT ignored, so that Ctrl-C reaches only
+            # the foreground job; keep it that way.
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self._previous[signum] = signal.signal(signum, self._handle)
 
     def restore(self) -> None:
         """Put back the handlers :meth:`install` replaced."""

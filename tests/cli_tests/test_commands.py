@@ -14,6 +14,7 @@ import pytest
 from optuna_lyap import AeLLE, load_predictions, report_spectrum
 from optuna_lyap._storage import record_prediction
 from optuna_lyap.cli import CONFIG_KEY, CLIError, format_summary, main, open_storage, summarize
+from optuna_lyap.cli._workers import GRACE_BEATS, HEARTBEAT_INTERVAL
 from tests.cli_tests._support import run_cli, storage_url, study_name_on
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,7 +93,8 @@ def test_rdb_storages_open_without_warnings(tmp_path: Path, recwarn: pytest.Warn
 
     warnings.simplefilter("always")
     storage = open_storage(storage_url("sqlite", tmp_path))
-    assert storage.get_heartbeat_interval() is not None  # a killed worker's trial comes back
+    assert storage.get_heartbeat_interval() == HEARTBEAT_INTERVAL  # a dead worker's trial returns
+    assert storage.grace_period == GRACE_BEATS * HEARTBEAT_INTERVAL
     assert [str(w.message) for w in recwarn] == []
 
 
@@ -115,13 +117,17 @@ def test_fit_writes_one_file_and_refuses_a_directory(
     assert AeLLE.load(out).n_labelled_ == 6
 
 
-def test_fit_refuses_a_step_without_spectra(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+@pytest.mark.parametrize("command", ["fit", "embed"])
+def test_a_step_without_spectra_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+):
     url = spectra_study(tmp_path)
-    status, _, err = cli(capsys, "fit", "--storage", url, "--study-name", "s", "--step", "7",
-                         "--output", str(tmp_path / "m.pt"))  # fmt: skip
+    out = str(tmp_path / "m.pt")
+    status, _, err = cli(capsys, command, "--storage", url, "--study-name", "s", "--step", "7",
+                         "--output", out)  # fmt: skip
     assert status == 2
     assert "no trial of 's' stored a spectrum at step 7; steps with spectra: 0, 1" in err
-    assert not (tmp_path / "m.pt").exists()
+    assert list(tmp_path.glob("m.*")) == []
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from optuna_lyap.cli._workers import (
     TrialKeeper,
     abandoned_reason,
     sampler_seed,
+    tpe_sampler,
 )
 from tests.cli_tests._support import (
     cli_command,
@@ -60,6 +62,13 @@ def test_sampler_seeds_differ_by_trial_and_repeat_by_seed():
     seeds = {sampler_seed(0, n) for n in range(200)}
     assert len(seeds) == 200
     assert sampler_seed(3, 7) == sampler_seed(3, 7) != sampler_seed(4, 7)
+
+
+def test_the_per_trial_sampler_pickles():
+    sampler = pickle.loads(pickle.dumps(PerTrialSeededSampler(tpe_sampler, 5)))
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert len({t.params["x"] for t in study.trials}) == 3
 
 
 @pytest.mark.parametrize("base", ["tpe", "random"])
@@ -248,9 +257,10 @@ def test_a_killed_worker_leaves_no_trial_running(tmp_path: Path, kind: str, sign
         )  # fmt: skip
         victim = wait_mid_trial(url, name)
         worker.send_signal(signum)
-        _, err = worker.communicate(timeout=120)
+        out, err = worker.communicate(timeout=120)
         if signum == signal.SIGTERM:
             assert worker.returncode == 128 + signum, err
+            assert "epochs spent" in out  # the summary still comes
             assert "Traceback" not in err, err
             assert f"stopped by SIGTERM; trial {victim.number} failed and is queued again" in err
         else:
