@@ -188,18 +188,18 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
     if must_exist and path is not None and not Path(path).is_file():
         raise CLIError(f"no storage file {path!r} (from --storage {url!r}); is the path right?")
     try:
-        if is_journal_file(url):
-            from optuna.storages.journal import JournalFileBackend
-
-            return optuna.storages.JournalStorage(JournalFileBackend(url))
-        if url.startswith("redis://"):
-            from optuna.storages.journal import JournalRedisBackend
-
-            return optuna.storages.JournalStorage(JournalRedisBackend(url))
         with warnings.catch_warnings():
-            # Heartbeats are experimental in Optuna; they are what fails and retries a killed
-            # worker's trial, so they are used on purpose.
+            # Optuna marks the Redis journal and RDB heartbeats experimental; heartbeats are
+            # what fails and retries a killed worker's trial, so both are used on purpose.
             warnings.simplefilter("ignore", ExperimentalWarning)
+            if is_journal_file(url):
+                from optuna.storages.journal import JournalFileBackend
+
+                return optuna.storages.JournalStorage(JournalFileBackend(url))
+            if url.startswith("redis://"):
+                from optuna.storages.journal import JournalRedisBackend
+
+                return optuna.storages.JournalStorage(JournalRedisBackend(url))
             return optuna.storages.RDBStorage(
                 url,
                 heartbeat_interval=HEARTBEAT_INTERVAL,

@@ -88,13 +88,17 @@ def test_a_missing_driver_names_the_install_extra(
         open_storage(url)
 
 
-def test_rdb_storages_open_without_warnings(tmp_path: Path, recwarn: pytest.WarningsRecorder):
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "redis", "journal"])
+def test_storages_open_without_warnings(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder, kind: str
+):
     import warnings
 
     warnings.simplefilter("always")
-    storage = open_storage(storage_url("sqlite", tmp_path))
-    assert storage.get_heartbeat_interval() == HEARTBEAT_INTERVAL  # a dead worker's trial returns
-    assert storage.grace_period == GRACE_BEATS * HEARTBEAT_INTERVAL
+    storage = open_storage(storage_url(kind, tmp_path))
+    if isinstance(storage, optuna.storages.RDBStorage):
+        assert storage.get_heartbeat_interval() == HEARTBEAT_INTERVAL  # dead workers' trials
+        assert storage.grace_period == GRACE_BEATS * HEARTBEAT_INTERVAL  # come back
     assert [str(w.message) for w in recwarn] == []
 
 
