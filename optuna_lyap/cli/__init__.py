@@ -339,6 +339,7 @@ def optimize(
 
     def kept(trial: optuna.Trial) -> float:
         if stop.signum is not None:  # asked to stop while this trial was being sampled
+            stop.interrupted_trial = trial._trial_id
             raise Interrupted(stop.signum)
         keeper.claim(trial)
         stop.in_trial = True

@@ -280,3 +280,47 @@ def test_a_killed_worker_leaves_no_trial_running(tmp_path: Path, kind: str, sign
         ]
         assert retried.state == TrialState.COMPLETE
         assert retried.params == victim.params
+
+
+# --- Stopping on a signal, in this process --------------------------------------------------
+
+
+class SignalWhileSampling(optuna.samplers.RandomSampler):
+    """Sends SIGTERM to this process while trial ``number`` is being sampled (between trials)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(seed=0)
+        self._number = number
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.number == self._number:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+@pytest.mark.parametrize("when", ["in a trial", "between trials"])
+def test_a_signal_fails_the_trial_queues_it_again_and_stops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, when: str
+):
+    from optuna_lyap.cli import optimize
+
+    storage = open_storage(storage_url(kind, tmp_path))
+    sampler = SignalWhileSampling(1) if when == "between trials" else None
+    study = optuna.create_study(storage=storage, study_name="s", sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if when == "in a trial" and trial.number == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this
+        return x
+
+    before = signal.getsignal(signal.SIGTERM)
+    stop = optimize(study, objective, n_trials=5, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers are put back
+    assert stop.signum == signal.SIGTERM
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert study.trials[2].params == study.trials[1].params
+    err = capsys.readouterr().err
+    assert err.strip() == "stopped by SIGTERM; trial 1 failed and is queued again as trial 2"
