@@ -318,12 +318,21 @@ def optimize(
     *,
     n_trials: int | None,
     progress: bool,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
 ) -> StopRequests:
     """Run ``n_trials`` trials (None: until stopped), failing no other worker's trial for good.
 
     Before the first trial and after each one, RUNNING trials of dead workers are failed and
     queued again. SIGINT and SIGTERM stop the loop: inside a trial at once (the trial fails and
     is queued again), between trials after the current step.
+
+    Args:
+        study: The study, with this process's sampler and pruner.
+        objective: The task's objective.
+        n_trials: Trials to run.
+        progress: Show Optuna's progress bar.
+        callbacks: More ``study.optimize`` callbacks, run after each trial before the check
+            for dead workers' trials.
 
     Returns:
         The stop requests, to say whether and by which signal the loop was stopped.
@@ -365,7 +374,7 @@ def optimize(
             n_trials=n_trials,
             show_progress_bar=progress,
             catch=(RuntimeError, ValueError),
-            callbacks=[after],
+            callbacks=[*callbacks, after],
         )
     except Interrupted:
         pass
