@@ -58,6 +58,9 @@ JOURNAL_SUFFIXES = (".log", ".jsonl")
 # Storage drivers that are install extras, by the module a missing one raises about.
 DRIVER_EXTRAS = {
     "psycopg2": "pip install 'optuna-lyap[postgres]' (or psycopg2-binary)",
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (version 3).
+    "psycopg": "write the URL as postgresql+psycopg2://... after pip install "
+    "'optuna-lyap[postgres]', or pip install psycopg",
     "redis": "pip install 'optuna-lyap[redis]' (or redis)",
     "pymysql": "pip install 'optuna-lyap[mysql]' (or PyMySQL)",
     "MySQLdb": "pip install mysqlclient, or use a mysql+pymysql:// URL",
@@ -208,14 +211,12 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
                     max_retry=1
                 ),
             )
-    except ImportError as err:
-        missing = _missing_module(err)
-        if missing is None:
-            raise
-        raise CLIError(
-            f"storage {url!r} needs the {missing!r} package: {DRIVER_EXTRAS[missing]}"
-        ) from err
     except Exception as err:
+        missing = _missing_module(err)
+        if missing is not None:
+            raise CLIError(
+                f"storage {url!r} needs the {missing!r} package: {DRIVER_EXTRAS[missing]}"
+            ) from err
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CLIError(f"cannot open storage {url!r}: {reason}") from err
 
