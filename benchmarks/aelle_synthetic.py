@@ -16,6 +16,7 @@ Writes ``benchmarks/results/aelle_synthetic.json`` and ``.md``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import platform
@@ -119,7 +120,9 @@ def fit_times() -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.parse_args(argv)  # no options; --help describes the run and exits
     torch.set_num_threads(1)
     began = time.perf_counter()
     timing = fit_times()

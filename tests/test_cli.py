@@ -124,12 +124,19 @@ def test_worker_fit_and_embed_on_a_journal_file(tmp_path: Path):
     ("args", "message"),
     [
         (("worker", "--storage", "sqlite:///x.db", "--study-name", "nope"), "no study named"),
-        (("run", "--storage", "postgresql://nobody@127.0.0.1:1/x"), "cannot open storage"),
+        (("worker", "--storage", "sqlite:///typo.db", "--study-name", "s"), "no storage file"),
+        (
+            ("run", "--storage", "postgresql+psycopg2://nobody@127.0.0.1:1/x"),
+            "cannot open storage",
+        ),
+        # SQLAlchemy reads a bare postgresql:// as psycopg 3, which the extras do not install.
+        (("run", "--storage", "postgresql://nobody@127.0.0.1:1/x"), "postgresql+psycopg2://"),
         (("run", "--task", "imagenet"), "invalid choice"),
         (("run", "--n-trials", "0"), "positive integer"),
     ],
 )
 def test_errors_are_one_line_not_tracebacks(tmp_path: Path, args: tuple[str, ...], message: str):
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'x.db'}")  # a storage without the study
     proc = run_cli(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert message in proc.stderr

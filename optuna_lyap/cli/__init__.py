@@ -1,0 +1,869 @@
+"""The ``optuna-lyap`` command: run, join, inspect and watch studies of built-in tasks.
+
+Subcommands:
+
+- ``run``: create (or resume) a study of a built-in task and optimise it, then print a summary;
+- ``worker``: join an existing study on a shared storage and run trials beside other workers;
+- ``fit``: train an AeLLE on a study's stored spectra and save it for a later study's pruner;
+- ``embed``: write the AeLLE latent embedding of a study's trials as HTML and PNG;
+- ``dashboard``: serve optuna-dashboard on the study's storage.
+
+A study made by ``run`` stores its settings (task, epochs, seed, pruner, sampler, spectrum
+steps) in the study's user attrs under ``optuna_lyap``, so ``worker`` builds the same objective.
+Every process samples with its own seed stream (see :mod:`optuna_lyap.cli._workers`), while the
+pruner and the models keep the study's seed so that every worker decides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import TrialState
+
+from optuna_lyap import tasks as builtin_tasks
+from optuna_lyap.cli._workers import (
+    GRACE_BEATS,
+    HEARTBEAT_INTERVAL,
+    Interrupted,
+    PerTrialSeededSampler,
+    StopRequests,
+    TrialKeeper,
+    random_sampler,
+    retry,
+    tpe_sampler,
+)
+
+CONFIG_KEY = "optuna_lyap"
+DEFAULT_STORAGE = "sqlite:///optuna_lyap.db"
+PRUNERS = (
+    "lyapunov",
+    "median",
+    "percentile",
+    "successive-halving",
+    "hyperband",
+    "patient",
+    "none",
+)
+SAMPLERS = ("tpe", "random", "lyapunov")
+JOURNAL_SUFFIXES = (".log", ".jsonl")
+# Storage drivers that are install extras, by the module a missing one raises about.
+DRIVER_EXTRAS = {
+    "psycopg2": "pip install 'optuna-lyap[postgres]' (or psycopg2-binary)",
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg (version 3).
+    "psycopg": "write the URL as postgresql+psycopg2://... after pip install "
+    "'optuna-lyap[postgres]', or pip install psycopg",
+    "redis": "pip install 'optuna-lyap[redis]' (or redis)",
+    "pymysql": "pip install 'optuna-lyap[mysql]' (or PyMySQL)",
+    "MySQLdb": "pip install mysqlclient, or use a mysql+pymysql:// URL",
+}
+
+
+class CLIError(Exception):
+    """An error the user can act on: printed as one line, exit status 2."""
+
+
+# --- Building blocks -------------------------------------------------------------------------
+
+
+def make_pruner(
+    name: str, *, n_startup_trials: int, seed: int, prior: Any = None
+) -> optuna.pruners.BasePruner:
+    """The pruner called ``name`` (one of ``PRUNERS``), with the settings ``run`` uses.
+
+    ``prior`` (a fitted AeLLE, for ``lyapunov`` only) predicts from the first trial.
+    """
+    from optuna import pruners
+
+    if prior is not None and name != "lyapunov":
+        raise CLIError(
+            f"--prior gives a fitted AeLLE to the lyapunov pruner, but the study's pruner is "
+            f"{name!r}"
+        )
+    warmup = 1  # step 0 is the untrained network: never prune on it alone
+    if name == "lyapunov":
+        from optuna_lyap import LyapunovPruner
+
+        try:
+            return LyapunovPruner(
+                n_startup_trials=n_startup_trials, n_warmup_steps=warmup, seed=seed, aelle=prior
+            )
+        except ValueError as err:
+            raise CLIError(f"cannot use the prior model: {err}") from err
+    if name == "median":
+        return pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=warmup)
+    if name == "percentile":
+        return pruners.PercentilePruner(
+            25.0, n_startup_trials=n_startup_trials, n_warmup_steps=warmup
+        )
+    if name == "successive-halving":
+        return pruners.SuccessiveHalvingPruner(min_resource=1)
+    if name == "hyperband":
+        return pruners.HyperbandPruner(min_resource=1)
+    if name == "patient":
+        return pruners.PatientPruner(
+            pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=warmup),
+            patience=1,
+        )
+    if name == "none":
+        return pruners.NopPruner()
+    raise CLIError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+
+
+def make_sampler(
+    name: str,
+    *,
+    task: builtin_tasks.SequenceTask,
+    n_startup_trials: int,
+    seed: int,
+    stream_seed: int,
+) -> optuna.samplers.BaseSampler:
+    """The sampler called ``name`` (one of ``SAMPLERS``).
+
+    Parameters are proposed from the per-trial stream of ``stream_seed`` (so processes do not
+    repeat each other); what every worker must agree on (the LyapunovSampler's model fits and
+    candidate networks) uses the study's ``seed``.
+    """
+    if name == "tpe":
+        return PerTrialSeededSampler(tpe_sampler, stream_seed)
+    if name == "random":
+        return PerTrialSeededSampler(random_sampler, stream_seed)
+    if name == "lyapunov":
+        from optuna_lyap.samplers import LyapunovSampler
+
+        def model_factory(params: dict[str, Any]) -> Any:
+            return task.build_model(params, seed=seed)
+
+        return LyapunovSampler(
+            PerTrialSeededSampler(tpe_sampler, stream_seed),
+            model_factory=model_factory,
+            probe_inputs=lambda model: task.probe_inputs(model),
+            n_startup_trials=n_startup_trials,
+            seed=seed,
+        )
+    raise CLIError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def is_journal_file(url: str) -> bool:
+    return "://" not in url and url.endswith(JOURNAL_SUFFIXES)
+
+
+def storage_file(url: str) -> str | None:
+    """The file a storage URL keeps its data in (SQLite, journal file), else None."""
+    if is_journal_file(url):
+        return url
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+        return None if not database or database == ":memory:" else database
+    return None
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseStorage:
+    """Open ``url``: an RDB URL, ``redis://...``, or a journal file path ending in ``.log``.
+
+    Args:
+        url: The ``--storage`` argument.
+        must_exist: Refuse to create a storage file (commands that only read a study).
+
+    Raises:
+        CLIError: For a path that is no storage URL, a missing file when ``must_exist``, a
+            missing database driver (naming the install extra), or a storage that cannot be
+            opened.
+    """
+    if "://" not in url and not is_journal_file(url):
+        hint = f"sqlite:///{url}" if url.endswith((".db", ".sqlite", ".sqlite3")) else None
+        raise CLIError(
+            f"--storage {url!r} is neither a storage URL nor a journal file path ending in "
+            + " or ".join(JOURNAL_SUFFIXES)
+            + (f"; for an SQLite file write {hint}" if hint else "")
+        )
+    path = storage_file(url)
+    if must_exist and path is not None and not Path(path).is_file():
+        raise CLIError(f"no storage file {path!r} (from --storage {url!r}); is the path right?")
+    try:
+        with warnings.catch_warnings():
+            # Optuna marks the Redis journal and RDB heartbeats experimental; heartbeats are
+            # what fails and retries a killed worker's trial, so both are used on purpose.
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            if is_journal_file(url):
+                from optuna.storages.journal import JournalFileBackend
+
+                return optuna.storages.JournalStorage(JournalFileBackend(url))
+            if url.startswith("redis://"):
+                from optuna.storages.journal import JournalRedisBackend
+
+                return optuna.storages.JournalStorage(JournalRedisBackend(url))
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_BEATS * HEARTBEAT_INTERVAL,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1
+                ),
+            )
+    except Exception as err:
+        missing = _missing_module(err)
+        if missing is not None:
+            raise CLIError(
+                f"storage {url!r} needs the {missing!r} package: {DRIVER_EXTRAS[missing]}"
+            ) from err
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CLIError(f"cannot open storage {url!r}: {reason}") from err
+
+
+def _missing_module(err: BaseException) -> str | None:
+    """The storage driver whose absence caused ``err`` (Optuna re-raises it as its cause)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError):
+            name = (seen.name or "").split(".")[0]
+            return name if name in DRIVER_EXTRAS else None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def load_study(storage: optuna.storages.BaseStorage, url: str, name: str) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError as err:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        known = ", ".join(names) if names else "none"
+        raise CLIError(f"no study named {name!r} in {url!r} (studies there: {known})") from err
+
+
+def study_config(study: optuna.Study) -> dict[str, Any]:
+    config = study.user_attrs.get(CONFIG_KEY)
+    if not isinstance(config, dict):
+        raise CLIError(
+            f"study {study.study_name!r} was not created by 'optuna-lyap run', so its task and "
+            "settings are unknown"
+        )
+    return config
+
+
+def load_prior(path: str | None, pruner: str) -> Any:
+    """The AeLLE saved by ``fit`` at ``path`` (None: none), for the study's ``pruner``."""
+    if path is None:
+        return None
+    if pruner != "lyapunov":
+        raise CLIError(
+            f"--prior gives a fitted AeLLE to the lyapunov pruner, but the study's pruner is "
+            f"{pruner!r}"
+        )
+    if not Path(path).is_file():
+        raise CLIError(f"--prior {path!r} is not a file; give the file 'optuna-lyap fit' wrote")
+    from optuna_lyap import AeLLE
+
+    try:
+        return AeLLE.load(path)
+    except Exception as err:
+        reason = str(err) or type(err).__name__
+        raise CLIError(
+            f"cannot read --prior {path!r} ({reason}); give the file 'optuna-lyap fit' wrote"
+        ) from err
+
+
+def build_study(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    config: dict[str, Any],
+    *,
+    stream_seed: int,
+    prior: Any = None,
+) -> tuple[optuna.Study, Any]:
+    """The study with this process's pruner and sampler, and the task's objective."""
+    task = builtin_tasks.get_task(config["task"], seed=config["seed"])
+    pruner = make_pruner(
+        config["pruner"],
+        n_startup_trials=config["n_startup_trials"],
+        seed=config["seed"],
+        prior=prior,
+    )
+    sampler = make_sampler(
+        config["sampler"],
+        task=task,
+        n_startup_trials=config["n_startup_trials"],
+        seed=config["seed"],
+        stream_seed=stream_seed,
+    )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction=task.direction,
+        pruner=pruner,
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    objective = builtin_tasks.make_objective(
+        task,
+        n_epochs=config["n_epochs"],
+        spectrum_steps=tuple(config["spectrum_steps"]),
+        seed=config["seed"],
+    )
+    return study, objective
+
+
+def optimize(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    n_trials: int | None,
+    progress: bool,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+) -> StopRequests:
+    """Run ``n_trials`` trials (None: until stopped), failing no other worker's trial for good.
+
+    Before the first trial and after each one, RUNNING trials of dead workers are failed and
+    queued again. SIGINT and SIGTERM stop the loop: inside a trial at once (the trial fails and
+    is queued again), between trials after the current step.
+
+    Args:
+        study: The study, with this process's sampler and pruner.
+        objective: The task's objective.
+        n_trials: Trials to run.
+        progress: Show Optuna's progress bar.
+        callbacks: More ``study.optimize`` callbacks, run after each trial before the check
+            for dead workers' trials.
+
+    Returns:
+        The stop requests, to say whether and by which signal the loop was stopped.
+    """
+    stop = StopRequests()
+    journal = isinstance(study._storage, optuna.storages.JournalStorage)
+    keeper = TrialKeeper(study, heartbeat=journal)
+
+    def report_recovered() -> None:
+        for number, again, reason in keeper.recover():
+            queued = "" if again is None else f", queued again as trial {again}"
+            print(f"trial {number} failed: {reason}{queued}", file=sys.stderr)
+
+    def kept(trial: optuna.Trial) -> float:
+        if stop.signum is not None:  # asked to stop while this trial was being sampled
+            stop.interrupted_trial = trial._trial_id
+            raise Interrupted(stop.signum)
+        keeper.claim(trial)
+        stop.in_trial = True
+        try:
+            return objective(trial)
+        except Interrupted:
+            stop.interrupted_trial = trial._trial_id
+            raise
+        finally:
+            stop.in_trial = False
+            keeper.release()
+
+    def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        report_recovered()
+        if stop.signum is not None:
+            study.stop()
+
+    stop.install()
+    try:
+        report_recovered()
+        study.optimize(
+            kept,
+            n_trials=n_trials,
+            show_progress_bar=progress,
+            catch=(RuntimeError, ValueError),
+            callbacks=[*callbacks, after],
+        )
+    except Interrupted:
+        pass
+    finally:
+        keeper.release()
+        stop.restore()
+    if stop.signum is not None:
+        message = f"stopped by {stop.name}"
+        if stop.interrupted_trial is not None:
+            failed = study._storage.get_trial(stop.interrupted_trial)
+            again = retry(study, failed) if failed.state == TrialState.FAIL else None
+            message += f"; trial {failed.number} failed"
+            if again is not None:
+                message += f" and is queued again as trial {again}"
+        print(message, file=sys.stderr)
+    return stop
+
+
+# --- The summary ------------------------------------------------------------------------------
+
+
+def summarize(study: optuna.Study) -> dict[str, Any]:
+    """Counts, best trial, epochs spent, and how well early predictions ranked final values."""
+    from optuna_lyap import load_predictions
+
+    config = study.user_attrs.get(CONFIG_KEY, {})
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): 0 for state in TrialState}
+    for t in trials:
+        counts[t.state.name.lower()] += 1
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    spent = sum(int(t.user_attrs.get("epochs_trained", 0)) for t in finished)
+    n_epochs = config.get("n_epochs")
+    summary: dict[str, Any] = {
+        "study": study.study_name,
+        "direction": study.direction.name.lower(),
+        "counts": {k: v for k, v in counts.items() if v},
+        "epochs_spent": spent,
+        "epochs_without_pruning": None if n_epochs is None else len(finished) * n_epochs,
+        "best_value": None,
+        "best_params": None,
+        "prediction": None,
+        "no_prediction_reason": None,
+    }
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if completed:
+        best = study.best_trial
+        summary["best_value"] = best.value
+        summary["best_params"] = best.params
+    # The earliest recorded prediction of each completed trial, against its final value.
+    pairs = []
+    for t in completed:
+        records = load_predictions(t)
+        if records:
+            first = records[min(records)]
+            if first.get("predicted") is not None and t.value is not None:
+                pairs.append((min(records), float(first["predicted"]), float(t.value)))
+    if pairs:
+        from scipy.stats import spearmanr
+
+        steps = sorted(p[0] for p in pairs)
+        predicted, final = [p[1] for p in pairs], [p[2] for p in pairs]
+        if len(pairs) < 3:
+            rho, why = None, f"needs 3 completed trials with a prediction, has {len(pairs)}"
+        elif len(set(predicted)) == 1 or len(set(final)) == 1:
+            rho, why = None, "undefined: all predictions or all final values are equal"
+        else:
+            rho, why = float(spearmanr(predicted, final).statistic), None
+            if not math.isfinite(rho):
+                rho, why = None, "undefined for these values"
+        summary["prediction"] = {
+            "n": len(pairs),
+            "median_step": float(steps[len(steps) // 2]),
+            "spearman": rho,
+            "spearman_undefined": why,
+        }
+    else:
+        summary["no_prediction_reason"] = _why_no_predictions(config, len(completed))
+    return summary
+
+
+def _why_no_predictions(config: dict[str, Any], n_completed: int) -> str:
+    pruner = config.get("pruner")
+    if pruner is None:
+        return "the study was not made by 'optuna-lyap run'"
+    if pruner != "lyapunov":
+        return f"the {pruner!r} pruner makes no predictions (the lyapunov pruner does)"
+    startup = config.get("n_startup_trials", 0)
+    if n_completed < startup:
+        return (
+            f"the model starts after {startup} completed trials (--n-startup-trials) and "
+            f"{n_completed} have completed"
+        )
+    return (
+        "no completed trial was judged by the model yet (it judges trials from step 1, once "
+        "it is fitted)"
+    )
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    def fmt(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "-" if value is None else str(value)
+
+    rows = [
+        ("study", summary["study"]),
+        ("direction", summary["direction"]),
+        ("trials", ", ".join(f"{k} {v}" for k, v in summary["counts"].items()) or "none"),
+        ("best value", fmt(summary["best_value"])),
+        (
+            "best params",
+            "-"
+            if not summary["best_params"]
+            else ", ".join(f"{k}={fmt(v)}" for k, v in summary["best_params"].items()),
+        ),
+        (
+            "epochs spent",
+            f"{summary['epochs_spent']} (without pruning: "
+            f"{fmt(summary['epochs_without_pruning'])})",
+        ),
+    ]
+    pred = summary["prediction"]
+    if pred is None:
+        rows.append(
+            ("prediction quality", f"no predictions recorded: {summary['no_prediction_reason']}")
+        )
+    else:
+        rho = pred["spearman"]
+        quality = (
+            f"Spearman {fmt(rho)}" if rho is not None else f"Spearman {pred['spearman_undefined']}"
+        )
+        rows.append(
+            (
+                "prediction quality",
+                f"{quality} between the earliest prediction (median step "
+                f"{fmt(pred['median_step'])}) and the final value, {pred['n']} completed trials",
+            )
+        )
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+# --- Subcommands ------------------------------------------------------------------------------
+
+
+def _warn(command: str, message: str) -> None:
+    print(f"optuna-lyap {command}: warning: {message}", file=sys.stderr)
+
+
+def _exit_status(stop: StopRequests) -> int:
+    return 0 if stop.signum is None else 128 + stop.signum
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    storage = open_storage(args.storage)
+    given = {
+        "n_epochs": args.n_epochs,
+        "pruner": args.pruner,
+        "sampler": args.sampler,
+        "n_startup_trials": args.n_startup_trials,
+    }
+    task = builtin_tasks.get_task(args.task, seed=0 if args.seed is None else args.seed)
+    config = {
+        "task": args.task,
+        "n_epochs": task.n_epochs,
+        "seed": 0,
+        "pruner": "lyapunov",
+        "sampler": "tpe",
+        "n_startup_trials": 8,
+        "spectrum_steps": [0, 1],
+    }
+    config |= {k: v for k, v in given.items() if v is not None}
+    if args.seed is not None:
+        config["seed"] = args.seed
+    name = args.study_name or f"{args.task}-{config['pruner']}-{config['sampler']}"
+    existing = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name in existing:
+        previous = study_config(load_study(storage, args.storage, name))
+        if previous["task"] != args.task:
+            raise CLIError(
+                f"study {name!r} already exists for task {previous['task']!r}; pick another "
+                "--study-name or the same --task"
+            )
+        for key, value in given.items():
+            if value is not None and previous.get(key) != value:
+                option = "--" + key.replace("_", "-")
+                _warn(
+                    "run",
+                    f"study {name!r} was made with {option} {previous.get(key)}; its stored "
+                    f"settings win over {option} {value}",
+                )
+        config = previous  # resuming: keep the settings the study was made with
+    # A resumed run samples from the stream of --seed (default: the study's seed), so it
+    # proposes what the study has not tried rather than the first run's trials again.
+    stream_seed = config["seed"] if args.seed is None else args.seed
+    prior = load_prior(args.prior, config["pruner"])
+    study, objective = build_study(storage, name, config, stream_seed=stream_seed, prior=prior)
+    study.set_user_attr(CONFIG_KEY, config)
+    print(
+        f"study {name!r} on {args.storage}: task {config['task']}, {config['n_epochs']} epochs a "
+        f"trial, pruner {config['pruner']}, sampler {config['sampler']}; running "
+        f"{args.n_trials} more trials (the study has {len(study.trials)})",
+        file=sys.stderr,
+    )
+    stop = optimize(study, objective, n_trials=args.n_trials, progress=not args.no_progress)
+    summary = summarize(study)
+    print(format_summary(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+    return _exit_status(stop)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    storage = open_storage(args.storage, must_exist=True)
+    config = study_config(load_study(storage, args.storage, args.study_name))
+    stream_seed = config["seed"] if args.seed is None else args.seed
+    prior = load_prior(args.prior, config["pruner"])
+    study, objective = build_study(
+        storage, args.study_name, config, stream_seed=stream_seed, prior=prior
+    )
+    stop = optimize(study, objective, n_trials=args.n_trials, progress=not args.no_progress)
+    print(format_summary(summarize(study)))
+    return _exit_status(stop)
+
+
+def check_spectrum_step(study: optuna.Study, step: int) -> None:
+    """Refuse a ``--step`` at which no trial stored a spectrum, rather than read an earlier one."""
+    from optuna_lyap import load_spectra
+
+    steps = sorted({s for t in study.get_trials(deepcopy=False) for s in load_spectra(t)})
+    if step not in steps:
+        stored = ", ".join(map(str, steps)) if steps else "none"
+        raise CLIError(
+            f"no trial of {study.study_name!r} stored a spectrum at step {step}; steps with "
+            f"spectra: {stored}"
+        )
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from optuna_lyap.pruners import fit_aelle
+
+    output = Path(args.output)
+    if output.is_dir():
+        raise CLIError(
+            f"--output {args.output!r} is a directory; give a file path, e.g. "
+            f"{str(output / 'aelle.pt')!r}"
+        )
+    storage = open_storage(args.storage, must_exist=True)
+    study = load_study(storage, args.storage, args.study_name)
+    check_spectrum_step(study, args.step)
+    try:
+        ae = fit_aelle(study, args.step, seed=args.seed)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    output.parent.mkdir(parents=True, exist_ok=True)
+    ae.save(output)
+    print(f"saved an AeLLE fitted on {args.study_name!r} at step {args.step} to {output}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from optuna_lyap.visualization import embedding_data, plot_embedding, write_png
+
+    storage = open_storage(args.storage, must_exist=True)
+    study = load_study(storage, args.storage, args.study_name)
+    check_spectrum_step(study, args.step)
+    try:
+        data = embedding_data(study, step=args.step, method=args.method, seed=args.seed)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    html, png = out.with_suffix(".html"), out.with_suffix(".png")
+    plot_embedding(data, step=args.step).write_html(html)
+    write_png(data, png, step=args.step)
+    print(f"embedded {len(data.numbers)} trials ({data.method}); wrote {html}, {png}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    import optuna_dashboard
+
+    storage = open_storage(args.storage, must_exist=True)
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # one line per request is noise
+            pass
+
+    try:
+        server = make_server(
+            args.host, args.port, optuna_dashboard.wsgi(storage), handler_class=QuietHandler
+        )
+    except OSError as err:
+        raise CLIError(
+            f"cannot listen on {args.host}:{args.port}: {err.strerror or err}; pick another --port"
+        ) from err
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# --- Parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optuna-lyap",
+        description="Hyperparameter search for recurrent networks that reads their dynamics.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    task_help = "; ".join(f"{k}: {v}" for k, v in builtin_tasks.list_tasks().items())
+
+    def storage_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
+        p.add_argument(
+            "--storage",
+            default=None if required else DEFAULT_STORAGE,
+            required=required,
+            help="storage URL (sqlite:///file.db, postgresql+psycopg2://..., redis://...) or a "
+            f"journal file path ending in .log (default: {DEFAULT_STORAGE})",
+        )
+
+    def threads_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--threads",
+            type=_positive,
+            default=1,
+            help="torch CPU threads per process (default 1: the built-in models are small, and "
+            "extra threads slow them down; run more workers instead)",
+        )
+
+    def progress_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    def prior_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--prior",
+            default=None,
+            metavar="PATH",
+            help="an AeLLE saved by 'optuna-lyap fit' (e.g. on an earlier study of the same "
+            "task): the lyapunov pruner predicts with it from the first trial",
+        )
+
+    stop_note = (
+        "SIGINT (Ctrl-C) or SIGTERM fails the running trial, queues its parameters again and "
+        "exits with status 128 + the signal number; a RUNNING trial whose worker died is "
+        "failed and queued again by the next worker."
+    )
+
+    run = sub.add_parser(
+        "run",
+        help="create or resume a study and optimise it",
+        description="Create a study of a built-in task, or resume it, and optimise it; then "
+        "print a summary. Resuming keeps the settings the study was made with. " + stop_note,
+    )
+    storage_arg(run)
+    run.add_argument("--study-name", default=None, help="default: TASK-PRUNER-SAMPLER")
+    run.add_argument(
+        "--task", default="sdigits", choices=sorted(builtin_tasks.list_tasks()), help=task_help
+    )
+    run.add_argument(
+        "--n-trials",
+        type=_positive,
+        default=20,
+        help="trials this command runs, added to those the study already has (default 20)",
+    )
+    run.add_argument(
+        "--n-epochs", type=_positive, default=None, help="epochs of full training (default: "
+        "the task's)",
+    )  # fmt: skip
+    run.add_argument("--pruner", default=None, choices=PRUNERS, help="default: lyapunov")
+    run.add_argument("--sampler", default=None, choices=SAMPLERS, help="default: tpe")
+    run.add_argument(
+        "--n-startup-trials", type=_positive, default=None, help="trials before models act "
+        "(default 8)",
+    )  # fmt: skip
+    run.add_argument(
+        "--seed",
+        type=_non_negative,
+        default=None,
+        help="a new study's seed (default 0); when resuming, the seed of this run's sampler "
+        "stream (default: the study's)",
+    )
+    prior_arg(run)
+    threads_arg(run)
+    run.add_argument("--json", default=None, help="also write the summary to this JSON file")
+    progress_args(run)
+    run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser(
+        "worker",
+        help="join an existing study and run trials",
+        description="Join a study made by 'optuna-lyap run' and run trials beside other "
+        "workers. " + stop_note,
+    )
+    storage_arg(worker, required=True)
+    worker.add_argument("--study-name", required=True)
+    worker.add_argument("--n-trials", type=_positive, default=None, help="default: until stopped")
+    worker.add_argument(
+        "--seed",
+        type=_non_negative,
+        default=None,
+        help="seed of this worker's sampler stream (default: the study's). Each trial's "
+        "parameters are drawn from (seed, trial number), so workers never repeat each other; "
+        "the pruner keeps the study's seed, so every worker decides alike",
+    )
+    prior_arg(worker)
+    threads_arg(worker)
+    progress_args(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    fit = sub.add_parser("fit", help="train an AeLLE on a study's spectra and save it")
+    storage_arg(fit)
+    fit.add_argument("--study-name", required=True)
+    fit.add_argument(
+        "--step",
+        type=_non_negative,
+        default=1,
+        help="a step at which the trials stored spectra (default 1; 'run' stores 0 and 1)",
+    )
+    fit.add_argument(
+        "--output",
+        required=True,
+        help="the file to save the model to (one file; give it to run/worker --prior)",
+    )
+    fit.add_argument("--seed", type=_non_negative, default=0)
+    fit.set_defaults(func=cmd_fit)
+
+    embed = sub.add_parser("embed", help="write the latent embedding as HTML and PNG")
+    storage_arg(embed)
+    embed.add_argument("--study-name", required=True)
+    embed.add_argument("--step", type=_non_negative, default=1, help="spectrum step (default 1)")
+    embed.add_argument("--method", choices=("umap", "pca"), default="umap")
+    embed.add_argument("--output", default="embedding", help="path stem (default: embedding)")
+    embed.add_argument("--seed", type=_non_negative, default=0)
+    embed.set_defaults(func=cmd_embed)
+
+    dash = sub.add_parser("dashboard", help="serve optuna-dashboard on the storage")
+    storage_arg(dash)
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=_port, default=8080)
+    dash.set_defaults(func=cmd_dashboard)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number in 1..65535, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return int(args.func(args))
+    except CLIError as err:
+        print(f"optuna-lyap {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["CLIError", "build_parser", "main", "open_storage", "summarize"]

@@ -1,0 +1,348 @@
+"""What each worker process owes the others on a shared study.
+
+- **Its own sampler seeds.** Workers started with one study seed must not propose the same
+  parameters. :class:`PerTrialSeededSampler` gives the trial numbered ``n`` a fresh base sampler
+  seeded by ``(seed, n)``: trial numbers are unique within a study, so every process (a worker, a
+  resumed ``run``) draws from its own stream, and the same study grown in the same order draws
+  the same numbers again.
+- **No trial left RUNNING by a dead worker.** :class:`TrialKeeper` records in each trial it runs
+  which process owns it (host, pid, process start time) and, on journal storages, which have no
+  heartbeat in Optuna, beats every ``interval`` seconds. Before each new trial it fails the
+  RUNNING trials whose owner is gone (same host, process gone) or silent (no beat for
+  ``GRACE_BEATS`` intervals) and queues each one again once, as Optuna's
+  ``RetryHeartbeatStaleTrialCallback`` does for RDB storages.
+- **A clean stop.** :class:`StopRequests` turns SIGINT and SIGTERM into :class:`Interrupted`
+  inside a trial (Optuna fails the trial, the CLI queues it again) and into "stop after this
+  trial" between trials.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+OWNER_KEY = "optuna_lyap:worker"
+"""Trial system attr: the process running the trial (``host``, ``pid``, ``start``, ``trial``)
+and, on journal storages, its last heartbeat (``beat``, Unix seconds) and ``interval``."""
+
+HEARTBEAT_INTERVAL = 30
+"""Seconds between heartbeats (the RDB storages use the same interval for Optuna's own)."""
+
+GRACE_BEATS = 3
+"""A trial whose owner has not beaten for this many intervals is taken as abandoned."""
+
+_SAMPLER_STREAM = 1  # keeps sampler seeds apart from the model seeds of ``tasks.trial_seed``
+
+
+def sampler_seed(seed: int, number: int) -> int:
+    """The seed of the sampler that proposes trial ``number`` of a study run with ``seed``."""
+    state = np.random.SeedSequence([seed, number, _SAMPLER_STREAM]).generate_state(1)
+    return int(state[0])
+
+
+class PerTrialSeededSampler(BaseSampler):
+    """A base sampler made afresh for each trial, seeded by the study seed and trial number.
+
+    Samplers such as TPE keep no state between trials beyond their random generator (they read
+    the history from the storage), so a fresh one per trial proposes as the long-lived one would,
+    except that its random numbers depend on the trial number and not on what this process
+    sampled before. That is what keeps workers (and a resumed run) from repeating each other.
+
+    Args:
+        make: ``make(seed) -> BaseSampler``, e.g. :func:`tpe_sampler` (a module-level function
+            keeps the sampler picklable).
+        seed: The stream's seed; trial ``n`` gets ``make(sampler_seed(seed, n))``.
+    """
+
+    def __init__(self, make: Callable[[int], BaseSampler], seed: int) -> None:
+        self._make = make
+        self._seed = seed
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]  # per-thread samplers are made again for each trial
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def _current(self) -> BaseSampler:
+        sampler = getattr(self._local, "sampler", None)
+        if sampler is None:  # called outside a trial (e.g. by a wrapper's own bookkeeping)
+            sampler = self._local.sampler = self._make(self._seed)
+        return sampler
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._local.sampler = self._make(sampler_seed(self._seed, trial.number))
+        self._local.sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._current().infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        return self._current().sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._current().sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Any,
+    ) -> None:
+        self._current().after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        # Seeds come from trial numbers; there is no process-wide generator to reseed.
+        pass
+
+
+def tpe_sampler(seed: int) -> BaseSampler:
+    """Optuna's default sampler, seeded."""
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def random_sampler(seed: int) -> BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+# --- Who owns a running trial ------------------------------------------------------------------
+
+
+def _process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; fields after its closing parenthesis are fixed.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has exited; only its exit status is left
+        return -1
+    return int(fields[19])
+
+
+def _process_alive(pid: int, start: int | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, owned by someone else
+    now_start = _process_start(pid)
+    if now_start == -1:
+        return False
+    # A pid reused by a newer process is not the owner.
+    return start is None or now_start is None or now_start == start
+
+
+def abandoned_reason(record: Any, trial: FrozenTrial, *, host: str, now: float) -> str | None:
+    """Why ``trial`` (RUNNING, owner ``record``) is abandoned, or None while its owner lives.
+
+    A record copied onto another trial (Optuna's retries copy system attrs) is not the trial's
+    own and proves nothing.
+    """
+    if not isinstance(record, dict) or record.get("trial") != trial.number:
+        return None
+    pid = record.get("pid")
+    if record.get("host") == host and isinstance(pid, int):
+        if not _process_alive(pid, record.get("start")):
+            return f"its worker (pid {pid} on {host}) is gone"
+    beat, interval = record.get("beat"), record.get("interval")
+    if isinstance(beat, (int, float)) and isinstance(interval, (int, float)):
+        silent = now - beat
+        if silent > GRACE_BEATS * interval:
+            return (
+                f"its worker ({record.get('host')}, pid {pid}) has been silent for {silent:.0f} s"
+            )
+    return None
+
+
+def fail_and_retry(study: optuna.Study, trial: FrozenTrial) -> int | None:
+    """Fail the RUNNING ``trial`` and queue its parameters again once; the retry's number.
+
+    Returns None when another process finished the trial first, or when the trial is already a
+    retry (each configuration is retried once, as ``RetryHeartbeatStaleTrialCallback(max_retry=1)``
+    does on RDB storages).
+    """
+    storage = study._storage
+    try:
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return None
+    except UpdateFinishedTrialError:
+        return None
+    return retry(study, storage.get_trial(trial._trial_id))
+
+
+def retry(study: optuna.Study, failed: FrozenTrial) -> int | None:
+    """Queue ``failed``'s parameters as a WAITING trial, unless it is a retry already."""
+    with warnings.catch_warnings():
+        # Optuna's recommended retry (in place of the deprecated RetryFailedTrialCallback) is
+        # marked experimental; we use it on purpose.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        if optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(failed):
+            return None
+        before = {t.number for t in study.get_trials(deepcopy=False)}
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, failed)
+    added = [
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if t.number not in before and t.system_attrs.get("failed_trial") == failed.number
+    ]
+    return added[0] if added else None
+
+
+class TrialKeeper:
+    """Claims the trials this process runs and recovers those whose owner died.
+
+    Args:
+        study: The study this process works on.
+        heartbeat: Beat every ``interval`` seconds while a trial runs. Needed on journal
+            storages; RDB storages run Optuna's own heartbeat instead.
+        interval: Seconds between beats.
+    """
+
+    def __init__(
+        self, study: optuna.Study, *, heartbeat: bool, interval: float = HEARTBEAT_INTERVAL
+    ) -> None:
+        self._study = study
+        self._heartbeat = heartbeat
+        self._interval = interval
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self._start = _process_start(self.pid)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self, number: int) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "host": self.host,
+            "pid": self.pid,
+            "start": self._start,
+            "trial": number,
+        }
+        if self._heartbeat:
+            record |= {"beat": time.time(), "interval": self._interval}
+        return record
+
+    def claim(self, trial: optuna.Trial) -> None:
+        """Mark ``trial`` as this process's and start beating for it."""
+        storage, trial_id, number = self._study._storage, trial._trial_id, trial.number
+        storage.set_trial_system_attr(trial_id, OWNER_KEY, self._record(number))
+        if not self._heartbeat:
+            return
+        self._stop.clear()
+
+        def beat() -> None:
+            while not self._stop.wait(self._interval):
+                try:
+                    storage.set_trial_system_attr(trial_id, OWNER_KEY, self._record(number))
+                except UpdateFinishedTrialError:
+                    return  # finished meanwhile
+
+        self._thread = threading.Thread(target=beat, name="optuna-lyap-heartbeat", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop beating (the trial finished or failed)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def recover(self) -> list[tuple[int, int | None, str]]:
+        """Fail (and queue again) every RUNNING trial whose owner is gone or silent.
+
+        Returns:
+            ``(trial number, retry's number or None, reason)`` for each trial recovered.
+        """
+        now = time.time()
+        recovered = []
+        for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            reason = abandoned_reason(t.system_attrs.get(OWNER_KEY), t, host=self.host, now=now)
+            if reason is None:
+                continue
+            number = fail_and_retry(self._study, t)
+            recovered.append((t.number, number, reason))
+        return recovered
+
+
+# --- Stopping on a signal ----------------------------------------------------------------------
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while a trial ran. Optuna fails the trial and re-raises."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopRequests:
+    """SIGINT and SIGTERM as a stop request: at once inside a trial, after it between trials.
+
+    A second signal interrupts at once wherever the process is.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.in_trial = False
+        self.interrupted_trial: int | None = None  # trial id of the trial a signal interrupted
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # A shell starts background jobs with SIGINT ignored, so that Ctrl-C reaches only
+            # the foreground job; keep it that way.
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        """Put back the handlers :meth:`install` replaced."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        again = self.signum is not None
+        self.signum = signum
+        if self.in_trial or again:
+            # Optuna logs a failed trial's traceback at WARNING; this failure is deliberate.
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+            raise Interrupted(signum)
+
+    @property
+    def name(self) -> str:
+        return "" if self.signum is None else signal.Signals(self.signum).name

@@ -1,0 +1,246 @@
+"""The commands' arguments and errors, run in this process against real storages."""
+
+from __future__ import annotations
+
+import runpy
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from optuna_lyap import AeLLE, load_predictions, report_spectrum
+from optuna_lyap._storage import record_prediction
+from optuna_lyap.cli import CONFIG_KEY, CLIError, format_summary, main, open_storage, summarize
+from optuna_lyap.cli._workers import GRACE_BEATS, HEARTBEAT_INTERVAL
+from tests.cli_tests._support import run_cli, storage_url, study_name_on
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS = sorted((REPO / "benchmarks").glob("*.py"))
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def spectra_study(tmp_path: Path, n: int = 6, steps: tuple[int, ...] = (0, 1)) -> str:
+    """A journal study made as ``run`` makes one, whose trials stored spectra at ``steps``."""
+    url = storage_url("journal", tmp_path)
+    study = optuna.create_study(storage=open_storage(url), study_name="s")
+    study.set_user_attr(
+        CONFIG_KEY,
+        {"task": "adding", "n_epochs": 2, "seed": 0, "pruner": "lyapunov", "sampler": "tpe",
+         "n_startup_trials": 8, "spectrum_steps": list(steps)},
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in steps:
+            report_spectrum(trial, np.sort(rng.normal(-x, 0.3, size=8))[::-1], step)
+            trial.report(x + 0.1 * step, step)
+        study.tell(trial, x)
+    return url
+
+
+# --- Storage arguments ------------------------------------------------------------------------
+
+
+def test_a_bare_sqlite_path_gets_a_hint(tmp_path: Path):
+    with pytest.raises(CLIError, match=r"for an SQLite file write sqlite:///study\.db"):
+        open_storage("study.db")
+    with pytest.raises(CLIError, match="neither a storage URL nor a journal file"):
+        open_storage("study")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("worker", "--study-name", "s"), ("fit", "--study-name", "s", "--output", "m.pt"),
+     ("embed", "--study-name", "s"), ("dashboard",)],
+)  # fmt: skip
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_read_only_commands_create_no_storage_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...], kind: str
+):
+    url = storage_url(kind, tmp_path / "mistyped")
+    status, _, err = cli(capsys, command[0], "--storage", url, *command[1:])
+    assert status == 2
+    assert "no storage file" in err
+    assert not (tmp_path / "mistyped").exists() or not any((tmp_path / "mistyped").iterdir())
+
+
+@pytest.mark.parametrize(("module", "kind", "extra"), [("psycopg2", "postgres", "[postgres]"),
+                                                      ("redis", "redis", "[redis]")])  # fmt: skip
+def test_a_missing_driver_names_the_install_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, kind: str, extra: str
+):
+    url = storage_url(kind, tmp_path)
+    for name in list(sys.modules):
+        if name == module or name.startswith(module + "."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    with pytest.raises(CLIError, match=rf"needs the '{module}' package: pip install "
+                       rf"'optuna-lyap\{extra}'"):  # fmt: skip
+        open_storage(url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "redis", "journal"])
+def test_storages_open_without_warnings(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder, kind: str
+):
+    import warnings
+
+    warnings.simplefilter("always")
+    storage = open_storage(storage_url(kind, tmp_path))
+    if isinstance(storage, optuna.storages.RDBStorage):
+        assert storage.get_heartbeat_interval() == HEARTBEAT_INTERVAL  # dead workers' trials
+        assert storage.grace_period == GRACE_BEATS * HEARTBEAT_INTERVAL  # come back
+    assert [str(w.message) for w in recwarn] == []
+
+
+# --- fit, prior, dashboard -------------------------------------------------------------------
+
+
+def test_fit_writes_one_file_and_refuses_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    url = spectra_study(tmp_path)
+    (tmp_path / "models").mkdir()
+    status, _, err = cli(capsys, "fit", "--storage", url, "--study-name", "s",
+                         "--output", str(tmp_path / "models"))  # fmt: skip
+    assert status == 2
+    assert "is a directory; give a file path" in err
+    out = tmp_path / "models" / "deeper" / "ae.pt"
+    status, _, err = cli(capsys, "fit", "--storage", url, "--study-name", "s", "--step", "0",
+                         "--output", str(out))  # fmt: skip
+    assert status == 0, err
+    assert AeLLE.load(out).n_labelled_ == 6
+
+
+@pytest.mark.parametrize("command", ["fit", "embed"])
+def test_a_step_without_spectra_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+):
+    url = spectra_study(tmp_path)
+    out = str(tmp_path / "m.pt")
+    status, _, err = cli(capsys, command, "--storage", url, "--study-name", "s", "--step", "7",
+                         "--output", out)  # fmt: skip
+    assert status == 2
+    assert "no trial of 's' stored a spectrum at step 7; steps with spectra: 0, 1" in err
+    assert list(tmp_path.glob("m.*")) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--prior", "missing.pt"), "is not a file"),
+        (("--prior", "m.pt", "--pruner", "median"), "the study's pruner is 'median'"),
+        (("--prior", "m.pt"), "cannot read --prior 'm.pt'"),
+    ],
+)
+def test_prior_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
+                      message: str):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.pt").write_bytes(b"")
+    status, _, err = cli(capsys, "run", "--storage", str(tmp_path / "j.log"), *args)
+    assert status == 2
+    assert message in err
+
+
+def test_dashboard_on_a_busy_port_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    url = spectra_study(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        status, _, err = cli(capsys, "dashboard", "--storage", url, "--port", str(port))
+    assert status == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "pick another --port" in err
+    assert "optuna-dashboard on" not in err
+
+
+# --- The summary -----------------------------------------------------------------------------
+
+
+def test_summary_says_why_it_has_no_spearman(tmp_path: Path):
+    url = spectra_study(tmp_path, n=2)
+    study = optuna.load_study(study_name="s", storage=open_storage(url))
+    text = format_summary(summarize(study))
+    assert "no predictions recorded: the model starts after 8 completed trials" in text
+    assert "2 have completed" in text
+
+    for _ in range(2):  # two completed trials with a prediction: too few to rank
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.report(0.5, 1)
+        record_prediction(study, study._storage.get_trial(trial._trial_id), 1,
+                          {"predicted": 0.4 + 0.1 * trial.number})  # fmt: skip
+        study.tell(trial, 0.5 + trial.number)
+    assert all(load_predictions(t) for t in study.trials[2:])
+    text = format_summary(summarize(study))
+    assert "nan" not in text
+    assert "Spearman needs 3 completed trials with a prediction, has 2" in text
+
+
+def test_summary_names_a_pruner_without_predictions(tmp_path: Path):
+    url = storage_url("journal", tmp_path)
+    study = optuna.create_study(storage=open_storage(url), study_name="s")
+    study.set_user_attr(CONFIG_KEY, {"pruner": "median", "n_epochs": 1})
+    assert "the 'median' pruner makes no predictions" in format_summary(summarize(study))
+
+
+# --- Benchmarks ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.name)
+def test_benchmark_help_starts_nothing(
+    script: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.syspath_prepend(str(script.parent))
+    monkeypatch.syspath_prepend(str(REPO))
+    monkeypatch.setattr(sys, "argv", [str(script), "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+# --- run on an existing study ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_resuming_with_other_settings_warns_that_the_stored_ones_win(tmp_path: Path):
+    journal = storage_url("journal", tmp_path)
+    common = ("--storage", journal, "--study-name", "s", "--task", "adding", "--no-progress")
+    run_cli("run", *common, "--n-trials", "1", "--n-epochs", "1", "--pruner", "none",
+            cwd=tmp_path)  # fmt: skip
+    proc = run_cli("run", *common, "--n-trials", "1", "--n-epochs", "2", "--pruner", "median",
+                   cwd=tmp_path)  # fmt: skip
+    assert "was made with --n-epochs 1; its stored settings win over --n-epochs 2" in proc.stderr
+    assert "was made with --pruner none; its stored settings win over --pruner median" in (
+        proc.stderr
+    )
+    assert "running 1 more trials (the study has 1)" in proc.stderr
+    study = optuna.load_study(study_name="s", storage=open_storage(journal))
+    assert [t.user_attrs["epochs_trained"] for t in study.trials] == [1, 1]
+
+
+@pytest.mark.slow
+def test_run_and_worker_take_a_prior_from_fit(tmp_path: Path):
+    url = spectra_study(tmp_path, n=6, steps=(0, 1))
+    run_cli("fit", "--storage", url, "--study-name", "s", "--step", "1", "--output", "ae.pt",
+            cwd=tmp_path)  # fmt: skip
+    with study_name_on(url) as name:
+        common = ("--storage", url, "--study-name", name, "--no-progress", "--prior", "ae.pt")
+        run_cli("run", *common, "--task", "adding", "--n-trials", "1", "--n-epochs", "2",
+                cwd=tmp_path)  # fmt: skip
+        run_cli("worker", *common, "--n-trials", "1", cwd=tmp_path)
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
+        # With 8 start-up trials the study's own model cannot act yet: the prior predicts, at
+        # the step after the warm-up where the trial stored a spectrum.
+        assert [sorted(load_predictions(t)) for t in study.trials] == [[1], [1]]
