@@ -14,6 +14,7 @@ from __future__ import annotations
 from optuna_lyap._prediction._core import (
     SPECTRUM,
     Candidate,
+    FitSettings,
     FittedPredictor,
     Rows,
     fit_predictor,
@@ -35,6 +36,7 @@ from optuna_lyap._prediction._inputs import (
 from optuna_lyap._prediction._reader import (
     can_label,
     fit_aelle,
+    param_encoder,
     query_rows,
     read_rows,
     training_set,
@@ -47,6 +49,7 @@ __all__ = [
     "SPECTRUM",
     "Candidate",
     "CurveInput",
+    "FitSettings",
     "FittedPredictor",
     "Input",
     "ParamEncoder",
@@ -60,6 +63,7 @@ __all__ = [
     "fit_aelle",
     "fit_predictor",
     "input_sets",
+    "param_encoder",
     "pretrained_inputs",
     "query_rows",
     "rank_correlation",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -165,6 +165,34 @@ def input_sets(enabled: Sequence[str], select: bool) -> list[tuple[str, ...]]:
     return [(name,) for name in enabled] + [enabled]
 
 
+@dataclass(frozen=True)
+class FitSettings:
+    """Everything besides the rows that decides a fit: fits with equal settings on equal rows
+    give equal predictors.
+
+    Attributes:
+        candidates: Input sets to try (see :func:`input_sets`).
+        aelle_params: Keyword arguments of the AeLLE models (``seed`` is set by ``seed``).
+        seed: Seed of every model fit.
+        cv_folds: Folds of the cross-validation (>= 2).
+        min_rows: Below this many labelled rows only a pretrained model is a candidate.
+    """
+
+    candidates: tuple[tuple[str, ...], ...]
+    aelle_params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    cv_folds: int = 5
+    min_rows: int = 3
+
+    def make_model(self) -> AeLLE:
+        """A new unfitted AeLLE."""
+        return AeLLE(**{**self.aelle_params, "seed": self.seed})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as JSON-able values."""
+        return asdict(self)
+
+
 def _predict(model: AeLLE, rows: Rows, inputs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     spectra = rows.spectra if SPECTRUM in inputs else None
     mean, std = model.predict(spectra, rows.features(inputs), return_std=True)
@@ -255,13 +283,10 @@ class FittedPredictor:
 def fit_predictor(
     rows: Rows,
     *,
-    candidates: Sequence[tuple[str, ...]],
-    make_model: Callable[[], AeLLE],
+    settings: FitSettings,
     unlabelled: Rows | None = None,
     pretrained: tuple[AeLLE, tuple[str, ...]] | None = None,
     encoder: Any = None,
-    cv_folds: int = 5,
-    min_rows: int = 3,
 ) -> FittedPredictor | None:
     """Cross-validate the candidate input sets on labelled rows and keep the best ranker.
 
@@ -273,26 +298,24 @@ def fit_predictor(
 
     Args:
         rows: Labelled rows (finite targets).
-        candidates: Input sets to try (see :func:`input_sets`); those needing inputs the rows
-            do not carry are skipped.
-        make_model: Returns a new unfitted AeLLE (seeded, so fits are reproducible).
+        settings: The candidate input sets (those needing inputs the rows do not carry are
+            skipped), the models, folds and minimum rows.
         unlabelled: Rows with NaN targets whose spectra train the reconstruction only.
         pretrained: A fitted AeLLE and the input set it reads.
         encoder: Kept on the result for whoever builds rows to predict.
-        cv_folds: Folds of the cross-validation (>= 2).
-        min_rows: Below this many labelled rows only the pretrained model is a candidate.
 
     Returns:
         The fitted predictor, or None when no candidate could be fitted.
     """
     n = len(rows)
     fitted: list[tuple[Candidate, AeLLE]] = []
-    if n >= max(min_rows, 3):
-        k = min(cv_folds, n)
+    make_model = settings.make_model
+    if n >= max(settings.min_rows, 3):
+        k = min(settings.cv_folds, n)
         if n - math.ceil(n / k) < 2:
             k = n  # every fit needs two labels: leave one out
         folds = np.arange(n) % k
-        for inputs in candidates:
+        for inputs in settings.candidates:
             if not rows.has(inputs):
                 continue
             oof = np.full(n, np.nan)

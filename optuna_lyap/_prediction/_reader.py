@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._prediction._core import SPECTRUM, Rows, refit_size
-from optuna_lyap._prediction._inputs import INPUTS, CurveInput, ReadContext
+from optuna_lyap._prediction._inputs import INPUTS, CurveInput, ParamEncoder, ReadContext
 from optuna_lyap._storage import spectrum_key
 from optuna_lyap.aelle import AeLLE
 
@@ -34,6 +35,15 @@ def _bounded_targets(values: list[float], direction: StudyDirection) -> np.ndarr
 
 def _has_final_value(trial: FrozenTrial) -> bool:
     return trial.values is not None and not math.isnan(trial.values[0])
+
+
+def param_encoder(trials: Sequence[FrozenTrial]) -> ParamEncoder | None:
+    """The encoder of the hyperparameters every one of ``trials`` has (their intersection
+    search space); None when there are none."""
+    if not trials:
+        return None
+    encoder = ParamEncoder(intersection_search_space(list(trials)))
+    return encoder if encoder.width else None
 
 
 def can_label(trial: FrozenTrial, names: Sequence[str], context: ReadContext) -> bool:

@@ -50,7 +50,7 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 
-from optuna_lyap._prediction._core import Candidate, FittedPredictor
+from optuna_lyap._prediction._core import Candidate, FitSettings, FittedPredictor
 from optuna_lyap._prediction._inputs import ParamEncoder
 from optuna_lyap.aelle import AeLLE
 
@@ -249,30 +249,32 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
     Thread-safe. Pickling keeps the settings and drops the entries.
 
     Args:
-        size: Predictors kept in this process.
-        config: What, beside the training set, decides a fit (the consumer's class, input
-            sets, AeLLE parameters, seed, folds, ...): JSON-able. Part of every digest.
+        settings: How the predictors are fitted; part of every digest.
+        consumer: Who fits them (e.g. ``"LyapunovPruner"``); part of every digest.
         pretrained: The pretrained model the predictors may have chosen (its fingerprint is
             part of every digest).
         artifact_store: An :mod:`optuna.artifacts` store (e.g. ``FileSystemArtifactStore``)
             for the predictors' JSON; None stores it in the study's system attrs.
         wait_s: Longest wait, in seconds, for another worker's fit of the same training set
             before fitting it here.
+        size: Predictors kept in this process.
     """
 
     poll_s = 0.2
 
     def __init__(
         self,
-        *,
-        size: int,
-        config: Mapping[str, Any],
+        settings: FitSettings,
+        consumer: str,
         pretrained: AeLLE | None = None,
         artifact_store: Any = None,
+        *,
         wait_s: float = 300.0,
+        size: int = 16,
     ) -> None:
         self._size = size
-        self._config = json.loads(json.dumps(dict(config), sort_keys=True))
+        config = {"consumer": consumer, **settings.as_dict()}
+        self._config = json.loads(json.dumps(config, sort_keys=True))
         self._pretrained = pretrained
         self._artifact_store = artifact_store
         self.wait_s = wait_s
@@ -395,7 +397,7 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
             parts = [attrs.get(f"{predictor_key(digest)}:{i}") for i in range(header["parts"])]
             if any(not isinstance(p, str) for p in parts):
                 return _MISSING
-            text = "".join(parts)  # type: ignore[arg-type]
+            text = "".join(p for p in parts if isinstance(p, str))
         if hashlib.sha256(text.encode()).hexdigest() != header["sha256"]:
             return _MISSING  # a concurrent writer's slices: read again later
         return predictor_from_json(text, self._pretrained)

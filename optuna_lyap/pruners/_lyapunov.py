@@ -11,20 +11,20 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.pruners import BasePruner, MedianPruner
-from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import check_int, check_real
 from optuna_lyap._prediction import (
     SPECTRUM,
+    FitSettings,
     FittedPredictor,
-    ParamEncoder,
     PredictorCache,
     ReadContext,
     curve_features,
     fit_predictor,
     input_sets,
+    param_encoder,
     pretrained_inputs,
     query_rows,
     read_rows,
@@ -37,7 +37,6 @@ from optuna_lyap.aelle import AeLLE
 # Trial n is kept unpruned when frac(n * phi) < share: a deterministic, evenly spread subset
 # of every run of trial numbers (a Weyl sequence), the same in every worker.
 _GOLDEN = 0.6180339887498949
-_CACHE_SIZE = 64
 
 
 def is_protected(number: int, share: float) -> bool:
@@ -258,18 +257,11 @@ class LyapunovPruner(BasePruner):
         self._init_cache()
 
     def _init_cache(self) -> None:
+        self._settings = FitSettings(
+            tuple(self._candidates), self._aelle_params, self._seed, self._cv_folds
+        )
         self._cache = PredictorCache(
-            size=_CACHE_SIZE,
-            config={
-                "consumer": "LyapunovPruner",
-                "candidates": self._candidates,
-                "use_params": self._use_params,
-                "aelle_params": self._aelle_params,
-                "seed": self._seed,
-                "cv_folds": self._cv_folds,
-            },
-            pretrained=self._pretrained,
-            artifact_store=self._artifact_store,
+            self._settings, "LyapunovPruner", self._pretrained, self._artifact_store, size=64
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -474,9 +466,7 @@ class LyapunovPruner(BasePruner):
         spectrum_step: int | None,
         direction: StudyDirection,
     ) -> FittedPredictor | None:
-        encoder = None
-        if self._use_params and completed:
-            encoder = ParamEncoder(intersection_search_space(completed))
+        encoder = param_encoder(completed) if self._use_params else None
         names = ("curve", "params") if spectrum_step is None else (SPECTRUM, "curve", "params")
         context = ReadContext(step, direction, spectrum_step, encoder)
         rows = read_rows(completed, names, context)
@@ -484,14 +474,11 @@ class LyapunovPruner(BasePruner):
         if unlabelled and spectrum_step is not None:
             exact = ReadContext(step, direction, spectrum_step, encoder, exact_spectrum_step=True)
             extra = read_rows(unlabelled, names, exact, labelled=False)
-        params = {**self._aelle_params, "seed": self._seed}
         pretrained = self._pretrained
         return fit_predictor(
             rows,
-            candidates=self._candidates,
-            make_model=lambda: AeLLE(**params),
+            settings=self._settings,
             unlabelled=extra,
             pretrained=None if pretrained is None else (pretrained, pretrained_inputs(pretrained)),
-            encoder=None if encoder is None or encoder.width == 0 else encoder,
-            cv_folds=self._cv_folds,
+            encoder=encoder,
         )

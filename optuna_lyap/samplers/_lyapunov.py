@@ -28,13 +28,14 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_lyap._checks import check_int, check_real, recurrent_part
 from optuna_lyap._prediction import (
     SPECTRUM,
+    FitSettings,
     FittedPredictor,
-    ParamEncoder,
     PredictorCache,
     ReadContext,
     Rows,
     fit_predictor,
     input_sets,
+    param_encoder,
     read_rows,
     training_set,
     unlabelled_trials,
@@ -56,7 +57,6 @@ ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
 INIT_STEP = 0
 # Fewer than this many labels leave nothing to cross-validate.
 _MIN_LABELLED = 3
-_CACHE_SIZE = 8
 # Refits happen on every new completed trial: a smaller ensemble trained for fewer steps than
 # AeLLE's defaults keeps a refit to seconds on a CPU.
 DEFAULT_AELLE_PARAMS: dict[str, Any] = {"n_models": 3, "max_steps": 200}
@@ -338,18 +338,15 @@ class LyapunovSampler(BaseSampler):
         self._init_state()
 
     def _init_state(self) -> None:
+        self._settings = FitSettings(
+            tuple(self._candidates),
+            self._aelle_params,
+            self._seed,
+            self._cv_folds,
+            min_rows=max(self._n_startup_trials, _MIN_LABELLED),
+        )
         self._cache = PredictorCache(
-            size=_CACHE_SIZE,
-            config={
-                "consumer": "LyapunovSampler",
-                "candidates": self._candidates,
-                "aelle_params": self._aelle_params,
-                "seed": self._seed,
-                "cv_folds": self._cv_folds,
-                "min_rows": self._min_rows,
-            },
-            pretrained=self._pretrained,
-            artifact_store=self._artifact_store,
+            self._settings, "LyapunovSampler", self._pretrained, self._artifact_store, size=8
         )
         self._local = threading.local()
         self._warned_multi_objective = False
@@ -359,10 +356,6 @@ class LyapunovSampler(BaseSampler):
         for name in ("_cache", "_local"):
             del state[name]
         return state
-
-    @property
-    def _min_rows(self) -> int:
-        return max(self._n_startup_trials, _MIN_LABELLED)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -456,12 +449,16 @@ class LyapunovSampler(BaseSampler):
         )
         context = ReadContext(INIT_STEP, study.direction, INIT_STEP, exact_spectrum_step=True)
         return training_set(
-            completed, (SPECTRUM,), context, start=self._min_rows, growth=self._refit_growth
+            completed,
+            (SPECTRUM,),
+            context,
+            start=self._settings.min_rows,
+            growth=self._refit_growth,
         )
 
     def _own_ready(self, n_labelled: int) -> bool:
         """Whether ``n_labelled`` trials are enough to fit and cross-validate a model."""
-        if n_labelled < self._min_rows:
+        if n_labelled < self._settings.min_rows:
             return False
         # Every fold's training part needs the two labels an AeLLE fit needs.
         k = min(self._cv_folds, n_labelled)
@@ -523,24 +520,15 @@ class LyapunovSampler(BaseSampler):
     def _fit(
         self, labelled: list[FrozenTrial], unlabelled: list[FrozenTrial], direction: StudyDirection
     ) -> FittedPredictor | None:
-        encoder = None
-        if self._use_params and labelled:
-            encoder = ParamEncoder(intersection_search_space(labelled))
+        encoder = param_encoder(labelled) if self._use_params else None
         context = ReadContext(INIT_STEP, direction, INIT_STEP, encoder, exact_spectrum_step=True)
         rows = read_rows(labelled, (SPECTRUM, "params"), context)
         extra = None
         if unlabelled:
             extra = read_rows(unlabelled, (SPECTRUM, "params"), context, labelled=False)
-        params = {**self._aelle_params, "seed": self._seed}
+        pretrained = None if self._pretrained is None else (self._pretrained, (SPECTRUM,))
         return fit_predictor(
-            rows,
-            candidates=self._candidates,
-            make_model=lambda: AeLLE(**params),
-            unlabelled=extra,
-            pretrained=None if self._pretrained is None else (self._pretrained, (SPECTRUM,)),
-            encoder=None if encoder is None or encoder.width == 0 else encoder,
-            cv_folds=self._cv_folds,
-            min_rows=self._min_rows,
+            rows, settings=self._settings, unlabelled=extra, pretrained=pretrained, encoder=encoder
         )
 
     def _acts(self, fitted: FittedPredictor) -> bool:

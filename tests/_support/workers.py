@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,28 +20,37 @@ _LOADED = re.compile(r"loaded predictor ([0-9a-f]{64})")
 
 
 def run_workers(module: str, argv: Sequence[Sequence[str]], timeout: float = 240) -> list[str]:
-    """Run ``python -m module *args`` once per entry of ``argv``, all at once, from the
-    repository root; return their combined stdout and stderr. Fails when one exits non-zero."""
+    """Run ``python -m module *args`` for every ``args`` in ``argv``, all at once, from the
+    repository root with this checkout first on the path.
+
+    Returns:
+        Each worker's stdout and stderr. The call fails when a worker exits non-zero or is
+        still running after ``timeout`` seconds (it is then killed).
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for args in argv
-    ]
-    try:
-        outputs = [w.communicate(timeout=timeout)[0] for w in workers]
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-    for worker, output in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, output
+    with tempfile.TemporaryDirectory() as folder:
+        logs = [Path(folder, f"worker{i}.log") for i in range(len(argv))]
+        processes = []
+        for args, log in zip(argv, logs, strict=True):
+            with log.open("w") as out:
+                command = [sys.executable, "-m", module, *args]
+                processes.append(
+                    subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+                )
+        deadline = time.monotonic() + timeout
+        codes = []
+        for process in processes:
+            try:
+                codes.append(process.wait(max(deadline - time.monotonic(), 0.0)))
+            except subprocess.TimeoutExpired:
+                codes.append(None)
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        outputs = [log.read_text() for log in logs]
+    for code, output in zip(codes, outputs, strict=True):
+        assert code == 0, output
     return outputs
 
 

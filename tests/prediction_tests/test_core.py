@@ -16,6 +16,7 @@ from scipy.stats import spearmanr
 from optuna_lyap._prediction import _core
 from optuna_lyap._prediction._core import (
     SPECTRUM,
+    FitSettings,
     Rows,
     fit_predictor,
     input_sets,
@@ -42,6 +43,10 @@ def make_rows(qualities: np.ndarray, seed: int = 0) -> Rows:
 
 def make_model() -> AeLLE:
     return AeLLE(seed=0, **FAST_AELLE)
+
+
+def settings(candidates: list[tuple[str, ...]], cv_folds: int = 2) -> FitSettings:
+    return FitSettings(tuple(candidates), FAST_AELLE, seed=0, cv_folds=cv_folds)
 
 
 def test_the_core_imports_no_optuna() -> None:
@@ -105,10 +110,16 @@ def test_rows_take_concat_and_features() -> None:
     assert np.isnan(query.targets).all() and np.isnan(query.raw).all()
 
 
+def test_fit_settings_make_seeded_models() -> None:
+    fit = settings([("spectrum",)])
+    assert fit.make_model().get_params() == make_model().get_params()
+    assert fit.as_dict()["candidates"] == (("spectrum",),)
+
+
 def test_fit_predictor_keeps_the_input_that_ranks_best() -> None:
     rows = make_rows(np.linspace(0.0, 1.0, 9))
     fitted = fit_predictor(
-        rows, candidates=input_sets(("spectrum", "curve"), True), make_model=make_model, cv_folds=3
+        rows, settings=settings(input_sets(("spectrum", "curve"), True), cv_folds=3)
     )
     assert fitted is not None
     assert [c.inputs for c in fitted.candidates] == [
@@ -118,24 +129,20 @@ def test_fit_predictor_keeps_the_input_that_ranks_best() -> None:
     ]
     assert "spectrum" in fitted.chosen.inputs and fitted.chosen.rank_corr > 0.8
     assert fitted.beats_raw and fitted.n_train == 9 and fitted.n_rows == 9
-    too_few = fit_predictor(
-        rows.take(np.arange(2)), candidates=[("spectrum",)], make_model=make_model
-    )
+    too_few = fit_predictor(rows.take(np.arange(2)), settings=settings([("spectrum",)]))
     assert too_few is None
 
 
 def test_fit_predictor_skips_inputs_the_rows_lack() -> None:
     rows = make_rows(np.linspace(0.0, 1.0, 6))
-    fitted = fit_predictor(
-        rows, candidates=[("params",), ("spectrum",)], make_model=make_model, cv_folds=3
-    )
+    fitted = fit_predictor(rows, settings=settings([("params",), ("spectrum",)], cv_folds=3))
     assert fitted is not None and [c.inputs for c in fitted.candidates] == [("spectrum",)]
 
 
 def test_fit_predictor_leaves_one_out_when_a_fold_would_keep_one_label() -> None:
     rows = make_rows(np.linspace(0.0, 1.0, 3))
     # Two folds of three rows would fit one fold on a single label, which AeLLE refuses.
-    fitted = fit_predictor(rows, candidates=[("spectrum",)], make_model=make_model, cv_folds=2)
+    fitted = fit_predictor(rows, settings=settings([("spectrum",)], cv_folds=2))
     assert fitted is not None and fitted.n_train == 3
     # Every row got an out-of-sample prediction: a NaN one would make the RMS NaN.
     assert math.isfinite(fitted.chosen.residual_rms)
@@ -143,7 +150,7 @@ def test_fit_predictor_leaves_one_out_when_a_fold_would_keep_one_label() -> None
 
 def test_prediction_std_adds_the_cross_validated_residuals() -> None:
     rows = make_rows(np.linspace(0.0, 1.0, 8))
-    fitted = fit_predictor(rows, candidates=[("spectrum",)], make_model=make_model, cv_folds=2)
+    fitted = fit_predictor(rows, settings=settings([("spectrum",)], cv_folds=2))
     assert fitted is not None
     query = Rows.unlabelled([0, 1], {SPECTRUM: rows.spectra[:2]})
     mean, std = fitted.predict(query)
@@ -160,20 +167,15 @@ def test_a_pretrained_model_competes_last_and_wins_only_by_ranking() -> None:
     model = make_model().fit(source.spectra, source.targets)
     fitted = fit_predictor(
         rows,
-        candidates=[("curve",)],
-        make_model=make_model,
+        settings=settings([("curve",)]),
         pretrained=(model, pretrained_inputs(model, {"curve": 2})),
-        cv_folds=2,
     )
     assert fitted is not None
     assert [c.pretrained for c in fitted.candidates] == [False, True]
     assert fitted.chosen.pretrained and fitted.model is model
     assert fitted.n_train == 12  # the pretrained model's own labels
     alone = fit_predictor(
-        rows.take(np.arange(0)),
-        candidates=[("curve",)],
-        make_model=make_model,
-        pretrained=(model, (SPECTRUM,)),
+        rows.take(np.arange(0)), settings=settings([("curve",)]), pretrained=(model, (SPECTRUM,))
     )
     assert alone is not None and alone.n_rows == 0 and math.isnan(alone.chosen.residual_rms)
 

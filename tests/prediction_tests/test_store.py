@@ -17,6 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from optuna_lyap._prediction import (
     SPECTRUM,
+    FitSettings,
     FittedPredictor,
     ParamEncoder,
     PredictorCache,
@@ -39,14 +40,13 @@ KEY = (1, 1, (0, 1, 2, 3, 4, 5), ())
 def fit(rows: Rows | None = None, **aelle: Any) -> FittedPredictor | None:
     rows = make_rows(np.linspace(0.0, 1.0, 6)) if rows is None else rows
     params = {**FAST_AELLE, **aelle}
+    candidates = (("spectrum",), ("curve",), ("spectrum", "curve"))
     return fit_predictor(
         rows,
-        candidates=[("spectrum",), ("curve",), ("spectrum", "curve")],
-        make_model=lambda: AeLLE(seed=0, **params),
+        settings=FitSettings(candidates, params, seed=0, cv_folds=2),
         encoder=ParamEncoder(
             {"lr": FloatDistribution(1e-4, 1.0, log=True), "cell": CategoricalDistribution([1, 2])}
         ),
-        cv_folds=2,
     )
 
 
@@ -68,8 +68,11 @@ def assert_same(a: FittedPredictor | None, b: FittedPredictor | None) -> None:
     assert a.encoder.distributions == b.encoder.distributions
 
 
+SETTINGS = FitSettings((("spectrum",),), FAST_AELLE)
+
+
 def make_cache(**kwargs: Any) -> PredictorCache:
-    return PredictorCache(size=4, config={"consumer": "test", "seed": 0}, **kwargs)
+    return PredictorCache(SETTINGS, "test", **kwargs)
 
 
 def our_attrs(study: optuna.Study) -> dict[str, Any]:
@@ -93,10 +96,8 @@ def test_a_chosen_pretrained_model_is_not_stored() -> None:
     pretrained = AeLLE(seed=0, **FAST_AELLE).fit(source.spectra, source.targets)
     fitted = fit_predictor(
         make_rows(np.linspace(0.0, 1.0, 6)),
-        candidates=[("curve",)],
-        make_model=lambda: AeLLE(seed=0, **FAST_AELLE),
+        settings=FitSettings((("curve",),), FAST_AELLE, seed=0, cv_folds=2),
         pretrained=(pretrained, (SPECTRUM,)),
-        cv_folds=2,
     )
     assert fitted is not None and fitted.chosen.pretrained
     text = predictor_to_json(fitted)
@@ -113,7 +114,7 @@ def test_a_second_worker_loads_instead_of_fitting() -> None:
     assert_same(first, make_cache().get_or_fit(study, KEY, never))
     # Another training set, another configuration or another study: not the same predictor.
     assert make_cache().digest(study, KEY) != make_cache().digest(study, (1, 1, (0,), ()))
-    other = PredictorCache(size=4, config={"consumer": "test", "seed": 1})
+    other = PredictorCache(FitSettings((("spectrum",),), FAST_AELLE, seed=1), "test")
     assert other.digest(study, KEY) != make_cache().digest(study, KEY)
     assert make_cache().digest(optuna.create_study(), KEY) != make_cache().digest(study, KEY)
 

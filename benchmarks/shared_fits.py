@@ -1,0 +1,197 @@
+"""How often the workers of one study fit the pruner's model, and what that costs them.
+
+Starts ``--workers`` processes on one PostgreSQL study, each running ``--trials`` trials with
+:class:`~optuna_lyap.LyapunovPruner`. A trial reports, at steps 0, 1 and 2, a synthetic
+spectrum whose level encodes its final value and a chance-level intermediate value, and sleeps
+``--epoch-s`` seconds per step in place of training. Every worker counts the calls of the
+pruner's ``fit_predictor`` (one call: cross-validation and fit of every candidate input set)
+and the seconds spent in them, and names each call's training set by its content (trial
+numbers, targets, spectra, unlabelled trials), so fits of the same training set in different
+workers are counted as repeats.
+
+``--code DIR`` runs the workers on another checkout of the package (e.g. an export of an
+earlier commit) to compare; the script itself is not imported from there.
+
+Usage::
+
+    python benchmarks/shared_fits.py --label after
+    git archive main | tar -x -C /tmp/base && \
+        python benchmarks/shared_fits.py --code /tmp/base --label before
+
+Prints a table and adds a row to ``benchmarks/results/shared_fits.json`` (and ``.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "shared_fits"
+DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+AELLE = {"n_models": 1, "max_steps": 100, "hidden_dim": 16, "head_hidden_dim": 8}
+
+
+def _training_set_id(rows: Any, unlabelled: Any) -> str:
+    """A digest of what a fit reads: the same in every worker for the same training set."""
+    h = hashlib.sha256()
+    h.update(repr(list(rows.numbers)).encode())
+    h.update(rows.targets.tobytes())
+    for spectrum in rows.spectra or []:
+        h.update(spectrum.tobytes())
+    h.update(repr([] if unlabelled is None else list(unlabelled.numbers)).encode())
+    return h.hexdigest()[:16]
+
+
+def worker(url: str, study_name: str, n_trials: int, seed: int, epoch_s: float) -> None:
+    import numpy as np
+    import optuna
+    import torch
+
+    from optuna_lyap import LyapunovPruner, report_spectrum
+    from optuna_lyap.pruners import _lyapunov
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fits: list[str] = []
+    fit_s = 0.0
+    original = _lyapunov.fit_predictor
+
+    def counting(rows: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal fit_s
+        fits.append(_training_set_id(rows, kwargs.get("unlabelled")))
+        start = time.perf_counter()
+        try:
+            return original(rows, *args, **kwargs)
+        finally:
+            fit_s += time.perf_counter() - start
+
+    _lyapunov.fit_predictor = counting  # type: ignore[attr-defined]
+
+    def objective(trial: optuna.Trial) -> float:
+        quality = trial.suggest_float("quality", 0.0, 1.0)
+        rng = np.random.default_rng(trial.number)
+        for step in range(3):
+            time.sleep(epoch_s)
+            if step < 2:
+                level = 2.0 * quality - 1.0
+                spectrum = np.sort(-np.linspace(0.0, 2.0, 16) + level + rng.normal(0, 0.02, 16))
+                report_spectrum(trial, spectrum[::-1], step)
+            trial.report(float(0.5 + rng.normal(0.0, 0.01)), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"Trial was pruned at step {step}.")
+        return quality
+
+    pruner = LyapunovPruner(n_startup_trials=5, aelle_params=AELLE, cv_folds=3)
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=url,
+        sampler=optuna.samplers.RandomSampler(seed=seed),
+        pruner=pruner,
+    )
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=n_trials)
+    wall_s = time.perf_counter() - start
+    print(json.dumps({"seed": seed, "wall_s": wall_s, "fit_s": fit_s, "fits": fits}))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    code = Path(args.code).resolve() if args.code else ROOT
+    name = f"optuna_lyap_bench_shared_fits_{uuid.uuid4().hex}"
+    storage = optuna.storages.RDBStorage(args.url)
+    optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", args.url, name]
+    try:
+        processes = [
+            subprocess.Popen(
+                [*command, str(args.trials), str(seed), str(args.epoch_s)],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for seed in range(args.workers)
+        ]
+        outputs = [p.communicate()[0] for p in processes]
+        if any(p.returncode for p in processes):
+            raise SystemExit(f"a worker failed: {[p.returncode for p in processes]}")
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        states = [t.state.name for t in trials]
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+        storage.engine.dispose()
+    reports = [json.loads(o.strip().splitlines()[-1]) for o in outputs]
+    fits = [f for r in reports for f in r["fits"]]
+    walls = [r["wall_s"] for r in reports]
+    shares = [r["fit_s"] / r["wall_s"] for r in reports]
+    return {
+        "label": args.label,
+        "workers": args.workers,
+        "trials_per_worker": args.trials,
+        "epoch_s": args.epoch_s,
+        "completed": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
+        "fits": len(fits),
+        "training_sets": len(set(fits)),
+        "fit_s": round(sum(r["fit_s"] for r in reports), 2),
+        "worker_wall_s_mean": round(sum(walls) / len(walls), 2),
+        "worker_wall_s_max": round(max(walls), 2),
+        "fit_share_of_wall": [round(s, 3) for s in shares],
+        "python": sys.version.split()[0],
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        url, name, n, seed, epoch_s = sys.argv[2:]
+        worker(url, name, int(n), int(seed), float(epoch_s))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=10, help="per worker")
+    parser.add_argument("--epoch-s", type=float, default=0.5, help="sleep per step")
+    parser.add_argument(
+        "--url", default=os.environ.get("OPTUNA_LYAP_TEST_POSTGRES_URL", DEFAULT_URL)
+    )
+    parser.add_argument("--code", default=None, help="checkout whose optuna_lyap the workers run")
+    parser.add_argument("--label", default="after")
+    args = parser.parse_args()
+    row = run(args)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    path = RESULTS.with_suffix(".json")
+    rows = json.loads(path.read_text()) if path.exists() else []
+    rows = [r for r in rows if r["label"] != row["label"]] + [row]
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    header = (
+        "| label | workers x trials | fits | training sets | fits / set | fit s (all workers) "
+        "| worker wall s (mean, max) | fit share of worker wall |"
+    )
+    lines = [header, "|" + "---|" * 8]
+    for r in rows:
+        share = ", ".join(f"{s:.0%}" for s in r["fit_share_of_wall"])
+        lines.append(
+            f"| {r['label']} | {r['workers']} x {r['trials_per_worker']} | {r['fits']} | "
+            f"{r['training_sets']} | {r['fits'] / max(r['training_sets'], 1):.2f} | "
+            f"{r['fit_s']} | {r['worker_wall_s_mean']}, {r['worker_wall_s_max']} | {share} |"
+        )
+    table = "\n".join(lines)
+    command = "python benchmarks/shared_fits.py " + " ".join(sys.argv[1:])
+    path.with_suffix(".md").write_text(
+        f"# Pruner fits across workers (PostgreSQL)\n\nLast command: `{command}`\n\n{table}\n"
+    )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
