@@ -19,6 +19,11 @@ Usage::
         python benchmarks/shared_fits.py --code /tmp/base --label before
 
 Prints a table and adds a row to ``benchmarks/results/shared_fits.json`` (and ``.md``).
+
+``--sizes`` instead measures what one stored predictor writes to the study's system attrs
+(characters of JSON, number of attrs) with the pruner's and the sampler's default AeLLE
+parameters, fitted on 20 synthetic rows, and the header an artifact store leaves there;
+it writes ``benchmarks/results/shared_fits_sizes.json``.
 """
 
 from __future__ import annotations
@@ -152,7 +157,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def sizes() -> list[dict[str, Any]]:
+    import numpy as np
+    import optuna
+    import torch
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from optuna_lyap._prediction import FitSettings, PredictorCache, Rows, fit_predictor
+    from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
+    from optuna_lyap.samplers._lyapunov import DEFAULT_AELLE_PARAMS
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rng = np.random.default_rng(0)
+    n = 20
+    quality = rng.uniform(size=n)
+    spectra = [np.sort(-np.linspace(0, 2, 64) + 2 * q - 1)[::-1] for q in quality]
+    curve = np.column_stack([quality + rng.normal(0, 0.1, n)] * 2)
+    rows = Rows(list(range(n)), {"spectrum": spectra, "curve": curve}, curve[:, 0], quality)
+    out = []
+    candidates = {
+        "pruner": ((("spectrum",), ("curve",), ("spectrum", "curve")), _DEFAULT_AELLE_PARAMS),
+        "sampler": ((("spectrum",),), DEFAULT_AELLE_PARAMS),
+    }
+    for consumer, (sets, params) in candidates.items():
+        settings = FitSettings(sets, params, seed=0, cv_folds=3)
+        fitted = fit_predictor(rows, settings=settings)
+        for store in (None, "artifacts"):
+            study = optuna.create_study()
+            folder = RESULTS.parent / "_artifacts_tmp"
+            artifacts = FileSystemArtifactStore(str(folder)) if store else None
+            if artifacts is not None:
+                folder.mkdir(exist_ok=True)
+            cache = PredictorCache(settings, consumer, artifact_store=artifacts)
+            cache.get_or_fit(study, ((0,),), lambda fitted=fitted: fitted)
+            attrs = study._storage.get_study_system_attrs(study._study_id)
+            # Everything the store wrote, the artifact's metadata included (a fresh study).
+            chars = [len(json.dumps(v)) for v in attrs.values()]
+            out.append(
+                {
+                    "command": "python benchmarks/shared_fits.py --sizes",
+                    "consumer": consumer,
+                    "aelle_params": dict(params),
+                    "store": store or "study system attrs",
+                    "attrs": len(attrs),
+                    "attr_chars_total": sum(chars),
+                    "attr_chars_max": max(chars),
+                }
+            )
+            if artifacts is not None:
+                for path in folder.iterdir():
+                    out[-1]["artifact_bytes"] = path.stat().st_size
+                    path.unlink()
+                folder.rmdir()
+    return out
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--sizes":
+        rows = sizes()
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        path = RESULTS.parent / "shared_fits_sizes.json"
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+        for row in rows:
+            print(row)
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         url, name, n, seed, epoch_s = sys.argv[2:]
         worker(url, name, int(n), int(seed), float(epoch_s))
@@ -168,11 +237,16 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     args = parser.parse_args()
     row = run(args)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    row["command"] = "python benchmarks/shared_fits.py " + " ".join(sys.argv[1:])
     path = RESULTS.with_suffix(".json")
     rows = json.loads(path.read_text()) if path.exists() else []
     rows = [r for r in rows if r["label"] != row["label"]] + [row]
     path.write_text(json.dumps(rows, indent=1) + "\n")
+    print(write_table(rows))
+
+
+def write_table(rows: list[dict[str, Any]]) -> str:
+    """Write ``shared_fits.md`` from the recorded rows; return the table."""
     header = (
         "| label | workers x trials | fits | training sets | fits / set | fit s (all workers) "
         "| worker wall s (mean, max) | fit share of worker wall |"
@@ -186,11 +260,14 @@ def main() -> None:
             f"{r['fit_s']} | {r['worker_wall_s_mean']}, {r['worker_wall_s_max']} | {share} |"
         )
     table = "\n".join(lines)
-    command = "python benchmarks/shared_fits.py " + " ".join(sys.argv[1:])
-    path.with_suffix(".md").write_text(
-        f"# Pruner fits across workers (PostgreSQL)\n\nLast command: `{command}`\n\n{table}\n"
+    commands = "\n".join(f"- {r['label']}: `{r['command']}`" for r in rows)
+    RESULTS.with_suffix(".md").write_text(
+        "# Pruner fits across workers (PostgreSQL)\n\n"
+        f"{table}\n\nCommands (on 2 cores shared with other work: wall times vary between "
+        "runs; so does the count before sharing, which depends on which workers meet which "
+        f"training sets):\n\n{commands}\n"
     )
-    print(table)
+    return table
 
 
 if __name__ == "__main__":

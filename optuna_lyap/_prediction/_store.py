@@ -374,14 +374,16 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
                     break  # the owner gave up without a result
             _LOG.debug("fitting predictor %s claimed by another worker", digest)
         start = time.perf_counter()
-        text = predictor_to_json(fit())
-        seconds = time.perf_counter() - start
-        found = self._load(study, digest)  # a worker that waited in vain may have won
-        if isinstance(found, _Missing):
-            self._write(study, digest, text)
-            found = predictor_from_json(text, self._pretrained)
+        try:
+            text = predictor_to_json(fit())
+            seconds = time.perf_counter() - start
+            found = self._load(study, digest)  # a worker that waited in vain may have won
+            if isinstance(found, _Missing):
+                self._write(study, digest, text)
+                found = predictor_from_json(text, self._pretrained)
+        finally:
+            self._release(study, digest)  # also when the fit failed: nobody waits in vain
         _LOG.debug("fitted predictor %s in %.3f s (%d chars)", digest, seconds, len(text))
-        self._release(study, digest)
         return found
 
     def _load(self, study: optuna.Study, digest: str) -> FittedPredictor | None | _Missing:
@@ -390,7 +392,12 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
         if not isinstance(header, Mapping):
             return _MISSING
         if "artifact_id" in header:
-            assert self._artifact_store is not None, "stored in an artifact store: give it"
+            if self._artifact_store is None:
+                raise ValueError(
+                    f"The predictor {digest} of study {study.study_name!r} is in an artifact "
+                    "store, but this worker has none: give every worker the same "
+                    "artifact_store."
+                )
             with self._artifact_store.open_reader(header["artifact_id"]) as reader:
                 text = reader.read().decode("utf-8")
         else:

@@ -318,7 +318,7 @@ class LyapunovPruner(BasePruner):
         cached fit), applied to ``trial``'s own spectrum and learning curve up to ``step``.
         ``trial`` may be any of the study's trials: running, pruned or complete (a completed
         trial of the training set gets an in-sample prediction). Nothing is written to the
-        storage.
+        trial; a model fitted for the call is stored in the study, as :meth:`prune` stores it.
 
         Args:
             study: The study ``trial`` belongs to.

@@ -208,3 +208,23 @@ def test_a_claim_dropped_without_a_result_is_not_waited_for(tmp_path: Path) -> N
     assert cache.get_or_fit(study, KEY, fit) is not None
     thread.join()
     assert time.monotonic() - start < 30.0
+
+
+def test_a_failed_fit_releases_its_claim(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    cache = make_cache()
+
+    def broken() -> FittedPredictor | None:
+        raise RuntimeError("broken fit")
+
+    with pytest.raises(RuntimeError, match="broken fit"):
+        cache.get_or_fit(study, KEY, broken)
+    assert optuna.get_all_study_names(study._storage) == [study.study_name]
+    assert our_attrs(study) == {}
+
+
+def test_a_worker_without_the_artifact_store_is_told(tmp_path: Path) -> None:
+    study = optuna.create_study()
+    make_cache(artifact_store=FileSystemArtifactStore(str(tmp_path))).get_or_fit(study, KEY, fit)
+    with pytest.raises(ValueError, match="artifact_store"):
+        make_cache().get_or_fit(study, KEY, never)
