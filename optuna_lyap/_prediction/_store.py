@@ -38,6 +38,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any
@@ -47,7 +48,7 @@ import optuna
 import torch
 from optuna.distributions import distribution_to_json, json_to_distribution
 from optuna.exceptions import DuplicatedStudyError
-from optuna.storages import InMemoryStorage
+from optuna.storages import InMemoryStorage, JournalStorage
 from optuna.study import StudyDirection
 
 from optuna_lyap._prediction._core import Candidate, FitSettings, FittedPredictor
@@ -284,10 +285,11 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
         self._lock = threading.RLock()
         self._entries: OrderedDict[Hashable, FittedPredictor | None] = OrderedDict()
         self._pretrained_fingerprint: str | None = None
+        self._warned_journal = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_lock", "_entries", "_pretrained_fingerprint"):
+        for name in ("_lock", "_entries", "_pretrained_fingerprint", "_warned_journal"):
             del state[name]
         return state
 
@@ -424,6 +426,16 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
                     artifact_store=self._artifact_store, file_path=path, study_or_trial=study
                 )
         else:
+            if isinstance(storage, JournalStorage) and not self._warned_journal:
+                self._warned_journal = True
+                warnings.warn(
+                    f"A fitted predictor ({len(text)} characters) goes to the study's system "
+                    "attrs of a journal storage, whose every worker replays every write; give "
+                    "the pruner or sampler an artifact_store (e.g. optuna.artifacts."
+                    "FileSystemArtifactStore) to keep it out of the journal.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             parts = _split(text)
             for i, part in enumerate(parts):
                 storage.set_study_system_attr(study_id, f"{predictor_key(digest)}:{i}", part)

@@ -6,6 +6,7 @@ import json
 import math
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,19 @@ def test_a_worker_without_the_artifact_store_is_told(tmp_path: Path) -> None:
     make_cache(artifact_store=FileSystemArtifactStore(str(tmp_path))).get_or_fit(study, KEY, fit)
     with pytest.raises(ValueError, match="artifact_store"):
         make_cache().get_or_fit(study, KEY, never)
+
+
+def test_a_journal_without_an_artifact_store_gets_one_warning(tmp_path: Path) -> None:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    study = optuna.create_study(storage=storage)
+    cache = make_cache()
+    fitted = fit()
+    with pytest.warns(UserWarning, match="artifact_store"):
+        cache.get_or_fit(study, KEY, lambda: fitted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.get_or_fit(study, (2,), lambda: fitted)
+    assert_same(fitted, make_cache().get_or_fit(study, KEY, never))
