@@ -21,9 +21,13 @@ Layout (schema version 1), beside :mod:`optuna_lyap._storage`'s:
 * While a worker fits, a study named ``optuna_lyap:v1:claim:{digest}`` exists in the same
   storage: creating a study of a taken name fails atomically in every Optuna storage, so one
   worker claims a training set and the others wait (at most ``wait_s``) for its result. The
-  claim study is deleted when the result is stored; a worker that dies while fitting leaves it
-  behind, and the others fit themselves after the wait. The user's study is never touched
-  beyond its system attrs.
+  claim study is deleted when the result is stored or the fit fails. A worker that dies while
+  fitting leaves it behind until a waiting worker, after ``wait_s``, fits instead and deletes
+  it. What remains of the race: a fit that outlasts ``wait_s`` is repeated by the workers
+  waiting for it (each fit logs ``fitted predictor {digest}`` at DEBUG level on this module's
+  logger, so repeats can be counted). Claim studies show in study listings (e.g.
+  optuna-dashboard's) while a fit runs; an in-memory storage (one process) takes no claims.
+  The user's study is never touched beyond its system attrs.
 """
 
 from __future__ import annotations

@@ -160,10 +160,9 @@ class LyapunovSampler(BaseSampler):
     The model is fitted once per training set (see ``refit_growth``) and set of unlabelled
     spectra, from the storage's contents and ``seed`` only, by one worker process, and stored
     in the study for the others (see ``artifact_store``; workers share fits only when they are
-    given the same ``seed`` and settings); candidates' networks
-    are seeded from ``seed`` and the trial number. The sampler can be shared by threads
-    (``n_jobs > 1``) and pickled (its caches are dropped; ``model_factory`` and
-    ``probe_inputs`` must pickle).
+    given the same ``seed`` and settings); candidates' networks are seeded from ``seed`` and
+    the trial number. The sampler can be shared by threads (``n_jobs > 1``) and pickled (its
+    caches are dropped; ``model_factory`` and ``probe_inputs`` must pickle).
     Every hook is delegated to the base sampler, as Optuna's wrapper samplers do.
 
     Example:
