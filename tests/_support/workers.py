@@ -9,8 +9,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import optuna
+
+from tests.pruners_tests.storages import storage_url, study_factory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +68,28 @@ def fits_and_loads(outputs: Sequence[str]) -> tuple[Counter[str], Counter[str]]:
         fitted.update(_FITTED.findall(output))
         loaded.update(_LOADED.findall(output))
     return fitted, loaded
+
+
+@dataclass
+class WorkerRun:
+    """A study and what the workers that shared it printed."""
+
+    study: optuna.Study
+    outputs: list[str]
+
+
+@contextmanager
+def workers_on_one_study(
+    module: str, kind: str, tmp_path: Path, n_workers: int, n_trials: int
+) -> Iterator[WorkerRun]:
+    """Create a maximising study on a ``kind`` storage, run ``n_workers`` workers of ``module``
+    on it (argv: kind, location, study name, ``n_trials``, seed = worker index) and yield the
+    study with the workers' outputs; the study is deleted afterwards."""
+    with study_factory(kind, tmp_path) as make:
+        study = make(direction="maximize")
+        location = storage_url(kind, tmp_path)
+        argv = [
+            [kind, location, study.study_name, str(n_trials), str(seed)]
+            for seed in range(n_workers)
+        ]
+        yield WorkerRun(study, run_workers(module, argv))

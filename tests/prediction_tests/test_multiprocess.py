@@ -9,8 +9,7 @@ from optuna.trial import TrialState
 
 from optuna_lyap._prediction._store import claim_study_name
 from optuna_lyap.pruners import load_predictions
-from tests._support.workers import fits_and_loads, run_workers
-from tests.pruners_tests.storages import storage_url, study_factory
+from tests._support.workers import fits_and_loads, workers_on_one_study
 
 N_WORKERS = 4
 N_TRIALS = 6  # per worker
@@ -19,14 +18,9 @@ N_TRIALS = 6  # per worker
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["postgres", "journal"])
 def test_each_training_set_is_fitted_once_across_workers(kind: str, tmp_path: Path) -> None:
-    with study_factory(kind, tmp_path) as make:
-        study = make(direction="maximize")
-        location = storage_url(kind, tmp_path)
-        argv = [
-            [kind, location, study.study_name, str(N_TRIALS), str(s)] for s in range(N_WORKERS)
-        ]
-        outputs = run_workers("tests.prediction_tests._worker", argv)
-
+    worker = "tests.prediction_tests._worker"
+    with workers_on_one_study(worker, kind, tmp_path, N_WORKERS, N_TRIALS) as run:
+        study, outputs = run.study, run.outputs
         fitted, loaded = fits_and_loads(outputs)
         assert fitted, "no predictor was fitted"
         assert max(fitted.values()) == 1, fitted  # no training set fitted twice

@@ -7,31 +7,19 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests._support.workers import fits_and_loads, run_workers
-from tests.pruners_tests.storages import storage_url, study_factory
-
-N_WORKERS = 2
-N_TRIALS = 7  # per worker
+from tests._support.workers import fits_and_loads, workers_on_one_study
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["journal", "postgres"])
 def test_workers_share_a_study_with_the_sampler(kind: str, tmp_path: Path) -> None:
-    with study_factory(kind, tmp_path) as make:
-        study = make(direction="maximize")
-        location = storage_url(kind, tmp_path)
-        outputs = run_workers(
-            "tests.samplers_tests._worker",
-            [
-                [kind, location, study.study_name, str(N_TRIALS), str(seed)]
-                for seed in range(N_WORKERS)
-            ],
-        )
+    with workers_on_one_study("tests.samplers_tests._worker", kind, tmp_path, 2, 7) as run:
+        study, outputs = run.study, run.outputs
         for output in outputs:
             assert "could not" not in output, output
 
         trials = study.get_trials(deepcopy=False)
-        assert len(trials) == N_WORKERS * N_TRIALS
+        assert len(trials) == 2 * 7  # workers x trials each
         assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
         assert any("lyap_screen_predicted" in t.user_attrs for t in trials)
         for t in trials:
