@@ -263,6 +263,10 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
         wait_s: Longest wait, in seconds, for another worker's fit of the same training set
             before fitting it here.
         size: Predictors kept in this process.
+
+    Raises:
+        ValueError: When ``artifact_store`` lacks the ``open_reader`` and ``write`` of
+            Optuna's artifact stores.
     """
 
     poll_s = 0.2
@@ -277,6 +281,13 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
         wait_s: float = 300.0,
         size: int = 16,
     ) -> None:
+        if artifact_store is not None and not all(
+            callable(getattr(artifact_store, name, None)) for name in ("open_reader", "write")
+        ):
+            raise ValueError(
+                "`artifact_store` must be an optuna.artifacts store (with open_reader and "
+                f"write), e.g. FileSystemArtifactStore, or None, but got {artifact_store=}."
+            )
         self._size = size
         config = {"consumer": consumer, **settings.as_dict()}
         self._config = json.loads(json.dumps(config, sort_keys=True))

@@ -245,3 +245,8 @@ def test_a_journal_without_an_artifact_store_gets_one_warning(tmp_path: Path) ->
         warnings.simplefilter("error")
         cache.get_or_fit(study, (2,), lambda: fitted)
     assert_same(fitted, make_cache().get_or_fit(study, KEY, never))
+
+
+def test_an_artifact_store_is_checked() -> None:
+    with pytest.raises(ValueError, match="artifact_store='/tmp'"):
+        make_cache(artifact_store="/tmp")

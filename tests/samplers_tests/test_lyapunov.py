@@ -565,6 +565,7 @@ def test_threads_share_the_sampler() -> None:
         ({"aelle_params": {"n_model": 2}}, "n_model"),
         ({"aelle": 3}, "aelle"),
         ({"seed": -1}, "seed"),
+        ({"artifact_store": "/tmp/models"}, "artifact_store"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, Any], name: str) -> None:
