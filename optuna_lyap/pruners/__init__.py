@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from optuna_lyap._prediction import curve_features, fit_aelle
 from optuna_lyap._storage import load_predictions, load_spectra, report_spectrum
 from optuna_lyap.pruners._lyapunov import LyapunovPruner
 from optuna_lyap.pruners._monitor import LyapunovMonitor
-from optuna_lyap.pruners._predictor import curve_features, fit_aelle
 
 __all__ = [
     "LyapunovMonitor",

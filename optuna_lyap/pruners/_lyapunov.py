@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
@@ -13,29 +11,32 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.pruners import BasePruner, MedianPruner
-from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import check_int, check_real
-from optuna_lyap._storage import record_prediction, spectrum_at, spectrum_key
-from optuna_lyap.aelle import AeLLE
-from optuna_lyap.pruners._predictor import (
+from optuna_lyap._prediction import (
+    SPECTRUM,
+    FitSettings,
     FittedPredictor,
-    ParamEncoder,
-    Rows,
-    collect_rows,
+    PredictorCache,
+    ReadContext,
     curve_features,
     fit_predictor,
     input_sets,
+    param_encoder,
     pretrained_inputs,
-    refit_size,
+    query_rows,
+    read_rows,
+    training_set,
+    unlabelled_trials,
 )
+from optuna_lyap._storage import record_prediction, spectrum_at, spectrum_key
+from optuna_lyap.aelle import AeLLE
 
 # Trial n is kept unpruned when frac(n * phi) < share: a deterministic, evenly spread subset
 # of every run of trial numbers (a Weyl sequence), the same in every worker.
 _GOLDEN = 0.6180339887498949
-_CACHE_SIZE = 64
 
 
 def is_protected(number: int, share: float) -> bool:
@@ -59,11 +60,7 @@ def _score(values: np.ndarray | float, direction: StudyDirection) -> Any:
 
 def _target_location(model: AeLLE) -> tuple[float, float]:
     """Centre and scale of the targets a fitted AeLLE was trained on."""
-    # AeLLE moved from mean/std to median/robust spread of the targets; read either.
-    centre = getattr(model, "target_centre_", None)
-    if centre is None:
-        centre = getattr(model, "target_mean_")  # noqa: B009
-    return float(centre), float(model.target_scale_)
+    return float(model.target_centre_), float(model.target_scale_)
 
 
 # Small AeLLE ensembles: the pruner refits them whenever the set of completed trials changes.
@@ -94,9 +91,9 @@ class LyapunovPruner(BasePruner):
     per-step record in the system attrs (see :func:`optuna_lyap.pruners.load_predictions`).
 
     Decisions depend only on the storage's contents and ``seed``: the model at a step is
-    fitted once per training set (see ``refit_growth``) and set of unlabelled spectra,
-    cached, and every worker process fits the same one. The pruner can be shared by threads
-    (``n_jobs > 1``) and pickled (the cache is dropped).
+    fitted once per training set (see ``refit_growth``) and set of unlabelled spectra, by one
+    worker process, and stored in the study for the others (see ``artifact_store``). The
+    pruner can be shared by threads (``n_jobs > 1``) and pickled (the cache is dropped).
 
     Example:
 
@@ -176,6 +173,11 @@ class LyapunovPruner(BasePruner):
             whenever a trial completes. The pruning threshold always uses every completed
             trial. At least 1.
         seed: Seed of every model fit, so all workers reach the same decisions.
+        artifact_store: An :mod:`optuna.artifacts` store (e.g.
+            ``optuna.artifacts.FileSystemArtifactStore``) that every worker can read, for the
+            fitted models; None stores them in the study's system attrs (in slices under
+            MySQL's 64 KiB cap). Give one with a journal storage, which replays every attr
+            write in every worker.
     """
 
     def __init__(
@@ -200,6 +202,7 @@ class LyapunovPruner(BasePruner):
         model_steps: Iterable[int] | None = None,
         refit_growth: float = 1.25,
         seed: int = 0,
+        artifact_store: Any = None,
     ) -> None:
         self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, 0)
         self._n_warmup_steps = check_int("n_warmup_steps", n_warmup_steps, 0)
@@ -229,7 +232,11 @@ class LyapunovPruner(BasePruner):
                 f"`fallback` must be a BasePruner, 'median' or None, but got {fallback=}."
             )
         self._fallback = fallback
-        self._candidates = input_sets(use_spectrum, use_curve, use_params, select_inputs)
+        offered = ((SPECTRUM, use_spectrum), ("curve", use_curve), ("params", use_params))
+        enabled = [name for name, on in offered if on]
+        if not enabled:
+            raise ValueError("At least one of use_spectrum, use_curve, use_params must be True.")
+        self._candidates = input_sets(enabled, select_inputs)
         self._use_params = use_params
         self._require_beating_raw = bool(require_beating_raw)
         self._use_unlabelled = bool(use_unlabelled)
@@ -246,15 +253,19 @@ class LyapunovPruner(BasePruner):
                 )
             pretrained_inputs(aelle)  # validates it
         self._pretrained = aelle
+        self._artifact_store = artifact_store
         self._init_cache()
 
     def _init_cache(self) -> None:
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[Any, ...], FittedPredictor | None] = OrderedDict()
+        self._settings = FitSettings(
+            tuple(self._candidates), self._aelle_params, self._seed, self._cv_folds
+        )
+        self._cache = PredictorCache(
+            self._settings, "LyapunovPruner", self._pretrained, self._artifact_store, size=64
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_lock"]
         del state["_cache"]
         return state
 
@@ -307,7 +318,7 @@ class LyapunovPruner(BasePruner):
         cached fit), applied to ``trial``'s own spectrum and learning curve up to ``step``.
         ``trial`` may be any of the study's trials: running, pruned or complete (a completed
         trial of the training set gets an in-sample prediction). Nothing is written to the
-        storage.
+        trial; a model fitted for the call is stored in the study, as :meth:`prune` stores it.
 
         Args:
             study: The study ``trial`` belongs to.
@@ -362,64 +373,19 @@ class LyapunovPruner(BasePruner):
             study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
             key=lambda t: t.number,
         )
-        own_ready = len(completed) >= self._n_startup_trials and len(completed) > 0
-        if not own_ready and self._pretrained is None:
-            return None
-        training = completed[
-            : refit_size(len(completed), self._n_startup_trials, self._refit_growth)
-        ]
-
         spectrum_step: int | None = None
-        spectrum: np.ndarray | None = None
         if self._reads_spectra:
             found = spectrum_at(trial, step)
             if found is not None:
-                spectrum_step, spectrum = found
-
-        unlabelled: list[FrozenTrial] = []
-        if self._use_unlabelled and spectrum_step is not None and own_ready:
-            key_step = spectrum_key(spectrum_step)
-            newest = training[-1].number
-            unlabelled = sorted(
-                (
-                    t
-                    for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-                    if t.number < newest and key_step in t.system_attrs
-                ),
-                key=lambda t: t.number,
-            )
-
-        key = (
-            step,
-            spectrum_step,
-            tuple(t.number for t in training) if own_ready else (),
-            tuple(t.number for t in unlabelled),
-        )
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                fitted = self._cache[key]
-            else:
-                fitted = self._fit(
-                    training if own_ready else [], unlabelled, step, spectrum_step, direction
-                )
-                self._cache[key] = fitted
-                while len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
+                spectrum_step = found[0]
+        fitted, own_ready = self._predictor(study, completed, step, spectrum_step)
         if fitted is None:
             return None
         chosen = fitted.chosen
-        if "spectrum" in chosen.inputs and spectrum is None:
+        context = ReadContext(step, direction, spectrum_step, fitted.encoder)
+        row = query_rows([trial], chosen.inputs, context)
+        if row is None:
             return None
-
-        encoder = fitted.encoder
-        row = Rows(
-            [trial.number],
-            None if spectrum is None else [spectrum],
-            curve[None, :],
-            None if encoder is None else encoder.encode(trial.params)[None, :],
-            np.array([math.nan]),
-        )
         mean, std = (float(v[0]) for v in fitted.predict(row))
 
         if own_ready:
@@ -456,6 +422,42 @@ class LyapunovPruner(BasePruner):
         }
         return record, acts
 
+    def _predictor(
+        self,
+        study: optuna.Study,
+        completed: list[FrozenTrial],
+        step: int,
+        spectrum_step: int | None,
+    ) -> tuple[FittedPredictor | None, bool]:
+        """The predictor for a trial at ``step`` whose spectrum is at ``spectrum_step``, and
+        whether it was fitted on the study's own trials (else: the pretrained model alone, or
+        None before ``n_startup_trials`` completed trials can become rows)."""
+        names = ("curve",) if spectrum_step is None else (SPECTRUM, "curve")
+        context = ReadContext(step, study.direction, spectrum_step)
+        training, usable = training_set(
+            completed, names, context, start=self._n_startup_trials, growth=self._refit_growth
+        )
+        own_ready = usable >= self._n_startup_trials and usable > 0
+        if not own_ready:
+            if self._pretrained is None:
+                return None, False
+            training = []
+        unlabelled: list[FrozenTrial] = []
+        if self._use_unlabelled and spectrum_step is not None:
+            pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+            unlabelled = unlabelled_trials(pruned, spectrum_step, training)
+        key = (
+            step,
+            spectrum_step,
+            tuple(t.number for t in training),
+            tuple(t.number for t in unlabelled),
+        )
+
+        def fit() -> FittedPredictor | None:
+            return self._fit(training, unlabelled, step, spectrum_step, study.direction)
+
+        return self._cache.get_or_fit(study, key, fit, share=bool(training)), own_ready
+
     def _fit(
         self,
         completed: list[FrozenTrial],
@@ -464,32 +466,19 @@ class LyapunovPruner(BasePruner):
         spectrum_step: int | None,
         direction: StudyDirection,
     ) -> FittedPredictor | None:
-        encoder = None
-        if self._use_params and completed:
-            encoder = ParamEncoder(intersection_search_space(completed))
-            if encoder.width == 0:
-                encoder = None
-        rows = collect_rows(
-            completed, step=step, spectrum_step=spectrum_step, direction=direction, encoder=encoder
-        )
+        encoder = param_encoder(completed) if self._use_params else None
+        names = ("curve", "params") if spectrum_step is None else (SPECTRUM, "curve", "params")
+        context = ReadContext(step, direction, spectrum_step, encoder)
+        rows = read_rows(completed, names, context)
         extra = None
         if unlabelled and spectrum_step is not None:
-            extra = collect_rows(
-                unlabelled,
-                step=step,
-                spectrum_step=spectrum_step,
-                direction=direction,
-                encoder=encoder,
-                labelled=False,
-                exact_spectrum_step=True,
-            )
-        params = {**self._aelle_params, "seed": self._seed}
+            exact = ReadContext(step, direction, spectrum_step, encoder, exact_spectrum_step=True)
+            extra = read_rows(unlabelled, names, exact, labelled=False)
+        pretrained = self._pretrained
         return fit_predictor(
             rows,
-            candidates=self._candidates,
-            make_model=lambda: AeLLE(**params),
+            settings=self._settings,
             unlabelled=extra,
-            pretrained=self._pretrained,
+            pretrained=None if pretrained is None else (pretrained, pretrained_inputs(pretrained)),
             encoder=encoder,
-            cv_folds=self._cv_folds,
         )

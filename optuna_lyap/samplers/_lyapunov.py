@@ -12,7 +12,6 @@ import math
 import os
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,25 +26,28 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import check_int, check_real, recurrent_part
+from optuna_lyap._prediction import (
+    SPECTRUM,
+    FitSettings,
+    FittedPredictor,
+    PredictorCache,
+    ReadContext,
+    Rows,
+    fit_predictor,
+    input_sets,
+    param_encoder,
+    read_rows,
+    training_set,
+    unlabelled_trials,
+)
 from optuna_lyap._storage import (
     USER_ATTR_SCREEN_PREDICTED,
     USER_ATTR_SCREEN_RANK_CORR,
     USER_ATTR_SCREEN_STD,
     as_exponents,
-    spectrum_at,
-    spectrum_key,
 )
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.lyapunov import lyapunov_spectrum
-from optuna_lyap.pruners._predictor import (
-    N_CURVE_FEATURES,
-    FittedPredictor,
-    ParamEncoder,
-    Rows,
-    fit_predictor,
-    input_sets,
-    refit_size,
-)
 from optuna_lyap.samplers._view import PredictedStudyView
 
 ModelFactory = Callable[..., torch.nn.Module]
@@ -55,7 +57,6 @@ ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
 INIT_STEP = 0
 # Fewer than this many labels leave nothing to cross-validate.
 _MIN_LABELLED = 3
-_CACHE_SIZE = 8
 # Refits happen on every new completed trial: a smaller ensemble trained for fewer steps than
 # AeLLE's defaults keeps a refit to seconds on a CPU.
 DEFAULT_AELLE_PARAMS: dict[str, Any] = {"n_models": 3, "max_steps": 200}
@@ -110,62 +111,6 @@ def init_spectrum(
     return as_exponents(spectrum)[0]
 
 
-def init_rows(
-    trials: Sequence[FrozenTrial],
-    direction: StudyDirection,
-    encoder: ParamEncoder | None,
-    *,
-    labelled: bool,
-) -> Rows:
-    """Rows of the trials that stored a spectrum at initialisation (step 0).
-
-    Args:
-        trials: Trials in the order rows should have.
-        direction: The study's direction.
-        encoder: Encodes hyperparameters; None reads none.
-        labelled: Targets are the trials' final values (trials without one are left out;
-            infinite ones become the worst finite target); else NaN, with NaN hyperparameters
-            (the rows train the reconstruction only).
-
-    Returns:
-        Rows whose curve columns are NaN (nothing is known about a candidate's curve).
-    """
-    numbers: list[int] = []
-    spectra: list[np.ndarray] = []
-    params: list[np.ndarray] = []
-    targets: list[float] = []
-    for trial in trials:
-        found = spectrum_at(trial, INIT_STEP)
-        if found is None:
-            continue
-        target = math.nan
-        if labelled:
-            value = trial.value
-            if value is None or math.isnan(value):
-                continue
-            target = float(value)
-        numbers.append(trial.number)
-        spectra.append(found[1])
-        targets.append(target)
-        if encoder is not None:
-            params.append(
-                encoder.encode(trial.params) if labelled else np.full(encoder.width, np.nan)
-            )
-    y = np.array(targets, dtype=np.float64)
-    finite = y[np.isfinite(y)]
-    if labelled and finite.size:
-        worst = finite.min() if direction == StudyDirection.MAXIMIZE else finite.max()
-        y = np.where(np.isfinite(y), y, worst)
-    n = len(numbers)
-    return Rows(
-        numbers,
-        spectra,
-        np.full((n, N_CURVE_FEATURES), np.nan),
-        None if encoder is None else np.array(params, dtype=np.float64).reshape(n, encoder.width),
-        y,
-    )
-
-
 @dataclass
 class _Plan:
     """What ``infer_relative_search_space`` decided for one trial."""
@@ -174,14 +119,6 @@ class _Plan:
     base_space: dict[str, BaseDistribution]
     screen: dict[str, BaseDistribution] = field(default_factory=dict)
     given: dict[str, Any] = field(default_factory=dict)  # single-valued and enqueued params
-
-
-@dataclass
-class _Model:
-    """A fitted predictor and whether to act on it."""
-
-    fitted: FittedPredictor
-    acts: bool
 
 
 class LyapunovSampler(BaseSampler):
@@ -202,7 +139,9 @@ class LyapunovSampler(BaseSampler):
     untrained network, computes its Lyapunov spectrum along the probe inputs, predicts its
     final value with an :class:`~optuna_lyap.AeLLE` fitted on the completed trials' spectra at
     step 0 and final values, and keeps the candidate with the best ``predicted value + kappa *
-    ensemble std`` (direction-aware: the prediction is negated for ``minimize``). Parameters
+    std`` (direction-aware: the prediction is negated for ``minimize``), where ``std =
+    sqrt(ensemble std^2 + residual_rms^2)`` combines the ensemble's spread with the model's
+    cross-validated residuals, as :class:`~optuna_lyap.LyapunovPruner` does. Parameters
     outside that search space (conditional ones, new ones) come from the base sampler.
 
     The model acts only where it has shown it ranks trials: the candidate input sets (the
@@ -219,10 +158,11 @@ class LyapunovSampler(BaseSampler):
     correlation), which optuna-dashboard plots.
 
     The model is fitted once per training set (see ``refit_growth``) and set of unlabelled
-    spectra, from the storage's contents and ``seed`` only, and cached; candidates' networks
-    are seeded from ``seed`` and the trial number. The sampler can be shared by threads
-    (``n_jobs > 1``) and pickled (its caches are dropped; ``model_factory`` and
-    ``probe_inputs`` must pickle).
+    spectra, from the storage's contents and ``seed`` only, by one worker process, and stored
+    in the study for the others (see ``artifact_store``; workers share fits only when they are
+    given the same ``seed`` and settings); candidates' networks are seeded from ``seed`` and
+    the trial number. The sampler can be shared by threads (``n_jobs > 1``) and pickled (its
+    caches are dropped; ``model_factory`` and ``probe_inputs`` must pickle).
     Every hook is delegated to the base sampler, as Optuna's wrapper samplers do.
 
     Example:
@@ -264,7 +204,7 @@ class LyapunovSampler(BaseSampler):
             is fitted (at least 3 are needed in any case). 10 matches TPE's start-up: the
             screening starts when TPE stops sampling at random, and with fewer labels a model
             regresses to the mean.
-        kappa: Weight of the ensemble's standard deviation in the score (an upper confidence
+        kappa: Weight of the prediction's standard deviation in the score (an upper confidence
             bound); 0 picks by predicted value alone.
         aelle: A fitted :class:`~optuna_lyap.AeLLE` (or a path written by ``AeLLE.save``)
             that reads spectra only (fitted with ``features=None``), e.g. fitted on the step-0
@@ -298,6 +238,11 @@ class LyapunovSampler(BaseSampler):
             on every new label. At least 1.
         seed: Seeds the default base sampler, every model fit and the candidates' networks.
             None draws one.
+        artifact_store: An :mod:`optuna.artifacts` store (e.g.
+            ``optuna.artifacts.FileSystemArtifactStore``) that every worker can read, for the
+            fitted models; None stores them in the study's system attrs (in slices under
+            MySQL's 64 KiB cap). Give one with a journal storage, which replays every attr
+            write in every worker.
     """
 
     def __init__(
@@ -321,6 +266,7 @@ class LyapunovSampler(BaseSampler):
         spectrum_kwargs: Mapping[str, Any] | None = None,
         refit_growth: float = 1.25,
         seed: int | None = None,
+        artifact_store: Any = None,
     ) -> None:
         if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
             raise ValueError(
@@ -362,7 +308,8 @@ class LyapunovSampler(BaseSampler):
         self._base = base_sampler if base_sampler is not None else TPESampler(seed=self._seed)
         self._model_factory = model_factory
         self._probe_inputs = probe_inputs
-        self._candidates = input_sets(True, False, bool(use_params), bool(select_inputs))
+        enabled = (SPECTRUM, "params") if use_params else (SPECTRUM,)
+        self._candidates = input_sets(enabled, bool(select_inputs))
         self._use_params = bool(use_params)
         self._use_unlabelled = bool(use_unlabelled)
         self._use_predictions = bool(use_predictions)
@@ -386,17 +333,26 @@ class LyapunovSampler(BaseSampler):
                     f"and {aelle.n_features_in_=}."
                 )
         self._pretrained = aelle
+        self._artifact_store = artifact_store
         self._init_state()
 
     def _init_state(self) -> None:
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[Any, ...], _Model | None] = OrderedDict()
+        self._settings = FitSettings(
+            tuple(self._candidates),
+            self._aelle_params,
+            self._seed,
+            self._cv_folds,
+            min_rows=max(self._n_startup_trials, _MIN_LABELLED),
+        )
+        self._cache = PredictorCache(
+            self._settings, "LyapunovSampler", self._pretrained, self._artifact_store, size=8
+        )
         self._local = threading.local()
         self._warned_multi_objective = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_lock", "_cache", "_local"):
+        for name in ("_cache", "_local"):
             del state[name]
         return state
 
@@ -482,20 +438,26 @@ class LyapunovSampler(BaseSampler):
 
     # -- screening ----------------------------------------------------------------------------
 
-    def _labelled(self, study: optuna.Study) -> list[FrozenTrial]:
-        """COMPLETE trials with a spectrum at step 0 and a value, by number."""
-        key = spectrum_key(INIT_STEP)
+    def _training_set(self, study: optuna.Study) -> tuple[list[FrozenTrial], int]:
+        """The labelled trials of the refit schedule, and how many could be labelled rows.
+
+        Labelled: COMPLETE with a spectrum at step 0 (trials added without one do not count).
+        """
         completed = study._get_trials(
             deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True
         )
-        return sorted(
-            (t for t in completed if key in t.system_attrs and t.values is not None),
-            key=lambda t: t.number,
+        context = ReadContext(INIT_STEP, study.direction, INIT_STEP, exact_spectrum_step=True)
+        return training_set(
+            completed,
+            (SPECTRUM,),
+            context,
+            start=self._settings.min_rows,
+            growth=self._refit_growth,
         )
 
     def _own_ready(self, n_labelled: int) -> bool:
         """Whether ``n_labelled`` trials are enough to fit and cross-validate a model."""
-        if n_labelled < max(self._n_startup_trials, _MIN_LABELLED):
+        if n_labelled < self._settings.min_rows:
             return False
         # Every fold's training part needs the two labels an AeLLE fit needs.
         k = min(self._cv_folds, n_labelled)
@@ -515,7 +477,7 @@ class LyapunovSampler(BaseSampler):
                     stacklevel=3,
                 )
             return False
-        return self._pretrained is not None or self._own_ready(len(self._labelled(study)))
+        return self._pretrained is not None or self._own_ready(self._training_set(study)[1])
 
     def _screen_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -536,68 +498,45 @@ class LyapunovSampler(BaseSampler):
         screen = {n: d for n, d in space.items() if not d.single() and n not in fixed}
         return screen, given
 
-    def _model(self, study: optuna.Study) -> _Model | None:
+    def _model(self, study: optuna.Study) -> FittedPredictor | None:
         """The fitted (or pretrained) predictor for the study's current trials, cached."""
-        labelled = self._labelled(study)
-        own_ready = self._own_ready(len(labelled))
-        if not own_ready and self._pretrained is None:
-            return None
-        if not own_ready:
-            labelled = []
-        start = max(self._n_startup_trials, _MIN_LABELLED)
-        labelled = labelled[: refit_size(len(labelled), start, self._refit_growth)]
+        training, n_labelled = self._training_set(study)
+        if not self._own_ready(n_labelled):
+            if self._pretrained is None:
+                return None
+            training = []
         unlabelled: list[FrozenTrial] = []
-        if self._use_unlabelled and own_ready:
-            key_step = spectrum_key(INIT_STEP)
-            newest = labelled[-1].number
-            unlabelled = sorted(
-                (
-                    t
-                    for t in study._get_trials(
-                        deepcopy=False, states=(TrialState.PRUNED,), use_cache=True
-                    )
-                    if t.number < newest and key_step in t.system_attrs
-                ),
-                key=lambda t: t.number,
-            )
-        key = (tuple(t.number for t in labelled), tuple(t.number for t in unlabelled))
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-            model = self._fit(labelled, unlabelled, study.direction)
-            self._cache[key] = model
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-            return model
+        if self._use_unlabelled:
+            pruned = study._get_trials(deepcopy=False, states=(TrialState.PRUNED,), use_cache=True)
+            unlabelled = unlabelled_trials(pruned, INIT_STEP, training)
+        key = (tuple(t.number for t in training), tuple(t.number for t in unlabelled))
+
+        def fit() -> FittedPredictor | None:
+            return self._fit(training, unlabelled, study.direction)
+
+        return self._cache.get_or_fit(study, key, fit, share=bool(training))
 
     def _fit(
         self, labelled: list[FrozenTrial], unlabelled: list[FrozenTrial], direction: StudyDirection
-    ) -> _Model | None:
-        encoder = None
-        if self._use_params and labelled:
-            encoder = ParamEncoder(intersection_search_space(labelled))
-            if encoder.width == 0:
-                encoder = None
-        rows = init_rows(labelled, direction, encoder, labelled=True)
-        extra = init_rows(unlabelled, direction, encoder, labelled=False) if unlabelled else None
-        params = {**self._aelle_params, "seed": self._seed}
-        fitted = fit_predictor(
-            rows,
-            candidates=self._candidates,
-            make_model=lambda: AeLLE(**params),
-            unlabelled=extra,
-            pretrained=self._pretrained,
-            encoder=encoder,
-            cv_folds=self._cv_folds,
-            min_rows=max(self._n_startup_trials, _MIN_LABELLED),
+    ) -> FittedPredictor | None:
+        encoder = param_encoder(labelled) if self._use_params else None
+        context = ReadContext(INIT_STEP, direction, INIT_STEP, encoder, exact_spectrum_step=True)
+        rows = read_rows(labelled, (SPECTRUM, "params"), context)
+        extra = None
+        if unlabelled:
+            extra = read_rows(unlabelled, (SPECTRUM, "params"), context, labelled=False)
+        pretrained = None if self._pretrained is None else (self._pretrained, (SPECTRUM,))
+        return fit_predictor(
+            rows, settings=self._settings, unlabelled=extra, pretrained=pretrained, encoder=encoder
         )
-        if fitted is None:
-            return None
-        if not self._own_ready(len(rows)):
-            return _Model(fitted, acts=True)  # only the pretrained model: trust it
+
+    def _acts(self, fitted: FittedPredictor) -> bool:
+        """Whether to screen with ``fitted``: a pretrained model alone is trusted; a model
+        checked on the study's trials must rank them above ``min_rank_corr``."""
+        if not self._own_ready(fitted.n_rows):
+            return True
         corr = fitted.chosen.rank_corr
-        return _Model(fitted, acts=not math.isnan(corr) and corr > self._min_rank_corr)
+        return not math.isnan(corr) and corr > self._min_rank_corr
 
     def _candidate_spectrum(
         self, params: Mapping[str, Any], number: int, index: int
@@ -627,10 +566,9 @@ class LyapunovSampler(BaseSampler):
         given: dict[str, Any],
     ) -> dict[str, Any] | None:
         """Draw candidates, score them, and return the best; None lets the base decide."""
-        model = self._model(study)
-        if model is None or not model.acts:
+        fitted = self._model(study)
+        if fitted is None or not self._acts(fitted):
             return None
-        fitted = model.fitted
         inputs = fitted.chosen.inputs
 
         # Optuna hands sample_independent the trial with its current system attrs (what
@@ -651,7 +589,7 @@ class LyapunovSampler(BaseSampler):
         scored: list[int] = []
         spectra: list[np.ndarray] = []
         for i, params in enumerate(candidates):
-            if "spectrum" not in inputs:
+            if SPECTRUM not in inputs:
                 scored.append(i)
                 continue
             try:
@@ -686,23 +624,13 @@ class LyapunovSampler(BaseSampler):
             view.replay(held[0])
             return candidates[0]
 
-        encoder = fitted.encoder
-        rows = Rows(
-            [trial.number] * len(scored),
-            spectra if "spectrum" in inputs else None,
-            np.full((len(scored), N_CURVE_FEATURES), np.nan),
-            None
-            if encoder is None
-            else np.array([encoder.encode(candidates[i]) for i in scored], dtype=np.float64),
-            np.full(len(scored), np.nan),
-        )
-        mean, std = fitted.chosen.model.predict(
-            rows.spectra if "spectrum" in inputs else None,
-            rows.features(inputs),
-            return_std=True,
-        )
-        mean = np.asarray(mean, dtype=np.float64)
-        std = np.asarray(std, dtype=np.float64)
+        columns: dict[str, Any] = {}
+        if SPECTRUM in inputs:
+            columns[SPECTRUM] = spectra
+        if "params" in inputs:
+            encoder = fitted.encoder
+            columns["params"] = np.array([encoder.encode(candidates[i]) for i in scored])
+        mean, std = fitted.predict(Rows.unlabelled([trial.number] * len(scored), columns))
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         score = np.where(np.isfinite(mean), sign * mean + self._kappa * std, -np.inf)
         best = int(np.argmax(score))

@@ -3,6 +3,7 @@ NAME N_TRIALS SEED``. Trials with a large gain are pruned with a predicted final
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import optuna
@@ -29,6 +30,8 @@ def pruning_objective(trial: optuna.Trial) -> float:
 def main(kind: str, location: str, study_name: str, n_trials: int, seed: int) -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.basicConfig(stream=sys.stdout, format="%(message)s")
+    logging.getLogger("optuna_lyap._prediction").setLevel(logging.DEBUG)
     sampler = LyapunovSampler(
         TPESampler(seed=seed, n_startup_trials=3),
         model_factory=gain_rnn,

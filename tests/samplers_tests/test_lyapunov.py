@@ -346,6 +346,28 @@ def test_own_model_is_fitted_after_startup_once_per_set_of_completed_trials(
     assert fits[-1] == (8, 1)
 
 
+def test_screening_std_adds_the_cross_validated_residuals() -> None:
+    # The sampler scored candidates by the ensemble's spread alone, where the pruner adds the
+    # model's cross-validated residuals; both now use FittedPredictor.predict.
+    sampler = _screening(
+        CyclingSampler([0.3, 0.6, 1.05, 2.0, 3.5, 0.8]),
+        search_space={"g": G},
+        n_startup_trials=4,
+        n_candidates=2,
+        min_rank_corr=-1.0,
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=5)
+    screened = study.trials[4]
+    fitted = sampler._cache[((0, 1, 2, 3), ())]
+    assert fitted is not None
+    _, spread = fitted.model.predict([spectrum_of(screened.params)], return_std=True)
+    rms = fitted.chosen.residual_rms
+    assert rms > 0
+    expected = math.sqrt(float(spread[0]) ** 2 + rms**2)
+    assert screened.user_attrs["lyap_screen_std"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_own_model_is_refitted_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     # Start 4, growth 1.5: training sets of 4, 6, 9 labelled trials.
     sampler = _screening(n_startup_trials=4, n_candidates=2, min_rank_corr=-1.0, refit_growth=1.5)
@@ -543,6 +565,7 @@ def test_threads_share_the_sampler() -> None:
         ({"aelle_params": {"n_model": 2}}, "n_model"),
         ({"aelle": 3}, "aelle"),
         ({"seed": -1}, "seed"),
+        ({"artifact_store": "/tmp/models"}, "artifact_store"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, Any], name: str) -> None:

@@ -1,0 +1,74 @@
+"""Predict trials' final values: the layer below the pruner and the sampler.
+
+* :mod:`._core`: rows, cross-validated fit and choice of input set, rank correlation, the refit
+  schedule. No Optuna.
+* :mod:`._inputs`: the registry of inputs (spectrum, learning curve, hyperparameters), each
+  read from a trial at a step.
+* :mod:`._reader`: which trials a predictor is fitted on, and their rows.
+* :mod:`._store`: one fit per study and training set, shared by every worker through the
+  storage.
+"""
+
+from __future__ import annotations
+
+from optuna_lyap._prediction._core import (
+    SPECTRUM,
+    Candidate,
+    FitSettings,
+    FittedPredictor,
+    Rows,
+    fit_predictor,
+    input_sets,
+    rank_correlation,
+    refit_size,
+)
+from optuna_lyap._prediction._inputs import (
+    INPUTS,
+    CurveInput,
+    Input,
+    ParamEncoder,
+    ParamsInput,
+    ReadContext,
+    SpectrumInput,
+    curve_features,
+    pretrained_inputs,
+)
+from optuna_lyap._prediction._reader import (
+    can_label,
+    fit_aelle,
+    param_encoder,
+    query_rows,
+    read_rows,
+    training_set,
+    unlabelled_trials,
+)
+from optuna_lyap._prediction._store import PredictorCache
+
+__all__ = [
+    "INPUTS",
+    "SPECTRUM",
+    "Candidate",
+    "CurveInput",
+    "FitSettings",
+    "FittedPredictor",
+    "Input",
+    "ParamEncoder",
+    "ParamsInput",
+    "PredictorCache",
+    "ReadContext",
+    "Rows",
+    "SpectrumInput",
+    "can_label",
+    "curve_features",
+    "fit_aelle",
+    "fit_predictor",
+    "input_sets",
+    "param_encoder",
+    "pretrained_inputs",
+    "query_rows",
+    "rank_correlation",
+    "read_rows",
+    "refit_size",
+    "training_set",
+    "unlabelled_trials",
+]
