@@ -202,6 +202,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         "best_params": None,
         "prediction": None,
     }
+    summary["pruned_by"] = _prunes_by_rule(study, trials)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     if completed:
         best = study.best_trial
@@ -221,6 +222,62 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
             "n": len(pairs),
             "median_step": float(np.median(steps)),
             "spearman": rank_correlation(predicted, final),
+        }
+    return summary
+
+
+def _prunes_by_rule(study: optuna.Study, trials: Sequence[Any]) -> dict[str, int]:
+    """How many trials each rule pruned (see ``optuna_lyap.visualization.pruned_by``)."""
+    from optuna_lyap import load_predictions
+    from optuna_lyap.visualization import pruned_by
+
+    counts: dict[str, int] = {}
+    for t in trials:
+        if t.state == TrialState.PRUNED and t.last_step is not None:
+            rule = pruned_by(load_predictions(t).get(t.last_step), study.pruner)
+            counts[rule] = counts.get(rule, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _dashboard_callback(args: argparse.Namespace) -> Any | None:
+    """The callback that writes trial notes and study figures for optuna-dashboard, or None."""
+    if args.no_dashboard:
+        return None
+    from optuna_lyap.visualization import DashboardCallback
+
+    store = None
+    if args.artifact_dir:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        Path(args.artifact_dir).mkdir(parents=True, exist_ok=True)
+        store = FileSystemArtifactStore(args.artifact_dir)
+    return DashboardCallback(artifact_store=store)
+
+
+def _optimize(study: optuna.Study, objective: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``study.optimize`` with the dashboard callback; the summary, with the callback's time."""
+    import time
+
+    callback = _dashboard_callback(args)
+    start, cpu = time.perf_counter(), time.process_time()
+    study.optimize(
+        objective,
+        n_trials=args.n_trials,
+        show_progress_bar=not args.no_progress,
+        catch=(RuntimeError, ValueError),
+        callbacks=[] if callback is None else [callback],
+    )
+    if callback is not None:
+        callback.publish(study)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    summary = summarize(study)
+    if callback is not None:
+        summary["dashboard"] = {
+            "seconds": callback.seconds_,
+            "cpu_seconds": callback.cpu_seconds_,
+            "trials": callback.calls_,
+            "wall_seconds": wall,
+            "study_cpu_seconds": cpu,
         }
     return summary
 
@@ -248,6 +305,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{fmt(summary['epochs_without_pruning'])})",
         ),
     ]
+    if summary.get("pruned_by"):
+        rows.append(
+            ("pruned by", ", ".join(f"{rule} {n}" for rule, n in summary["pruned_by"].items()))
+        )
     pred = summary["prediction"]
     if pred is None:
         rows.append(("prediction quality", "no predictions recorded"))
@@ -257,6 +318,21 @@ def format_summary(summary: dict[str, Any]) -> str:
                 "prediction quality",
                 f"Spearman {fmt(pred['spearman'])} between the earliest prediction (median step "
                 f"{fmt(pred['median_step'])}) and the final value, {pred['n']} completed trials",
+            )
+        )
+    dash = summary.get("dashboard")
+    if dash:
+        share = dash["seconds"] / dash["wall_seconds"] if dash["wall_seconds"] else 0.0
+        cpu_share = (
+            dash["cpu_seconds"] / dash["study_cpu_seconds"] if dash["study_cpu_seconds"] else 0.0
+        )
+        per_trial = dash["seconds"] / max(dash["trials"], 1)
+        rows.append(
+            (
+                "dashboard",
+                f"notes and figures took {dash['seconds']:.2f} s ({per_trial:.3f} s a trial): "
+                f"{share:.1%} of the {dash['wall_seconds']:.1f} s wall time, {cpu_share:.1%} of "
+                "the CPU time",
             )
         )
     width = max(len(k) for k, _ in rows)
@@ -295,13 +371,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"trial, pruner {config['pruner']}, sampler {config['sampler']}",
         file=sys.stderr,
     )
-    study.optimize(
-        objective,
-        n_trials=args.n_trials,
-        show_progress_bar=not args.no_progress,
-        catch=(RuntimeError, ValueError),
-    )
-    summary = summarize(study)
+    summary = _optimize(study, objective, args)
     print(format_summary(summary))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
@@ -312,13 +382,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage)
     config = study_config(load_study(storage, args.storage, args.study_name))
     study, objective = build_study(storage, args.study_name, config)
-    study.optimize(
-        objective,
-        n_trials=args.n_trials,
-        show_progress_bar=not args.no_progress,
-        catch=(RuntimeError, ValueError),
-    )
-    print(format_summary(summarize(study)))
+    print(format_summary(_optimize(study, objective, args)))
     return 0
 
 
@@ -342,15 +406,25 @@ def cmd_embed(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage)
     study = load_study(storage, args.storage, args.study_name)
     try:
-        data = embedding_data(study, step=args.step, method=args.method, seed=args.seed)
+        data = embedding_data(
+            study,
+            step=args.step,
+            method=args.method,
+            seed=args.seed,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
     except ValueError as err:
         raise CLIError(str(err)) from err
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     html, png = out.with_suffix(".html"), out.with_suffix(".png")
-    plot_embedding(data, step=args.step).write_html(html)
+    # plotly.js goes beside the page once (offline, no CDN), not inside every page.
+    plot_embedding(data, step=args.step).write_html(html, include_plotlyjs="directory")
     write_png(data, png, step=args.step)
-    print(f"embedded {len(data.numbers)} trials ({data.method}); wrote {html}, {png}")
+    print(
+        f"embedded {len(data.numbers)} trials ({data.method}); wrote {html} (with "
+        f"{out.parent / 'plotly.min.js'}), {png}"
+    )
     return 0
 
 
@@ -358,8 +432,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
     storage = open_storage(args.storage)
+    store = None
+    if args.artifact_dir:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        store = FileSystemArtifactStore(args.artifact_dir)
     print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
-    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
     return 0
 
 
@@ -395,6 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
     def progress_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    def dashboard_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--no-dashboard",
+            action="store_true",
+            help="write no trial notes or study figures for optuna-dashboard",
+        )
+        p.add_argument(
+            "--artifact-dir",
+            default=None,
+            help="also store each trial's spectrum plot here, shown in its note (serve it with "
+            "'optuna-lyap dashboard --artifact-dir' or 'optuna-dashboard --artifact-dir')",
+        )
+
     run = sub.add_parser("run", help="create or resume a study and optimise it")
     storage_arg(run)
     run.add_argument("--study-name", default=None, help="default: TASK-PRUNER-SAMPLER")
@@ -412,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     threads_arg(run)
     run.add_argument("--json", default=None, help="also write the summary to this JSON file")
     progress_args(run)
+    dashboard_args(run)
     run.set_defaults(func=cmd_run)
 
     worker = sub.add_parser("worker", help="join an existing study and run trials")
@@ -420,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--n-trials", type=_positive, default=None, help="default: until killed")
     threads_arg(worker)
     progress_args(worker)
+    dashboard_args(worker)
     worker.set_defaults(func=cmd_worker)
 
     fit = sub.add_parser("fit", help="train an AeLLE on a study's spectra and save it")
@@ -443,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     storage_arg(dash)
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=_positive, default=8080)
+    dash.add_argument("--artifact-dir", default=None, help="serve the artifacts stored here")
     dash.set_defaults(func=cmd_dashboard)
     return parser
 
