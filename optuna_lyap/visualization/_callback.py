@@ -66,7 +66,8 @@ class DashboardCallback:
 
     Args:
         figures_every: Refresh the figures after every trial whose ``number + 1`` is a
-            multiple of this (default 5). 0 never refreshes them from the callback.
+            multiple of this (default 10: the embedding refits an AeLLE each time). 0 never
+            refreshes them from the callback.
         notes: Write a note on each finished (complete or pruned) trial.
         embedding_step: The spectrum step of the embedding (each trial's latest at or before
             it); None: 1.
@@ -84,7 +85,7 @@ class DashboardCallback:
     def __init__(
         self,
         *,
-        figures_every: int = 5,
+        figures_every: int = 10,
         notes: bool = True,
         embedding_step: int | None = None,
         embedding_method: str = "pca",
@@ -101,6 +102,7 @@ class DashboardCallback:
         self._embedding_method = embedding_method
         self._artifact_store = artifact_store
         self._pruner = pruner
+        self._published_at: int | None = None
         self.seconds_ = 0.0
         self.cpu_seconds_ = 0.0
         self.calls_ = 0
@@ -167,11 +169,18 @@ class DashboardCallback:
     def publish(self, study: optuna.Study) -> list[str]:
         """Save every figure the study can draw now; return their ``graph_object_id`` values.
 
-        A figure that fails is skipped with a warning; the others are still saved. Its time
-        counts in ``seconds_``.
+        A figure that fails is skipped with a warning; the others are still saved. Nothing is
+        redrawn when no trial finished since this callback last published (then it returns
+        the empty list). Its time counts in ``seconds_``.
         """
         start, cpu = time.perf_counter(), time.process_time()
         try:
+            finished = len(
+                study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            )
+            if finished == self._published_at:
+                return []
+            self._published_at = finished
             return self._publish(study)
         finally:
             self.seconds_ += time.perf_counter() - start

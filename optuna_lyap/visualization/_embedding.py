@@ -160,8 +160,8 @@ def plot_embedding(data: EmbeddingData, *, step: int = 1) -> Any:
         )
     )
     figure.update_layout(
-        title=f"AeLLE latent embedding ({data.method.upper()}) of the spectra at step {step}, "
-        f"coloured by final {data.metric}",
+        title=f"AeLLE latent map ({data.method.upper()}), spectra at step {step}<br><sup>"
+        f"colour: final {data.metric}; grey crosses: pruned trials</sup>",
         xaxis_title=f"{data.method} 1",
         yaxis_title=f"{data.method} 2",
         legend={"orientation": "h", "x": 0.0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"},

@@ -85,6 +85,18 @@ def metric_name(study: optuna.Study) -> str:
     return "objective value"
 
 
+def _fallback(pruner: BasePruner | None) -> BasePruner | None:
+    """The fallback of a LyapunovPruner (the pruner that decides when the model does not)."""
+    if pruner is not None and type(pruner).__name__ == "LyapunovPruner":
+        return getattr(pruner, "_fallback", None)
+    return None
+
+
+def _fallback_name(pruner: BasePruner | None) -> str | None:
+    fallback = _fallback(pruner)
+    return None if fallback is None else type(fallback).__name__
+
+
 def pruned_by(record: Mapping[str, Any] | None, pruner: BasePruner | None) -> str:
     """The rule that pruned a trial, as the ``run`` summary counts it.
 
@@ -97,15 +109,15 @@ def pruned_by(record: Mapping[str, Any] | None, pruner: BasePruner | None) -> st
         no record, ``"fallback (<class>)"`` for a :class:`~optuna_lyap.LyapunovPruner`'s
         fallback, the pruner's class name otherwise, or ``"unknown"``.
     """
+    fallback_name = _fallback_name(pruner)
     if record is not None and record.get("pruned") and record.get("rule"):
         rule = str(record["rule"])
-        if rule == "fallback" and record.get("fallback"):
-            return f"fallback ({record['fallback']})"
+        if rule == "fallback" and (record.get("fallback") or fallback_name):
+            return f"fallback ({record.get('fallback') or fallback_name})"
         return rule
+    if fallback_name is not None:
+        return f"fallback ({fallback_name})"
     if pruner is not None:
-        fallback = getattr(pruner, "_fallback", None)
-        if fallback is not None and type(pruner).__name__ == "LyapunovPruner":
-            return f"fallback ({type(fallback).__name__})"
         return type(pruner).__name__
     return "unknown"
 
@@ -167,15 +179,18 @@ def _rank_sentence(record: Mapping[str, Any], metric: str) -> str:
     return text
 
 
-def _record_sentence(record: Mapping[str, Any], step: int, metric: str) -> str:
+def _record_sentence(
+    record: Mapping[str, Any], step: int, metric: str, fallback_name: str | None = None
+) -> str:
     """What the rule in ``record`` compared at ``step`` and what it decided."""
+    fallback_name = record.get("fallback") or fallback_name
     rule = str(record.get("rule", ""))
     verdict = "pruned it" if record.get("pruned") else "let it continue"
     name = RULE_NAMES.get(rule, f"rule {rule!r}" if rule else "the pruner")
     if rule == "kept":
         return f"At step {step} {name} kept it."
-    if rule == "fallback" and record.get("fallback"):
-        name = f"the fallback pruner ({record['fallback']})"
+    if rule == "fallback" and fallback_name:
+        name = f"the fallback pruner ({fallback_name})"
     rung = record.get("rung")
     where = f"at step {step}" + (f", rung {rung}" if rung is not None else "")
     if rule == "model" or (rule == "threshold" and "p_worse" in record):
@@ -216,6 +231,23 @@ def _percentile_bar(
     return best, bar, len(values), percentile
 
 
+def _bar_sentence(
+    study: optuna.Study, rule: BasePruner, trial: FrozenTrial, step: int, metric: str
+) -> str | None:
+    """What a median or percentile rule compared, in words; None for other rules."""
+    if not isinstance(rule, PercentilePruner):
+        return None
+    found = _percentile_bar(study, rule, trial, step)
+    if found is None:
+        return None
+    best, bar, n, percentile = found
+    label = "median" if percentile == 50 else f"{percentile:g}th percentile"
+    return (
+        f"its best {metric} up to step {step}, {best:.4g}, is worse than the {label} of the {n} "
+        f"trials completed when it was pruned, at that step: {bar:.4g}"
+    )
+
+
 def _unrecorded_sentence(
     study: optuna.Study, trial: FrozenTrial, step: int, pruner: BasePruner | None, metric: str
 ) -> str:
@@ -233,16 +265,9 @@ def _unrecorded_sentence(
         )
     else:
         text = f"Pruned at step {step} by {name}"
-    if isinstance(rule, PercentilePruner):
-        found = _percentile_bar(study, rule, trial, step)
-        if found is not None:
-            best, bar, n, percentile = found
-            label = "median" if percentile == 50 else f"{percentile:g}th percentile"
-            text += (
-                f": its best {metric} up to step {step}, {best:.4g}, is worse than the {label} "
-                f"of the {n} trials completed when it was pruned, at that step: {bar:.4g}"
-            )
-            return text + "."
+    bar = _bar_sentence(study, rule, trial, step, metric)
+    if bar is not None:
+        return f"{text}: {bar}."
     return text + f"; its last {metric} was {_fmt(value)}."
 
 
@@ -311,7 +336,13 @@ def explain(
         rule = pruned_by(deciding, pruner)
         lines.append(f"{title}: pruned at step {step} by {RULE_NAMES.get(rule, rule)}")
         if deciding is not None:
-            lines.append("**Decision.** " + _record_sentence(deciding, step, metric))
+            sentence = _record_sentence(deciding, step, metric, _fallback_name(pruner))
+            fallback = _fallback(pruner)
+            if deciding.get("rule") == "fallback" and fallback is not None:
+                bar = _bar_sentence(study, fallback, trial, step, metric)
+                if bar is not None:
+                    sentence = f"{sentence[:-1]}: {bar}."
+            lines.append("**Decision.** " + sentence)
         else:
             lines.append(
                 "**Decision.** " + _unrecorded_sentence(study, trial, step, pruner, metric)
@@ -326,7 +357,8 @@ def explain(
         lines.append(f"{title}: {trial.state.name.lower()}")
     for s, record in records.items():
         if not (trial.state == TrialState.PRUNED and s == step and record.get("pruned")):
-            lines.append(f"**Step {s}.** " + _record_sentence(record, s, metric))
+            sentence = _record_sentence(record, s, metric, _fallback_name(pruner))
+            lines.append(f"**Step {s}.** {sentence}")
         model = _model_sentence(record)
         if model is not None:
             lines.append(model)

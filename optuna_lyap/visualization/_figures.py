@@ -88,8 +88,8 @@ def plot_predictions(study: optuna.Study) -> Any | None:
     rho_text = "n/a" if not math.isfinite(rho) else f"{rho:.2f}"
     figure.update_layout(
         title=(
-            f"Predicted vs final {metric} (earliest prediction, step {step_text}): "
-            f"Spearman {rho_text}, {len(rows)} trials"
+            f"Predicted vs final {metric}<br><sup>earliest prediction (step {step_text}), "
+            f"Spearman {rho_text}, {len(rows)} completed trials</sup>"
         ),
         xaxis_title=f"predicted final {metric} (± std)",
         yaxis_title=f"final {metric}",
@@ -163,8 +163,9 @@ def plot_spectra(
         )
     figure.add_hline(y=0.0, line={"color": "black", "width": 1})
     figure.update_layout(
-        title=f"Lyapunov spectra at step {step}: best {min(n_best, len(completed))} completed "
-        f"trials (by {metric}) vs pruned",
+        title=f"Lyapunov spectra at step {step}<br><sup>best {min(n_best, len(completed))} "
+        f"completed trials (by {metric}) vs {len(chosen) - min(n_best, len(completed))} pruned"
+        "</sup>",
         xaxis_title="normalised index i / k",
         yaxis_title="exponent λ_i (nats per step)",
     )
@@ -243,8 +244,8 @@ def plot_epochs(study: optuna.Study) -> Any | None:
     saved = without[-1] - spent[-1]
     share = saved / without[-1] if without[-1] else 0.0
     figure.update_layout(
-        title=f"Epochs spent: {spent[-1]} of {without[-1]} without pruning "
-        f"({share:.0%} saved, {len(numbers)} finished trials)",
+        title=f"Epochs spent: {spent[-1]} of {without[-1]} without pruning<br><sup>"
+        f"{share:.0%} saved over {len(numbers)} finished trials</sup>",
         xaxis_title="finished trials (in the order they finished)",
         yaxis_title="cumulative training epochs",
         legend={"orientation": "h", "y": -0.2},
