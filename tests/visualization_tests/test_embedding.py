@@ -56,3 +56,30 @@ def test_too_few_completed_trials_is_a_clear_error():
         embedding_data(_study(n_complete=1, n_pruned=3), step=1)
     with pytest.raises(ValueError, match="method must be"):
         embedding_data(_study(), method="tsne")
+
+
+def test_figure_marks_pruned_trials_names_the_metric_and_keeps_the_legend_clear():
+    study = _study()
+    study.set_metric_names(["accuracy"])
+    data = embedding_data(study, step=1, method="pca", seed=0)
+    assert data.metric == "accuracy"
+    figure = plot_embedding(data, step=1)
+    by_name = {trace.name: trace for trace in figure.data}
+    assert set(by_name) == {"pruned", "completed"}
+    assert len(by_name["pruned"].x) == 2 and by_name["pruned"].marker.symbol == "x"
+    assert by_name["completed"].marker.colorbar.title.text == "final accuracy"
+    assert "trial %{customdata" in by_name["pruned"].hovertemplate
+    assert sorted(by_name["completed"].customdata) == list(range(6))
+    # Above the plot, horizontal: clear of the colour bar on the right.
+    legend = figure.layout.legend
+    assert legend.orientation == "h" and legend.y >= 1.0
+    assert "step 1" in figure.layout.title.text and "accuracy" in figure.layout.title.text
+
+
+def test_progress_is_reported_before_the_slow_stages():
+    lines: list[str] = []
+    embedding_data(
+        _study(), step=1, method="pca", aelle_params={"n_models": 1}, progress=lines.append
+    )
+    assert lines and "fitting an AeLLE on 8 spectra" in lines[0]
+    assert not any("UMAP" in line for line in lines)  # PCA: no UMAP message
