@@ -147,7 +147,7 @@ def plot_spectra(
         index = (np.arange(lam.size) + 1) / lam.size
         if kind == "best":
             name = f"trial {t.number}: {metric} {float(t.value):.4g}"  # type: ignore[arg-type]
-            line = {"width": 2.5}
+            line: dict[str, Any] = {"width": 2.5}
         else:
             name = f"trial {t.number}: pruned at step {t.last_step}"
             line = {"width": 1.2, "dash": "dash", "color": _PRUNED_COLOUR}
