@@ -15,8 +15,8 @@ from optuna_lyap.visualization import (
 )
 
 
-def _study(n_complete: int = 6, n_pruned: int = 2) -> optuna.Study:
-    study = optuna.create_study(direction="maximize")
+def _study(n_complete: int = 6, n_pruned: int = 2, storage: str | None = None) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", storage=storage, study_name="emb")
     rng = np.random.default_rng(0)
     for i in range(n_complete + n_pruned):
         trial = study.ask()
@@ -83,3 +83,20 @@ def test_progress_is_reported_before_the_slow_stages():
     )
     assert lines and "fitting an AeLLE on 8 spectra" in lines[0]
     assert not any("UMAP" in line for line in lines)  # PCA: no UMAP message
+
+
+def test_embed_command_writes_a_small_page_and_says_what_it_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from optuna_lyap.cli import main
+
+    storage = f"sqlite:///{tmp_path / 'e.db'}"
+    _study(storage=storage)
+    out = tmp_path / "out" / "emb"
+    args = ["embed", "--storage", storage, "--study-name", "emb", "--method", "pca"]
+    assert main([*args, "--output", str(out)]) == 0
+    assert "fitting an AeLLE on 8 spectra" in capsys.readouterr().err
+    # plotly.js sits beside the page once instead of inside it (4.8 MB).
+    assert out.with_suffix(".html").stat().st_size < 100_000
+    assert (out.parent / "plotly.min.js").stat().st_size > 1_000_000
+    assert 'src="plotly.min.js"' in out.with_suffix(".html").read_text()
