@@ -65,8 +65,8 @@ def embedding_data(
             ``seed``); None: AeLLE's defaults. Only the first ensemble member is embedded, so
             ``{"n_models": 1}`` costs a fraction and draws the same kind of map.
         progress: Called with a line of text before each slow stage (the fit, UMAP), e.g.
-            ``print``. UMAP compiles its numba code on its first run in a process, which can
-            take a minute.
+            ``print``. UMAP compiles its numba code on its first run in a process, which is
+            slow.
 
     Raises:
         ValueError: fewer than two completed trials with a spectrum at or before ``step``, or
@@ -97,7 +97,7 @@ def embedding_data(
     if progress is not None and method == "umap" and len(spectra) >= _UMAP_MIN_POINTS:
         progress(
             f"embedding {len(spectra)} latent codes with UMAP (its first run in a process "
-            "compiles numba code and can take a minute; --method pca is immediate)"
+            "compiles numba code first, which is slow; --method pca skips it)"
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
