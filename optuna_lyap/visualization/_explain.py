@@ -241,7 +241,10 @@ def _bar_sentence(
     if found is None:
         return None
     best, bar, n, percentile = found
-    label = "median" if percentile == 50 else f"{percentile:g}th percentile"
+    # Optuna keeps the best `percentile` percent: for maximisation the bar is the values'
+    # (100 - percentile)th percentile.
+    used = 100 - percentile if study.direction == StudyDirection.MAXIMIZE else percentile
+    label = "median" if percentile == 50 else f"{used:g}th percentile"
     return (
         f"its best {metric} up to step {step}, {best:.4g}, is worse than the {label} of the {n} "
         f"trials completed when it was pruned, at that step: {bar:.4g}"

@@ -236,3 +236,10 @@ def test_unknown_trial_number_is_a_clear_error():
     study, _ = _study_with(None)
     with pytest.raises(ValueError, match="trial=99"):
         explain(study, 99)
+
+
+def test_percentile_rule_gives_the_percentile_optuna_used():
+    study, trial = _study_with(None, pruner=optuna.pruners.PercentilePruner(25.0))
+    text = explain(study, trial)
+    # Maximising, PercentilePruner(25) bars at the 75th percentile of 0.52 .. 0.82: 0.745.
+    assert "75th percentile of the 4 trials completed" in text and "0.745" in text
