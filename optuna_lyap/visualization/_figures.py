@@ -14,7 +14,6 @@ import numpy as np
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from scipy.stats import spearmanr
 
 from optuna_lyap._storage import load_predictions, load_spectra
 from optuna_lyap.visualization._explain import metric_name
@@ -36,6 +35,7 @@ def plot_predictions(study: optuna.Study) -> Any | None:
         prediction.
     """
     import plotly.graph_objects as go
+    from scipy.stats import spearmanr
 
     metric = metric_name(study)
     rows = []
