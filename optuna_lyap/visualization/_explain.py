@@ -168,6 +168,8 @@ def _rank_sentence(record: Mapping[str, Any], metric: str) -> str:
     rank, n = _num(record.get("rank")), _num(record.get("n_competitors"))
     if rank is not None and n is not None:
         text += f" ranked {int(rank)} of {int(n)}"
+    elif n is not None:
+        text += f" among {int(n)} trials at this rung"
     promoted = _num(record.get("n_promoted"))
     if promoted is not None:
         text += f" and the best {int(promoted)} go on"

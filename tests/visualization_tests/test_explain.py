@@ -243,3 +243,10 @@ def test_percentile_rule_gives_the_percentile_optuna_used():
     text = explain(study, trial)
     # Maximising, PercentilePruner(25) bars at the 75th percentile of 0.52 .. 0.82: 0.745.
     assert "75th percentile of the 4 trials completed" in text and "0.745" in text
+
+
+def test_rung_without_a_rank_gives_the_competitors():
+    record = {"pruned": True, "rule": "rung", "rung": 0, "score_kind": "raw", "score": 0.2,
+              "n_competitors": 1}  # fmt: skip
+    text = explain(*_study_with({2: record}))
+    assert "its objective value 0.2 among 1 trials at this rung" in text
