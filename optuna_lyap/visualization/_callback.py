@@ -28,6 +28,9 @@ GRAPH_IDS = ("lyap-predictions", "lyap-embedding", "lyap-spectra", "lyap-epochs"
 # Only the first member is embedded (see embedding_data): one member, a short fit.
 _EMBEDDING_AELLE_PARAMS = {"n_models": 1, "max_steps": 150}
 _SEPARATOR = "\n\n---\n\n"
+# Below this many labels a latent map coloured by final value shows little, and its AeLLE fit
+# would be most of the callback's cost in a short study.
+_EMBEDDING_MIN_COMPLETED = 5
 
 
 def _trial_handle(study: optuna.Study, trial: FrozenTrial) -> Any:
@@ -46,8 +49,8 @@ class DashboardCallback:
     storage share the work) the study-level figures are saved with
     ``optuna_dashboard.save_plotly_graph_object`` under :data:`GRAPH_IDS`: predictions against
     final values, the AeLLE latent embedding, spectra of the best trials against pruned ones,
-    and epochs spent against a run without pruning. Call :meth:`publish` once after
-    ``optimize`` for the final figures.
+    and epochs spent against a run without pruning (the latent map once 5 trials completed).
+    Call :meth:`publish` once after ``optimize`` for the final figures.
 
     It never fails a study: any error is turned into a warning. ``seconds_`` (wall clock),
     ``cpu_seconds_`` (this process's CPU time) and ``calls_`` (trials seen) count what it cost,
@@ -192,6 +195,9 @@ class DashboardCallback:
         from optuna_lyap.visualization._embedding import embedding_data, plot_embedding
 
         def embedding() -> Any:
+            completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if len(completed) < _EMBEDDING_MIN_COMPLETED:
+                return None
             try:
                 data = embedding_data(
                     study,

@@ -172,7 +172,7 @@ def _rank_sentence(record: Mapping[str, Any], metric: str) -> str:
         text += f" among {int(n)} trials at this rung"
     promoted = _num(record.get("n_promoted"))
     if promoted is not None:
-        text += f" and the best {int(promoted)} go on"
+        text += f", top {int(promoted)} promoted"
     bar = _num(record.get("bar"))
     if bar is None:
         bar = _num(record.get("threshold"))

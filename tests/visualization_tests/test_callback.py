@@ -156,3 +156,10 @@ def test_figures_need_two_points():
     assert plot_spectra(study) is None
     assert plot_epochs(study) is None
     assert DashboardCallback().publish(study) == []
+
+
+def test_the_latent_map_waits_for_five_completed_trials():
+    callback = DashboardCallback(notes=False, figures_every=0)
+    study = _run(callback, n_trials=4)
+    assert "lyap-embedding" not in callback.publish(study)
+    assert callback.publish(study) == []  # nothing finished since: nothing redrawn

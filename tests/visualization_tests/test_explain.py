@@ -76,7 +76,7 @@ def test_rung_rule_names_step_rung_rank_and_bar():
     text = explain(study, trial)
     assert text.startswith(f"### Trial {trial.number}: pruned at step 2")
     assert "successive halving on the raw value" in text
-    assert "rung 1" in text and "ranked 7 of 9" in text and "best 3 go on" in text
+    assert "rung 1" in text and "ranked 7 of 9, top 3 promoted" in text
     assert "0.22" in text and "0.55" in text
     assert pruned_by(record, None) == "rung"
 
