@@ -183,6 +183,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
     """Counts, best trial, epochs spent, and how well early predictions ranked final values."""
     from optuna_lyap import load_predictions
     from optuna_lyap.pruners._predictor import rank_correlation
+    from optuna_lyap.visualization import prunes_by_rule
 
     config = study.user_attrs.get(CONFIG_KEY, {})
     trials = study.get_trials(deepcopy=False)
@@ -202,7 +203,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         "best_params": None,
         "prediction": None,
     }
-    summary["pruned_by"] = _prunes_by_rule(study, trials)
+    summary["pruned_by"] = prunes_by_rule(study)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     if completed:
         best = study.best_trial
@@ -224,19 +225,6 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
             "spearman": rank_correlation(predicted, final),
         }
     return summary
-
-
-def _prunes_by_rule(study: optuna.Study, trials: Sequence[Any]) -> dict[str, int]:
-    """How many trials each rule pruned (see ``optuna_lyap.visualization.pruned_by``)."""
-    from optuna_lyap import load_predictions
-    from optuna_lyap.visualization import pruned_by
-
-    counts: dict[str, int] = {}
-    for t in trials:
-        if t.state == TrialState.PRUNED and t.last_step is not None:
-            rule = pruned_by(load_predictions(t).get(t.last_step), study.pruner)
-            counts[rule] = counts.get(rule, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _dashboard_callback(args: argparse.Namespace) -> Any | None:
@@ -272,13 +260,7 @@ def _optimize(study: optuna.Study, objective: Any, args: argparse.Namespace) -> 
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     summary = summarize(study)
     if callback is not None:
-        summary["dashboard"] = {
-            "seconds": callback.seconds_,
-            "cpu_seconds": callback.cpu_seconds_,
-            "trials": callback.calls_,
-            "wall_seconds": wall,
-            "study_cpu_seconds": cpu,
-        }
+        summary["dashboard"] = callback.cost(wall, cpu)
     return summary
 
 
@@ -320,21 +302,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{fmt(pred['median_step'])}) and the final value, {pred['n']} completed trials",
             )
         )
-    dash = summary.get("dashboard")
-    if dash:
-        share = dash["seconds"] / dash["wall_seconds"] if dash["wall_seconds"] else 0.0
-        cpu_share = (
-            dash["cpu_seconds"] / dash["study_cpu_seconds"] if dash["study_cpu_seconds"] else 0.0
-        )
-        per_trial = dash["seconds"] / max(dash["trials"], 1)
-        rows.append(
-            (
-                "dashboard",
-                f"notes and figures took {dash['seconds']:.2f} s ({per_trial:.3f} s a trial): "
-                f"{share:.1%} of the {dash['wall_seconds']:.1f} s wall time, {cpu_share:.1%} of "
-                "the CPU time",
-            )
-        )
+    if summary.get("dashboard"):
+        from optuna_lyap.visualization import format_cost
+
+        rows.append(("dashboard", format_cost(summary["dashboard"])))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 

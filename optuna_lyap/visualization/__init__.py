@@ -6,7 +6,7 @@ keeps the study's figures current; the figure functions and :func:`explain` work
 
 from __future__ import annotations
 
-from optuna_lyap.visualization._callback import GRAPH_IDS, DashboardCallback
+from optuna_lyap.visualization._callback import GRAPH_IDS, DashboardCallback, format_cost
 from optuna_lyap.visualization._embedding import (
     EmbeddingData,
     embedding_data,
@@ -14,7 +14,7 @@ from optuna_lyap.visualization._embedding import (
     publish_embedding,
     write_png,
 )
-from optuna_lyap.visualization._explain import explain, metric_name, pruned_by
+from optuna_lyap.visualization._explain import explain, metric_name, pruned_by, prunes_by_rule
 from optuna_lyap.visualization._figures import (
     epochs_spent,
     plot_epochs,
@@ -30,6 +30,7 @@ __all__ = [
     "embedding_data",
     "epochs_spent",
     "explain",
+    "format_cost",
     "metric_name",
     "plot_embedding",
     "plot_epochs",
@@ -37,6 +38,7 @@ __all__ = [
     "plot_spectra",
     "plot_trial_spectra",
     "pruned_by",
+    "prunes_by_rule",
     "publish_embedding",
     "write_png",
 ]

@@ -129,6 +129,25 @@ class DashboardCallback:
         if self._figures_every and (trial.number + 1) % self._figures_every == 0:
             self.publish(study)
 
+    def cost(self, wall_seconds: float, cpu_seconds: float) -> dict[str, float]:
+        """What this callback cost, beside what the whole ``optimize`` took.
+
+        Args:
+            wall_seconds: The wall-clock seconds of the ``optimize`` call (and final publish).
+            cpu_seconds: This process's CPU seconds over the same span.
+
+        Returns:
+            ``seconds``, ``cpu_seconds`` (the callback's), ``trials`` (calls),
+            ``wall_seconds`` and ``study_cpu_seconds`` (as given).
+        """
+        return {
+            "seconds": self.seconds_,
+            "cpu_seconds": self.cpu_seconds_,
+            "trials": self.calls_,
+            "wall_seconds": wall_seconds,
+            "study_cpu_seconds": cpu_seconds,
+        }
+
     def write_note(self, study: optuna.Study, trial: FrozenTrial) -> str:
         """Write ``trial``'s note now and return its text."""
         from optuna_dashboard import get_note, save_note
@@ -229,3 +248,17 @@ class DashboardCallback:
                     stacklevel=2,
                 )
         return saved
+
+
+def format_cost(cost: dict[str, float]) -> str:
+    """One line for a summary from :meth:`DashboardCallback.cost`."""
+    share = cost["seconds"] / cost["wall_seconds"] if cost["wall_seconds"] else 0.0
+    cpu_share = (
+        cost["cpu_seconds"] / cost["study_cpu_seconds"] if cost["study_cpu_seconds"] else 0.0
+    )
+    per_trial = cost["seconds"] / max(cost["trials"], 1)
+    return (
+        f"notes and figures took {cost['seconds']:.2f} s ({per_trial:.3f} s a trial): "
+        f"{share:.1%} of the {cost['wall_seconds']:.1f} s wall time, {cpu_share:.1%} of the CPU "
+        "time"
+    )

@@ -57,6 +57,22 @@ def _num(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def prunes_by_rule(study: optuna.Study, pruner: BasePruner | None = None) -> dict[str, int]:
+    """How many of the study's trials each rule pruned, most first (see :func:`pruned_by`).
+
+    Args:
+        study: The study.
+        pruner: Named for trials pruned without a record; None: ``study.pruner``.
+    """
+    pruner = study.pruner if pruner is None else pruner
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        if t.last_step is not None:
+            rule = pruned_by(load_predictions(t).get(t.last_step), pruner)
+            counts[rule] = counts.get(rule, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 

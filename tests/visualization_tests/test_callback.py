@@ -163,3 +163,15 @@ def test_the_latent_map_waits_for_five_completed_trials():
     study = _run(callback, n_trials=4)
     assert "lyap-embedding" not in callback.publish(study)
     assert callback.publish(study) == []  # nothing finished since: nothing redrawn
+
+
+def test_cost_line_gives_per_trial_and_shares():
+    from optuna_lyap.visualization import format_cost
+
+    callback = DashboardCallback()
+    callback.seconds_, callback.cpu_seconds_, callback.calls_ = 2.0, 1.0, 20
+    cost = callback.cost(100.0, 40.0)
+    assert cost["trials"] == 20 and cost["study_cpu_seconds"] == 40.0
+    line = format_cost(cost)
+    assert "0.100 s a trial" in line and "2.0% of the 100.0 s wall time" in line
+    assert "2.5% of the CPU time" in line

@@ -250,3 +250,12 @@ def test_rung_without_a_rank_gives_the_competitors():
               "n_competitors": 1}  # fmt: skip
     text = explain(*_study_with({2: record}))
     assert "its objective value 0.2 among 1 trials at this rung" in text
+
+
+def test_prunes_are_counted_by_rule():
+    from optuna_lyap.visualization import prunes_by_rule
+
+    study, _ = _study_with({2: {"pruned": True, "rule": "rung"}})
+    assert prunes_by_rule(study) == {"rung": 1}
+    study, _ = _study_with(None, pruner=optuna.pruners.MedianPruner())
+    assert prunes_by_rule(study) == {"MedianPruner": 1}
