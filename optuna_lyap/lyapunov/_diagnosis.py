@@ -126,7 +126,12 @@ def diagnose(
     stderr: float | None = None,
     margin: float = EDGE_MARGIN,
 ) -> Diagnosis:
-    """Diagnose the dynamics of one spectrum.
+    """Diagnose the dynamics of one spectrum: regime, memory horizon, Kaplan-Yorke dimension.
+
+    The regime is ``chaotic`` when ``lambda_1`` exceeds the edge band, ``ordered`` below minus
+    it, ``edge`` within (edge of chaos: Bertschinger & Natschlaeger 2004); the memory horizon
+    is the Lyapunov time ``1 / |lambda_1|``; the dimension is Kaplan & Yorke's (1979). The
+    module docstring gives the definitions and full references.
 
     Args:
         exponents: A ``k`` array of exponents in nats per step (NaN entries dropped).
