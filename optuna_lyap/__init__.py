@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from optuna_lyap.lyapunov._diagnosis import Diagnosis, diagnose
 from optuna_lyap.pruners import (
     LyapunovMonitor,
     LyapunovPruner,
@@ -16,15 +17,20 @@ from optuna_lyap.pruners import (
     report_spectrum,
 )
 from optuna_lyap.samplers import LyapunovSampler
+from optuna_lyap.visualization import DashboardCallback, explain
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AeLLE",
+    "DashboardCallback",
+    "Diagnosis",
     "LyapunovMonitor",
     "LyapunovPruner",
     "LyapunovSampler",
     "LyapunovSpectrum",
+    "diagnose",
+    "explain",
     "load_predictions",
     "load_spectra",
     "lyapunov_spectrum",

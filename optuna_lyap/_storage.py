@@ -13,7 +13,10 @@ Layout (schema version 1):
 * User attrs ``lyap_max`` and ``lyap_mean`` (the latest spectrum reported, finite floats only),
   ``lyap_step`` (that step), and the latest decision's ``lyap_predicted``, ``lyap_predicted_std``,
   ``lyap_threshold``, ``lyap_n_train``, and the sampler's ``lyap_screen_predicted``,
-  ``lyap_screen_std``, ``lyap_screen_rank_corr``: numbers that optuna-dashboard plots.
+  ``lyap_screen_std``, ``lyap_screen_rank_corr``, and the dynamics diagnosis of the spectra
+  reported so far, ``lyap_regime``, ``lyap_memory_horizon``, ``lyap_ky_dimension``,
+  ``lyap_max_change``, ``lyap_ky_dimension_change`` (``optuna_lyap.diagnose`` explains them):
+  numbers that optuna-dashboard plots.
 
 Strict JSON has no NaN or infinity, and storages differ in how they treat them, so non-finite
 exponents are stored as the strings ``"nan"``, ``"inf"`` and ``"-inf"``; every other number is a
@@ -29,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
+
+from optuna_lyap.lyapunov._diagnosis import diagnosis_attrs
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -189,6 +194,11 @@ def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> 
         trial.set_user_attr(USER_ATTR_MEAN, lyap_mean)
     if lyap_max is not None or lyap_mean is not None:
         trial.set_user_attr(USER_ATTR_STEP, step)
+    # The dynamics diagnosis (regime, memory horizon, Kaplan-Yorke dimension, change since the
+    # first spectrum), written while the trial runs: a finished trial's attrs are read-only.
+    spectra = {s: e for s, e in load_spectra(trial).items() if s <= step}
+    for key, value in diagnosis_attrs(spectra).items():
+        trial.set_user_attr(key, value)
 
 
 def steps_with_spectra(system_attrs: Mapping[str, Any]) -> list[int]:

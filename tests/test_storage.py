@@ -93,13 +93,26 @@ def test_user_attrs_follow_the_latest_report_and_stay_finite() -> None:
     study = optuna.create_study()
     trial = study.ask()
     report_spectrum(trial, [0.5, -1.5, -math.inf], step=1)
-    assert trial.user_attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1}
+    # The dynamics diagnosis (optuna_lyap/lyapunov/_diagnosis.py) rides along: chaotic,
+    # horizon 1 / 0.5, Kaplan-Yorke dimension 1 + 0.5 / 1.5, no change yet.
+    at_1 = {"lyap_regime": 1.0, "lyap_memory_horizon": 2.0, "lyap_ky_dimension": 4 / 3}
+    at_1 |= {"lyap_max_change": 0.0, "lyap_ky_dimension_change": 0.0}
+    assert trial.user_attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1, **at_1}
     report_spectrum(trial, [math.nan, math.nan], step=2)  # diverged: nothing non-finite
     attrs = trial.user_attrs
-    assert attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1}
+    assert attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1, **at_1}
     assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in attrs.values())
     report_spectrum(trial, [0.0, -2.0], step=3)
-    assert trial.user_attrs == {"lyap_max": 0.0, "lyap_mean": -1.0, "lyap_step": 3}
+    assert trial.user_attrs == {
+        "lyap_max": 0.0,
+        "lyap_mean": -1.0,
+        "lyap_step": 3,
+        "lyap_regime": 0.0,
+        "lyap_memory_horizon": 1e6,  # lambda_1 = 0: the documented cap
+        "lyap_ky_dimension": 1.0,
+        "lyap_max_change": -0.5,
+        "lyap_ky_dimension_change": 1.0 - 4 / 3,
+    }
     assert isinstance(trial.user_attrs["lyap_max"], float)
 
 
@@ -121,7 +134,10 @@ def test_a_retried_trial_shows_its_new_spectra() -> None:
     retried = study.ask()
     assert retried.user_attrs["lyap_step"] == 1
     report_spectrum(retried, [3.0], step=0)
-    assert retried.user_attrs == {"lyap_max": 3.0, "lyap_mean": 3.0, "lyap_step": 0}
+    # The diagnosis reads the new run's spectra only (none after step 0): no stale change.
+    diagnosis = {"lyap_regime": 1.0, "lyap_memory_horizon": 1 / 3, "lyap_ky_dimension": 1.0}
+    diagnosis |= {"lyap_max_change": 0.0, "lyap_ky_dimension_change": 0.0}
+    assert retried.user_attrs == {"lyap_max": 3.0, "lyap_mean": 3.0, "lyap_step": 0, **diagnosis}
     assert load_spectra(retried)[0][0] == 3.0
 
 

@@ -400,6 +400,7 @@ def optimize(
 def summarize(study: optuna.Study) -> dict[str, Any]:
     """Counts, best trial, epochs spent, and how well early predictions ranked final values."""
     from optuna_lyap import load_predictions
+    from optuna_lyap.visualization import prunes_by_rule
 
     config = study.user_attrs.get(CONFIG_KEY, {})
     trials = study.get_trials(deepcopy=False)
@@ -420,6 +421,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         "prediction": None,
         "no_prediction_reason": None,
     }
+    summary["pruned_by"] = prunes_by_rule(study)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     if completed:
         best = study.best_trial
@@ -498,6 +500,10 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{fmt(summary['epochs_without_pruning'])})",
         ),
     ]
+    if summary.get("pruned_by"):
+        rows.append(
+            ("pruned by", ", ".join(f"{rule} {n}" for rule, n in summary["pruned_by"].items()))
+        )
     pred = summary["prediction"]
     if pred is None:
         rows.append(
@@ -515,6 +521,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{fmt(pred['median_step'])}) and the final value, {pred['n']} completed trials",
             )
         )
+    if summary.get("dashboard"):
+        from optuna_lyap.visualization import format_cost
+
+        rows.append(("dashboard", format_cost(summary["dashboard"])))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
@@ -528,6 +538,44 @@ def _warn(command: str, message: str) -> None:
 
 def _exit_status(stop: StopRequests) -> int:
     return 0 if stop.signum is None else 128 + stop.signum
+
+
+def _artifact_store(directory: str | None) -> Any | None:
+    if directory is None:
+        return None
+    from optuna.artifacts import FileSystemArtifactStore
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(directory)
+
+
+def _optimize_and_summarize(
+    study: optuna.Study, objective: Callable[[optuna.Trial], float], args: argparse.Namespace
+) -> tuple[StopRequests, dict[str, Any]]:
+    """:func:`optimize` with the dashboard callback (unless ``--no-dashboard``); the summary,
+    with what the callback cost."""
+    import time
+
+    callback = None
+    if not args.no_dashboard:
+        from optuna_lyap.visualization import DashboardCallback
+
+        callback = DashboardCallback(artifact_store=_artifact_store(args.artifact_dir))
+    start, cpu = time.perf_counter(), time.process_time()
+    stop = optimize(
+        study,
+        objective,
+        n_trials=args.n_trials,
+        progress=not args.no_progress,
+        callbacks=() if callback is None else (callback,),
+    )
+    if callback is not None:
+        callback.publish(study)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    summary = summarize(study)
+    if callback is not None:
+        summary["dashboard"] = callback.cost(wall, cpu)
+    return stop, summary
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -581,8 +629,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{args.n_trials} more trials (the study has {len(study.trials)})",
         file=sys.stderr,
     )
-    stop = optimize(study, objective, n_trials=args.n_trials, progress=not args.no_progress)
-    summary = summarize(study)
+    stop, summary = _optimize_and_summarize(study, objective, args)
     print(format_summary(summary))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
@@ -597,8 +644,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     study, objective = build_study(
         storage, args.study_name, config, stream_seed=stream_seed, prior=prior
     )
-    stop = optimize(study, objective, n_trials=args.n_trials, progress=not args.no_progress)
-    print(format_summary(summarize(study)))
+    stop, summary = _optimize_and_summarize(study, objective, args)
+    print(format_summary(summary))
     return _exit_status(stop)
 
 
@@ -644,15 +691,25 @@ def cmd_embed(args: argparse.Namespace) -> int:
     study = load_study(storage, args.storage, args.study_name)
     check_spectrum_step(study, args.step)
     try:
-        data = embedding_data(study, step=args.step, method=args.method, seed=args.seed)
+        data = embedding_data(
+            study,
+            step=args.step,
+            method=args.method,
+            seed=args.seed,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
     except ValueError as err:
         raise CLIError(str(err)) from err
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     html, png = out.with_suffix(".html"), out.with_suffix(".png")
-    plot_embedding(data, step=args.step).write_html(html)
+    # plotly.js goes beside the page once (offline, no CDN), not inside every page.
+    plot_embedding(data, step=args.step).write_html(html, include_plotlyjs="directory")
     write_png(data, png, step=args.step)
-    print(f"embedded {len(data.numbers)} trials ({data.method}); wrote {html}, {png}")
+    print(
+        f"embedded {len(data.numbers)} trials ({data.method}); wrote {html} (with "
+        f"{out.parent / 'plotly.min.js'}), {png}"
+    )
     return 0
 
 
@@ -669,7 +726,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     try:
         server = make_server(
-            args.host, args.port, optuna_dashboard.wsgi(storage), handler_class=QuietHandler
+            args.host,
+            args.port,
+            optuna_dashboard.wsgi(storage, artifact_store=_artifact_store(args.artifact_dir)),
+            handler_class=QuietHandler,
         )
     except OSError as err:
         raise CLIError(
@@ -715,6 +775,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     def progress_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    def dashboard_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--no-dashboard",
+            action="store_true",
+            help="write no trial notes or study figures for optuna-dashboard",
+        )
+        p.add_argument(
+            "--artifact-dir",
+            default=None,
+            help="also store each trial's spectrum plot here, shown in its note (serve it with "
+            "'optuna-lyap dashboard --artifact-dir' or 'optuna-dashboard --artifact-dir')",
+        )
 
     def prior_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -769,6 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     threads_arg(run)
     run.add_argument("--json", default=None, help="also write the summary to this JSON file")
     progress_args(run)
+    dashboard_args(run)
     run.set_defaults(func=cmd_run)
 
     worker = sub.add_parser(
@@ -791,6 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
     prior_arg(worker)
     threads_arg(worker)
     progress_args(worker)
+    dashboard_args(worker)
     worker.set_defaults(func=cmd_worker)
 
     fit = sub.add_parser("fit", help="train an AeLLE on a study's spectra and save it")
@@ -823,6 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
     storage_arg(dash)
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=_port, default=8080)
+    dash.add_argument("--artifact-dir", default=None, help="serve the artifacts stored here")
     dash.set_defaults(func=cmd_dashboard)
     return parser
 

@@ -1,7 +1,12 @@
-"""Figures of a study's dynamics: the AeLLE latent embedding, and publishing to the dashboard."""
+"""Why trials were pruned, what their dynamics were, and figures of a study in optuna-dashboard.
+
+:class:`DashboardCallback` writes a note on every finished trial (:func:`explain`'s text) and
+keeps the study's figures current; the figure functions and :func:`explain` work on any study.
+"""
 
 from __future__ import annotations
 
+from optuna_lyap.visualization._callback import GRAPH_IDS, DashboardCallback, format_cost
 from optuna_lyap.visualization._embedding import (
     EmbeddingData,
     embedding_data,
@@ -9,5 +14,31 @@ from optuna_lyap.visualization._embedding import (
     publish_embedding,
     write_png,
 )
+from optuna_lyap.visualization._explain import explain, metric_name, pruned_by, prunes_by_rule
+from optuna_lyap.visualization._figures import (
+    epochs_spent,
+    plot_epochs,
+    plot_predictions,
+    plot_spectra,
+    plot_trial_spectra,
+)
 
-__all__ = ["EmbeddingData", "embedding_data", "plot_embedding", "publish_embedding", "write_png"]
+__all__ = [
+    "GRAPH_IDS",
+    "DashboardCallback",
+    "EmbeddingData",
+    "embedding_data",
+    "epochs_spent",
+    "explain",
+    "format_cost",
+    "metric_name",
+    "plot_embedding",
+    "plot_epochs",
+    "plot_predictions",
+    "plot_spectra",
+    "plot_trial_spectra",
+    "pruned_by",
+    "prunes_by_rule",
+    "publish_embedding",
+    "write_png",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from optuna.trial import TrialState
 
 from optuna_lyap._storage import spectrum_at
 from optuna_lyap.aelle import AeLLE
+from optuna_lyap.visualization._explain import metric_name
+
+# UMAP needs this many points (AeLLE.embed falls back to PCA below it).
+_UMAP_MIN_POINTS = 16
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class EmbeddingData:
         numbers: ``n`` trial numbers.
         states: ``n`` trial state names (``"COMPLETE"``, ``"PRUNED"``, ...).
         method: ``"umap"`` or ``"pca"`` (what was actually used).
+        metric: The name of the study's objective (see ``optuna_lyap.explain``).
     """
 
     xy: np.ndarray
@@ -33,18 +39,38 @@ class EmbeddingData:
     numbers: np.ndarray
     states: list[str]
     method: str
+    metric: str = "objective value"
 
 
 def embedding_data(
-    study: optuna.Study, *, step: int = 1, method: str = "umap", seed: int = 0
+    study: optuna.Study,
+    *,
+    step: int = 1,
+    method: str = "umap",
+    seed: int = 0,
+    aelle_params: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> EmbeddingData:
     """Fit an AeLLE on every trial's spectrum at ``step`` and embed the latent codes in 2-D.
 
     Completed trials label the prediction head with their final values; pruned and running
     trials' spectra train the reconstruction only, and are embedded too.
 
+    Args:
+        study: The study.
+        step: Each trial's latest spectrum at or before this step is read.
+        method: ``"umap"`` or ``"pca"`` (see :meth:`optuna_lyap.AeLLE.embed`).
+        seed: Seed of the AeLLE fit and of UMAP.
+        aelle_params: Keyword arguments of the :class:`~optuna_lyap.AeLLE` (``seed`` is set by
+            ``seed``); None: AeLLE's defaults. Only the first ensemble member is embedded, so
+            ``{"n_models": 1}`` costs a fraction and draws the same kind of map.
+        progress: Called with a line of text before each slow stage (the fit, UMAP), e.g.
+            ``print``. UMAP compiles its numba code on its first run in a process, which is
+            slow.
+
     Raises:
-        ValueError: fewer than two completed trials with a spectrum at or before ``step``.
+        ValueError: fewer than two completed trials with a spectrum at or before ``step``, or
+            ``method`` not ``"umap"`` or ``"pca"``.
     """
     if method not in ("umap", "pca"):
         raise ValueError(f"method must be 'umap' or 'pca', but got {method=!r}.")
@@ -64,31 +90,56 @@ def embedding_data(
             f"study {study.study_name!r} has {labelled} completed trials with a spectrum at or "
             f"before step {step}; at least 2 are needed to fit the embedding."
         )
-    ae = AeLLE(seed=seed).fit(spectra, np.array(values))
+    params = {**(aelle_params or {}), "seed": seed}
+    if progress is not None:
+        progress(f"fitting an AeLLE on {len(spectra)} spectra at step {step}")
+    ae = AeLLE(**params).fit(spectra, np.array(values))
+    if progress is not None and method == "umap" and len(spectra) >= _UMAP_MIN_POINTS:
+        progress(
+            f"embedding {len(spectra)} latent codes with UMAP (its first run in a process "
+            "compiles numba code first, which is slow; --method pca skips it)"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         xy = ae.embed(spectra, method=method)
     used = "pca" if method == "umap" and any("PCA" in str(w.message) for w in caught) else method
-    return EmbeddingData(xy, np.array(values), np.array(numbers), states, used)
+    return EmbeddingData(xy, np.array(values), np.array(numbers), states, used, metric_name(study))
 
 
 def plot_embedding(data: EmbeddingData, *, step: int = 1) -> Any:
-    """A plotly scatter of :func:`embedding_data`'s points, coloured by final value."""
+    """A plotly scatter of :func:`embedding_data`'s points.
+
+    Completed trials are coloured by their final value (the colour bar names the metric),
+    pruned trials are grey crosses, other trials (running, failed) light circles; hovering a
+    point gives its trial number, state and value. The legend sits above the plot, clear of
+    the colour bar.
+    """
     import plotly.graph_objects as go
 
-    done = np.isfinite(data.values)
-    hover = [f"trial {n} ({s.lower()})" for n, s in zip(data.numbers, data.states, strict=True)]
     figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=data.xy[~done, 0],
-            y=data.xy[~done, 1],
-            mode="markers",
-            name="not completed",
-            marker={"color": "lightgrey", "size": 7},
-            text=[h for h, d in zip(hover, done, strict=True) if not d],
-        )
+    done = np.isfinite(data.values)
+    states = np.array(data.states)
+    groups = (
+        ("pruned", (states == "PRUNED") & ~done, {"color": "grey", "size": 8, "symbol": "x"}),
+        (
+            "running or failed",
+            (states != "PRUNED") & ~done,
+            {"color": "lightgrey", "size": 7, "symbol": "circle-open"},
+        ),
     )
+    for name, mask, marker in groups:
+        if mask.any():
+            figure.add_trace(
+                go.Scatter(
+                    x=data.xy[mask, 0],
+                    y=data.xy[mask, 1],
+                    mode="markers",
+                    name=name,
+                    marker=marker,
+                    customdata=np.stack([data.numbers[mask], states[mask]], axis=1),
+                    hovertemplate="trial %{customdata[0]} (%{customdata[1]})<extra></extra>",
+                )
+            )
     figure.add_trace(
         go.Scatter(
             x=data.xy[done, 0],
@@ -98,49 +149,88 @@ def plot_embedding(data: EmbeddingData, *, step: int = 1) -> Any:
             marker={
                 "color": data.values[done],
                 "colorscale": "Viridis",
-                "size": 9,
-                "colorbar": {"title": "final value"},
+                "size": 10,
+                "colorbar": {"title": {"text": f"final {data.metric}"}},
             },
-            text=[f"{h}: {v:.4g}" for h, v, d in zip(hover, data.values, done, strict=True) if d],
+            customdata=data.numbers[done],
+            hovertemplate=(
+                f"trial %{{customdata}} (complete)<br>final {data.metric}: "
+                "%{marker.color:.4g}<extra></extra>"
+            ),
         )
     )
     figure.update_layout(
-        title=f"AeLLE latent embedding ({data.method.upper()}) of spectra at step {step}",
+        title=f"AeLLE latent map ({data.method.upper()}), spectra at step {step}<br><sup>"
+        f"colour: final {data.metric}; grey crosses: pruned trials</sup>",
         xaxis_title=f"{data.method} 1",
         yaxis_title=f"{data.method} 2",
+        legend={"orientation": "h", "x": 0.0, "y": 1.02, "xanchor": "left", "yanchor": "bottom"},
     )
     return figure
 
 
 def write_png(data: EmbeddingData, path: str | Path, *, step: int = 1) -> None:
-    """The same scatter as a PNG (matplotlib, so no browser is needed)."""
+    """The same scatter as a PNG (matplotlib, so no browser is needed), trial numbers on the
+    points, pruned trials as grey crosses, the legend below the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = np.isfinite(data.values)
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    ax.scatter(data.xy[~done, 0], data.xy[~done, 1], c="lightgrey", s=18, label="not completed")
+    pruned = (np.array(data.states) == "PRUNED") & ~done
+    other = ~done & ~pruned
+    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=120)
+    if pruned.any():
+        ax.scatter(
+            data.xy[pruned, 0], data.xy[pruned, 1], c="grey", marker="x", s=30, label="pruned"
+        )
+    if other.any():
+        ax.scatter(
+            data.xy[other, 0],
+            data.xy[other, 1],
+            facecolors="none",
+            edgecolors="lightgrey",
+            s=24,
+            label="running or failed",
+        )
     points = ax.scatter(
-        data.xy[done, 0], data.xy[done, 1], c=data.values[done], cmap="viridis", s=28
+        data.xy[done, 0],
+        data.xy[done, 1],
+        c=data.values[done],
+        cmap="viridis",
+        s=34,
+        label="completed",
     )
-    fig.colorbar(points, ax=ax, label="final value")
-    ax.set_title(f"AeLLE latent embedding ({data.method.upper()}), step {step}")
+    for (x, y), number in zip(data.xy, data.numbers, strict=True):
+        ax.annotate(str(number), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    fig.colorbar(points, ax=ax, label=f"final {data.metric}")
+    ax.set_title(
+        f"AeLLE latent embedding ({data.method.upper()}), spectra at step {step}", fontsize=10
+    )
     ax.set_xlabel(f"{data.method} 1")
     ax.set_ylabel(f"{data.method} 2")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
 def publish_embedding(
-    study: optuna.Study, *, step: int = 1, method: str = "umap", seed: int = 0
+    study: optuna.Study,
+    *,
+    step: int = 1,
+    method: str = "umap",
+    seed: int = 0,
+    aelle_params: Mapping[str, Any] | None = None,
 ) -> None:
-    """Save the embedding figure in the study so optuna-dashboard shows it beside its plots."""
+    """Save the embedding figure in the study so optuna-dashboard shows it beside its plots.
+
+    Its ``graph_object_id`` is ``lyap-embedding-step{step}``: publishing again replaces it.
+    Arguments and errors as in :func:`embedding_data`.
+    """
     from optuna_dashboard import save_plotly_graph_object
 
-    data = embedding_data(study, step=step, method=method, seed=seed)
+    data = embedding_data(study, step=step, method=method, seed=seed, aelle_params=aelle_params)
     figure = plot_embedding(data, step=step)
     save_plotly_graph_object(study, figure, graph_object_id=f"lyap-embedding-step{step}")

@@ -15,8 +15,8 @@ from optuna_lyap.visualization import (
 )
 
 
-def _study(n_complete: int = 6, n_pruned: int = 2) -> optuna.Study:
-    study = optuna.create_study(direction="maximize")
+def _study(n_complete: int = 6, n_pruned: int = 2, storage: str | None = None) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", storage=storage, study_name="emb")
     rng = np.random.default_rng(0)
     for i in range(n_complete + n_pruned):
         trial = study.ask()
@@ -56,3 +56,47 @@ def test_too_few_completed_trials_is_a_clear_error():
         embedding_data(_study(n_complete=1, n_pruned=3), step=1)
     with pytest.raises(ValueError, match="method must be"):
         embedding_data(_study(), method="tsne")
+
+
+def test_figure_marks_pruned_trials_names_the_metric_and_keeps_the_legend_clear():
+    study = _study()
+    study.set_metric_names(["accuracy"])
+    data = embedding_data(study, step=1, method="pca", seed=0)
+    assert data.metric == "accuracy"
+    figure = plot_embedding(data, step=1)
+    by_name = {trace.name: trace for trace in figure.data}
+    assert set(by_name) == {"pruned", "completed"}
+    assert len(by_name["pruned"].x) == 2 and by_name["pruned"].marker.symbol == "x"
+    assert by_name["completed"].marker.colorbar.title.text == "final accuracy"
+    assert "trial %{customdata" in by_name["pruned"].hovertemplate
+    assert sorted(by_name["completed"].customdata) == list(range(6))
+    # Above the plot, horizontal: clear of the colour bar on the right.
+    legend = figure.layout.legend
+    assert legend.orientation == "h" and legend.y >= 1.0
+    assert "step 1" in figure.layout.title.text and "accuracy" in figure.layout.title.text
+
+
+def test_progress_is_reported_before_the_slow_stages():
+    lines: list[str] = []
+    embedding_data(
+        _study(), step=1, method="pca", aelle_params={"n_models": 1}, progress=lines.append
+    )
+    assert lines and "fitting an AeLLE on 8 spectra" in lines[0]
+    assert not any("UMAP" in line for line in lines)  # PCA: no UMAP message
+
+
+def test_embed_command_writes_a_small_page_and_says_what_it_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from optuna_lyap.cli import main
+
+    storage = f"sqlite:///{tmp_path / 'e.db'}"
+    _study(storage=storage)
+    out = tmp_path / "out" / "emb"
+    args = ["embed", "--storage", storage, "--study-name", "emb", "--method", "pca"]
+    assert main([*args, "--output", str(out)]) == 0
+    assert "fitting an AeLLE on 8 spectra" in capsys.readouterr().err
+    # plotly.js sits beside the page once instead of inside it (4.8 MB).
+    assert out.with_suffix(".html").stat().st_size < 100_000
+    assert (out.parent / "plotly.min.js").stat().st_size > 1_000_000
+    assert 'src="plotly.min.js"' in out.with_suffix(".html").read_text()

@@ -1,0 +1,261 @@
+"""``explain``: the note of a pruned or completed trial, from every kind of decision record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import optuna_lyap
+from optuna_lyap._storage import record_prediction
+from optuna_lyap.visualization import explain, pruned_by
+
+
+def _study_with(
+    records: dict[int, dict[str, Any]] | None,
+    *,
+    pruned_at: int | None = 2,
+    n_complete: int = 4,
+    spectra: bool = True,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """A study of ``n_complete`` completed trials, then one trial with ``records``, pruned at
+    ``pruned_at`` (None: completed)."""
+    study = optuna.create_study(direction="maximize", pruner=pruner or optuna.pruners.NopPruner())
+    for i in range(n_complete):
+        t = study.ask()
+        for step in range(4):
+            t.report(0.5 + 0.1 * i + 0.01 * step, step)
+        study.tell(t, 0.6 + 0.1 * i)
+    t = study.ask()
+    last = 3 if pruned_at is None else pruned_at
+    for step in range(last + 1):
+        t.report(0.2 + 0.01 * step, step)
+    if spectra:
+        optuna_lyap.report_spectrum(t, np.array([-0.3, -0.8]), 0)
+        optuna_lyap.report_spectrum(t, np.array([0.05, -0.6]), 1)
+    for step, record in (records or {}).items():
+        record_prediction(study, t, step, record)
+    if pruned_at is None:
+        study.tell(t, 0.25)
+    else:
+        study.tell(t, state=TrialState.PRUNED)
+    return study, study.trials[-1]
+
+
+MODEL = {
+    "predicted": 0.31,
+    "predicted_std": 0.04,
+    "inputs": "spectrum+curve",
+    "rank_corr": 0.62,
+    "raw_rank_corr": 0.41,
+    "gate_share": 0.93,
+    "gate_open": True,
+    "n_train": 12,
+}
+
+
+def test_rung_rule_names_step_rung_rank_and_bar():
+    record = {
+        "pruned": True,
+        "rule": "rung",
+        "step": 2,
+        "rung": 1,
+        "score_kind": "raw",
+        "score": 0.22,
+        "rank": 7,
+        "n_competitors": 9,
+        "n_promoted": 3,
+        "bar": 0.55,
+        "direction": "maximize",
+    }
+    study, trial = _study_with({2: record})
+    text = explain(study, trial)
+    assert text.startswith(f"### Trial {trial.number}: pruned at step 2")
+    assert "successive halving on the raw value" in text
+    assert "rung 1" in text and "ranked 7 of 9, top 3 promoted" in text
+    assert "0.22" in text and "0.55" in text
+    assert pruned_by(record, None) == "rung"
+
+
+def test_model_rung_gives_the_prediction_and_the_evidence_it_was_trusted():
+    record = {
+        "pruned": True,
+        "rule": "model_rung",
+        "rung": 0,
+        "score_kind": "predicted",
+        "score": 0.31,
+        "rank": 5,
+        "n_competitors": 6,
+        "n_promoted": 2,
+        "bar": 0.7,
+        **MODEL,
+    }
+    text = explain(*_study_with({2: record}))
+    assert "ranking by the predicted final value" in text
+    assert "predicted final value 0.31 ranked 5 of 6" in text
+    assert "0.31 ± 0.04" in text and "spectrum+curve" in text and "12 completed trials" in text
+    assert "trusted" in text and "not trusted" not in text
+    assert "0.62 against the raw value's 0.41" in text and "93%" in text
+
+
+def test_closed_gate_says_the_model_was_not_trusted():
+    record = {
+        "pruned": True,
+        "rule": "rung",
+        "score_kind": "raw",
+        "score": 0.2,
+        "rank": 4,
+        "n_competitors": 4,
+        "n_promoted": 1,
+        "bar": 0.6,
+        **{**MODEL, "gate_open": False, "gate_share": 0.2},
+    }
+    text = explain(*_study_with({2: record}))
+    assert "not trusted" in text and "20% of bootstrap resamples" in text
+
+
+@pytest.mark.parametrize(
+    ("record", "words"),
+    [
+        (
+            {
+                "pruned": True,
+                "rule": "screen",
+                "score_kind": "predicted",
+                "rank": 8,
+                "n_competitors": 8,
+                "bar": 0.5,
+                **MODEL,
+            },
+            ["step-0 screen", "ranked 8 of 8"],
+        ),
+        (
+            {"pruned": True, "rule": "fallback", "fallback": "MedianPruner"},
+            ["fallback pruner (MedianPruner)"],
+        ),
+        (
+            {"pruned": True, "rule": "threshold", "bar": 0.6, **MODEL},
+            ["prediction threshold", "0.6"],
+        ),
+    ],
+)
+def test_other_rank_rule_records(record: dict[str, Any], words: list[str]):
+    text = explain(*_study_with({2: record}))
+    for word in words:
+        assert word in text
+
+
+def test_threshold_rule_records_of_the_current_pruner():
+    record = {
+        "pruned": True,
+        "rule": "model",
+        "predicted": 0.3,
+        "predicted_std": 0.05,
+        "threshold": 0.62,
+        "p_worse": 0.97,
+        "inputs": "curve",
+        "rank_corr": 0.5,
+        "raw_rank_corr": 0.3,
+        "n_train": 8,
+    }
+    study, trial = _study_with({2: record})
+    text = explain(study, trial)
+    assert "pruned at step 2 by the model's threshold rule" in text
+    assert "0.62" in text and "97%" in text and "0.3 ± 0.05" in text
+    assert "; trusted" in text  # the model acted, so it passed the gate
+
+
+def test_a_record_with_only_a_rule_still_explains():
+    text = explain(*_study_with({2: {"pruned": True, "rule": "rung"}}))
+    assert "pruned at step 2" in text and "successive halving" in text
+
+
+def test_earlier_records_are_listed_with_their_verdict():
+    early = {
+        "pruned": False,
+        "rule": "fallback",
+        "predicted": 0.927,
+        "predicted_std": 0.1,
+        "threshold": 0.5,
+        "p_worse": 0.1,
+        "inputs": "spectrum",
+        "rank_corr": 0.1,
+        "raw_rank_corr": 0.4,
+        "n_train": 6,
+    }
+    study, trial = _study_with({1: early}, pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    text = explain(study, trial)
+    # The case of the report: a prediction of 0.927 beside a prune the median rule made.
+    assert "pruned at step 2 by MedianPruner" in text
+    assert "**Step 1.**" in text and "let it continue" in text and "0.927" in text
+    assert "not trusted" in text
+
+
+def test_median_rule_without_a_record_gets_its_bar():
+    study, trial = _study_with(None, pruner=optuna.pruners.MedianPruner())
+    text = explain(study, trial)
+    # The completed trials reported 0.52, 0.62, 0.72, 0.82 at step 2: median 0.67.
+    assert "median of the 4 trials completed" in text and "0.67" in text
+    assert "best val" not in text and "objective value up to step 2, 0.22" in text
+
+
+def test_lyapunov_pruner_fallback_without_a_record_says_so():
+    study, trial = _study_with(None, pruner=optuna_lyap.LyapunovPruner())
+    text = explain(study, trial)
+    assert "fallback of LyapunovPruner, MedianPruner, not by the model" in text
+    assert pruned_by(None, study.pruner) == "fallback (MedianPruner)"
+
+
+def test_plain_pruner_is_named_with_the_last_value():
+    study, trial = _study_with(None, pruner=optuna.pruners.SuccessiveHalvingPruner())
+    text = explain(study, trial)
+    assert "Pruned at step 2 by SuccessiveHalvingPruner" in text and "0.22" in text
+    assert pruned_by(None, study.pruner) == "SuccessiveHalvingPruner"
+
+
+def test_completed_trial_note_and_dynamics_section():
+    study, trial = _study_with({1: {**MODEL, "rule": "kept", "pruned": False}}, pruned_at=None)
+    text = explain(study, trial.number)
+    assert "completed" in text and "0.25" in text
+    assert "**Model.** Predicted final value 0.31" in text
+    assert "**Dynamics at step 1.** chaotic" in text
+    assert "Moved from ordered to chaotic" in text
+
+
+def test_metric_name_from_the_study():
+    study, trial = _study_with(None, pruner=optuna.pruners.MedianPruner())
+    study.set_metric_names(["val_accuracy"])
+    assert "val_accuracy" in explain(study, trial)
+
+
+def test_unknown_trial_number_is_a_clear_error():
+    study, _ = _study_with(None)
+    with pytest.raises(ValueError, match="trial=99"):
+        explain(study, 99)
+
+
+def test_percentile_rule_gives_the_percentile_optuna_used():
+    study, trial = _study_with(None, pruner=optuna.pruners.PercentilePruner(25.0))
+    text = explain(study, trial)
+    # Maximising, PercentilePruner(25) bars at the 75th percentile of 0.52 .. 0.82: 0.745.
+    assert "75th percentile of the 4 trials completed" in text and "0.745" in text
+
+
+def test_rung_without_a_rank_gives_the_competitors():
+    record = {"pruned": True, "rule": "rung", "rung": 0, "score_kind": "raw", "score": 0.2,
+              "n_competitors": 1}  # fmt: skip
+    text = explain(*_study_with({2: record}))
+    assert "its objective value 0.2 among 1 trials at this rung" in text
+
+
+def test_prunes_are_counted_by_rule():
+    from optuna_lyap.visualization import prunes_by_rule
+
+    study, _ = _study_with({2: {"pruned": True, "rule": "rung"}})
+    assert prunes_by_rule(study) == {"rung": 1}
+    study, _ = _study_with(None, pruner=optuna.pruners.MedianPruner())
+    assert prunes_by_rule(study) == {"MedianPruner": 1}
