@@ -187,7 +187,8 @@ def spectrum_features(
 
     Columns: the top ``fraction`` of each spectrum resampled on ``G`` points of normalised index
     (clipped to [-10, 10] nats per step, as AeLLE does), then ``lambda_1`` (clipped) and
-    ``log D``. A missing spectrum (None) gives a row of NaN but ``log D``.
+    ``log D``. A missing spectrum (None, or NaN only) gives NaN but ``log D``; NaN beside
+    finite exponents (a diverged direction) reads as the clipped expanding end, 10.
 
     Args:
         spectra: ``n`` spectra, descending, nats per step (full or top-``k``), or None.
