@@ -21,9 +21,13 @@ Notation: ``n`` trials of one study, ``E`` recorded steps, ``G`` grid points.
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -32,6 +36,12 @@ from scipy.stats import rankdata
 from optuna_lyap.aelle._preprocessing import preprocess_spectra
 
 CELL_NAMES: tuple[str, ...] = ("rnn", "gru", "lstm")
+
+#: Where the package's trained priors live, one file per step (``prior_step<s>.pt``).
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+
+_SAVE_FORMAT = "optuna_lyap.CrossTaskPrior"
+_SAVE_VERSION = 1
 
 #: Column names of ``hyperparameter_features``.
 HYPERPARAMETER_NAMES: tuple[str, ...] = (
@@ -512,6 +522,97 @@ class CrossTaskPrior:
 
     def predict_top_probability(self, rows: PriorInputs) -> np.ndarray:
         """``n`` probabilities that each trial ends in its study's top ``top_fraction``."""
+        if not hasattr(self, "classifier_"):
+            raise ValueError("this prior has no classifier (a loaded prior keeps only predict).")
         proba = self.classifier_.predict_proba(rows.matrix(self.inputs)[:, self.columns_])
         classes = list(self.classifier_.classes_)
         return proba[:, classes.index(True)] if True in classes else np.zeros(len(rows))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a fitted ``model="aelle"`` prior to one file, loadable without unpickling.
+
+        The file holds a JSON config (inputs, top fraction, the feature names the columns stand
+        for, and ``info``) and the AeLLE's own file (tensors plus JSON) as bytes, all read back
+        by ``torch.load(weights_only=True)``. The classifier of ``predict_top_probability`` is
+        not saved (boosted trees have no format but pickle).
+
+        Args:
+            path: The file to write.
+
+        Raises:
+            ValueError: If the prior is not a fitted ``model="aelle"`` prior.
+        """
+        import torch
+
+        if self.model != "aelle" or not hasattr(self, "regressor_"):
+            raise ValueError(f"only a fitted model='aelle' prior can be saved but got {self!r}.")
+        buffer = io.BytesIO()
+        self.regressor_.save(buffer)
+        config = {
+            "format": _SAVE_FORMAT,
+            "version": _SAVE_VERSION,
+            "inputs": list(self.inputs),
+            "top_fraction": self.top_fraction,
+            "seed": self.seed,
+            "hyperparameter_names": list(HYPERPARAMETER_NAMES),
+            "curve_names": list(CURVE_NAMES),
+            "info": getattr(self, "info_", {}),
+        }
+        blob = {
+            "config": json.dumps(config),
+            "aelle": torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8),
+        }
+        torch.save(blob, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CrossTaskPrior:
+        """Read a prior written by ``save`` (``predict`` works; ``predict_top_probability`` not).
+
+        Raises:
+            ValueError: If the file is not a saved prior of this format version, or its feature
+                names differ from this version's.
+        """
+        import torch
+
+        from optuna_lyap.aelle._estimator import AeLLE
+
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or "config" not in blob or "aelle" not in blob:
+            raise ValueError(f"{path!r} is not a file written by CrossTaskPrior.save.")
+        config = json.loads(blob["config"])
+        if config.get("format") != _SAVE_FORMAT or config.get("version") != _SAVE_VERSION:
+            raise ValueError(
+                f"{path!r} holds format {config.get('format')!r} version "
+                f"{config.get('version')!r}; this version reads {_SAVE_FORMAT!r} {_SAVE_VERSION}."
+            )
+        names = (tuple(config["hyperparameter_names"]), tuple(config["curve_names"]))
+        if names != (HYPERPARAMETER_NAMES, CURVE_NAMES):
+            raise ValueError(f"{path!r} was trained on other feature columns: {names}.")
+        prior = cls(
+            inputs=config["inputs"],
+            model="aelle",
+            top_fraction=config["top_fraction"],
+            seed=config["seed"],
+        )
+        prior.regressor_ = AeLLE.load(io.BytesIO(blob["aelle"].numpy().tobytes()))
+        prior.info_ = config["info"]
+        return prior
+
+    def __repr__(self) -> str:
+        return f"CrossTaskPrior(inputs={self.inputs}, model={self.model!r}, seed={self.seed})"
+
+
+def load_shipped_prior(step: int) -> CrossTaskPrior:
+    """The prior shipped with the package for ``step`` (0: at initialisation, 1, 2).
+
+    Its ``info_`` names the tables it was trained on and the command that trained it
+    (``benchmarks/prior_train.py``).
+
+    Raises:
+        ValueError: If no prior is shipped for ``step``.
+    """
+    path = SHIPPED_DIR / f"prior_step{step}.pt"
+    if not path.exists():
+        shipped = sorted(p.name for p in SHIPPED_DIR.glob("prior_step*.pt"))
+        raise ValueError(f"no prior is shipped for {step=}; shipped: {shipped}.")
+    return CrossTaskPrior.load(path)

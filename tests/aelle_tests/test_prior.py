@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,3 +163,23 @@ def test_prior_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="target must be 30 finite"):
         CrossTaskPrior().fit(inputs, target[:-1])
     assert len(inputs.subset(np.arange(30) < 10)) == 10
+
+
+def test_saved_prior_loads_without_pickle_and_predicts_the_same(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    inputs, target = _synthetic_study(rng, 60, 0.0)
+    params = {"max_steps": 20, "n_models": 2}
+    prior = CrossTaskPrior(model="aelle", seed=0, aelle_params=params).fit(inputs, target)
+    path = tmp_path / "prior.pt"
+    prior.save(path)
+    blob = torch.load(path, weights_only=True)  # no arbitrary objects inside
+    assert set(blob) == {"config", "aelle"}
+    loaded = CrossTaskPrior.load(path)
+    np.testing.assert_array_equal(loaded.predict(inputs), prior.predict(inputs))
+    with pytest.raises(ValueError, match="no classifier"):
+        loaded.predict_top_probability(inputs)
+    with pytest.raises(ValueError, match="only a fitted model='aelle'"):
+        CrossTaskPrior().fit(inputs, target).save(tmp_path / "hgb.pt")
+    torch.save({"config": "{}", "aelle": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="format None"):
+        CrossTaskPrior.load(tmp_path / "other.pt")
