@@ -441,6 +441,8 @@ class CrossTaskPrior:
             finite value in some training row).
         regressor_: The fitted regressor (``HistGradientBoostingRegressor`` or ``AeLLE``).
         classifier_: The fitted ``HistGradientBoostingClassifier``.
+        info_: Provenance kept by ``save`` and ``load`` (the tables and command of a shipped
+            prior); empty unless set.
     """
 
     def __init__(
@@ -457,6 +459,8 @@ class CrossTaskPrior:
         self.top_fraction = top_fraction
         self.seed = seed
         self.aelle_params = dict(aelle_params or {})
+        # Free-form provenance written by ``save`` (what the prior was trained on).
+        self.info_: dict[str, Any] = {}
 
     def _check(self) -> None:
         _check_inputs(self.inputs)
@@ -556,7 +560,7 @@ class CrossTaskPrior:
             "seed": self.seed,
             "hyperparameter_names": list(HYPERPARAMETER_NAMES),
             "curve_names": list(CURVE_NAMES),
-            "info": getattr(self, "info_", {}),
+            "info": self.info_,
         }
         blob = {
             "config": json.dumps(config),
