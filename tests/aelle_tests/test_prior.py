@@ -16,6 +16,7 @@ from optuna_lyap.aelle._prior import (
     curve_features,
     final_quantile,
     hyperparameter_features,
+    load_shipped_prior,
     spectrum_features,
     study_ranks,
     study_zscores,
@@ -183,3 +184,14 @@ def test_saved_prior_loads_without_pickle_and_predicts_the_same(tmp_path: Path) 
     torch.save({"config": "{}", "aelle": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="format None"):
         CrossTaskPrior.load(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("step", [0, 1, 2])
+def test_shipped_priors_load_and_rank(step: int) -> None:
+    prior = load_shipped_prior(step)
+    assert prior.info_["step"] == step and "copy" in prior.info_["tables"]
+    inputs, _ = _synthetic_study(np.random.default_rng(3), 20, 0.0)
+    predicted = prior.predict(inputs)
+    assert predicted.shape == (20,) and np.isfinite(predicted).all()
+    with pytest.raises(ValueError, match="no prior is shipped for step=7"):
+        load_shipped_prior(7)
