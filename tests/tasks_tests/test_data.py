@@ -139,8 +139,7 @@ def test_variants_change_only_defaults() -> None:
     copy_long = get_task("copy_long", n_train=64, n_val=32)
     assert copy_long.train_data.inputs.shape[1:] == (52, 6) and copy_long.n_epochs == 25
     # A variant is its parent with other defaults: same options, same data.
-    options = {k: v for k, v in copy_long.options().items()}
-    parent = get_task("copy", **options)
+    parent = get_task("copy", **copy_long.options())
     torch.testing.assert_close(parent.val_data.inputs, copy_long.val_data.inputs, rtol=0, atol=0)
     assert get_task("copy_long", delay=60, n_train=4, n_val=4).seq_len == 62
     assert get_task("adding_long", n_train=8, n_val=4).seq_len == 100
