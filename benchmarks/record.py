@@ -17,6 +17,9 @@ Usage::
     python benchmarks/record.py --task sdigits --out ... --start 0 --stop 40   # one chunk
     python benchmarks/record.py --task copy --option delay=20 --workers 2 --out ...
     python benchmarks/record.py --time 6 --task sdigits --out /tmp/t.jsonl.gz  # timing probe
+    # A random design (the corpus): 240 configurations, spectra at epochs 0-3, k <= 64
+    python benchmarks/record.py --task xor --design random --n-configs 240 \
+        --spectrum-epochs 0 1 2 3 --max-k 64 --out benchmarks/data/corpus/xor.jsonl.gz
 
 Reading::
 
@@ -47,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 import optuna_lyap
 from optuna_lyap.tasks import SequenceTask, get_task, list_tasks, trial_seed
@@ -60,7 +64,17 @@ DEFAULT_GRID: dict[str, tuple[Any, ...]] = {
     "lr": (3e-4, 1e-3, 3e-3, 1e-2),
 }
 
-# The spectrum options every recorded table uses (the engine's defaults, seeded basis).
+# The ranges of the random design (``--design random``): the cell uniformly, the others
+# log-uniformly (the hidden size rounded to an integer).
+DEFAULT_RANGES: dict[str, tuple[Any, ...]] = {
+    "cell": ("rnn", "gru", "lstm"),
+    "hidden_size": (8, 128),
+    "init_scale": (0.25, 8.0),
+    "lr": (3e-4, 3e-2),
+}
+
+# The spectrum options every recorded table uses (the engine's defaults, seeded basis; ``k``
+# becomes ``min(D, --max-k)`` when a cap is given).
 SPECTRUM_OPTIONS: dict[str, Any] = {
     "k": None,
     "warmup": 0,
@@ -71,7 +85,17 @@ SPECTRUM_OPTIONS: dict[str, Any] = {
 
 # Fields of the meta line that must match for a run to resume an existing file.
 _RESUME_KEYS = (
-    "format", "task", "task_options", "task_config", "seed", "n_epochs", "grid", "n_probes"
+    "format",
+    "task",
+    "task_options",
+    "task_config",
+    "seed",
+    "n_epochs",
+    "grid",
+    "n_probes",
+    "design",
+    "spectrum_epochs",
+    "max_k",
 )
 
 _TIME_KEYS = ("train_seconds", "eval_seconds", "spectrum_seconds")
@@ -88,6 +112,35 @@ def grid_configs(grid: Mapping[str, Sequence[Any]], seed: int) -> list[dict[str,
     return [combos[i] for i in order]
 
 
+def random_configs(
+    ranges: Mapping[str, Sequence[Any]], n_configs: int, seed: int
+) -> list[dict[str, Any]]:
+    """``n_configs`` configurations drawn independently from ``ranges`` with ``seed``.
+
+    ``ranges["cell"]`` lists the cells (drawn uniformly); ``hidden_size``, ``init_scale`` and
+    ``lr`` are ``(low, high)`` drawn log-uniformly (the hidden size rounded to an integer, the
+    others to 4 significant digits). Configuration ``i`` does not depend on ``n_configs``, so a
+    longer design extends a shorter one.
+    """
+    if n_configs < 1:
+        raise ValueError(f"n_configs must be a positive integer but got {n_configs=}.")
+    for key in ("hidden_size", "init_scale", "lr"):
+        low, high = ranges[key]
+        if not 0 < low <= high:
+            raise ValueError(f"the range of {key} must be 0 < low <= high but got {ranges[key]}.")
+    configs = []
+    for index in range(n_configs):
+        rng = np.random.default_rng([seed, index])
+        cells = list(ranges["cell"])
+        config: dict[str, Any] = {"cell": str(cells[rng.integers(len(cells))])}
+        for key in ("hidden_size", "init_scale", "lr"):
+            low, high = (math.log(v) for v in ranges[key])
+            value = math.exp(rng.uniform(low, high))
+            config[key] = int(round(value)) if key == "hidden_size" else float(f"{value:.4g}")
+        configs.append(config)
+    return configs
+
+
 def _finite_or_none(values: Iterable[float], digits: int | None = None) -> list[float | None]:
     out: list[float | None] = []
     for value in values:
@@ -100,7 +153,14 @@ def _finite_or_none(values: Iterable[float], digits: int | None = None) -> list[
 
 
 def record_config(
-    task: SequenceTask, index: int, params: dict[str, Any], *, seed: int, n_probes: int
+    task: SequenceTask,
+    index: int,
+    params: dict[str, Any],
+    *,
+    seed: int,
+    n_probes: int,
+    spectrum_epochs: Sequence[int] | None = None,
+    max_k: int | None = None,
 ) -> dict[str, Any]:
     """Train one configuration for ``task.n_epochs`` epochs and record every epoch.
 
@@ -111,13 +171,23 @@ def record_config(
         params: ``cell``, ``hidden_size``, ``init_scale``, ``lr``.
         seed: The table's seed.
         n_probes: Probe sequences for the spectrum.
+        spectrum_epochs: Epochs whose spectrum is computed (``None``: every epoch); the others
+            hold ``None`` in ``spectra`` and 0 in ``spectrum_seconds``.
+        max_k: Largest number of exponents (``None``: the full spectrum, ``k = D``).
 
     Returns:
         One JSON-ready record (lists of length ``n_epochs + 1``; non-finite numbers as None).
     """
     model = task.build_model(params, seed=trial_seed(seed, index))
     optimizer = task.make_optimizer(model, params)
-    values, val_losses, losses, spectra, diverged = [], [], [], [], []
+    # The full state's dimension D (h, and c for an LSTM, in every layer).
+    per_layer = model.rnn.hidden_size * (2 if isinstance(model.rnn, nn.LSTM) else 1)
+    dim = model.rnn.num_layers * per_layer
+    options = dict(SPECTRUM_OPTIONS)
+    if max_k is not None and max_k < dim:
+        options["k"] = int(max_k)
+    values, val_losses, losses, diverged = [], [], [], []
+    spectra: list[list[float | None] | None] = []
     times: dict[str, list[float]] = {key: [] for key in _TIME_KEYS}
     for epoch in range(task.n_epochs + 1):
         start = time.perf_counter()
@@ -126,14 +196,17 @@ def record_config(
         values.append(task.evaluate(model))
         val_losses.append(task.validation_loss(model))
         evaluated = time.perf_counter()
-        with warnings.catch_warnings():
-            # A diverged network gives NaN exponents with a warning; the record keeps the NaN.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            spectrum = optuna_lyap.lyapunov_spectrum(
-                model.rnn, task.probe_inputs(model, n_probes), **SPECTRUM_OPTIONS
-            )
+        if spectrum_epochs is None or epoch in spectrum_epochs:
+            with warnings.catch_warnings():
+                # A diverged network gives NaN exponents with a warning; the record keeps NaN.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                spectrum = optuna_lyap.lyapunov_spectrum(
+                    model.rnn, task.probe_inputs(model, n_probes), **options
+                )
+            spectra.append(_finite_or_none(spectrum.numpy(), digits=6))
+        else:
+            spectra.append(None)
         done = time.perf_counter()
-        spectra.append(_finite_or_none(spectrum.numpy(), digits=6))
         diverged.append(bool(model.diverged))
         times["train_seconds"].append(round(trained - start, 4))
         times["eval_seconds"].append(round(evaluated - trained, 4))
@@ -143,7 +216,7 @@ def record_config(
         "index": index,
         "params": params,
         "model_seed": trial_seed(seed, index),
-        "dim": int(spectrum.dim),
+        "dim": dim,
         "values": _finite_or_none(values),
         "val_loss": _finite_or_none(val_losses),
         "train_loss": _finite_or_none(losses),
@@ -213,7 +286,9 @@ def load_table(path: str | Path) -> dict[str, Any]:
     spectra = np.full((n, steps, width), np.nan)
     for row, record in enumerate(records):
         for epoch, spectrum in enumerate(record["spectra"]):
-            spectra[row, epoch, : len(spectrum)] = [np.nan if v is None else v for v in spectrum]
+            if spectrum is not None:  # None: an epoch whose spectrum was not computed
+                values = [np.nan if v is None else v for v in spectrum]
+                spectra[row, epoch, : len(spectrum)] = values
     table["spectra"] = spectra
     return table
 
@@ -241,10 +316,21 @@ def _init_worker(name: str, seed: int, n_epochs: int, options: dict[str, Any]) -
     _WORKER_TASK = get_task(name, seed=seed, n_epochs=n_epochs, **options)
 
 
-def _run_in_worker(job: tuple[int, dict[str, Any], int, int]) -> dict[str, Any]:
-    index, params, seed, n_probes = job
+_Job = tuple[int, dict[str, Any], int, int, "list[int] | None", "int | None"]
+
+
+def _run_in_worker(job: _Job) -> dict[str, Any]:
+    index, params, seed, n_probes, spectrum_epochs, max_k = job
     assert _WORKER_TASK is not None
-    return record_config(_WORKER_TASK, index, params, seed=seed, n_probes=n_probes)
+    return record_config(
+        _WORKER_TASK,
+        index,
+        params,
+        seed=seed,
+        n_probes=n_probes,
+        spectrum_epochs=spectrum_epochs,
+        max_k=max_k,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -274,6 +360,35 @@ def _parser() -> argparse.ArgumentParser:
             default=list(values),
             help=f"grid values of {key}",
         )
+    parser.add_argument(
+        "--design",
+        choices=("grid", "random"),
+        default="grid",
+        help="grid: every combination of the grid values; random: --n-configs draws, the cell "
+        "from --cells, hidden size, init scale and lr log-uniform in the --*-range bounds",
+    )
+    parser.add_argument("--n-configs", type=int, default=240, help="size of a random design")
+    for key in ("hidden_size", "init_scale", "lr"):
+        kind = int if key == "hidden_size" else float
+        parser.add_argument(
+            f"--{key.replace('_', '-')}-range",
+            dest=f"{key}_range",
+            nargs=2,
+            type=kind,
+            default=list(DEFAULT_RANGES[key]),
+            metavar=("LOW", "HIGH"),
+            help=f"bounds of {key} in a random design",
+        )
+    parser.add_argument(
+        "--spectrum-epochs",
+        nargs="+",
+        type=int,
+        default=None,
+        help="epochs whose spectrum is computed (default: every epoch)",
+    )
+    parser.add_argument(
+        "--max-k", type=int, default=None, help="most exponents per spectrum (default: all D)"
+    )
     parser.add_argument("--start", type=int, default=0, help="first grid position to run")
     parser.add_argument("--stop", type=int, default=None, help="one past the last position")
     parser.add_argument("--workers", type=int, default=1, help="processes (1: no pool)")
@@ -301,8 +416,13 @@ def _meta(
         "worst_value": task.worst_value,
         "seed": args.seed,
         "n_epochs": task.n_epochs,
+        "design": args.design,
         "grid": grid,
-        "n_configs": math.prod(len(v) for v in grid.values()),
+        "n_configs": args.n_configs
+        if args.design == "random"
+        else math.prod(len(v) for v in grid.values()),
+        "spectrum_epochs": args.spectrum_epochs,
+        "max_k": args.max_k,
         "n_probes": args.n_probes,
         "probe_length": task.probe_length,
         "spectrum": SPECTRUM_OPTIONS,
@@ -322,8 +442,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(1)
     options = _parse_options(args.option)
     task = get_task(args.task, seed=args.seed, n_epochs=args.n_epochs, **options)
-    grid = {key: list(getattr(args, key)) for key in DEFAULT_GRID}
-    configs = grid_configs(grid, args.seed)
+    if args.design == "random":
+        grid = {"cell": list(args.cell)}
+        for key in ("hidden_size", "init_scale", "lr"):
+            grid[key] = list(getattr(args, f"{key}_range"))
+        configs = random_configs(grid, args.n_configs, args.seed)
+    else:
+        grid = {key: list(getattr(args, key)) for key in DEFAULT_GRID}
+        configs = grid_configs(grid, args.seed)
+    if args.max_k is not None and args.max_k < 1:
+        raise SystemExit(f"--max-k must be a positive integer but got {args.max_k}.")
+    extra = {"spectrum_epochs": args.spectrum_epochs, "max_k": args.max_k}
     meta = _meta(args, argv, grid, task)
 
     if args.time:
@@ -335,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for index in picks:
             start = time.perf_counter()
             record = record_config(
-                task, int(index), configs[index], seed=args.seed, n_probes=args.n_probes
+                task, int(index), configs[index], seed=args.seed, n_probes=args.n_probes, **extra
             )
             total = time.perf_counter() - start
             spent = {key: round(sum(record[key]), 2) for key in _TIME_KEYS}
@@ -366,7 +495,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     stop = len(configs) if args.stop is None else min(args.stop, len(configs))
     jobs = [
-        (i, configs[i], args.seed, args.n_probes) for i in range(args.start, stop) if i not in done
+        (i, configs[i], args.seed, args.n_probes, args.spectrum_epochs, args.max_k)
+        for i in range(args.start, stop)
+        if i not in done
     ]
     print(
         f"{task.name}: {len(jobs)} configurations to run ({len(done)} already recorded)",
@@ -380,7 +511,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             results: Iterable[dict[str, Any]] = pool.imap_unordered(_run_in_worker, jobs)
             _write_all(args.out, results, len(jobs), started)
     else:
-        results = (record_config(task, i, p, seed=s, n_probes=n) for i, p, s, n in jobs)
+        results = (
+            record_config(task, i, p, seed=s, n_probes=n, spectrum_epochs=e, max_k=k)
+            for i, p, s, n, e, k in jobs
+        )
         _write_all(args.out, results, len(jobs), started)
 
 

@@ -15,15 +15,17 @@ Example:
 
 from __future__ import annotations
 
-from optuna_lyap.tasks._adding import Adding
+from optuna_lyap.tasks._adding import Adding, AddingLong
 from optuna_lyap.tasks._base import MAX_NMSE, PARAM_NAMES, SequenceData, SequenceTask
 from optuna_lyap.tasks._charlm import CharLM
-from optuna_lyap.tasks._copy import Copy
+from optuna_lyap.tasks._copy import Copy, CopyLong
+from optuna_lyap.tasks._mackey_glass import MackeyGlass
 from optuna_lyap.tasks._model import CELLS, SequenceModel, init_uniform_
 from optuna_lyap.tasks._objective import make_objective, trial_seed
 from optuna_lyap.tasks._registry import TASKS, get_task, list_tasks, register_task
-from optuna_lyap.tasks._sdigits import SDigits
+from optuna_lyap.tasks._sdigits import PermutedSDigits, SDigits
 from optuna_lyap.tasks._sines import Sines
+from optuna_lyap.tasks._xor import TemporalXOR
 
 __all__ = [
     "CELLS",
@@ -31,13 +33,18 @@ __all__ = [
     "PARAM_NAMES",
     "TASKS",
     "Adding",
+    "AddingLong",
     "CharLM",
     "Copy",
+    "CopyLong",
+    "MackeyGlass",
+    "PermutedSDigits",
     "SDigits",
     "SequenceData",
     "SequenceModel",
     "SequenceTask",
     "Sines",
+    "TemporalXOR",
     "get_task",
     "init_uniform_",
     "list_tasks",

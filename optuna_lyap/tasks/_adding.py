@@ -63,3 +63,28 @@ class Adding(SequenceTask):
         targets = torch.from_numpy(sums.astype(np.float32)).reshape(n, 1, 1)
         train = SequenceData(inputs[: self.n_train], targets[: self.n_train])
         return train, SequenceData(inputs[self.n_train :], targets[self.n_train :])
+
+
+@register_task
+class AddingLong(Adding):
+    """The adding problem over ``T = 100`` steps, trained for 20 epochs.
+
+    The length of the classic benchmark's easier settings (Hochreiter and Schmidhuber 1997; Le
+    et al. 2015, arXiv:1504.00941, use T = 100 to 750), where networks sit at the mean-answer
+    plateau (``val_nmse`` near 1) before those that learn drop. Same options as ``Adding``.
+
+    Args:
+        length: Time steps ``T``.
+        n_train: Training sequences.
+        n_val: Validation sequences.
+        **kwargs: Other options of ``Adding`` and ``SequenceTask``.
+    """
+
+    name = "adding_long"
+    description = "adding problem over 100 steps; normalised MSE, 20 epochs"
+    default_n_epochs = 20
+
+    def __init__(
+        self, *, length: int = 100, n_train: int = 600, n_val: int = 200, **kwargs: Any
+    ) -> None:
+        super().__init__(length=length, n_train=n_train, n_val=n_val, **kwargs)

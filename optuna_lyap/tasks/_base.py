@@ -149,7 +149,10 @@ class SequenceTask:
         stays reproducible when defaults change.
         """
         names: list[str] = []
-        for cls in (type(self), SequenceTask):
+        # Walk the whole hierarchy: a variant (a subclass with other defaults) forwards most
+        # options to its parent through ``**kwargs``.
+        classes = [cls for cls in type(self).__mro__ if issubclass(cls, SequenceTask)]
+        for cls in classes:
             for name, param in inspect.signature(cls.__init__).parameters.items():
                 if param.kind is param.KEYWORD_ONLY and name not in names:
                     names.append(name)

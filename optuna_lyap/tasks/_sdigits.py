@@ -79,3 +79,25 @@ class SDigits(SequenceTask):
             targets = torch.from_numpy(labels[index].astype(np.int64)).unsqueeze(1)
             splits.append(SequenceData(inputs, targets))
         return splits[0], splits[1]
+
+
+@register_task
+class PermutedSDigits(SDigits):
+    """Digits read pixel by pixel (``T = 64``, ``I = 1``) in one fixed shuffled order.
+
+    The small-scale analogue of permuted sequential MNIST (Le et al. 2015, arXiv:1504.00941):
+    the shuffle spreads each stroke over the whole sequence, so the network must integrate over
+    all 64 steps. Same options as ``SDigits``; only the defaults differ.
+
+    Args:
+        order: ``"pixel"`` by default.
+        permute: ``True`` by default.
+        **kwargs: Other options of ``SDigits`` and ``SequenceTask``.
+    """
+
+    name = "psdigits"
+    description = "scikit-learn digits, pixel by pixel in a fixed shuffled order; accuracy"
+    default_n_epochs = 10
+
+    def __init__(self, *, order: str = "pixel", permute: bool = True, **kwargs: Any) -> None:
+        super().__init__(order=order, permute=permute, **kwargs)

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from optuna_lyap.tasks import TASKS, SDigits, get_task, list_tasks
 from optuna_lyap.tasks._charlm import VOCAB, encode, python_text
+from optuna_lyap.tasks._mackey_glass import mackey_glass
 
 # Small versions of every task, so that the data tests take milliseconds.
 SMALL = {
@@ -15,12 +17,18 @@ SMALL = {
     "copy": {"delay": 5, "n_train": 64, "n_val": 32},
     "sines": {"length": 20, "n_train": 64, "n_val": 32},
     "charlm": {"max_chars": 4000, "seq_len": 32},
+    "copy_long": {"n_train": 64, "n_val": 32},
+    "adding_long": {"n_train": 64, "n_val": 32},
+    "psdigits": {},
+    "xor": {"length": 20, "n_train": 64, "n_val": 32},
+    "mackey_glass": {"length": 20, "n_train": 16, "n_val": 8},
 }
 
 
 def test_registry_lists_every_task_with_a_description() -> None:
     tasks = list_tasks()
-    assert set(tasks) == {"sdigits", "adding", "copy", "sines", "charlm"} == set(TASKS)
+    assert set(tasks) == set(SMALL) == set(TASKS)
+    assert len(tasks) >= 10
     assert all(isinstance(text, str) and text for text in tasks.values())
 
 
@@ -127,6 +135,49 @@ def test_charlm_text_and_next_character_targets() -> None:
     assert len(train) + len(task.val_data) == 4000 // 33
 
 
+def test_variants_change_only_defaults() -> None:
+    copy_long = get_task("copy_long", n_train=64, n_val=32)
+    assert copy_long.train_data.inputs.shape[1:] == (52, 6) and copy_long.n_epochs == 25
+    # A variant is its parent with other defaults: same options, same data.
+    parent = get_task("copy", **copy_long.options())
+    torch.testing.assert_close(parent.val_data.inputs, copy_long.val_data.inputs, rtol=0, atol=0)
+    assert get_task("copy_long", delay=60, n_train=4, n_val=4).seq_len == 62
+    assert get_task("adding_long", n_train=8, n_val=4).seq_len == 100
+    psdigits = get_task("psdigits")
+    pixel = SDigits(order="pixel", permute=True)
+    assert psdigits.train_data.inputs.shape[1:] == (64, 1)
+    torch.testing.assert_close(psdigits.val_data.inputs, pixel.val_data.inputs, rtol=0, atol=0)
+
+
+def test_xor_targets_are_the_xor_of_two_distant_marked_bits() -> None:
+    task = get_task("xor", length=20, n_train=256, n_val=32)
+    inputs, targets = task.train_data.inputs, task.train_data.targets
+    bits, markers = inputs[:, :, 0], inputs[:, :, 1]
+    assert set(bits.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(markers.sum(dim=1), torch.full((256,), 2.0))
+    positions = markers.nonzero()[:, 1].reshape(256, 2)
+    assert bool((positions[:, 0] < 5).all()) and bool((positions[:, 1] >= 15).all())
+    marked = (bits.gather(1, positions) > 0).long()
+    assert torch.equal(marked[:, 0] ^ marked[:, 1], targets[:, 0])
+    # Both classes occur about equally: chance is 0.5.
+    assert 0.35 < float(targets.double().mean()) < 0.65
+
+
+def test_mackey_glass_series_is_bounded_chaotic_and_targets_lead_inputs() -> None:
+    rng = np.random.default_rng(0)
+    series = mackey_glass(4, 400, 1.0, 17.0, rng)
+    assert series.shape == (4, 400)
+    assert 0.2 < series.min() and series.max() < 1.5  # the attractor's range
+    # Different random histories end on the attractor but not in step (chaos), and a series
+    # does not settle on the fixed point x = 1.
+    assert np.abs(series[0] - series[1]).max() > 0.3
+    assert series[0, 200:].std() > 0.1
+    task = get_task("mackey_glass", length=20, horizon=3, burn_in=4, n_train=8, n_val=4)
+    inputs, targets = task.train_data.inputs, task.train_data.targets
+    assert targets.shape == (8, 20 - 4, 1)
+    torch.testing.assert_close(inputs[:, 7:], targets[:, :-3])
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
@@ -136,6 +187,10 @@ def test_charlm_text_and_next_character_targets() -> None:
         ("copy", {"n_symbols": 1}, r"n_symbols=1"),
         ("sines", {"freq_range": (0.1, 0.7)}, r"freq_range=\(0.1, 0.7\)"),
         ("charlm", {"max_chars": 10}, r"max_chars=10"),
+        ("xor", {"length": 3}, r"length=3"),
+        ("mackey_glass", {"burn_in": 30, "length": 20}, r"burn_in=30"),
+        ("mackey_glass", {"tau": 0.0}, r"tau=0.0"),
+        ("copy_long", {"delay": -1}, r"delay=-1"),
         ("sdigits", {"cells": ("rnn", "transformer")}, r"'gru'.*cell='transformer'"),
         ("sdigits", {"hidden_size_range": (64, 8)}, r"hidden_size_range"),
         ("sdigits", {"lr_range": (0.0, 0.1)}, r"lr_range"),

@@ -103,3 +103,74 @@ def test_a_truncated_last_record_is_dropped(record: ModuleType, tmp_path: Path) 
     with pytest.warns(UserWarning, match="truncated"):
         _, records = record.read_records(out)
     assert [r["index"] for r in records] == [0, 1]
+
+
+def test_random_design_is_seeded_in_range_and_extends(record: ModuleType) -> None:
+    ranges = {
+        "cell": ["rnn", "lstm"],
+        "hidden_size": [8, 128],
+        "init_scale": [0.25, 8.0],
+        "lr": [3e-4, 3e-2],
+    }
+    configs = record.random_configs(ranges, 50, seed=0)
+    assert configs == record.random_configs(ranges, 50, seed=0)
+    assert configs[:10] == record.random_configs(ranges, 10, seed=0)  # a prefix of a longer one
+    assert configs != record.random_configs(ranges, 50, seed=1)
+    assert {c["cell"] for c in configs} == {"rnn", "lstm"}
+    for key in ("hidden_size", "init_scale", "lr"):
+        low, high = ranges[key]
+        values = np.array([c[key] for c in configs])
+        assert values.min() >= low and values.max() <= high
+        # Log-uniform: about half the draws fall below the geometric midpoint.
+        assert 10 <= (values < np.sqrt(low * high)).sum() <= 40
+    assert all(isinstance(c["hidden_size"], int) for c in configs)
+    with pytest.raises(ValueError, match="n_configs=0"):
+        record.random_configs(ranges, 0, seed=0)
+
+
+def test_spectra_only_at_chosen_epochs_and_capped_k(record: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "xor.jsonl.gz"
+    args = [
+        "--task",
+        "xor",
+        "--option",
+        "length=8",
+        "--option",
+        "n_train=32",
+        "--option",
+        "n_val=16",
+        "--n-epochs",
+        "3",
+        "--n-probes",
+        "3",
+        "--design",
+        "random",
+        "--n-configs",
+        "3",
+        "--hidden-size-range",
+        "4",
+        "40",
+        "--spectrum-epochs",
+        "0",
+        "2",
+        "--max-k",
+        "6",
+        "--out",
+        str(out),
+    ]
+    record.main(args)
+    table = record.load_table(out)
+    meta = table["meta"]
+    assert meta["design"] == "random" and meta["spectrum_epochs"] == [0, 2] and meta["max_k"] == 6
+    assert meta["n_configs"] == 3 and meta["grid"]["hidden_size"] == [4, 40]
+    expected = [record.random_configs(meta["grid"], 3, seed=0)[i] for i in range(3)]
+    assert [c["hidden_size"] for c in expected] == list(table["hidden_size"])
+    finite = np.isfinite(table["spectra"]).sum(axis=-1)
+    assert (finite[:, [0, 2]] == np.minimum(table["dim"], 6)[:, None]).all()
+    assert (finite[:, [1, 3]] == 0).all()
+    assert (table["spectrum_seconds"][:, [1, 3]] < 0.01).all()
+    # The recorded dim is the full state's, whatever k was.
+    lstm = table["cell"] == "lstm"
+    assert list(table["dim"]) == list(table["hidden_size"] * np.where(lstm, 2, 1))
+    with pytest.raises(SystemExit, match="other settings"):
+        record.main([*args[:-2], "--max-k", "8", "--out", str(out)])

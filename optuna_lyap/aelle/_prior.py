@@ -1,0 +1,622 @@
+"""Inputs and target of a prior trained across tasks: features that mean the same on any task.
+
+A model trained on many recorded studies can only transfer if its inputs and its target carry no
+task's units. This module turns one study's trials into such rows (no Optuna imports):
+
+- **hyperparameters** in a generic encoding (``NetworkDescription``): the cell type, ``log`` of
+  the hidden size and of the number of layers, ``log`` of the initialisation scale relative to
+  PyTorch's default ``1 / sqrt(H)``, ``log10`` of the learning rate, and the spectral norm of the
+  first layer's recurrent weights when the network itself is at hand;
+- **the spectrum** on the grid of normalised index ``u = i / D`` (``_preprocessing``), restricted
+  to its top ``fraction`` (a quarter by default: recordings cap ``k`` at 64 exponents, which
+  covers a quarter of the largest LSTM's ``D = 256``), plus ``lambda_1`` and ``log D``;
+- **the learning curve** normalised within its own study: at each step, a trial's rank among the
+  study's trials at that step (a percentile in ``(0, 1)``) and its robust z-score (median and
+  scaled median absolute deviation), both oriented so that higher is better;
+- **the target**: the final value's quantile within its own study (1 = best), so tasks with any
+  metric and direction mix.
+
+Notation: ``n`` trials of one study, ``E`` recorded steps, ``G`` grid points.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy.stats import rankdata
+
+from optuna_lyap.aelle._preprocessing import preprocess_spectra
+
+CELL_NAMES: tuple[str, ...] = ("rnn", "gru", "lstm")
+
+#: Where the package's trained priors live, one file per step (``prior_step<s>.pt``).
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+
+_SAVE_FORMAT = "optuna_lyap.CrossTaskPrior"
+_SAVE_VERSION = 1
+
+#: Column names of ``hyperparameter_features``.
+HYPERPARAMETER_NAMES: tuple[str, ...] = (
+    "cell_rnn",
+    "cell_gru",
+    "cell_lstm",
+    "log_hidden_size",
+    "log_num_layers",
+    "log_init_scale",
+    "log10_lr",
+    "recurrent_norm",
+)
+
+# Exponents are clipped to this range (nats per step) before resampling, as AeLLE does.
+_CLIP = (-10.0, 10.0)
+
+# 1.4826 * MAD estimates the standard deviation of a normal sample.
+_MAD_TO_STD = 1.4826
+
+
+@dataclass(frozen=True)
+class NetworkDescription:
+    """What the prior reads about one network, whether from its hyperparameters or its weights.
+
+    Attributes:
+        cell: ``"rnn"``, ``"gru"`` or ``"lstm"``.
+        hidden_size: Units per layer ``H``.
+        num_layers: Stacked recurrent layers.
+        init_scale: Bound of the uniform initialisation in units of ``1 / sqrt(H)`` (1 is
+            PyTorch's default; see ``optuna_lyap.tasks._model``).
+        lr: Learning rate of the optimiser.
+        recurrent_norm: Largest singular value of the first layer's recurrent weight matrix
+            (all gates stacked), or None where unknown (a recorded table).
+    """
+
+    cell: str
+    hidden_size: int
+    num_layers: int
+    init_scale: float
+    lr: float
+    recurrent_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELL_NAMES:
+            raise ValueError(f"cell must be one of {list(CELL_NAMES)} but got {self.cell=}.")
+        for name in ("hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer but got {value=}.")
+        for name in ("init_scale", "lr"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number but got {value=}.")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], num_layers: int = 1) -> NetworkDescription:
+        """From a built-in task's parameters ``cell``, ``hidden_size``, ``init_scale``, ``lr``."""
+        return cls(
+            cell=str(params["cell"]),
+            hidden_size=int(params["hidden_size"]),
+            num_layers=int(num_layers),
+            init_scale=float(params["init_scale"]),
+            lr=float(params["lr"]),
+        )
+
+    @classmethod
+    def from_module(cls, rnn: Any, lr: float) -> NetworkDescription:
+        """From a ``torch.nn.RNN``/``GRU``/``LSTM`` itself, as it is now.
+
+        The initialisation scale is read back from the recurrent weights of the first layer:
+        for ``U(-a, a)`` entries the standard deviation is ``a / sqrt(3)``, so
+        ``init_scale = sqrt(3) * std * sqrt(H)``, exact in expectation at initialisation and a
+        measure of the weights' scale in the same units afterwards.
+
+        Args:
+            rnn: The recurrent module (``nn.RNN`` with tanh, ``nn.GRU`` or ``nn.LSTM``).
+            lr: The learning rate it is trained with (not stored in the module).
+        """
+        import torch
+        from torch import nn
+
+        kinds = {nn.LSTM: "lstm", nn.GRU: "gru", nn.RNN: "rnn"}
+        cell = next((name for kind, name in kinds.items() if isinstance(rnn, kind)), None)
+        if cell is None:
+            raise TypeError(f"rnn must be an nn.RNN, nn.GRU or nn.LSTM but got {type(rnn)=}.")
+        weight = rnn.weight_hh_l0.detach().to(torch.float64)
+        hidden_size = int(rnn.hidden_size)
+        std = float(weight.std(unbiased=False))
+        return cls(
+            cell=cell,
+            hidden_size=hidden_size,
+            num_layers=int(rnn.num_layers),
+            init_scale=math.sqrt(3.0) * std * math.sqrt(hidden_size),
+            lr=float(lr),
+            recurrent_norm=float(torch.linalg.matrix_norm(weight, ord=2)),
+        )
+
+
+def hyperparameter_features(networks: Sequence[NetworkDescription]) -> np.ndarray:
+    """The generic hyperparameter encoding, an ``n x 8`` float64 array.
+
+    Columns ``HYPERPARAMETER_NAMES``: one-hot cell, ``log H``, ``log num_layers``,
+    ``log init_scale``, ``log10 lr``, and the recurrent spectral norm (NaN where unknown).
+    """
+    out = np.full((len(networks), len(HYPERPARAMETER_NAMES)), np.nan)
+    for row, net in enumerate(networks):
+        out[row, :3] = [net.cell == name for name in CELL_NAMES]
+        out[row, 3] = math.log(net.hidden_size)
+        out[row, 4] = math.log(net.num_layers)
+        out[row, 5] = math.log(net.init_scale)
+        out[row, 6] = math.log10(net.lr)
+        if net.recurrent_norm is not None:
+            out[row, 7] = net.recurrent_norm
+    return out
+
+
+def top_fraction(spectrum: Sequence[float] | np.ndarray, dim: int, fraction: float) -> np.ndarray:
+    """The exponents at normalised index ``u < fraction`` of a spectrum of a ``dim``-state.
+
+    Args:
+        spectrum: The exponents in descending order, nats per step; the full spectrum or its
+            top ``k`` (thin basis), NaN-padded or not.
+        dim: ``D``, the state dimension the spectrum belongs to.
+        fraction: Share of the spectrum kept, in ``(0, 1]``.
+
+    Returns:
+        The first ``ceil(fraction * D)`` exponents (at least 1), float64; NaN stays NaN.
+
+    Raises:
+        ValueError: If ``fraction`` is outside ``(0, 1]`` or the spectrum holds fewer exponents
+            than that share of ``dim``.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1] but got {fraction=}.")
+    keep = max(1, math.ceil(fraction * dim - 1e-9))
+    values = np.asarray(spectrum, dtype=np.float64)
+    if values.shape[0] < keep:
+        raise ValueError(
+            f"a spectrum of a {dim=} state needs {keep} exponents for {fraction=} "
+            f"but has {values.shape[0]}."
+        )
+    return values[:keep]
+
+
+def spectrum_features(
+    spectra: Sequence[Sequence[float] | np.ndarray | None],
+    dims: Sequence[int],
+    *,
+    grid_size: int = 8,
+    fraction: float = 0.25,
+) -> np.ndarray:
+    """The spectrum inputs of the prior, an ``n x (G + 2)`` float64 array.
+
+    Columns: the top ``fraction`` of each spectrum resampled on ``G`` points of normalised index
+    (clipped to [-10, 10] nats per step, as AeLLE does), then ``lambda_1`` (clipped) and
+    ``log D``. A missing spectrum (None, or NaN only) gives NaN but ``log D``; NaN beside
+    finite exponents (a diverged direction) reads as the clipped expanding end, 10.
+
+    Args:
+        spectra: ``n`` spectra, descending, nats per step (full or top-``k``), or None.
+        dims: ``n`` state dimensions ``D``.
+        grid_size: ``G``.
+        fraction: Share of each spectrum used (see ``top_fraction``).
+    """
+    if len(spectra) != len(dims):
+        raise ValueError(
+            f"spectra and dims must have the same length but got {len(spectra)=}, {len(dims)=}."
+        )
+    out = np.full((len(spectra), grid_size + 2), np.nan)
+    for row, (spectrum, dim) in enumerate(zip(spectra, dims, strict=True)):
+        out[row, -1] = math.log(dim)
+        if spectrum is None:
+            continue
+        top = top_fraction(spectrum, int(dim), fraction)
+        if np.isnan(top).all():
+            continue
+        grid, _ = preprocess_spectra([top], grid_size, _CLIP)
+        out[row, :grid_size] = grid[0]
+        out[row, grid_size] = float(np.clip(np.nan_to_num(top[0], nan=_CLIP[1]), *_CLIP))
+    return out
+
+
+def _oriented(values: np.ndarray, direction: Literal["maximize", "minimize"]) -> np.ndarray:
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize' but got {direction=}.")
+    return np.asarray(values, dtype=np.float64) * (1.0 if direction == "maximize" else -1.0)
+
+
+def study_ranks(values: np.ndarray, direction: Literal["maximize", "minimize"]) -> np.ndarray:
+    """Each trial's percentile among its study's trials at the same step, 1 = best.
+
+    Args:
+        values: ``n x E`` (or ``n``) raw values of one study; NaN where a trial has no value.
+        direction: The study's direction.
+
+    Returns:
+        Same shape, ``(rank - 0.5) / m`` with average ranks for ties over the ``m`` finite values
+        of each column, in ``(0, 1)``; NaN where the value is NaN.
+    """
+    oriented = _oriented(values, direction)
+    flat = oriented.ndim == 1
+    columns = oriented[:, None] if flat else oriented
+    out = np.full(columns.shape, np.nan)
+    for j in range(columns.shape[1]):
+        finite = np.isfinite(columns[:, j])
+        if finite.any():
+            out[finite, j] = (rankdata(columns[finite, j]) - 0.5) / finite.sum()
+    return out[:, 0] if flat else out
+
+
+def study_zscores(values: np.ndarray, direction: Literal["maximize", "minimize"]) -> np.ndarray:
+    """Each trial's robust z-score against its study's trials at the same step, higher = better.
+
+    ``(v - median) / (1.4826 * MAD)`` per column, oriented by ``direction`` and clipped to
+    ``[-5, 5]``; a column whose MAD is 0 uses the standard deviation, and a constant column
+    gives 0. NaN stays NaN.
+
+    Args:
+        values: ``n x E`` (or ``n``) raw values of one study.
+        direction: The study's direction.
+    """
+    oriented = _oriented(values, direction)
+    flat = oriented.ndim == 1
+    columns = oriented[:, None] if flat else oriented
+    out = np.full(columns.shape, np.nan)
+    for j in range(columns.shape[1]):
+        finite = np.isfinite(columns[:, j])
+        if not finite.any():
+            continue
+        column = columns[finite, j]
+        centre = np.median(column)
+        scale = _MAD_TO_STD * np.median(np.abs(column - centre))
+        if scale <= 0:
+            scale = float(column.std())
+        out[finite, j] = 0.0 if scale <= 0 else np.clip((column - centre) / scale, -5, 5)
+    return out[:, 0] if flat else out
+
+
+def final_quantile(
+    final: np.ndarray,
+    direction: Literal["maximize", "minimize"],
+    tie_break: np.ndarray | None = None,
+) -> np.ndarray:
+    """The prior's target: each trial's final value as a quantile within its study, 1 = best.
+
+    Args:
+        final: ``n`` final values of one study (non-finite counts as the worst).
+        direction: The study's direction.
+        tie_break: Optional ``n`` values, lower is better (e.g. the final validation loss),
+            ordering trials whose final values are equal (many trials of a recall task reach
+            accuracy 1.0); remaining ties share their average rank.
+
+    Returns:
+        ``n`` floats ``(rank - 0.5) / n`` in ``(0, 1)``.
+    """
+    oriented = _oriented(final, direction)
+    oriented = np.where(np.isfinite(oriented), oriented, -np.inf)
+    n = oriented.shape[0]
+    if tie_break is None:
+        return (rankdata(oriented) - 0.5) / n
+    second = -np.asarray(tie_break, dtype=np.float64)
+    second = np.where(np.isfinite(second), second, -np.inf)
+    order = np.lexsort((second, oriented))  # ascending: worst first
+    keys = list(zip(oriented[order], second[order], strict=True))
+    ranks = np.empty(n)
+    start = 0
+    while start < n:  # average ranks over exact ties of both keys
+        stop = start
+        while stop + 1 < n and keys[stop + 1] == keys[start]:
+            stop += 1
+        ranks[order[start : stop + 1]] = (start + stop) / 2 + 1
+        start = stop + 1
+    return (ranks - 0.5) / n
+
+
+def curve_features(
+    values: np.ndarray,
+    direction: Literal["maximize", "minimize"],
+    step: int,
+    val_loss: np.ndarray | None = None,
+) -> np.ndarray:
+    """The learning curve up to ``step``, normalised within its study: an ``n x 4`` array.
+
+    Columns: the rank and robust z-score (``study_ranks``, ``study_zscores``) of the value at
+    ``step``, its rank change since the step before (0 at step 0), and the rank of the
+    validation loss at ``step`` (lower loss = higher rank; NaN without ``val_loss``), which
+    orders trials whose accuracies tie.
+
+    Args:
+        values: ``n x E`` raw values per step of one study (step 0: at initialisation).
+        direction: The study's direction.
+        step: The current step ``s``; only columns ``0 .. s`` are read.
+        val_loss: Optional ``n x E`` validation losses (lower is better).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if not 0 <= step < values.shape[1]:
+        raise ValueError(f"step must be in [0, {values.shape[1]}) but got {step=}.")
+    ranks = study_ranks(values[:, : step + 1], direction)
+    z = study_zscores(values[:, step], direction)
+    change = ranks[:, step] - ranks[:, step - 1] if step > 0 else np.zeros(values.shape[0])
+    loss_rank = np.full(values.shape[0], np.nan)
+    if val_loss is not None:
+        loss_rank = study_ranks(np.asarray(val_loss, dtype=np.float64)[:, step], "minimize")
+    return np.column_stack([ranks[:, step], z, change, loss_rank])
+
+
+CURVE_NAMES: tuple[str, ...] = ("value_rank", "value_z", "rank_change", "val_loss_rank")
+
+#: The input groups a prior can read.
+INPUT_GROUPS: tuple[str, ...] = ("hyperparameters", "spectrum", "curve")
+
+
+@dataclass(frozen=True)
+class PriorInputs:
+    """Rows of prior inputs at one step, from one or many studies.
+
+    Attributes:
+        hyperparameters: ``n x 8`` (``hyperparameter_features``).
+        spectra: ``n`` spectra (the top ``fraction`` kept by ``top_fraction``), nats per step.
+        dims: ``n`` state dimensions ``D`` of the networks the spectra belong to.
+        curve: ``n x 4`` (``curve_features``).
+    """
+
+    hyperparameters: np.ndarray
+    spectra: list[np.ndarray]
+    dims: np.ndarray
+    curve: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.hyperparameters.shape[0])
+
+    def subset(self, index: np.ndarray) -> PriorInputs:
+        """The rows ``index`` (integer positions or a boolean mask)."""
+        positions = np.arange(len(self))[index]
+        return PriorInputs(
+            self.hyperparameters[positions],
+            [self.spectra[i] for i in positions],
+            self.dims[positions],
+            self.curve[positions],
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence[PriorInputs]) -> PriorInputs:
+        """Rows of several studies stacked."""
+        return PriorInputs(
+            np.concatenate([p.hyperparameters for p in parts]),
+            [s for p in parts for s in p.spectra],
+            np.concatenate([p.dims for p in parts]),
+            np.concatenate([p.curve for p in parts]),
+        )
+
+    def matrix(self, inputs: Sequence[str], *, grid_size: int = 8) -> np.ndarray:
+        """The chosen groups side by side, an ``n x F`` float64 array (NaN where unknown)."""
+        _check_inputs(inputs)
+        blocks = []
+        if "hyperparameters" in inputs:
+            blocks.append(self.hyperparameters)
+        if "spectrum" in inputs:
+            # The spectra are already cut to their top fraction: keep all of them.
+            blocks.append(
+                spectrum_features(
+                    self.spectra, [len(s) for s in self.spectra], grid_size=grid_size, fraction=1.0
+                )[:, :-1]
+            )
+            blocks.append(np.log(self.dims.astype(np.float64))[:, None])
+        if "curve" in inputs:
+            blocks.append(self.curve)
+        return np.concatenate(blocks, axis=1)
+
+
+def _check_inputs(inputs: Sequence[str]) -> None:
+    if isinstance(inputs, str) or not inputs or any(g not in INPUT_GROUPS for g in inputs):
+        raise ValueError(
+            f"inputs must be a non-empty list of {list(INPUT_GROUPS)} but got {inputs=}."
+        )
+
+
+class CrossTaskPrior:
+    """Predict a trial's final quantile within its study from inputs that transfer across tasks.
+
+    Two models share one interface: ``model="hgb"`` fits scikit-learn's
+    ``HistGradientBoostingRegressor`` on ``PriorInputs.matrix(inputs)`` (missing values handled
+    natively); ``model="aelle"`` fits the package's ``AeLLE`` with the spectra as its spectra
+    and the hyperparameter and curve groups as its head's features (it needs ``"spectrum"`` in
+    ``inputs``). Both also fit a ``HistGradientBoostingClassifier`` for the probability that a
+    trial ends in its study's top ``top_fraction`` (``predict_top_probability``).
+
+    Args:
+        inputs: Input groups, a subset of ``INPUT_GROUPS``.
+        model: ``"hgb"`` or ``"aelle"``.
+        top_fraction: Share of a study counted as its top, in ``(0, 1)``.
+        seed: Seeds both models.
+        aelle_params: Extra ``AeLLE`` parameters (``model="aelle"``).
+
+    Attributes:
+        columns_: Which columns of ``PriorInputs.matrix(inputs)`` the models read (those with a
+            finite value in some training row).
+        regressor_: The fitted regressor (``HistGradientBoostingRegressor`` or ``AeLLE``).
+        classifier_: The fitted ``HistGradientBoostingClassifier``.
+        info_: Provenance kept by ``save`` and ``load`` (the tables and command of a shipped
+            prior); empty unless set.
+    """
+
+    def __init__(
+        self,
+        *,
+        inputs: Sequence[str] = INPUT_GROUPS,
+        model: Literal["hgb", "aelle"] = "hgb",
+        top_fraction: float = 0.1,
+        seed: int = 0,
+        aelle_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.inputs = tuple(inputs)
+        self.model = model
+        self.top_fraction = top_fraction
+        self.seed = seed
+        self.aelle_params = dict(aelle_params or {})
+        # Free-form provenance written by ``save`` (what the prior was trained on).
+        self.info_: dict[str, Any] = {}
+
+    def _check(self) -> None:
+        _check_inputs(self.inputs)
+        if self.model not in ("hgb", "aelle"):
+            raise ValueError(f"model must be 'hgb' or 'aelle' but got {self.model=}.")
+        if self.model == "aelle" and "spectrum" not in self.inputs:
+            raise ValueError(
+                f"model='aelle' reads spectra: inputs must hold 'spectrum' but got {self.inputs=}."
+            )
+        if not 0 < self.top_fraction < 1:
+            raise ValueError(f"top_fraction must be in (0, 1) but got {self.top_fraction=}.")
+
+    def _head_features(self, rows: PriorInputs) -> np.ndarray | None:
+        groups = [g for g in ("hyperparameters", "curve") if g in self.inputs]
+        return rows.matrix(groups) if groups else None
+
+    def fit(self, rows: PriorInputs, target: np.ndarray) -> CrossTaskPrior:
+        """Fit on ``n`` rows and their targets (``final_quantile``, in ``[0, 1]``)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        self._check()
+        target = np.asarray(target, dtype=np.float64)
+        if target.shape != (len(rows),) or not np.isfinite(target).all():
+            raise ValueError(f"target must be {len(rows)} finite values but got {target.shape=}.")
+        matrix = rows.matrix(self.inputs)
+        # Columns no training row knows (the recurrent norm of recorded tables) carry nothing
+        # and break the binning of the boosted trees: leave them out.
+        self.columns_ = np.isfinite(matrix).any(axis=0)
+        matrix = matrix[:, self.columns_]
+        if self.model == "hgb":
+            self.regressor_: Any = HistGradientBoostingRegressor(
+                learning_rate=0.05,
+                max_iter=200,
+                max_leaf_nodes=15,
+                min_samples_leaf=20,
+                l2_regularization=1.0,
+                random_state=self.seed,
+            ).fit(matrix, target)
+        else:
+            from optuna_lyap.aelle._estimator import AeLLE
+
+            params = {"seed": self.seed, "min_labels_for_validation": 50, **self.aelle_params}
+            self.regressor_ = AeLLE(**params).fit(rows.spectra, target, self._head_features(rows))
+        top = target >= 1 - self.top_fraction
+        self.classifier_ = HistGradientBoostingClassifier(
+            learning_rate=0.05,
+            max_iter=150,
+            max_leaf_nodes=15,
+            min_samples_leaf=20,
+            l2_regularization=1.0,
+            random_state=self.seed,
+        ).fit(matrix, top)
+        return self
+
+    def predict(self, rows: PriorInputs) -> np.ndarray:
+        """The predicted final quantile of each row, ``n`` floats (higher = better)."""
+        if self.model == "hgb":
+            matrix = rows.matrix(self.inputs)[:, self.columns_]
+            return np.asarray(self.regressor_.predict(matrix), dtype=float)
+        return np.asarray(
+            self.regressor_.predict(rows.spectra, self._head_features(rows)), dtype=float
+        )
+
+    def predict_top_probability(self, rows: PriorInputs) -> np.ndarray:
+        """``n`` probabilities that each trial ends in its study's top ``top_fraction``."""
+        if not hasattr(self, "classifier_"):
+            raise ValueError("this prior has no classifier (a loaded prior keeps only predict).")
+        proba = self.classifier_.predict_proba(rows.matrix(self.inputs)[:, self.columns_])
+        classes = list(self.classifier_.classes_)
+        return proba[:, classes.index(True)] if True in classes else np.zeros(len(rows))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a fitted ``model="aelle"`` prior to one file, loadable without unpickling.
+
+        The file holds a JSON config (inputs, top fraction, the feature names the columns stand
+        for, and ``info``) and the AeLLE's own file (tensors plus JSON) as bytes, all read back
+        by ``torch.load(weights_only=True)``. The classifier of ``predict_top_probability`` is
+        not saved (boosted trees have no format but pickle).
+
+        Args:
+            path: The file to write.
+
+        Raises:
+            ValueError: If the prior is not a fitted ``model="aelle"`` prior.
+        """
+        import torch
+
+        if self.model != "aelle" or not hasattr(self, "regressor_"):
+            raise ValueError(f"only a fitted model='aelle' prior can be saved but got {self!r}.")
+        buffer = io.BytesIO()
+        self.regressor_.save(buffer)
+        config = {
+            "format": _SAVE_FORMAT,
+            "version": _SAVE_VERSION,
+            "inputs": list(self.inputs),
+            "top_fraction": self.top_fraction,
+            "seed": self.seed,
+            "hyperparameter_names": list(HYPERPARAMETER_NAMES),
+            "curve_names": list(CURVE_NAMES),
+            "info": self.info_,
+        }
+        blob = {
+            "config": json.dumps(config),
+            "aelle": torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8),
+        }
+        torch.save(blob, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CrossTaskPrior:
+        """Read a prior written by ``save`` (``predict`` works; ``predict_top_probability`` not).
+
+        Raises:
+            ValueError: If the file is not a saved prior of this format version, or its feature
+                names differ from this version's.
+        """
+        import torch
+
+        from optuna_lyap.aelle._estimator import AeLLE
+
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or "config" not in blob or "aelle" not in blob:
+            raise ValueError(f"{path!r} is not a file written by CrossTaskPrior.save.")
+        config = json.loads(blob["config"])
+        if config.get("format") != _SAVE_FORMAT or config.get("version") != _SAVE_VERSION:
+            raise ValueError(
+                f"{path!r} holds format {config.get('format')!r} version "
+                f"{config.get('version')!r}; this version reads {_SAVE_FORMAT!r} {_SAVE_VERSION}."
+            )
+        names = (tuple(config["hyperparameter_names"]), tuple(config["curve_names"]))
+        if names != (HYPERPARAMETER_NAMES, CURVE_NAMES):
+            raise ValueError(f"{path!r} was trained on other feature columns: {names}.")
+        prior = cls(
+            inputs=config["inputs"],
+            model="aelle",
+            top_fraction=config["top_fraction"],
+            seed=config["seed"],
+        )
+        prior.regressor_ = AeLLE.load(io.BytesIO(blob["aelle"].numpy().tobytes()))
+        prior.info_ = config["info"]
+        return prior
+
+    def __repr__(self) -> str:
+        return f"CrossTaskPrior(inputs={self.inputs}, model={self.model!r}, seed={self.seed})"
+
+
+def load_shipped_prior(step: int) -> CrossTaskPrior:
+    """The prior shipped with the package for ``step`` (0: at initialisation, 1, 2).
+
+    Its ``info_`` names the tables it was trained on and the command that trained it
+    (``benchmarks/prior_train.py``).
+
+    Raises:
+        ValueError: If no prior is shipped for ``step``.
+    """
+    path = SHIPPED_DIR / f"prior_step{step}.pt"
+    if not path.exists():
+        shipped = sorted(p.name for p in SHIPPED_DIR.glob("prior_step*.pt"))
+        raise ValueError(f"no prior is shipped for {step=}; shipped: {shipped}.")
+    return CrossTaskPrior.load(path)
