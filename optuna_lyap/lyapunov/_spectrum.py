@@ -273,9 +273,7 @@ class _Resolution:
         spread, high, low = stats
         return spread <= self.spread and high <= self.high and low >= self.low
 
-    def next_interval(
-        self, stats: tuple[float, float, float] | None, steps: int, cap: int
-    ) -> int:
+    def next_interval(self, stats: tuple[float, float, float] | None, steps: int, cap: int) -> int:
         """The next block's length: half of what the last block's growth rates allow."""
         if stats is None:
             return min(cap, 2 * steps)
