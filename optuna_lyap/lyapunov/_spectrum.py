@@ -13,10 +13,12 @@ Conventions, and where they differ from the seed papers' code:
 choice         here (default)                               seed code
 =============  ==========================================  ==================================
 state          every layer's ``h``, and ``c`` for LSTM      LSTM: ``h`` only, ``c`` held fixed
-               (``state="h"`` reproduces the seed)
-product        forward ``J Q``                              ``J^T Q``
+               (``state="h"`` is the seed's state)
+product        forward ``J Q``                              ``J^T Q``: the exponents of the
+                                                            reverse-order product (differ)
 log            natural log per step                         log2 (bits per step)
-precision      model dtype products, float64 accumulation   float32
+precision      model dtype products (float32 for 16-bit     float32
+               models), float64 accumulation
 warm-up        first ``warmup`` inputs evolve state and     re-feeds the first inputs
                basis (with QR), not averaged                without QR
 order          sorted descending                            unsorted
@@ -394,29 +396,42 @@ def lyapunov_spectrum(
         k: Number of exponents (the leading ``k``; a thin basis costs less). ``None``: all ``D``.
         warmup: Initial steps that evolve the state and the basis (with QR) but are not
             averaged; must be ``< T``.
-        qr_interval: Apply ``J`` this many times between QR factorisations. 1 is the most
-            robust; larger values are faster but can overflow for strongly expanding maps
-            (such sequences are then reported as diverged).
+        qr_interval: Apply ``J`` at most this many times between QR factorisations. With
+            ``> 1`` each block is checked after its QR against the dtype's resolution: a block
+            whose smallest ``R_ii`` fell more than ``log(1/eps) / 2`` nats below the largest
+            (8 in float32, 18 in float64), or that neared overflow or underflow, is redone with
+            a QR every step, and later blocks are shortened accordingly; this reads three
+            numbers back to the host per block. The result is that of ``qr_interval=1``
+            wherever a longer interval would lose digits (see ``docs/spectrum.md``).
         state: ``"full"`` (every layer's ``h``, plus ``c`` for an LSTM: ``D = 2 L H``) or
             ``"h"`` (LSTM ``c`` held fixed: the seed papers' convention; the same as ``"full"``
             for RNN/GRU). Must be ``"full"`` for cells.
         h0: Initial state. Built-in modules: ``L x B x P`` (a tuple ``(h0, c0)`` for an LSTM);
             zeros if ``None``. Cells: a ``B x D`` tensor, required for a custom cell.
-        dtype: The dtype of the Jacobian products and QR (the model's dtype if ``None``); log
-            sums are always accumulated in float64. ``torch.float64`` computes everything in
-            float64 (a float64 copy of the weights is used; the model is not modified).
+        dtype: ``torch.float32``, ``torch.float64`` or ``None``: the dtype of the Jacobian
+            products and QR (the model's dtype if ``None``; float32 for a float16/bfloat16
+            model, which is computed in a float32 copy because QR has no 16-bit kernel and a
+            16-bit basis loses the small exponents). Log sums are always accumulated in
+            float64. ``torch.float64`` computes everything in float64 (a float64 copy of the
+            weights is used; the model is not modified). A custom cell is evaluated in this
+            dtype (default: ``h0``'s); a 16-bit cell's products are converted to float32.
         seed: Seed of the random orthonormal initial basis (drawn from torch's global
             generator if ``None``).
 
     Returns:
         A :class:`LyapunovSpectrum` with ``exponents`` (``k``, descending, natural log per
         step), ``per_sequence`` (``B x k``) and ``stderr`` (``k``). Dropout is not applied:
-        the spectrum is that of the deterministic network.
+        the spectrum is that of the deterministic network. An ``nn.Module`` (or a method
+        bound to one) is evaluated in eval mode; every submodule's ``training`` flag is
+        restored afterwards.
 
     Raises:
         TypeError: ``model`` is not a supported module or callable, or ``inputs`` is no tensor.
         ValueError: bad shapes, ``warmup >= T``, ``k`` outside ``1..D``, a custom cell without
-            ``h0``, an unknown ``state``, or a bidirectional module.
+            ``h0``, an unknown ``state``, a ``dtype`` other than float32/float64, or a
+            bidirectional module.
+        RuntimeError: a custom callable draws random numbers while it is differentiated
+            (e.g. dropout in training mode inside a closure): call ``.eval()`` on its modules.
 
     A sequence whose state or basis becomes non-finite does not raise: its row of
     ``per_sequence`` is NaN, ``diverged`` marks it, a ``RuntimeWarning`` is issued, and the
