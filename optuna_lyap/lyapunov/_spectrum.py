@@ -279,7 +279,9 @@ class _Resolution:
         """The next block's length: half of what the last block's growth rates allow."""
         if stats is None:
             return min(cap, 2 * steps)
-        spread, high, low = (math.inf if math.isnan(v) else abs(v) for v in stats)
+        if any(math.isnan(v) for v in stats):
+            return 1
+        spread, high, low = stats
         rates = (spread / steps, max(high, 0.0) / steps, max(-low, 0.0) / steps)
         limits = (self.spread, self.high, -self.low)
         allowed = min(

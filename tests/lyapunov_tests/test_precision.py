@@ -167,3 +167,15 @@ def test_16bit_dtype_argument_is_refused_by_name(dtype: torch.dtype):
     name = str(dtype)
     with pytest.raises(ValueError, match=name.replace(".", r"\.")):
         ol.lyapunov_spectrum(nn.GRU(3, 4, batch_first=True), torch.randn(2, 5, 3), dtype=dtype)
+
+
+def test_next_interval_follows_each_limit():
+    res = _spectrum._Resolution(torch.float32)  # spread 7.97, high 44.4, low -43.7 nats
+    assert res.next_interval((0.0, 0.0, 0.0), 5, 100) == 10  # nothing grows: double
+    assert res.next_interval((0.0, 0.0, 0.0), 5, 7) == 7  # never above qr_interval
+    assert res.next_interval((4.0, 0.0, -4.0), 1, 100) == 1  # 8 nats of spread per step
+    assert res.next_interval((0.0, -40.0, -40.0), 5, 100) == 2  # underflow: 8 nats per step
+    assert res.next_interval((0.0, 40.0, 40.0), 5, 100) == 2  # overflow: 8 nats per step
+    assert res.next_interval((math.inf, 0.0, -math.inf), 4, 100) == 1  # a dead direction
+    assert res.next_interval((math.nan, math.nan, math.nan), 4, 100) == 1
+    assert res.next_interval(None, 4, 100) == 8  # no live sequence
