@@ -434,7 +434,11 @@ class CellTangent:
                     f"but got {tuple(s.shape)}."
                 )
             states.append(s)
-        self.states = torch.stack(states)  # T x B x D: the state before each step
+        # The state before each step: a list for the column products (a primal that is a view
+        # into a stacked tensor makes every forward-mode product slower), stacked (T x B x D)
+        # for forming Jacobians over a chunk of time steps.
+        self.state_list = states
+        self.states = torch.stack(states)
         self.diverged = ~torch.isfinite(self.states).all(dim=2).all(dim=0)
         per_step = self.batch * self.dim * self.dim
         self.chunk_steps = max(1, min(self.n_steps, JACOBIAN_CHUNK_ELEMENTS // per_step))
@@ -445,7 +449,7 @@ class CellTangent:
         """Return ``J_t @ q`` for a ``B x D x k`` tensor ``q``."""
         if uses_full_jacobian(self.dim, q.shape[2]):
             return torch.bmm(self.jacobian(t), q)
-        s, x = self.states[t], self.inputs[:, t]
+        s, x = self.state_list[t], self.inputs[:, t]
 
         def column(v: torch.Tensor) -> torch.Tensor:
             return torch.func.jvp(lambda state: self.step(state, x), (s,), (v,))[1]
