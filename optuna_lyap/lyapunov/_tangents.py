@@ -375,9 +375,9 @@ def _gate_block(
 # chunk of time steps at once, then one batched product per step) when the state is small, or
 # when the basis is wide enough that ``D`` columns cost little more than ``k``. Otherwise each
 # step differentiates the cell along the ``k`` columns of ``Q``. Measured on the CPU (one thread,
-# B = 15, a tanh cell): per step, the column-wise path costs ~1-2 ms of dispatch whatever ``D``
-# (the Lorenz RK4 cell: 16 ms), the formed path 0.02-0.15 ms up to D = 32; at D = 64 formed
-# Jacobians win from k = 16, at D >= 128 they do not win (they double the matmul work).
+# B = 15, a tanh cell, a heavily shared machine): per step the column products cost ~1-2 ms of
+# dispatch whatever ``D``, formed Jacobians 0.02-0.15 ms up to D = 32; at D = 64 the two were
+# level from k = 16; at D >= 128 formed Jacobians lost (they double the matmul work).
 FULL_JACOBIAN_MAX_DIM = 32
 FULL_JACOBIAN_WIDE_DIM = 64  # up to here, formed when 4 k >= D
 # Elements of the formed Jacobians held at once (``chunk x B x D x D``): 32 MiB in float64.
