@@ -9,6 +9,22 @@ import numpy as np
 import torch
 
 
+def _standard_error(kept: torch.Tensor) -> torch.Tensor:
+    """Column-wise standard error of the mean of a ``B x k`` tensor whose entries may be -inf.
+
+    Columns that are all finite get ``std / sqrt(B)`` (zero for ``B = 1``), all ``-inf`` get 0,
+    a mix of ``-inf`` and finite values gets ``inf``.
+    """
+    n, k = kept.shape
+    if n == 1:
+        return torch.zeros(k, dtype=torch.float64)
+    dead = torch.isneginf(kept)
+    finite = torch.where(dead, 0.0, kept)
+    stderr = finite.std(dim=0) / math.sqrt(n)
+    stderr = torch.where(dead.all(dim=0), 0.0, stderr)
+    return torch.where(dead.any(dim=0) & ~dead.all(dim=0), math.inf, stderr)
+
+
 @dataclass(frozen=True)
 class LyapunovSpectrum:
     """A Lyapunov spectrum estimated over a batch of input sequences.
@@ -20,8 +36,12 @@ class LyapunovSpectrum:
             All NaN when every sequence diverged.
         per_sequence: A ``B x k`` float64 tensor, one spectrum per input sequence (NaN rows for
             sequences whose state or tangent basis became non-finite).
-        stderr: A ``k`` float64 tensor: the standard error of ``exponents`` over the finite
-            sequences (zero for a single sequence).
+        stderr: A ``k`` float64 tensor: the standard error of ``exponents`` over the sequences
+            that stayed finite (zero for a single sequence). Where some of them give ``-inf``
+            (a direction annihilated exactly, e.g. a dead ReLU unit or a saturated gate) the
+            mean is ``-inf``: its standard error is 0 when every sequence gives ``-inf`` and
+            ``inf`` when some give a finite value (the spread is unbounded). Never NaN unless
+            every sequence diverged.
         diverged: A ``B`` bool tensor, True where a sequence's state or basis became non-finite.
         dim: ``D``, the dimension of the state the spectrum was computed on.
     """
@@ -48,12 +68,7 @@ class LyapunovSpectrum:
             stderr = torch.full((k,), math.nan, dtype=torch.float64)
         else:
             exponents = kept.mean(dim=0)
-            if kept.shape[0] > 1:
-                # A -inf exponent (a direction killed exactly, e.g. a dead ReLU) has no spread.
-                centred = torch.where(torch.isinf(kept), 0.0, kept - exponents)
-                stderr = centred.std(dim=0) / math.sqrt(kept.shape[0])
-            else:
-                stderr = torch.zeros(k, dtype=torch.float64)
+            stderr = _standard_error(kept)
         return cls(exponents, per_sequence, stderr, diverged, dim)
 
     @property

@@ -13,10 +13,12 @@ Conventions, and where they differ from the seed papers' code:
 choice         here (default)                               seed code
 =============  ==========================================  ==================================
 state          every layer's ``h``, and ``c`` for LSTM      LSTM: ``h`` only, ``c`` held fixed
-               (``state="h"`` reproduces the seed)
-product        forward ``J Q``                              ``J^T Q``
+               (``state="h"`` is the seed's state)
+product        forward ``J Q``                              ``J^T Q``: the exponents of the
+                                                            reverse-order product (differ)
 log            natural log per step                         log2 (bits per step)
-precision      model dtype products, float64 accumulation   float32
+precision      model dtype products (float32 for 16-bit     float32
+               models), float64 accumulation
 warm-up        first ``warmup`` inputs evolve state and     re-feeds the first inputs
                basis (with QR), not averaged                without QR
 order          sorted descending                            unsorted
@@ -27,10 +29,11 @@ start          random orthonormal ``Q_0`` (seeded),         identity, zeros
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -158,8 +161,42 @@ def _cell_tangent(
             f"inputs and h0 must have the same batch size B, but got inputs "
             f"{tuple(inputs.shape)} and h0 {tuple(h0.shape)}."
         )
-    dtype = dtype or h0.dtype
-    return CellTangent(step, inputs.to(device=h0.device, dtype=dtype), h0.to(dtype=dtype))
+    cell_dtype = dtype or h0.dtype
+    return CellTangent(
+        step,
+        inputs.to(device=h0.device, dtype=cell_dtype),
+        h0.to(dtype=cell_dtype),
+        _iteration_dtype(cell_dtype),
+    )
+
+
+def _iteration_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the QR iteration for a network evaluated in ``dtype``: at least float32.
+
+    QR is not implemented for 16-bit tensors, and a 16-bit basis (``eps`` 1e-3 to 8e-3) would
+    lose every direction more than 3.5-5 nats per step below the largest.
+    """
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+@contextlib.contextmanager
+def _deterministic(model: object) -> Iterator[None]:
+    """Evaluate ``model`` (an ``nn.Module``, or a method bound to one) in eval mode.
+
+    Dropout and other training-mode behaviour are switched off for the computation; every
+    submodule's ``training`` flag is restored afterwards, also when the computation raises.
+    """
+    owner = model if isinstance(model, nn.Module) else getattr(model, "__self__", None)
+    if not isinstance(owner, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in owner.modules()]
+    owner.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def _initial_basis(
@@ -180,45 +217,153 @@ def _initial_basis(
     return q.to(device=device, dtype=dtype)
 
 
+class _LogSum:
+    """Per-sequence sums of ``log |R_ii|`` in float64.
+
+    The ``|R_ii|`` of up to ``_FLUSH`` QRs are buffered in the iteration's dtype and their logs
+    summed in float64 in one go, which keeps the per-step work to the product and the QR.
+    """
+
+    def __init__(self, batch: int, k: int, n_steps: int, device: torch.device, dtype: torch.dtype):
+        self.total = torch.zeros(batch, k, device=device, dtype=torch.float64)
+        self.pending = torch.empty(min(_FLUSH, n_steps), batch, k, device=device, dtype=dtype)
+        self.n_pending = 0
+
+    def add(self, diag: torch.Tensor) -> None:
+        torch.abs(diag, out=self.pending[self.n_pending])
+        self.n_pending += 1
+        if self.n_pending == self.pending.shape[0]:
+            self.flush()
+
+    def flush(self) -> torch.Tensor:
+        if self.n_pending:
+            self.total += self.pending[: self.n_pending].to(torch.float64).log().sum(dim=0)
+            self.n_pending = 0
+        return self.total
+
+
+def _orthonormalise(z: torch.Tensor, one: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Q, diag(R)`` of ``z = Q R``, signs fixed so that ``diag(R) > 0``.
+
+    ``|R_ii|`` does not depend on the signs, but ``Q`` then evolves continuously.
+    """
+    q, r = torch.linalg.qr(z)
+    diag = r.diagonal(dim1=-2, dim2=-1)
+    return q * torch.copysign(one, diag).unsqueeze(-2), diag
+
+
+class _Resolution:
+    """What one product of Jacobians between two QRs may span before precision is lost.
+
+    After ``m`` products ``Z = J_m ... J_1 Q``, a column that shrank ``e^s`` times relative to
+    the largest carries only the digits the largest leaves it: Householder QR recovers ``R_ii``
+    to a relative error of about ``eps e^s``. So a block is accepted when, for every sequence,
+    ``max_i log R_ii - min_i log R_ii <= spread`` (``spread = log(1/eps) / 2``: the smallest
+    ``R_ii`` keeps half the digits, 8 nats in float32, 18 in float64), and when every ``R_ii``
+    stays within ``e^(+-high)`` (``high = log(max) / 2``: far from overflow and underflow).
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        info = torch.finfo(dtype)
+        self.spread = 0.5 * math.log(1.0 / info.eps)
+        self.high = 0.5 * math.log(info.max)
+        self.low = 0.5 * math.log(info.tiny)
+
+    def accepts(self, stats: tuple[float, float, float] | None) -> bool:
+        if stats is None:
+            return True
+        spread, high, low = stats
+        return spread <= self.spread and high <= self.high and low >= self.low
+
+    def next_interval(self, stats: tuple[float, float, float] | None, steps: int, cap: int) -> int:
+        """The next block's length: half of what the last block's growth rates allow."""
+        if stats is None:
+            return min(cap, 2 * steps)
+        if any(math.isnan(v) for v in stats):
+            return 1
+        spread, high, low = stats
+        rates = (spread / steps, max(high, 0.0) / steps, max(-low, 0.0) / steps)
+        limits = (self.spread, self.high, -self.low)
+        allowed = min(
+            (lim / r if r > 0 else math.inf) for lim, r in zip(limits, rates, strict=True)
+        )
+        wanted = 0.5 * allowed
+        if wanted >= 2 * steps:
+            return min(cap, 2 * steps)
+        return max(1, min(cap, int(wanted)))
+
+
+def _block_stats(logs: torch.Tensor, live: torch.Tensor) -> tuple[float, float, float] | None:
+    """Largest per-sequence spread, largest and smallest of ``log R_ii`` over live sequences.
+
+    ``logs`` is ``B x k`` (float64). Reads three numbers back to the host. NaN anywhere makes
+    every statistic NaN; ``None`` when no sequence is live.
+    """
+    rows = logs[live]
+    if rows.shape[0] == 0:
+        return None
+    top = rows.max(dim=1).values
+    spread = (top - rows.min(dim=1).values).max()
+    values = torch.stack([spread, top.max(), rows.min()])
+    if bool(torch.isnan(rows).any()):
+        values = torch.full_like(values, math.nan)
+    spread_v, high_v, low_v = values.tolist()
+    return spread_v, high_v, low_v
+
+
 def _qr_chain(
     tangent: Tangent, k: int, warmup: int, qr_interval: int, seed: int | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the QR iteration; return per-sequence sums of ``log R_ii`` and a divergence mask.
 
-    Everything stays on the tangent's device; nothing is read back to the host in the loop.
-    The ``|R_ii|`` of up to ``_FLUSH`` QRs are kept in the model's dtype and their logs summed
-    in float64 in one go, which keeps the per-step work to the product and the QR.
+    With ``qr_interval = 1`` everything stays on the tangent's device and nothing is read back
+    to the host in the loop. With ``qr_interval > 1`` the products between two QRs are checked
+    after each QR (three numbers read back) against the dtype's resolution
+    (:class:`_Resolution`): a block that lost precision, overflowed or underflowed is redone
+    with a QR after every step, and the next blocks are shortened to what the measured growth
+    rates allow (never longer than ``qr_interval``). The result is then that of
+    ``qr_interval = 1`` wherever the requested interval would have lost digits.
     """
     batch, device, dtype = tangent.batch, tangent.device, tangent.dtype
-    q = _initial_basis(batch, tangent.dim, k, seed, device, dtype)
-    log_sum = torch.zeros(batch, k, device=device, dtype=torch.float64)
     n_steps = tangent.n_steps
-    pending = torch.empty(min(_FLUSH, n_steps), batch, k, device=device, dtype=dtype)
-    n_pending = 0
+    q = _initial_basis(batch, tangent.dim, k, seed, device, dtype)
+    acc = _LogSum(batch, k, n_steps, device, dtype)
     one = torch.ones((), device=device, dtype=dtype)
-    since_qr = 0
-    for t in range(n_steps):
-        q = tangent.apply(t, q)
-        since_qr += 1
-        # QR every qr_interval steps, and always at the end of the warm-up and of the sequence,
-        # so that no accumulated factor straddles the warm-up boundary.
-        if since_qr < qr_interval and t != warmup - 1 and t != n_steps - 1:
-            continue
-        since_qr = 0
-        q, r = torch.linalg.qr(q)
-        diag = r.diagonal(dim1=-2, dim2=-1)
-        # Make diag(R) positive. |R_ii| does not depend on it, but Q then evolves continuously.
-        q = q * torch.copysign(one, diag).unsqueeze(-2)
-        if t >= warmup:
-            torch.abs(diag, out=pending[n_pending])
-            n_pending += 1
-            if n_pending == pending.shape[0]:
-                log_sum += pending.to(torch.float64).log().sum(dim=0)
-                n_pending = 0
-    if n_pending:
-        log_sum += pending[:n_pending].to(torch.float64).log().sum(dim=0)
-    # A NaN or +inf product (a non-finite state, or an overflow between QRs) poisons its own
-    # sequence only: QR factorises each sequence's basis separately.
+    if qr_interval == 1:
+        for t in range(n_steps):
+            q, diag = _orthonormalise(tangent.apply(t, q), one)
+            if t >= warmup:
+                acc.add(diag)
+    else:
+        resolution = _Resolution(dtype)
+        live = ~tangent.diverged
+        interval, t = qr_interval, 0
+        while t < n_steps:
+            # No block straddles the end of the warm-up.
+            stop = min(t + interval, warmup if t < warmup else n_steps)
+            z = q
+            for s in range(t, stop):
+                z = tangent.apply(s, z)
+            z_q, diag = _orthonormalise(z, one)
+            stats = _block_stats(diag.abs().to(torch.float64).log(), live)
+            if stop - t > 1 and not resolution.accepts(stats):
+                block = torch.zeros(batch, k, device=device, dtype=torch.float64)
+                for s in range(t, stop):
+                    q, diag = _orthonormalise(tangent.apply(s, q), one)
+                    if s >= warmup:
+                        acc.add(diag)
+                    block += diag.abs().to(torch.float64).log()
+                stats = _block_stats(block, live)
+            else:
+                q = z_q
+                if t >= warmup:
+                    acc.add(diag)
+            interval = resolution.next_interval(stats, stop - t, qr_interval)
+            live = live & torch.isfinite(q).flatten(1).all(dim=1)
+            t = stop
+    log_sum = acc.flush()
+    # A NaN or +inf product (a non-finite state, or an overflow at qr_interval = 1) poisons its
+    # own sequence only: QR factorises each sequence's basis separately.
     bad = tangent.diverged | torch.isnan(log_sum).any(dim=1) | torch.isposinf(log_sum).any(dim=1)
     return log_sum, bad
 
@@ -253,29 +398,42 @@ def lyapunov_spectrum(
         k: Number of exponents (the leading ``k``; a thin basis costs less). ``None``: all ``D``.
         warmup: Initial steps that evolve the state and the basis (with QR) but are not
             averaged; must be ``< T``.
-        qr_interval: Apply ``J`` this many times between QR factorisations. 1 is the most
-            robust; larger values are faster but can overflow for strongly expanding maps
-            (such sequences are then reported as diverged).
+        qr_interval: Apply ``J`` at most this many times between QR factorisations. With
+            ``> 1`` each block is checked after its QR against the dtype's resolution: a block
+            whose smallest ``R_ii`` fell more than ``log(1/eps) / 2`` nats below the largest
+            (8 in float32, 18 in float64), or that neared overflow or underflow, is redone with
+            a QR every step, and later blocks are shortened accordingly; this reads three
+            numbers back to the host per block. The result is that of ``qr_interval=1``
+            wherever a longer interval would lose digits (see ``docs/spectrum.md``).
         state: ``"full"`` (every layer's ``h``, plus ``c`` for an LSTM: ``D = 2 L H``) or
             ``"h"`` (LSTM ``c`` held fixed: the seed papers' convention; the same as ``"full"``
             for RNN/GRU). Must be ``"full"`` for cells.
         h0: Initial state. Built-in modules: ``L x B x P`` (a tuple ``(h0, c0)`` for an LSTM);
             zeros if ``None``. Cells: a ``B x D`` tensor, required for a custom cell.
-        dtype: The dtype of the Jacobian products and QR (the model's dtype if ``None``); log
-            sums are always accumulated in float64. ``torch.float64`` computes everything in
-            float64 (a float64 copy of the weights is used; the model is not modified).
+        dtype: ``torch.float32``, ``torch.float64`` or ``None``: the dtype of the Jacobian
+            products and QR (the model's dtype if ``None``; float32 for a float16/bfloat16
+            model, which is computed in a float32 copy because QR has no 16-bit kernel and a
+            16-bit basis loses the small exponents). Log sums are always accumulated in
+            float64. ``torch.float64`` computes everything in float64 (a float64 copy of the
+            weights is used; the model is not modified). A custom cell is evaluated in this
+            dtype (default: ``h0``'s); a 16-bit cell's products are converted to float32.
         seed: Seed of the random orthonormal initial basis (drawn from torch's global
             generator if ``None``).
 
     Returns:
         A :class:`LyapunovSpectrum` with ``exponents`` (``k``, descending, natural log per
         step), ``per_sequence`` (``B x k``) and ``stderr`` (``k``). Dropout is not applied:
-        the spectrum is that of the deterministic network.
+        the spectrum is that of the deterministic network. An ``nn.Module`` (or a method
+        bound to one) is evaluated in eval mode; every submodule's ``training`` flag is
+        restored afterwards.
 
     Raises:
         TypeError: ``model`` is not a supported module or callable, or ``inputs`` is no tensor.
         ValueError: bad shapes, ``warmup >= T``, ``k`` outside ``1..D``, a custom cell without
-            ``h0``, an unknown ``state``, or a bidirectional module.
+            ``h0``, an unknown ``state``, a ``dtype`` other than float32/float64, or a
+            bidirectional module.
+        RuntimeError: a custom callable draws random numbers while it is differentiated
+            (e.g. dropout in training mode inside a closure): call ``.eval()`` on its modules.
 
     A sequence whose state or basis becomes non-finite does not raise: its row of
     ``per_sequence`` is NaN, ``diverged`` marks it, a ``RuntimeWarning`` is issued, and the
@@ -290,17 +448,20 @@ def lyapunov_spectrum(
     """
     if state not in ("full", "h"):
         raise ValueError(f"state must be 'full' or 'h', but got {state=!r}.")
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise ValueError(f"dtype must be a floating torch.dtype or None, but got {dtype=}.")
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise ValueError(
+            "dtype must be torch.float32, torch.float64 or None (a 16-bit model is computed in "
+            f"float32 by default), but got {dtype=}."
+        )
     _check_int("qr_interval", qr_interval, 1)
     _check_int("warmup", warmup, 0)
     if seed is not None:
         _check_int("seed", seed, 0)
 
     tangent: Tangent
-    with torch.no_grad():
+    with torch.no_grad(), _deterministic(model):
         if isinstance(model, nn.RNNBase):
-            model_dtype = next(model.parameters()).dtype
+            model_dtype = _iteration_dtype(next(model.parameters()).dtype)
             tangent = _rnn_tangent(model, inputs, h0, state, dtype or model_dtype)
         elif isinstance(model, _BUILTIN_CELLS) or callable(model):
             if state != "full":
@@ -310,7 +471,7 @@ def lyapunov_spectrum(
                 )
             if isinstance(model, _BUILTIN_CELLS):
                 params = next(model.parameters())
-                cell_dtype = dtype or params.dtype
+                cell_dtype = dtype or _iteration_dtype(params.dtype)
                 if cell_dtype != params.dtype:
                     model = copy.deepcopy(model).to(cell_dtype)  # leave the caller's cell as is
                 step, dim = _builtin_cell_step(model)
