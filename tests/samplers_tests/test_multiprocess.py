@@ -18,7 +18,7 @@ N_TRIALS = 7  # per worker
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["journal", "postgres"])
+@pytest.mark.parametrize("kind", ["journal", "postgres", "redis"])
 def test_workers_share_a_study_with_the_sampler(kind: str, tmp_path: Path) -> None:
     with study_factory(kind, tmp_path) as make:
         study = make(direction="maximize")
