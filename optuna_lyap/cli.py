@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_lyap import tasks as builtin_tasks
+from optuna_lyap import use_threads
 
 CONFIG_KEY = "optuna_lyap"
 DEFAULT_STORAGE = "sqlite:///optuna_lyap.db"
@@ -470,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        return int(args.func(args))
+        with use_threads(args.threads) if getattr(args, "threads", None) else nullcontext():
+            return int(args.func(args))
     except CLIError as err:
         print(f"optuna-lyap {args.command}: error: {err}", file=sys.stderr)
         return 2

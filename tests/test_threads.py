@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -160,3 +161,16 @@ def test_monitor_leaves_the_training_loop_alone() -> None:
     monitor.step(_recording_cell(seen), 0.0, 0)
     assert set(seen) == {1}
     assert torch.get_num_threads() == CALLER
+
+
+@pytest.mark.slow  # a real run of the command: ~10-20 s on a busy machine
+def test_cli_threads_flag_reaches_the_built_in_objective(
+    tmp_path: Path, forward_threads: list[int]
+) -> None:
+    from optuna_lyap import cli
+
+    storage = str(tmp_path / "study.log")
+    argv = ["run", "--storage", storage, "--task", "adding", "--n-trials", "1", "--n-epochs", "1"]
+    assert cli.main([*argv, "--threads", "2", "--no-progress"]) == 0
+    assert forward_threads and set(forward_threads) == {2}
+    assert torch.get_num_threads() == 2  # the flag sets the process's own setting as well
