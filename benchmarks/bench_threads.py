@@ -7,7 +7,8 @@ dominates). Usage::
 
     python benchmarks/bench_threads.py --torch-threads 2 --repeats 5
 
-Writes ``benchmarks/results/threads_cpu.json`` and ``.md``.
+Writes ``benchmarks/results/threads_cpu.json`` and ``.md`` after every case; ``--only`` reruns
+some cases and keeps the others' rows.
 """
 
 from __future__ import annotations
@@ -67,20 +68,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--torch-threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--skip-large", action="store_true", help="leave out LSTM-256")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="run only the cases whose label starts with one of these; the results file keeps "
+        "the other cases' rows from earlier runs",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
 
     cases: list[tuple[str, Callable[[], object]]] = [
-        (label, _spectrum_case(*spec))
-        for label, *spec in SPECTRA
-        if not (args.skip_large and "256" in label)
+        (label, _spectrum_case(*spec)) for label, *spec in SPECTRA
     ]
     cases.append(("AeLLE fit, 40 spectra, defaults", _aelle_case()))
+    if args.only is not None:
+        cases = [(label, call) for label, call in cases if label.startswith(tuple(args.only))]
 
-    load_before = os.getloadavg()
-    rows = []
+    path = RESULTS / "threads_cpu.json"
+    kept = json.loads(path.read_text())["rows"] if args.only is not None and path.exists() else []
+    rows: list[dict] = []
     for label, call in cases:
+        load_before = os.getloadavg()
         call()  # warm-up: first-call allocations and imports
         one, torch_setting = [], []
         for _ in range(args.repeats):
@@ -88,6 +97,10 @@ def main() -> None:
             torch_setting.append(_time(call, None))
         row = {
             "case": label,
+            "repeats": args.repeats,
+            "torch_threads": args.torch_threads,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
             "one_thread_s": statistics.median(one),
             "torch_threads_s": statistics.median(torch_setting),
             "one_thread_all_s": one,
@@ -101,34 +114,31 @@ def main() -> None:
             f"x{row['speed_up']:.2f}",
             flush=True,
         )
-    load_after = os.getloadavg()
+        _write(kept, rows)  # after every case: a long case cut short keeps the others
 
-    meta = {
-        "torch_threads": args.torch_threads,
-        "repeats": args.repeats,
-        "cpu_count": os.cpu_count(),
-        "load_average_before": load_before,
-        "load_average_after": load_after,
-        "torch": torch.__version__,
-        "command": "python benchmarks/bench_threads.py "
-        f"--torch-threads {args.torch_threads} --repeats {args.repeats}"
-        + (" --skip-large" if args.skip_large else ""),
-    }
+
+def _write(kept: list[dict], rows: list[dict]) -> None:
+    done = {r["case"] for r in rows}
+    order = [label for label, *_ in SPECTRA] + ["AeLLE fit, 40 spectra, defaults"]
+    merged = sorted(
+        [r for r in kept if r["case"] not in done] + rows, key=lambda r: order.index(r["case"])
+    )
+    meta = {"cpu_count": os.cpu_count(), "torch": torch.__version__}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "threads_cpu.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (RESULTS / "threads_cpu.json").write_text(json.dumps({"meta": meta, "rows": merged}, indent=2))
     lines = [
-        f"`{meta['command']}` on {meta['cpu_count']} CPUs, torch {meta['torch']}; load average "
-        f"(1/5/15 min) {', '.join(f'{x:.1f}' for x in load_before)} before, "
-        f"{', '.join(f'{x:.1f}' for x in load_after)} after. Medians of {args.repeats} runs, "
-        "the two settings alternating.",
+        f"`python benchmarks/bench_threads.py` on {meta['cpu_count']} CPUs, torch "
+        f"{meta['torch']}, with other jobs loading the machine (load average over 1 minute, "
+        "before and after each case). Medians over the repeats, the two settings alternating.",
         "",
-        f"| case | 1 thread (s) | {args.torch_threads} threads (s) | 1 thread faster by |",
-        "|---|---:|---:|---:|",
+        "| case | 1 thread (s) | torch's threads (s) | 1 thread faster by | repeats | load |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     lines += [
-        f"| {r['case']} | {r['one_thread_s']:.3f} | {r['torch_threads_s']:.3f} | "
-        f"x{r['speed_up']:.2f} |"
-        for r in rows
+        f"| {r['case']} | {r['one_thread_s']:.3f} | {r['torch_threads_s']:.3f} "
+        f"({r['torch_threads']}) | x{r['speed_up']:.2f} | {r['repeats']} | "
+        f"{r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} |"
+        for r in merged
     ]
     (RESULTS / "threads_cpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
