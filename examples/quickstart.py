@@ -5,6 +5,9 @@ import torch
 
 import optuna_lyap
 
+# Tiny networks train fastest on one torch thread, and leave the other cores to other work;
+# optuna_lyap's own calls (spectra, AeLLE fits) already run on one (docs/spectrum.md, Threads).
+torch.set_num_threads(1)
 torch.manual_seed(0)
 x = torch.randn(512, 30, 3)  # a toy task: the sign of the running sum at the end
 y = (x.sum(dim=(1, 2)) > 0).long()

@@ -6,6 +6,8 @@ import no Optuna; the pruner, the sampler, the monitor and the storage helpers a
 
 from __future__ import annotations
 
+from optuna_lyap._checks import InvalidParameterError
+from optuna_lyap._threads import use_threads
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
 from optuna_lyap.lyapunov._diagnosis import Diagnosis, diagnose
@@ -25,6 +27,7 @@ __all__ = [
     "AeLLE",
     "DashboardCallback",
     "Diagnosis",
+    "InvalidParameterError",
     "LyapunovMonitor",
     "LyapunovPruner",
     "LyapunovSampler",
@@ -35,4 +38,5 @@ __all__ = [
     "load_spectra",
     "lyapunov_spectrum",
     "report_spectrum",
+    "use_threads",
 ]

@@ -22,17 +22,23 @@ Strict JSON has no NaN or infinity, and storages differ in how they treat them, 
 exponents are stored as the strings ``"nan"``, ``"inf"`` and ``"-inf"``; every other number is a
 Python ``float``, whose ``repr`` round-trips float64 exactly. User attrs never hold a non-finite
 number: such an entry is left out.
+
+A damaged record (an attribute edited by hand, a write cut short, a value of the wrong shape)
+must not stop a study: the readers skip it and issue a :class:`DamagedRecordWarning` that names
+the trial, the key and what is wrong.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 
+from optuna_lyap._checks import check_int
 from optuna_lyap.lyapunov._diagnosis import diagnosis_attrs
 
 if TYPE_CHECKING:
@@ -86,12 +92,41 @@ def encode_floats(values: np.ndarray) -> list[float | str]:
     return out
 
 
-def decode_floats(values: list[Any]) -> np.ndarray:
-    """The inverse of :func:`encode_floats`: a float64 array."""
+class DamagedRecordWarning(UserWarning):
+    """A stored spectrum or decision record could not be read and was skipped."""
+
+
+def decode_floats(values: Any) -> np.ndarray:
+    """The inverse of :func:`encode_floats`: a float64 array.
+
+    Raises:
+        ValueError: ``values`` is not a list, or holds an entry that is neither a number nor
+            one of ``"nan"``, ``"inf"``, ``"-inf"``; the message names the entry.
+    """
+    if not isinstance(values, list):
+        raise ValueError(f"expected a list of numbers, but got a {type(values).__name__}")
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
-        out[i] = _NON_FINITE_NAMES[v] if isinstance(v, str) else float(v)
+        if isinstance(v, str) and v in _NON_FINITE_NAMES:
+            out[i] = _NON_FINITE_NAMES[v]
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[i] = float(v)
+        else:
+            raise ValueError(f"entry {i} is {v!r}, neither a number nor 'nan', 'inf', '-inf'")
     return out
+
+
+def _warn_damaged(where: str, key: str, what: str) -> None:
+    warnings.warn(
+        f"Skipping the damaged record {key!r} of {where}: {what}.",
+        DamagedRecordWarning,
+        stacklevel=3,
+    )
+
+
+def _where(trial: Any) -> str:
+    number = getattr(trial, "number", None)
+    return "a trial" if number is None else f"trial {number}"
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -129,9 +164,23 @@ def as_exponents(spectrum: Any) -> tuple[np.ndarray, int]:
 
 
 def _check_step(step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"`step` must be a non-negative integer, but got {step=}.")
-    return int(step)
+    return check_int("step", step, 0)
+
+
+def reported_steps(trial: optuna.trial.BaseTrial) -> frozenset[int]:
+    """The steps at which ``trial`` already holds an intermediate value.
+
+    :meth:`optuna.Trial.report` ignores a second report of a step (with a warning) and keeps
+    the first value; this tells a caller beforehand. Read from the trial's own view of itself,
+    the one ``report`` decides with (it includes the values a retried trial inherited). Empty
+    for trials that store nothing (:class:`optuna.trial.FixedTrial`).
+    """
+    if not isinstance(trial, optuna.Trial):
+        return frozenset()
+    frozen = getattr(trial, "_cached_frozen_trial", None)
+    if frozen is None:  # an Optuna without the cached view: ask the storage
+        frozen = trial.storage.get_trial(trial._trial_id)
+    return frozenset(frozen.intermediate_values)
 
 
 def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> None:
@@ -212,19 +261,37 @@ def steps_with_spectra(system_attrs: Mapping[str, Any]) -> list[int]:
     return sorted(steps)
 
 
-def _read_spectrum(system_attrs: Mapping[str, Any], step: int) -> np.ndarray | None:
-    header = system_attrs.get(spectrum_key(step))
-    if not isinstance(header, Mapping):
+def _read_spectrum(system_attrs: Mapping[str, Any], step: int, where: str) -> np.ndarray | None:
+    """The spectrum stored at ``step``; None, with a warning if damaged, where there is none."""
+    key = spectrum_key(step)
+    header = system_attrs.get(key)
+    if header is None:
         return None
-    if "exponents" in header:
-        return decode_floats(header["exponents"])
-    parts = []
-    for i in range(int(header.get("parts", 0))):
-        part = system_attrs.get(f"{spectrum_key(step)}:{i}")
-        if part is None:
-            return None
-        parts.extend(part)
-    return decode_floats(parts)
+    if not isinstance(header, Mapping):
+        _warn_damaged(where, key, f"the header is a {type(header).__name__}, not an object")
+        return None
+    try:
+        if "exponents" in header:
+            exponents = decode_floats(header["exponents"])
+        else:
+            n_parts = header.get("parts")
+            if isinstance(n_parts, bool) or not isinstance(n_parts, int) or n_parts < 1:
+                raise ValueError(f"it has neither exponents nor a count of parts ({n_parts=})")
+            pieces = []
+            for i in range(n_parts):
+                part = system_attrs.get(f"{key}:{i}")
+                if part is None:
+                    raise ValueError(f"part {i} of {n_parts} is missing")
+                pieces.append(decode_floats(part))
+            exponents = np.concatenate(pieces)
+    except ValueError as err:
+        _warn_damaged(where, key, str(err))
+        return None
+    k = header.get("k", exponents.size)
+    if exponents.size == 0 or k != exponents.size:
+        _warn_damaged(where, key, f"it holds {exponents.size} exponents where k={k!r}")
+        return None
+    return exponents
 
 
 def _system_attrs(trial: FrozenTrial | optuna.Trial) -> Mapping[str, Any]:
@@ -242,12 +309,13 @@ def load_spectra(trial: FrozenTrial | optuna.Trial) -> dict[int, np.ndarray]:
 
     Returns:
         ``{step: exponents}`` in ascending step order, each a ``k`` float64 array (nats per
-        step, descending as reported; NaN and infinities restored).
+        step, descending as reported; NaN and infinities restored). A damaged record is left
+        out with a :class:`DamagedRecordWarning`.
     """
     attrs = _system_attrs(trial)
     spectra = {}
     for step in steps_with_spectra(attrs):
-        spectrum = _read_spectrum(attrs, step)
+        spectrum = _read_spectrum(attrs, step, _where(trial))
         if spectrum is not None:
             spectra[step] = spectrum
     return spectra
@@ -258,23 +326,32 @@ def spectrum_at(trial: FrozenTrial, step: int) -> tuple[int, np.ndarray] | None:
 
     Returns:
         ``(spectrum_step, exponents)``, or None when the trial has no spectrum at or before
-        ``step``.
+        ``step``. A damaged record is passed over (with a :class:`DamagedRecordWarning`) for
+        the latest readable one before it.
     """
     attrs = trial.system_attrs
     for s in reversed(steps_with_spectra(attrs)):
         if s <= step:
-            spectrum = _read_spectrum(attrs, s)
+            spectrum = _read_spectrum(attrs, s, _where(trial))
             if spectrum is not None:
                 return s, spectrum
     return None
 
 
 def spectrum_dim(trial: FrozenTrial, step: int) -> int | None:
-    """The state dimension ``D`` recorded with the spectrum at ``step``, or None."""
+    """The state dimension ``D`` recorded with the spectrum at ``step``, or None.
+
+    None also where the recorded ``D`` is not a positive integer (with a
+    :class:`DamagedRecordWarning`).
+    """
     header = trial.system_attrs.get(spectrum_key(step))
-    if isinstance(header, Mapping) and "dim" in header:
-        return int(header["dim"])
-    return None
+    if not isinstance(header, Mapping) or "dim" not in header:
+        return None
+    dim = header["dim"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        _warn_damaged(_where(trial), spectrum_key(step), f"its dimension is {dim!r}")
+        return None
+    return dim
 
 
 def record_prediction(
@@ -317,11 +394,17 @@ def record_prediction(
 def load_predictions(trial: FrozenTrial) -> dict[int, dict[str, Any]]:
     """The pruner's decision records of a trial, ``{step: record}`` in ascending step order.
 
-    Non-finite numbers stored as strings are restored to floats.
+    Non-finite numbers stored as strings are restored to floats. A record that is not a JSON
+    object is left out with a :class:`DamagedRecordWarning`.
     """
     records = {}
     for key, value in trial.system_attrs.items():
         if key.startswith(_PREDICTION_PREFIX) and key[len(_PREDICTION_PREFIX) :].isdigit():
+            if not isinstance(value, Mapping):
+                _warn_damaged(
+                    _where(trial), key, f"the record is a {type(value).__name__}, not an object"
+                )
+                continue
             restored = {
                 k: _NON_FINITE_NAMES[v] if isinstance(v, str) and v in _NON_FINITE_NAMES else v
                 for k, v in value.items()

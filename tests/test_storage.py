@@ -4,6 +4,7 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -13,7 +14,7 @@ import torch
 from optuna_lyap import _storage
 from optuna_lyap.lyapunov import LyapunovSpectrum
 from optuna_lyap.pruners import load_predictions, load_spectra, report_spectrum
-from tests.pruners_tests.storages import KINDS, study_factory
+from tests.pruners_tests.storages import KINDS, storage_url, study_factory
 
 SPECIAL = np.array([0.25, math.nan, 1e-300, -math.inf, math.inf, -1.0 / 3.0])
 
@@ -196,3 +197,108 @@ def test_prediction_records_round_trip(make_study: Callable[..., optuna.Study]) 
     loaded = load_predictions(frozen)[4]
     assert loaded["threshold"] == math.inf and math.isnan(loaded["rank_corr"])
     assert loaded["rule"] == "model" and loaded["pruned"] is True and loaded["n_train"] == 6
+
+
+KEY0 = _storage.spectrum_key(0)
+KEY1 = _storage.spectrum_key(1)
+
+
+def _frozen_with(attrs: dict[str, Any]) -> optuna.trial.FrozenTrial:
+    """A completed trial holding a readable spectrum at step 0 beside ``attrs``."""
+    study = optuna.create_study()
+    trial = study.ask()
+    report_spectrum(trial, [0.5, -0.5], step=0)
+    for key, value in attrs.items():
+        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+    study.tell(trial, 1.0)
+    return study.trials[0]
+
+
+DAMAGED = [
+    ({KEY1: "not an object"}, "header is a str"),
+    ({KEY1: {"dim": 2, "k": 2, "exponents": [0.1, "abc"]}}, "entry 1 is 'abc'"),
+    ({KEY1: {"dim": 2, "k": 2, "exponents": [0.1, None]}}, "entry 1 is None"),
+    ({KEY1: {"dim": 2, "k": 2, "exponents": {"a": 1}}}, "expected a list"),
+    ({KEY1: {"dim": 2, "k": 2, "exponents": []}}, "0 exponents"),
+    ({KEY1: {"dim": 2, "k": 3, "exponents": [0.1, 0.2]}}, "where k=3"),
+    ({KEY1: {"dim": 2, "k": 2, "parts": 2}, f"{KEY1}:0": [0.1]}, "part 1 of 2 is missing"),
+    ({KEY1: {"dim": 2, "k": 2, "parts": "two"}}, "count of parts"),
+    ({KEY1: {"dim": 2, "k": 2}}, "count of parts"),
+    ({KEY1: {"dim": 2, "k": 2, "parts": 1}, f"{KEY1}:0": "0.1"}, "expected a list"),
+]
+
+
+@pytest.mark.parametrize(("attrs", "what"), DAMAGED)
+def test_a_damaged_spectrum_is_skipped_with_a_warning(attrs: dict[str, Any], what: str) -> None:
+    frozen = _frozen_with(attrs)
+    with pytest.warns(_storage.DamagedRecordWarning, match=rf"{KEY1}.* of trial 0: .*{what}"):
+        spectra = load_spectra(frozen)
+    assert list(spectra) == [0]
+    np.testing.assert_array_equal(spectra[0], [0.5, -0.5])
+    with pytest.warns(_storage.DamagedRecordWarning):
+        found = _storage.spectrum_at(frozen, 1)  # falls back to the readable step 0
+    assert found is not None and found[0] == 0
+
+
+def test_a_damaged_dimension_or_prediction_record_is_skipped_with_a_warning() -> None:
+    frozen = _frozen_with(
+        {
+            KEY1: {"dim": "x", "k": 1, "exponents": [0.0]},
+            _storage.prediction_key(1): "pruned",
+            _storage.prediction_key(2): {"rule": "model", "predicted": "inf"},
+        }
+    )
+    with pytest.warns(_storage.DamagedRecordWarning, match="dimension is 'x'"):
+        assert _storage.spectrum_dim(frozen, 1) is None
+    assert _storage.spectrum_dim(frozen, 0) == 2
+    with pytest.warns(_storage.DamagedRecordWarning, match="record is a str"):
+        records = load_predictions(frozen)
+    assert records == {2: {"rule": "model", "predicted": math.inf}}
+
+
+def test_decode_floats_names_the_bad_entry() -> None:
+    np.testing.assert_array_equal(_storage.decode_floats([1, "-inf"]), [1.0, -math.inf])
+    for bad, what in [([True], "entry 0 is True"), (["NaN"], "entry 0 is 'NaN'"), ("1", "list")]:
+        with pytest.raises(ValueError, match=what):
+            _storage.decode_floats(bad)
+
+
+def test_a_damaged_record_does_not_stop_a_study_with_the_pruner() -> None:
+    from optuna_lyap import LyapunovPruner
+    from tests.pruners_tests.synthetic import add_completed, start_running
+
+    pruner = LyapunovPruner(
+        n_startup_trials=4,
+        aelle_params={"n_models": 1, "max_steps": 10, "hidden_dim": 4, "head_hidden_dim": 0},
+        cv_folds=2,
+    )
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    add_completed(study, [0.1, 0.4, 0.6, 0.9])
+    template = study.trials[2]
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.5,
+            intermediate_values=template.intermediate_values,
+            system_attrs={KEY0: [1, 2], KEY1: {"exponents": ["oops"]}},
+        )
+    )
+    running = start_running(study, 0.2, step=1)
+    frozen = study._storage.get_trial(running._trial_id)
+    with pytest.warns(_storage.DamagedRecordWarning, match="trial 4"):
+        assert isinstance(pruner.prune(study, frozen), bool)
+
+
+def test_redis_journal_is_deleted_afterwards(tmp_path: Path) -> None:
+    redis = pytest.importorskip("redis")
+    with study_factory("redis", tmp_path) as make:
+        study = make()
+        trial = study.ask()
+        report_spectrum(trial, SPECIAL, step=0)
+        study.tell(trial, 1.0)
+        location = storage_url("redis", tmp_path)
+    url, prefix = location.rsplit("#", 1)
+    client = redis.Redis.from_url(url)
+    try:
+        assert list(client.scan_iter(match=f"{prefix}:*")) == []
+    finally:
+        client.close()

@@ -8,12 +8,19 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator
 from typing import IO, Any, Literal, overload
 
 import numpy as np
 import torch
 
+from optuna_lyap._checks import (
+    InvalidParameterError,
+    check_choice,
+    check_int,
+    check_optional_int,
+    check_real,
+)
+from optuna_lyap._threads import limited_threads
 from optuna_lyap.aelle._network import AeLLENetwork, TrainingSettings, train_ensemble
 from optuna_lyap.aelle._preprocessing import (
     as_spectrum_list,
@@ -30,32 +37,15 @@ _UMAP_MIN_POINTS = 16
 _DTYPE = torch.float32
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-
-
 def _fresh_seed() -> int:
     entropy = np.random.SeedSequence().entropy
     assert isinstance(entropy, int)
     return entropy
 
 
-@contextlib.contextmanager
-def _torch_threads(n_threads: int | None) -> Iterator[None]:
-    """Run the block with ``n_threads`` torch intra-op threads, then restore the setting."""
-    before = torch.get_num_threads()
-    if n_threads is None or n_threads == before:
-        yield
-        return
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _threads(n_threads: int | None) -> contextlib.AbstractContextManager[None]:
+    """The package's thread setting, or ``n_threads`` when given (see ``optuna_lyap._threads``)."""
+    return limited_threads() if n_threads is None else limited_threads(n_threads)
 
 
 def _robust_scale(values: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +99,53 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
     return out
 
 
+_INTEGERS = (int, np.integer)
+_CONFIG_KEYS = (
+    "params",
+    "seed_",
+    "uses_spectra_",
+    "n_features_in_",
+    "n_labelled_",
+    "target_centre_",
+    "target_scale_",
+    "best_steps_",
+    "fit_time_",
+)
+
+
+def _is_finite_real(x: Any) -> bool:
+    real = isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+    return real and math.isfinite(x)
+
+
+def _describe(path: Any) -> str:
+    """How a load error names its source: the path, or a file object's name."""
+    if isinstance(path, (str, os.PathLike)):
+        return repr(os.fspath(path))
+    name = getattr(path, "name", None)
+    return repr(name) if isinstance(name, str) else f"the {type(path).__name__} given"
+
+
+def _first(err: BaseException) -> str:
+    """The first line of an exception's message, at most 200 characters."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _load_error(source: str, what: str) -> ValueError:
+    return ValueError(f"AeLLE.load cannot read {source}: {what}.")
+
+
+def _vector(tensors: dict[str, Any], key: str, size: int | None) -> np.ndarray:
+    """A saved 1-D tensor as a float64 array, checked against the size the config implies."""
+    value = tensors[key]
+    if not isinstance(value, torch.Tensor) or value.dim() != 1:
+        raise ValueError(f"tensor {key} must be 1-D, but got {type(value).__name__}")
+    if size is not None and value.numel() != size:
+        raise ValueError(f"tensor {key} has {value.numel()} entries where {size} were expected")
+    return value.double().numpy()
+
+
 class AeLLE:
     """Autoencoder-based Latent Lyapunov Embedding: predict a trial's final value from spectra.
 
@@ -145,9 +182,12 @@ class AeLLE:
             last step is kept.
         clip: ``(low, high)`` bounds on exponents, nats per step. NaN and ``+inf`` (diverged)
             become ``high``, ``-inf`` (a direction killed exactly) becomes ``low``.
-        n_threads: Torch intra-op threads while fitting and predicting (restored afterwards);
-            None leaves torch's setting alone. The network is so small that more threads only
-            add synchronisation: with two busy cores, two threads made ``fit`` ten times slower.
+        n_threads: Torch intra-op threads while fitting and predicting (the caller's setting is
+            restored afterwards). None follows the package's thread policy: one thread, unless
+            :func:`optuna_lyap.use_threads` or the environment variable
+            ``OPTUNA_LYAP_NUM_THREADS`` says otherwise (``OPTUNA_LYAP_NUM_THREADS=torch``
+            leaves torch's setting alone). The network is so small that more threads only add
+            synchronisation: with two busy cores, two threads made ``fit`` ten times slower.
 
     Attributes:
         seed_: The seed :meth:`fit` used.
@@ -197,7 +237,7 @@ class AeLLE:
         validation_fraction: float = 0.2,
         min_labels_for_validation: int = 50,
         clip: tuple[float, float] = (-10.0, 10.0),
-        n_threads: int | None = 1,
+        n_threads: int | None = None,
     ) -> None:
         self.latent_dim = latent_dim
         self.n_models = n_models
@@ -219,7 +259,7 @@ class AeLLE:
     # ----------------------------------------------------------------------------- parameters
 
     def get_params(self) -> dict[str, Any]:
-        """The constructor parameters as given (JSON-friendly after :meth:`_check_params`)."""
+        """The constructor parameters as given (JSON-friendly after :meth:`check_params`)."""
         return {
             "latent_dim": self.latent_dim,
             "n_models": self.n_models,
@@ -239,65 +279,57 @@ class AeLLE:
             "n_threads": self.n_threads,
         }
 
-    def _check_params(self) -> None:
-        latent_dim, n_models, seed = self.latent_dim, self.n_models, self.seed
-        grid_size, hidden_dim = self.grid_size, self.hidden_dim
-        head_hidden_dim, dropout = self.head_hidden_dim, self.dropout
-        lr, weight_decay, alpha_schedule = self.lr, self.weight_decay, self.alpha_schedule
-        max_steps, batch_size = self.max_steps, self.batch_size
-        validation_fraction = self.validation_fraction
-        min_labels_for_validation, clip = self.min_labels_for_validation, self.clip
-        if not _is_int(latent_dim) or latent_dim < 1:
-            raise ValueError(f"latent_dim must be an int >= 1, but got {latent_dim=}.")
-        if not _is_int(n_models) or n_models < 1:
-            raise ValueError(f"n_models must be an int >= 1, but got {n_models=}.")
-        if seed is not None and not _is_int(seed):
-            raise ValueError(f"seed must be None or an int, but got {seed=}.")
-        if not _is_int(grid_size) or grid_size < 2:
-            raise ValueError(f"grid_size must be an int >= 2, but got {grid_size=}.")
-        if not _is_int(hidden_dim) or hidden_dim < 1:
-            raise ValueError(f"hidden_dim must be an int >= 1, but got {hidden_dim=}.")
-        if not _is_int(head_hidden_dim) or head_hidden_dim < 0:
-            raise ValueError(f"head_hidden_dim must be an int >= 0, but got {head_hidden_dim=}.")
-        if not _is_real(dropout) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), but got {dropout=}.")
+    def check_params(self) -> AeLLE:
+        """Check the constructor parameters as stored; :meth:`fit` calls it first.
+
+        Returns:
+            self.
+
+        Raises:
+            InvalidParameterError: A parameter of the wrong type or out of its range (a
+                subclass of ``ValueError`` and ``TypeError``); the message names it, what is
+                valid, and the value given.
+        """
+        check_int("latent_dim", self.latent_dim, 1)
+        check_int("n_models", self.n_models, 1)
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, _INTEGERS)):
+            raise InvalidParameterError(f"seed must be None or an integer, but got {seed=}.")
+        check_int("grid_size", self.grid_size, 2)
+        check_int("hidden_dim", self.hidden_dim, 1)
+        check_int("head_hidden_dim", self.head_hidden_dim, 0)
+        check_real("dropout", self.dropout, 0.0, 1.0, closed=(True, False))
+        alpha_schedule = self.alpha_schedule
         if (
             not isinstance(alpha_schedule, (tuple, list))
             or len(alpha_schedule) == 0
-            or not all(_is_real(a) and math.isfinite(a) and a >= 0 for a in alpha_schedule)
+            or not all(_is_finite_real(a) and a >= 0 for a in alpha_schedule)
             or max(alpha_schedule) == 0
         ):
-            raise ValueError(
+            raise InvalidParameterError(
                 "alpha_schedule must be a non-empty tuple of finite floats >= 0, not all 0, but "
                 f"got {alpha_schedule=}."
             )
-        if not _is_real(lr) or not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a positive finite float, but got {lr=}.")
-        if not _is_real(weight_decay) or not (math.isfinite(weight_decay) and weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite float >= 0, but got {weight_decay=}.")
-        if not _is_int(max_steps) or max_steps < 1:
-            raise ValueError(f"max_steps must be an int >= 1, but got {max_steps=}.")
-        if not _is_int(batch_size) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, but got {batch_size=}.")
-        if not _is_real(validation_fraction) or not 0.0 < validation_fraction < 1.0:
-            raise ValueError(
-                f"validation_fraction must be in (0, 1), but got {validation_fraction=}."
-            )
-        if not _is_int(min_labels_for_validation) or min_labels_for_validation < 2:
-            raise ValueError(
-                "min_labels_for_validation must be an int >= 2, but got "
-                f"{min_labels_for_validation=}."
-            )
+        check_real("lr", self.lr, 0.0, math.inf, closed=False)
+        check_real("weight_decay", self.weight_decay, 0.0, math.inf, closed=(True, False))
+        check_int("max_steps", self.max_steps, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, closed=False)
+        check_int("min_labels_for_validation", self.min_labels_for_validation, 2)
+        clip = self.clip
         if (
             not isinstance(clip, (tuple, list))
             or len(clip) != 2
-            or not all(_is_real(c) and math.isfinite(c) for c in clip)
+            or not all(_is_finite_real(c) for c in clip)
             or not clip[0] < clip[1]
         ):
-            raise ValueError(f"clip must be a pair of finite floats low < high, but got {clip=}.")
-        n_threads = self.n_threads
-        if n_threads is not None and (not _is_int(n_threads) or n_threads < 1):
-            raise ValueError(f"n_threads must be None or an int >= 1, but got {n_threads=}.")
+            raise InvalidParameterError(
+                f"clip must be a pair of finite floats low < high, but got {clip=}."
+            )
+        check_optional_int("n_threads", self.n_threads, 1)
+        return self
+
+    _check_params = check_params  # the private name fit called before; kept for callers of it
 
     # ------------------------------------------------------------------------------ inputs
 
@@ -395,7 +427,7 @@ class AeLLE:
             self.
         """
         start = time.perf_counter()
-        self._check_params()
+        self.check_params()
         y = np.asarray(
             targets.detach().cpu().numpy() if isinstance(targets, torch.Tensor) else targets,
             dtype=np.float64,
@@ -467,7 +499,7 @@ class AeLLE:
         self.seed_ = seed
         self.grid_ = grid_points(self.grid_size)
         self.network_ = self._build_network(generator)
-        with _torch_threads(self.n_threads):
+        with _threads(self.n_threads):
             best = train_ensemble(
                 self.network_,
                 x_spec,
@@ -520,7 +552,7 @@ class AeLLE:
         self, x_spec: torch.Tensor | None, x_feat: torch.Tensor | None
     ) -> np.ndarray:
         """Destandardised predictions of every member, an ``M x n`` float64 array."""
-        with torch.no_grad(), _torch_threads(self.n_threads):
+        with torch.no_grad(), _threads(self.n_threads):
             pred, _ = self.network_(x_spec, x_feat)
         return self.target_centre_ + self.target_scale_ * _unsquash(pred.double().numpy())
 
@@ -579,9 +611,8 @@ class AeLLE:
             An ``n x latent_dim`` float64 array.
         """
         x_spec = self._spectrum_only_inputs(spectra, "transform")
-        if not 0 <= member < self.n_models:
-            raise ValueError(f"member must be in [0, {self.n_models}), but got {member=}.")
-        with torch.no_grad(), _torch_threads(self.n_threads):
+        check_int("member", member, 0, int(self.n_models) - 1)
+        with torch.no_grad(), _threads(self.n_threads):
             latent = self.network_.encode(x_spec)[member]
         return latent.double().numpy()
 
@@ -596,7 +627,7 @@ class AeLLE:
             ``grid_``; compare with :meth:`resample`.
         """
         x_spec = self._spectrum_only_inputs(spectra, "reconstruct")
-        with torch.no_grad(), _torch_threads(self.n_threads):
+        with torch.no_grad(), _threads(self.n_threads):
             recon = self.network_.decode(self.network_.encode(x_spec)).mean(dim=0)
         g = self.grid_size
         z = _unsquash(recon[:, :g].double().numpy())
@@ -628,10 +659,8 @@ class AeLLE:
         Returns:
             An ``n x 2`` float64 array.
         """
-        if method not in ("umap", "pca"):
-            raise ValueError(f"method must be 'umap' or 'pca', but got {method=}.")
-        if not _is_int(n_neighbors) or n_neighbors < 2:
-            raise ValueError(f"n_neighbors must be an int >= 2, but got {n_neighbors=}.")
+        check_choice("method", method, ("umap", "pca"))
+        check_int("n_neighbors", n_neighbors, 2)
         latent = self.transform(spectra, member=member)
         n = latent.shape[0]
         if method == "umap" and n < _UMAP_MIN_POINTS:
@@ -701,36 +730,79 @@ class AeLLE:
 
         Returns:
             The fitted ``AeLLE``; its predictions equal those of the saved model.
+
+        Raises:
+            FileNotFoundError: No file at ``path`` (other ``OSError``: it cannot be opened).
+            ValueError: The file is not one :meth:`save` wrote, is truncated or damaged, or was
+                written by another format version; the message names the file and what is
+                wrong.
         """
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        source = _describe(path)
+        # Opening can fail (no such file, a directory, no permission) with an OSError that
+        # names the path; once open, every failure means a damaged or foreign file, which torch
+        # reports in many ways (RuntimeError, UnpicklingError, EOFError, even OSError).
+        with contextlib.ExitStack() as stack:
+            if isinstance(path, (str, os.PathLike)):
+                file: IO[bytes] = stack.enter_context(open(path, "rb"))
+            else:
+                file = path
+            try:
+                blob = torch.load(file, map_location="cpu", weights_only=True)
+            except Exception as err:
+                what = f"it is not a readable torch file (truncated or foreign): {_first(err)}"
+                raise _load_error(source, what) from err
         if not isinstance(blob, dict) or "config" not in blob or "tensors" not in blob:
-            raise ValueError(f"{path!r} is not a file written by AeLLE.save.")
-        config = json.loads(blob["config"])
+            found = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
+            raise _load_error(source, f"it holds {found}, not AeLLE.save's config and tensors")
+        try:
+            config = json.loads(blob["config"])
+        except (TypeError, ValueError) as err:
+            raise _load_error(source, f"its config is not JSON: {_first(err)}") from err
+        if not isinstance(config, dict):
+            raise _load_error(source, f"its config is a {type(config).__name__}, not an object")
         if config.get("format") != _FORMAT or config.get("version") != _FORMAT_VERSION:
-            raise ValueError(
-                f"{path!r} holds format {config.get('format')!r} version "
-                f"{config.get('version')!r}; this version reads {_FORMAT!r} {_FORMAT_VERSION}."
+            raise _load_error(
+                source,
+                f"it holds format {config.get('format')!r} version {config.get('version')!r}; "
+                f"this version reads {_FORMAT!r} {_FORMAT_VERSION}",
             )
-        params = config["params"]
+        missing = sorted(set(_CONFIG_KEYS) - set(config))
+        tensors = blob["tensors"]
+        if not isinstance(tensors, dict):
+            raise _load_error(source, "its tensors are not a dict of tensors")
+        needed = {"feat_centre", "feat_scale", "oof_prediction"}
+        if config.get("uses_spectra_"):
+            needed |= {"spec_centre", "spec_scale"}
+        missing += sorted(f"tensor {k}" for k in needed - set(tensors))
+        if missing:
+            raise _load_error(source, f"it lacks {missing}")
+        try:
+            model = cls._from_saved(config, tensors)
+        except (TypeError, ValueError, RuntimeError, KeyError) as err:
+            raise _load_error(source, f"its contents do not fit together: {_first(err)}") from err
+        return model
+
+    @classmethod
+    def _from_saved(cls, config: dict[str, Any], tensors: dict[str, Any]) -> AeLLE:
+        params = dict(config["params"])
         params["alpha_schedule"] = tuple(params["alpha_schedule"])
         params["clip"] = tuple(params["clip"])
-        model = cls(**params)
-        tensors: dict[str, torch.Tensor] = blob["tensors"]
-        model.seed_ = config["seed_"]
-        model.uses_spectra_ = config["uses_spectra_"]
-        model.n_features_in_ = config["n_features_in_"]
-        model.n_labelled_ = config["n_labelled_"]
-        model.target_centre_ = config["target_centre_"]
-        model.target_scale_ = config["target_scale_"]
-        model.best_steps_ = config["best_steps_"]
-        model.fit_time_ = config["fit_time_"]
+        model = cls(**params).check_params()
+        model.seed_ = int(config["seed_"])
+        model.uses_spectra_ = bool(config["uses_spectra_"])
+        model.n_features_in_ = int(config["n_features_in_"])
+        model.n_labelled_ = int(config["n_labelled_"])
+        model.target_centre_ = float(config["target_centre_"])
+        model.target_scale_ = float(config["target_scale_"])
+        model.best_steps_ = [int(s) for s in config["best_steps_"]]
+        model.fit_time_ = float(config["fit_time_"])
         model.grid_ = grid_points(model.grid_size)
         if model.uses_spectra_:
-            model._spec_centre = tensors["spec_centre"].numpy()
-            model._spec_scale = tensors["spec_scale"].numpy()
-        model._feat_centre = tensors["feat_centre"].numpy()
-        model._feat_scale = tensors["feat_scale"].numpy()
-        model.oof_prediction_ = tensors["oof_prediction"].numpy()
+            model._spec_centre = _vector(tensors, "spec_centre", None)
+            model._spec_scale = _vector(tensors, "spec_scale", None)
+        model._feat_centre = _vector(tensors, "feat_centre", model.n_features_in_)
+        model._feat_scale = _vector(tensors, "feat_scale", model.n_features_in_)
+        model.oof_prediction_ = _vector(tensors, "oof_prediction", None)
         network = model._build_network(torch.Generator().manual_seed(0))
         prefix = "network."
         network.load_state_dict(

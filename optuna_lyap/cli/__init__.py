@@ -22,6 +22,7 @@ import math
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from optuna_lyap import tasks as builtin_tasks
+from optuna_lyap import use_threads
 from optuna_lyap.cli._workers import (
     GRACE_BEATS,
     HEARTBEAT_INTERVAL,
@@ -933,7 +935,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        return int(args.func(args))
+        # The library's own calls (spectra, AeLLE fits) follow --threads too.
+        with use_threads(args.threads) if getattr(args, "threads", None) else nullcontext():
+            return int(args.func(args))
     except CLIError as err:
         print(f"optuna-lyap {args.command}: error: {err}", file=sys.stderr)
         return 2

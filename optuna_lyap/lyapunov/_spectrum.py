@@ -38,20 +38,13 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from optuna_lyap._checks import check_int as _check_int
+from optuna_lyap._threads import limited_threads
 from optuna_lyap.lyapunov._result import LyapunovSpectrum
 from optuna_lyap.lyapunov._tangents import CellFn, CellTangent, StackedRNNTangent, Tangent
 
 _BUILTIN_CELLS = (nn.RNNCell, nn.GRUCell, nn.LSTMCell)
 _FLUSH = 128  # QR diagonals buffered before their logs are summed in float64
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, but got {value!r} ({type(value).__name__}).")
-    if value < low or (high is not None and value > high):
-        valid = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {valid}, but got {name}={value}.")
-    return value
 
 
 def _check_inputs(inputs: object, n_features: int, layout: str) -> torch.Tensor:
@@ -459,7 +452,7 @@ def lyapunov_spectrum(
         _check_int("seed", seed, 0)
 
     tangent: Tangent
-    with torch.no_grad(), _deterministic(model):
+    with torch.no_grad(), limited_threads(), _deterministic(model):
         if isinstance(model, nn.RNNBase):
             model_dtype = _iteration_dtype(next(model.parameters()).dtype)
             tangent = _rnn_tangent(model, inputs, h0, state, dtype or model_dtype)

@@ -14,7 +14,7 @@ from optuna.pruners import BasePruner, MedianPruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._checks import check_int, check_real
+from optuna_lyap._checks import check_aelle_params, check_int, check_real
 from optuna_lyap._prediction import (
     SPECTRUM,
     FitSettings,
@@ -240,9 +240,9 @@ class LyapunovPruner(BasePruner):
         self._use_params = use_params
         self._require_beating_raw = bool(require_beating_raw)
         self._use_unlabelled = bool(use_unlabelled)
-        self._aelle_params = dict(_DEFAULT_AELLE_PARAMS if aelle_params is None else aelle_params)
-        self._aelle_params.pop("seed", None)
-        AeLLE(**self._aelle_params)  # a misspelt name fails here, not in the first fit
+        self._aelle_params = check_aelle_params(
+            _DEFAULT_AELLE_PARAMS if aelle_params is None else aelle_params
+        )
 
         if isinstance(aelle, (str, os.PathLike)):
             aelle = AeLLE.load(aelle)

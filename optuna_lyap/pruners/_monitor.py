@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import optuna
 import torch
 
-from optuna_lyap._checks import recurrent_part
-from optuna_lyap._storage import report_spectrum
+from optuna_lyap._checks import check_int, check_spectrum_kwargs, check_steps, recurrent_part
+from optuna_lyap._storage import report_spectrum, reported_steps
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
 
 ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
@@ -24,6 +25,15 @@ class LyapunovMonitor:
     it with :func:`~optuna_lyap.report_spectrum`; then it raises :class:`optuna.TrialPruned`
     when the study's pruner says so.
 
+    A step's value and spectrum always come from the same call. Optuna keeps the first value
+    reported at a step, so a second call for a step the trial already holds (an epoch re-run
+    after resuming, a retried trial's inherited steps) stores nothing: it warns, and only asks
+    the pruner.
+
+    The spectrum runs on the package's torch thread setting (one thread unless
+    :func:`~optuna_lyap.use_threads` or ``OPTUNA_LYAP_NUM_THREADS`` says otherwise); the
+    training loop around the monitor keeps its own.
+
     Example:
 
         .. code-block:: python
@@ -34,7 +44,8 @@ class LyapunovMonitor:
                 monitor.step(model, evaluate(model), 0)  # the untrained network
                 for epoch in range(1, 11):
                     train_epoch(model)
-                    monitor.step(model, evaluate(model), epoch)
+                    # Never prune after the last epoch: its cost is already spent.
+                    monitor.step(model, evaluate(model), epoch, prune=epoch < 10)
                 return evaluate(model)
 
     Args:
@@ -44,7 +55,8 @@ class LyapunovMonitor:
             tensor laid out as the recurrent module expects (``B x T x I`` when ``batch_first``
             or for a cell), or ``callable(model) -> tensor`` (e.g. a task's probe inputs, which
             depend on the model's embedding). May be given per call instead.
-        steps: The steps whose spectrum is computed and stored; None computes it on every step.
+        steps: The steps whose spectrum is computed and stored, non-negative integers; None
+            computes it on every step.
         k: Number of leading exponents (None: all ``D``). The pruner compares spectra on a
             grid of normalised index, so full spectra serve it best.
         warmup: Inputs that evolve the state before averaging starts (see
@@ -54,6 +66,12 @@ class LyapunovMonitor:
         h0: Initial state; required for a custom cell.
         dtype: Dtype of the Jacobian products (the model's if None).
         seed: Seed of the initial orthonormal basis, so spectra are reproducible.
+
+    Raises:
+        InvalidParameterError: A step that is not a non-negative integer (``0.7`` is not
+            rounded), or a spectrum argument of the wrong type or range (a subclass of
+            ``ValueError`` and ``TypeError``).
+        TypeError: ``probe_inputs`` is neither a tensor nor a callable.
     """
 
     def __init__(
@@ -79,17 +97,20 @@ class LyapunovMonitor:
             )
         self.trial = trial
         self.probe_inputs = probe_inputs
-        self.steps = None if steps is None else frozenset(int(s) for s in steps)
-        self.spectrum_kwargs: dict[str, Any] = {
-            "k": k,
-            "warmup": warmup,
-            "qr_interval": qr_interval,
-            "state": state,
-            "h0": h0,
-            "dtype": dtype,
-            "seed": seed,
-        }
+        self.steps = None if steps is None else check_steps("steps", steps)
+        self.spectrum_kwargs: dict[str, Any] = check_spectrum_kwargs(
+            {
+                "k": k,
+                "warmup": warmup,
+                "qr_interval": qr_interval,
+                "state": state,
+                "h0": h0,
+                "dtype": dtype,
+                "seed": seed,
+            }
+        )
         self.spectra: dict[int, LyapunovSpectrum] = {}
+        self._reported: set[int] = set()
 
     def wants_spectrum(self, step: int) -> bool:
         """Whether :meth:`step` computes the spectrum at ``step``."""
@@ -102,37 +123,62 @@ class LyapunovMonitor:
         step: int,
         *,
         probe_inputs: ProbeInputs | None = None,
+        prune: bool = True,
     ) -> LyapunovSpectrum | None:
         """Report ``value`` at ``step``, store the spectrum if ``step`` is chosen, maybe prune.
+
+        The spectrum is computed before anything is stored, so an error in it leaves the step
+        unreported and the call can be repeated. A step the trial already holds is not
+        reported again (see the class docstring).
 
         Args:
             model: An ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding exactly one of them
                 (e.g. an embedding, the recurrent module and a read-out), a built-in cell, or
                 a custom cell ``step(state, x_t) -> state``.
             value: The metric at this step (e.g. the validation accuracy after the epoch).
-            step: The step, as in :meth:`optuna.Trial.report`.
+            step: The step, a non-negative integer, as in :meth:`optuna.Trial.report`.
             probe_inputs: Overrides the monitor's probe inputs for this call.
+            prune: Whether to ask the pruner. Pass False at the last step of training: the
+                trial has spent its budget and its final value is about to be known, so pruning
+                it would only throw that value away.
 
         Returns:
-            The spectrum computed at this step, or None.
+            The spectrum computed at this call, or None (``step`` not chosen, or repeated).
 
         Raises:
-            optuna.TrialPruned: When the study's pruner prunes the trial at this step.
+            optuna.TrialPruned: When ``prune`` is set and the study's pruner prunes the trial.
+            InvalidParameterError: ``step`` is not a non-negative integer.
         """
-        self.trial.report(value, step)
+        step = check_int("step", step, 0)
         spectrum = None
-        if self.wants_spectrum(step):
-            probe = probe_inputs if probe_inputs is not None else self.probe_inputs
-            if probe is None:
-                raise ValueError(
-                    f"No probe inputs for the spectrum at {step=}: pass probe_inputs to "
-                    "LyapunovMonitor or to step()."
-                )
-            inputs = probe if isinstance(probe, torch.Tensor) else probe(model)
-            target = recurrent_part(model)
-            spectrum = lyapunov_spectrum(target, inputs, **self.spectrum_kwargs)
-            report_spectrum(self.trial, spectrum, step)
-            self.spectra[step] = spectrum
-        if self.trial.should_prune():
+        if step in self._reported or step in reported_steps(self.trial):
+            warnings.warn(
+                f"LyapunovMonitor.step was called again for {step=} of trial "
+                f"{getattr(self.trial, 'number', '?')}; Optuna keeps the value first reported "
+                f"at a step, so this call's value {value!r} and spectrum are not stored.",
+                UserWarning,
+                stacklevel=2,
+            )
+        else:
+            if self.wants_spectrum(step):
+                spectrum = self._spectrum(model, step, probe_inputs)
+            self.trial.report(value, step)
+            self._reported.add(step)
+            if spectrum is not None:
+                report_spectrum(self.trial, spectrum, step)
+                self.spectra[step] = spectrum
+        if prune and self.trial.should_prune():
             raise optuna.TrialPruned(f"Trial was pruned at step {step}.")
         return spectrum
+
+    def _spectrum(
+        self, model: Any, step: int, probe_inputs: ProbeInputs | None
+    ) -> LyapunovSpectrum:
+        probe = probe_inputs if probe_inputs is not None else self.probe_inputs
+        if probe is None:
+            raise ValueError(
+                f"No probe inputs for the spectrum at {step=}: pass probe_inputs to "
+                "LyapunovMonitor or to step()."
+            )
+        inputs = probe if isinstance(probe, torch.Tensor) else probe(model)
+        return lyapunov_spectrum(recurrent_part(model), inputs, **self.spectrum_kwargs)

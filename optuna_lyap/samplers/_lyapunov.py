@@ -25,7 +25,13 @@ from optuna.search_space import intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._checks import check_int, check_real, recurrent_part
+from optuna_lyap._checks import (
+    check_aelle_params,
+    check_int,
+    check_real,
+    check_spectrum_kwargs,
+    recurrent_part,
+)
 from optuna_lyap._prediction import (
     SPECTRUM,
     FitSettings,
@@ -314,10 +320,10 @@ class LyapunovSampler(BaseSampler):
         self._use_unlabelled = bool(use_unlabelled)
         self._use_predictions = bool(use_predictions)
         self._search_space = None if search_space is None else dict(search_space)
-        self._spectrum_kwargs = {"seed": 0, **(spectrum_kwargs or {})}
-        self._aelle_params = dict(DEFAULT_AELLE_PARAMS if aelle_params is None else aelle_params)
-        self._aelle_params.pop("seed", None)
-        AeLLE(**self._aelle_params)  # a misspelt name fails here, not in the first fit
+        self._spectrum_kwargs = check_spectrum_kwargs({"seed": 0, **(spectrum_kwargs or {})})
+        self._aelle_params = check_aelle_params(
+            DEFAULT_AELLE_PARAMS if aelle_params is None else aelle_params
+        )
 
         if isinstance(aelle, (str, os.PathLike)):
             aelle = AeLLE.load(aelle)

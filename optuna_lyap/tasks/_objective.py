@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from optuna_lyap._checks import check_optional_int, check_steps
+from optuna_lyap._threads import limited_threads
 from optuna_lyap.tasks._base import SequenceTask
 
 if TYPE_CHECKING:
@@ -36,7 +38,11 @@ def make_objective(
     initialisation), evaluates the validation metric and hands it to
     ``optuna_lyap.LyapunovMonitor.step``: that reports the value, stores the spectrum on the
     ``spectrum_steps`` and raises ``optuna.TrialPruned`` when the study's pruner says so. The
-    trial's user attribute ``epochs_trained`` counts the epochs spent so far.
+    pruner is not asked at the last step: the whole budget is spent by then, and the trial
+    completes with its final value. The trial's user attribute ``epochs_trained`` counts the
+    epochs spent so far. Training, evaluation and the spectrum run on the package's torch
+    thread setting (one thread unless ``optuna_lyap.use_threads`` or
+    ``OPTUNA_LYAP_NUM_THREADS`` says otherwise): the built-in models are small.
 
     Args:
         task: A built-in task (see ``get_task``).
@@ -49,6 +55,11 @@ def make_objective(
     Returns:
         ``objective(trial) -> float``: the validation metric after the last epoch.
 
+    Raises:
+        InvalidParameterError: ``n_epochs`` is not None or an integer >= 0, ``spectrum_steps``
+            is not an iterable of non-negative integers, or ``k`` is not None or an integer
+            >= 1.
+
     Example:
         >>> import optuna
         >>> from optuna_lyap.tasks import get_task, make_objective
@@ -58,11 +69,12 @@ def make_objective(
     """
     from optuna_lyap import LyapunovMonitor
 
-    total = task.n_epochs if n_epochs is None else n_epochs
-    if total < 0:
-        raise ValueError(f"n_epochs must be a non-negative integer or None but got {n_epochs=}.")
-    steps = tuple(spectrum_steps)
+    given = check_optional_int("n_epochs", n_epochs, 0)
+    total = task.n_epochs if given is None else given
+    steps = tuple(sorted(check_steps("spectrum_steps", spectrum_steps)))
+    check_optional_int("k", k, 1)
 
+    @limited_threads()
     def objective(trial: optuna.Trial) -> float:
         params = task.suggest_params(trial)
         model = task.build_model(params, seed=trial_seed(seed, trial.number)).to(device)
@@ -76,7 +88,7 @@ def make_objective(
                 task.train_epoch(model, optimizer)
             trial.set_user_attr("epochs_trained", step)
             value = task.evaluate(model)
-            monitor.step(model, value, step)
+            monitor.step(model, value, step, prune=step < total)
         return value
 
     return objective

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,10 +13,11 @@ from typing import Any
 import optuna
 import pytest
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
 POSTGRES_ENV = "OPTUNA_LYAP_TEST_POSTGRES_URL"
-KINDS = ("inmemory", "sqlite", "journal", "postgres")
+REDIS_ENV = "OPTUNA_LYAP_TEST_REDIS_URL"
+KINDS = ("inmemory", "sqlite", "journal", "postgres", "redis")
 
 
 def postgres_url() -> str | None:
@@ -27,8 +29,31 @@ def skip_without_postgres() -> None:
         pytest.skip(f"{POSTGRES_ENV} is not set")
 
 
+def _redis_location(tmp_path: Path) -> str:
+    """``URL#PREFIX``: a key prefix of this test's own, so its journal can be deleted whole."""
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is not set")
+    digest = hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
+    return f"{url}#optuna_lyap_test_{digest}"
+
+
+def _delete_redis_journal(location: str) -> None:
+    import redis
+
+    url, prefix = location.rsplit("#", 1)
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def storage_url(kind: str, tmp_path: Path) -> str:
-    """A URL or path several processes can open: ``sqlite``, ``journal`` or ``postgres``."""
+    """A URL or path several processes can open: ``sqlite``, ``journal``, ``postgres`` or
+    ``redis`` (a journal on Redis)."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'optuna.sqlite3'}"
     if kind == "journal":
@@ -38,6 +63,8 @@ def storage_url(kind: str, tmp_path: Path) -> str:
         url = postgres_url()
         assert url is not None
         return url
+    if kind == "redis":
+        return _redis_location(tmp_path)
     raise ValueError(f"no URL for {kind=}")
 
 
@@ -48,6 +75,9 @@ def open_storage(kind: str, location: str | None) -> BaseStorage:
     assert location is not None
     if kind == "journal":
         return JournalStorage(JournalFileBackend(location))
+    if kind == "redis":
+        url, prefix = location.rsplit("#", 1)
+        return JournalStorage(JournalRedisBackend(url, prefix=prefix))
     return RDBStorage(location)
 
 
@@ -77,3 +107,6 @@ def study_factory(kind: str, tmp_path: Path) -> Iterator[Callable[..., optuna.St
                 pass
         if isinstance(storage, RDBStorage):
             storage.engine.dispose()
+        if kind == "redis":
+            assert location is not None
+            _delete_redis_journal(location)

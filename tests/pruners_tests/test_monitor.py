@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from optuna_lyap import InvalidParameterError
 from optuna_lyap.pruners import LyapunovMonitor, load_spectra
 
 
@@ -97,3 +98,91 @@ def test_custom_cell_and_fixed_trial() -> None:
     assert spectrum is not None
     # A linear-ish contraction by 0.5 scaled by tanh' <= 1: every exponent below log(0.5).
     assert float(spectrum.exponents.max()) <= np.log(0.5) + 1e-6
+
+
+def _scaled(rnn: nn.Module, factor: float) -> nn.Module:
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.mul_(factor)
+    return rnn
+
+
+def test_a_repeated_step_keeps_value_and_spectrum_of_the_first_call() -> None:
+    # optuna#852: Optuna keeps the first value reported at a step. The spectrum must too, or
+    # the pruner pairs one call's value with another call's dynamics (cases/01).
+    torch.manual_seed(0)
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    rnn = nn.GRU(3, 6, batch_first=True)
+    monitor = LyapunovMonitor(trial, torch.randn(4, 30, 3), steps=(0, 1))
+    monitor.step(rnn, 0.5, 0)
+    first = monitor.step(rnn, 0.6, 1)
+    assert first is not None
+    with pytest.warns(UserWarning, match=r"again for step=1 .* not stored"):
+        second = monitor.step(_scaled(rnn, 3.0), 0.9, 1)
+    assert second is None
+    assert monitor.spectra[1] is first
+
+    frozen = study.trials[0]
+    assert frozen.intermediate_values[1] == 0.6
+    np.testing.assert_array_equal(load_spectra(frozen)[1], first.exponents.numpy())
+
+
+def test_a_new_monitor_does_not_overwrite_a_step_the_trial_holds() -> None:
+    # A retried trial inherits its predecessor's intermediate values; a fresh monitor on it
+    # must not store spectra for steps whose value Optuna will keep from the old run.
+    study = optuna.create_study()
+    template = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING, intermediate_values={0: 0.25}
+    )
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    trial = optuna.Trial(study, trial_id)
+    monitor = LyapunovMonitor(trial, _probe(), steps=(0, 1))
+    with pytest.warns(UserWarning, match="step=0"):
+        assert monitor.step(nn.RNN(4, 3, batch_first=True), 0.75, 0) is None
+    assert monitor.step(nn.RNN(4, 3, batch_first=True), 0.5, 1) is not None
+    frozen = study._storage.get_trial(trial_id)
+    assert frozen.intermediate_values == {0: 0.25, 1: 0.5}
+    assert list(load_spectra(frozen)) == [1]
+
+
+def test_a_repeat_on_a_fixed_trial_is_refused_too() -> None:
+    monitor = LyapunovMonitor(optuna.trial.FixedTrial({}), _probe(), steps=None)
+    rnn = nn.RNN(4, 3, batch_first=True)
+    monitor.step(rnn, 0.1, 0)
+    with pytest.warns(UserWarning, match="step=0"):
+        assert monitor.step(rnn, 0.2, 0) is None
+
+
+def test_a_failed_spectrum_stores_nothing_and_the_step_can_be_repeated() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    monitor = LyapunovMonitor(trial, steps=(0,))
+    rnn = nn.RNN(4, 3, batch_first=True)
+    with pytest.raises(ValueError, match="3-D tensor"):
+        monitor.step(rnn, 0.1, 0, probe_inputs=torch.zeros(4, 4))
+    assert study.trials[0].intermediate_values == {}
+    assert monitor.step(rnn, 0.1, 0, probe_inputs=_probe()) is not None
+    assert study.trials[0].intermediate_values == {0: 0.1}
+
+
+@pytest.mark.parametrize("steps", [(0.7,), (0, 1.0), (-1,), 1, (True,)])
+def test_steps_that_are_not_non_negative_integers_are_refused(steps: object) -> None:
+    # steps=(0.7,) used to become step 0 silently.
+    with pytest.raises(InvalidParameterError, match="steps"):
+        LyapunovMonitor(optuna.trial.FixedTrial({}), _probe(), steps=steps)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("step", [0.7, -1, True, "1"])
+def test_step_must_be_a_non_negative_integer(step: object) -> None:
+    monitor = LyapunovMonitor(optuna.create_study().ask(), _probe())
+    with pytest.raises(InvalidParameterError, match="step"):
+        monitor.step(nn.RNN(4, 3, batch_first=True), 0.1, step)  # type: ignore[arg-type]
+
+
+def test_prune_false_does_not_ask_the_pruner() -> None:
+    study = optuna.create_study(pruner=AlwaysPrune())
+    monitor = LyapunovMonitor(study.ask(), _probe(), steps=())
+    assert monitor.step(nn.RNN(4, 3, batch_first=True), 0.5, 0, prune=False) is None
+    with pytest.raises(optuna.TrialPruned):
+        monitor.step(nn.RNN(4, 3, batch_first=True), 0.5, 1)

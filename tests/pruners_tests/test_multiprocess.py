@@ -1,4 +1,4 @@
-"""Several worker processes share one study through a journal file or PostgreSQL."""
+"""Several worker processes share one study through a journal file, PostgreSQL or Redis."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ N_TRIALS = 8  # per worker
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["journal", "postgres"])
+@pytest.mark.parametrize("kind", ["journal", "postgres", "redis"])
 def test_workers_share_a_study_with_the_pruner(kind: str, tmp_path: Path) -> None:
     with study_factory(kind, tmp_path) as make:
         study = make(direction="maximize")

@@ -11,7 +11,7 @@ from tests._support.workers import fits_and_loads, workers_on_one_study
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["journal", "postgres"])
+@pytest.mark.parametrize("kind", ["journal", "postgres", "redis"])
 def test_workers_share_a_study_with_the_sampler(kind: str, tmp_path: Path) -> None:
     with workers_on_one_study("tests.samplers_tests._worker", kind, tmp_path, 2, 7) as run:
         study, outputs = run.study, run.outputs

@@ -95,3 +95,47 @@ def test_objective_trains_on_cuda() -> None:
     model = task.build_model(trial.params, seed=trial_seed(0, 0)).to("cuda")
     assert task.probe_inputs(model, n=2).device.type == "cuda"
     assert task.evaluate(model) == trial.intermediate_values[0]
+
+
+class PruneFromStep(optuna.pruners.BasePruner):
+    """Prunes every trial from ``step`` on: at the last epoch if ``step`` is the last one."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.last_step is not None and trial.last_step >= self.step
+
+
+@pytest.mark.parametrize("n_epochs", [0, 2])
+def test_the_last_epoch_is_never_pruned(n_epochs: int) -> None:
+    # Pruning after the last epoch throws away a final value whose whole budget is spent.
+    task = _task(cells=("rnn",))
+    study = optuna.create_study(direction=task.direction, pruner=PruneFromStep(n_epochs))
+    study.optimize(make_objective(task, n_epochs=n_epochs, spectrum_steps=(0,)), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.value == trial.intermediate_values[n_epochs]
+    assert trial.user_attrs["epochs_trained"] == n_epochs
+
+
+def test_a_step_before_the_last_is_still_pruned() -> None:
+    task = _task(cells=("rnn",))
+    study = optuna.create_study(direction=task.direction, pruner=PruneFromStep(1))
+    study.optimize(make_objective(task, n_epochs=2, spectrum_steps=(0,)), n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert study.trials[0].user_attrs["epochs_trained"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_epochs": 1.5}, "n_epochs=1.5"),
+        ({"spectrum_steps": (0.7,)}, "spectrum_steps"),
+        ({"spectrum_steps": 1}, "spectrum_steps"),
+        ({"k": 0}, "k=0"),
+    ],
+)
+def test_bad_arguments_fail_before_the_first_trial(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(optuna_lyap.InvalidParameterError, match=match):
+        make_objective(_task(), **kwargs)

@@ -1,0 +1,59 @@
+"""Time an example script and the package's calls inside it (spectra, AeLLE fits/predictions).
+
+Usage::
+
+    python benchmarks/time_quickstart.py examples/quickstart.py
+
+To compare with an older version, export it (``git archive <commit> | tar -x -C /tmp/old``) and
+run the same command with ``PYTHONPATH=/tmp/old`` and its own example, back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import runpy
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import optuna_lyap.pruners._monitor as monitor
+from optuna_lyap.aelle import _estimator as estimator
+
+spent: collections.Counter[str] = collections.Counter()
+
+
+def _timed(owner: Any, name: str, label: str) -> None:
+    original: Callable[..., Any] = getattr(owner, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[label] += time.perf_counter() - start
+
+    setattr(owner, name, timed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("script", help="the example to run, e.g. examples/quickstart.py")
+    args = parser.parse_args()
+    _timed(monitor, "lyapunov_spectrum", "spectrum")
+    _timed(estimator.AeLLE, "fit", "aelle_fit")
+    _timed(estimator.AeLLE, "predict", "aelle_predict")
+    print("torch threads at start", torch.get_num_threads(), flush=True)
+    start = time.perf_counter()
+    sys.argv = [args.script]  # the example sees its own command line
+    runpy.run_path(args.script, run_name="__main__")
+    total = time.perf_counter() - start
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in spent.items())
+    print(f"total {total:.1f} s; {parts}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
