@@ -655,8 +655,13 @@ class LyapunovPruner(BasePruner):
         targets = fitted.targets
         share = 0.0
         if len(oof) == len(targets) == len(raw) and len(targets) >= 3:
+            sign = _sign(direction)
             share = _rule.gate_share(
-                oof, raw, targets, n_resamples=self._n_resamples, seed=self._seed
+                sign * oof,
+                sign * raw,
+                sign * targets,
+                n_resamples=self._n_resamples,
+                seed=self._seed,
             )
         spread = _rule.robust_spread(targets - oof) if len(oof) == len(targets) else math.nan
         return _Model(key, fitted, spectrum_step, share, spread)

@@ -122,20 +122,37 @@ def screen(score: float, competing: Sequence[float], fraction: float) -> Ranking
     return rank_among(score, competing, min(keep, len(competing)))
 
 
-def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's correlation of each row of ``x`` with the same row of ``y`` (``B x n``).
+def _rows_of_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties sharing their mean rank) within each resample.
+
+    Args:
+        values: ``n`` finite numbers.
+        index: ``B x n`` indices into ``values``: the resamples.
+
+    Returns:
+        A ``B x n`` float64 array: the rank of ``values[index[b, i]]`` within row ``b``.
+    """
+    _, codes = np.unique(values, return_inverse=True)
+    m = int(codes.max()) + 1
+    drawn = codes[index]
+    rows = np.repeat(np.arange(index.shape[0]), index.shape[1])
+    counts = np.zeros((index.shape[0], m))
+    np.add.at(counts, (rows, drawn.ravel()), 1.0)
+    below = np.cumsum(counts, axis=1) - counts
+    mean_rank = below + (counts + 1.0) / 2.0
+    return np.take_along_axis(mean_rank, drawn, axis=1)
+
+
+def _row_spearman(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    """Spearman's correlation row by row from ``B x n`` ranks: Pearson's of the ranks.
 
     A row where either side is constant gives NaN.
     """
-    from scipy.stats import rankdata
-
-    rx = rankdata(x, axis=1)
-    ry = rankdata(y, axis=1)
     rx = rx - rx.mean(axis=1, keepdims=True)
     ry = ry - ry.mean(axis=1, keepdims=True)
     den = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (rx * ry).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+    safe = np.where(den > 1e-12, den, 1.0)
+    return np.where(den > 1e-12, (rx * ry).sum(axis=1) / safe, np.nan)
 
 
 def gate_share(
@@ -156,9 +173,9 @@ def gate_share(
 
     Args:
         predicted: ``n`` out-of-sample predictions of the completed trials' final values.
-        raw: ``n`` intermediate values of the same trials at the step judged (same orientation
-            as ``final``; a NaN or infinite one ranks worst).
-        final: ``n`` final values.
+        raw: ``n`` intermediate values of the same trials at the step judged.
+        final: ``n`` final values. All three in one orientation (scores: higher is better),
+            so that an infinite value ranks at its end and a NaN ranks lowest.
         n_resamples: ``B``, at least 1.
         seed: Seed of the resampling, so every worker reaches the same share.
 
@@ -180,18 +197,22 @@ def gate_share(
     if n < 3:
         return 0.0
 
-    # Ranks need finite numbers: a non-finite value ranks below every finite one.
-    def finite(a: np.ndarray) -> np.ndarray:
-        ok = np.isfinite(a)
-        low = a[ok].min() - 1.0 if ok.any() else 0.0
-        return np.where(ok, a, low)
-
-    predicted, raw, final = finite(predicted), finite(raw), finite(final)
     index = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    model_rho = _row_spearman(predicted[index], final[index])
-    raw_rho = np.nan_to_num(_row_spearman(raw[index], final[index]), nan=0.0)
-    wins = np.isfinite(model_rho) & (model_rho > np.maximum(raw_rho, 0.0))
+    final_ranks = _rows_of_ranks(_ordinal(final), index)
+    model_rho = _row_spearman(_rows_of_ranks(_ordinal(predicted), index), final_ranks)
+    raw_rho = _row_spearman(_rows_of_ranks(_ordinal(raw), index), final_ranks)
+    raw_rho = np.nan_to_num(raw_rho, nan=0.0)
+    # A margin of 1e-9 so that equal rankings (a model repeating the raw value) never win.
+    wins = np.isfinite(model_rho) & (model_rho > np.maximum(raw_rho, 0.0) + 1e-9)
     return float(wins.mean())
+
+
+def _ordinal(a: np.ndarray) -> np.ndarray:
+    """``a`` with infinities just past the finite extremes and NaN lowest: same ranks, finite."""
+    ok = np.isfinite(a)
+    low, high = (a[ok].min(), a[ok].max()) if ok.any() else (0.0, 0.0)
+    out = np.where(np.isposinf(a), high + 1.0, a)
+    return np.where(np.isneginf(a) | np.isnan(a), low - 2.0, out)
 
 
 def robust_spread(residuals: np.ndarray) -> float:
