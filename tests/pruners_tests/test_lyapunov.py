@@ -502,6 +502,7 @@ def test_pruned_spectra_enter_with_the_training_set(monkeypatch: pytest.MonkeyPa
 def test_same_decisions_from_separate_instances_and_after_pickling() -> None:
     study = optuna.create_study(direction="maximize", pruner=make_pruner())
     add_completed(study, QUALITIES)
+
     def model_fields() -> dict[str, Any]:
         trial = start_running(study, 0.4)  # the same spectra and values each time
         decide(study, trial)
