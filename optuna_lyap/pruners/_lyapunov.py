@@ -143,8 +143,10 @@ class LyapunovPruner(BasePruner):
         n_warmup_steps: No trial is judged before this step.
         interval_steps: Steps between checks, offset by the warm-up (as in Optuna's pruners).
         min_resource: Steps of the first rung (``r``), or ``"auto"``: the longest completed
-            trial's last step / 100, at least 1 (nothing is pruned before a trial completes).
-            As :class:`~optuna.pruners.SuccessiveHalvingPruner`.
+            trial's last step / 100, at least 1, as
+            :class:`~optuna.pruners.SuccessiveHalvingPruner`'s default. Ours defaults to 1:
+            ``"auto"`` trains every trial to the end until one has completed (a startup trial)
+            and gives 1 anyway for trials under 200 steps, e.g. epochs.
         reduction_factor: ``eta``, at least 2: a rung promotes the best ``1 / eta``.
         min_early_stopping_rate: ``s``, at least 0: rung 0 closes at ``r * eta ** s``.
         bootstrap_count: Trials that must have completed a rung before any is promoted past
@@ -197,7 +199,7 @@ class LyapunovPruner(BasePruner):
         n_warmup_steps: int = 0,
         interval_steps: int = 1,
         *,
-        min_resource: int | str = "auto",
+        min_resource: int | str = 1,
         reduction_factor: int = 4,
         min_early_stopping_rate: int = 0,
         bootstrap_count: int = 0,

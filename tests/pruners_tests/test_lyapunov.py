@@ -206,19 +206,27 @@ def table_study(
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("ours", "theirs"),
     [
-        {},
-        {"min_resource": 1, "reduction_factor": 3, "bootstrap_count": 2},
-        {"min_resource": 2, "reduction_factor": 2, "min_early_stopping_rate": 1},
+        ({}, {"min_resource": 1}),  # our default
+        ({"min_resource": "auto"}, {}),  # Optuna's default
+        (
+            {"reduction_factor": 3, "bootstrap_count": 2},
+            {"min_resource": 1, "reduction_factor": 3, "bootstrap_count": 2},
+        ),
+        (
+            {"min_resource": 2, "reduction_factor": 2, "min_early_stopping_rate": 1},
+            {"min_resource": 2, "reduction_factor": 2, "min_early_stopping_rate": 1},
+        ),
     ],
 )
-def test_without_a_model_it_is_successive_halving(options: dict[str, Any]) -> None:
+def test_without_a_model_it_is_successive_halving(
+    ours: dict[str, Any], theirs: dict[str, Any]
+) -> None:
     # No model ever (too few completed trials for one): Optuna's decisions, trial by trial.
-    ours = table_study(LyapunovPruner(n_startup_trials=10**6, **options))
-    theirs = table_study(SuccessiveHalvingPruner(**options))
-    assert ours == theirs
-    assert any(state == TrialState.PRUNED for _, state, _ in ours)
+    ours_trials = table_study(LyapunovPruner(n_startup_trials=10**6, **ours))
+    assert ours_trials == table_study(SuccessiveHalvingPruner(**theirs))
+    assert any(state == TrialState.PRUNED for _, state, _ in ours_trials)
 
 
 @pytest.mark.slow
@@ -227,7 +235,7 @@ def test_with_a_closed_gate_it_is_successive_halving() -> None:
     # stays shut and every decision is successive halving's.
     ours_pruner = LyapunovPruner(n_startup_trials=5)
     ours = table_study(ours_pruner, n_trials=60)
-    assert ours == table_study(SuccessiveHalvingPruner(), n_trials=60)
+    assert ours == table_study(SuccessiveHalvingPruner(min_resource=1), n_trials=60)
     models = [m for m in ours_pruner._cache.values() if m is not None]
     assert models and all(m.gate_share < 0.9 for m in models)
 
@@ -584,7 +592,7 @@ def test_multi_objective_is_a_clear_error() -> None:
         ({"reduction_factor": 1}, "reduction_factor"),
         ({"min_early_stopping_rate": -1}, "min_early_stopping_rate"),
         ({"bootstrap_count": -1}, "bootstrap_count"),
-        ({"bootstrap_count": 2}, "bootstrap_count"),  # with min_resource="auto"
+        ({"bootstrap_count": 2, "min_resource": "auto"}, "bootstrap_count"),
         ({"gate": 0.0}, "gate"),
         ({"gate": 1.5}, "gate"),
         ({"n_resamples": 0}, "n_resamples"),
