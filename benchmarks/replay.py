@@ -206,12 +206,14 @@ def make_pruner(
 ) -> BasePruner:
     """Optuna's pruners as a user would set them, and ours.
 
-    Ours consult their model at steps 0 and 1, where the spectra are (step 0 costs no epoch,
-    so a prune there is free); elsewhere, and whenever the model does not out-rank the raw
-    value, the median rule decides, never at step 0. ``rule`` overrides any of our pruner's
-    arguments (``quantile``, ``confidence``, ``model_steps``, ``min_unpruned_share``,
-    ``use_params``); its ``fallback`` names the fallback: ``"median"`` (the default) or
-    ``"successive_halving"`` (``SuccessiveHalvingPruner(min_resource=1)``).
+    ``lyapunov`` is the default ``LyapunovPruner(seed=seed)`` (round 9 on). ``curve_only``,
+    ``lyapunov_spectrum`` and ``lyapunov_hybrid`` (and their ``@`` variants) were the threshold
+    rule of rounds 1-8, since removed: their stored runs document those rounds, and rerunning
+    them now builds the current pruner with a ``MedianPruner`` fallback, the threshold rule's
+    arguments (``quantile``, ``confidence``, ``min_unpruned_share``) ignored with a warning.
+    ``rule`` overrides any of those pruners' arguments (``model_steps``, ``use_params``, ...);
+    its ``fallback`` names the fallback: ``"median"`` (the default) or ``"successive_halving"``
+    (``SuccessiveHalvingPruner(min_resource=1)``).
     """
     p = optuna.pruners
     warm = 1  # never prune the untrained network on its chance-level value
