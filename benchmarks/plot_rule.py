@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> None:
             label=task,
         )
     left.axhline(0.9, color="k", ls="--", lw=1)
-    left.text(0, 0.92, "gate (0.9)", fontsize=8)
+    left.text(left.get_xlim()[0] + 1, 0.92, "gate (0.9)", fontsize=8)
     left.set_xlabel("trial number")
-    left.set_ylabel("share of resamples where the model out-ranks the raw value")
+    left.set_ylabel("gate share: model out-ranks raw value")
     left.set_ylim(-0.02, 1.05)
     left.set_title(f"rung 0 (step 1), default LyapunovPruner, TPE seed {args.seed}", fontsize=9)
     left.legend(fontsize=8)

@@ -615,19 +615,16 @@ class LyapunovPruner(BasePruner):
             tuple(t.number for t in training) if own_ready else (),
             tuple(t.number for t in unlabelled),
         )
+        # The lock is held while fitting, so threads sharing the pruner never fit a key twice.
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        fitted = self._fit(
-            training if own_ready else [], unlabelled, step, spectrum_step, direction
-        )
-        model = None
-        if fitted is not None:
-            model = self._judge(
-                key, fitted, training if own_ready else [], step, spectrum_step, direction
-            )
-        with self._lock:
+            labelled = training if own_ready else []
+            fitted = self._fit(labelled, unlabelled, step, spectrum_step, direction)
+            model = None
+            if fitted is not None:
+                model = self._judge(key, fitted, labelled, step, spectrum_step, direction)
             self._cache[key] = model
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
