@@ -891,6 +891,8 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
         "seeds reaching | best @25% | best @100% | trials | completed | CPU s/run |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    # Plots of a summary other than the main one carry its name's tail (hpo_summary_r9: _r9).
+    tag = out.stem.removeprefix("hpo_summary")
     for task, table in tables.items():
         metric, values, direction = objective_of(table)
         maximize = direction == "maximize"
@@ -937,7 +939,9 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
             if curves:
                 suffix = "" if sampler == "tpe" else f"_{sampler}_sampler"
                 main = {n: c for n, c in curves.items() if "@" not in n.split("+")[0]}
-                plot_anytime(task, main, RESULTS / f"hpo_anytime_{task}{suffix}.png", maximize)
+                plot_anytime(
+                    task, main, RESULTS / f"hpo_anytime_{task}{suffix}{tag}.png", maximize
+                )
                 variants = {
                     n: c
                     for n, c in curves.items()
@@ -948,7 +952,7 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
                     plot_anytime(
                         task,
                         variants,
-                        RESULTS / f"hpo_anytime_{task}{suffix}_variants.png",
+                        RESULTS / f"hpo_anytime_{task}{suffix}_variants{tag}.png",
                         maximize,
                         title=" (our variants)",
                     )
