@@ -255,7 +255,9 @@ def make_pruner(
         ),
         "rank_raw": RankRule,
         "successive_halving_auto": p.SuccessiveHalvingPruner,
-        "lyapunov": lambda: optuna_lyap.LyapunovPruner(seed=seed),
+        "lyapunov": lambda: optuna_lyap.LyapunovPruner(
+            seed=seed, **{k: rule[k] for k in LYAPUNOV_OPTIONS if k in rule}
+        ),
         "oracle_epoch1": lambda: OraclePruner(_need(table), 1),
         "oracle_init": lambda: OraclePruner(_need(table), 0),
     }
@@ -324,6 +326,8 @@ METHODS = (
     "oracle_init",
 )
 OURS = ("lyapunov", "curve_only", "lyapunov_spectrum", "lyapunov_hybrid")
+# The arguments of the default pruner (``lyapunov``) that ``--gate`` and friends set.
+LYAPUNOV_OPTIONS = ("gate", "screen_fraction", "n_startup_trials")
 
 
 class TimedPruner(BasePruner):
@@ -786,6 +790,10 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="with --rank: the raw value ranks, the prediction only rescues (its share)",
     )
+    parser.add_argument("--gate", type=float, default=None, help="lyapunov's gate")
+    parser.add_argument(
+        "--screen-fraction", type=float, default=None, help="lyapunov's step-0 screen"
+    )
     parser.add_argument(
         "--variant", default="", help="name for these pruner arguments (stored apart)"
     )
@@ -815,6 +823,10 @@ def main(argv: list[str] | None = None) -> None:
         rule["fallback"] = args.fallback
     if args.prior:
         rule["prior"] = "prior"  # resolved per task in run_all
+    if args.gate is not None:
+        rule["gate"] = args.gate
+    if args.screen_fraction is not None:
+        rule["screen_fraction"] = args.screen_fraction
     if args.rank:
         rule["rank"] = {"rescue": args.rescue}
     elif args.rescue is not None:
