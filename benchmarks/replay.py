@@ -33,6 +33,9 @@ Usage::
     python benchmarks/replay.py --samplers lyapunov --methods median lyapunov_hybrid
     python benchmarks/replay.py --methods lyapunov_hybrid --rank --variant rank  # RankRule
     python benchmarks/replay.py --summarise-only     # rebuild the summary from stored runs
+    python benchmarks/replay.py --methods lyapunov successive_halving --samplers tpe random \
+        --resume --runs-dir benchmarks/results/replay_runs_r9 \
+        --out benchmarks/results/hpo_summary_r9.json   # round 9, the default pruner
 
 Each (task, sampler, method) group's runs are stored in ``benchmarks/results/replay_runs/``
 (``--runs-dir``), so groups can be run apart; the summary is rebuilt from every stored group
