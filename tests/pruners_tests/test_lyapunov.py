@@ -4,6 +4,7 @@ import gzip
 import json
 import math
 import pickle
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -652,3 +653,39 @@ def test_the_gate_evidence_is_computed_once_and_read_by_every_worker(
     # Another bootstrap size is another predictor: its evidence would differ.
     with pytest.raises(AssertionError, match="refitted"):
         make_pruner(n_resamples=100).predict(study, running)
+
+
+def test_threads_share_the_competitors_predictions() -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    add_completed(study, QUALITIES)
+    competitors = [
+        study._storage.get_trial(start_running(study, q, seed=i)._trial_id)
+        for i, q in enumerate(np.linspace(0.1, 0.9, 8))
+    ]
+    pruner = study.pruner
+    model = pruner._model(study, competitors[0], 1)
+    assert model is not None
+    alone = make_pruner()
+    expected = alone._predictions_for(
+        alone._model(study, competitors[0], 1), competitors, 1, study.direction
+    )
+    assert all(v is not None for v in expected.values())
+
+    results: list[dict[int, float | None]] = []
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            order = competitors[offset:] + competitors[:offset]  # overlapping, different orders
+            results.append(pruner._predictions_for(model, order, 1, study.direction))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 4
+    assert all(r == expected for r in results)
+    assert pruner._predictions[model.key] == expected  # each competitor kept once per model
