@@ -33,6 +33,9 @@ Usage::
     python benchmarks/replay.py --samplers lyapunov --methods median lyapunov_hybrid
     python benchmarks/replay.py --methods lyapunov_hybrid --rank --variant rank  # RankRule
     python benchmarks/replay.py --summarise-only     # rebuild the summary from stored runs
+    python benchmarks/replay.py --methods lyapunov successive_halving --samplers tpe random \
+        --resume --runs-dir benchmarks/results/replay_runs_r9 \
+        --out benchmarks/results/hpo_summary_r9.json   # round 9, the default pruner
 
 Each (task, sampler, method) group's runs are stored in ``benchmarks/results/replay_runs/``
 (``--runs-dir``), so groups can be run apart; the summary is rebuilt from every stored group
@@ -206,12 +209,14 @@ def make_pruner(
 ) -> BasePruner:
     """Optuna's pruners as a user would set them, and ours.
 
-    Ours consult their model at steps 0 and 1, where the spectra are (step 0 costs no epoch,
-    so a prune there is free); elsewhere, and whenever the model does not out-rank the raw
-    value, the median rule decides, never at step 0. ``rule`` overrides any of our pruner's
-    arguments (``quantile``, ``confidence``, ``model_steps``, ``min_unpruned_share``,
-    ``use_params``); its ``fallback`` names the fallback: ``"median"`` (the default) or
-    ``"successive_halving"`` (``SuccessiveHalvingPruner(min_resource=1)``).
+    ``lyapunov`` is the default ``LyapunovPruner(seed=seed)`` (round 9 on). ``curve_only``,
+    ``lyapunov_spectrum`` and ``lyapunov_hybrid`` (and their ``@`` variants) were the threshold
+    rule of rounds 1-8, since removed: their stored runs document those rounds, and rerunning
+    them now builds the current pruner with a ``MedianPruner`` fallback, the threshold rule's
+    arguments (``quantile``, ``confidence``, ``min_unpruned_share``) ignored with a warning.
+    ``rule`` overrides any of those pruners' arguments (``model_steps``, ``use_params``, ...);
+    its ``fallback`` names the fallback: ``"median"`` (the default) or ``"successive_halving"``
+    (``SuccessiveHalvingPruner(min_resource=1)``).
     """
     p = optuna.pruners
     warm = 1  # never prune the untrained network on its chance-level value
@@ -252,6 +257,10 @@ def make_pruner(
             use_spectrum=True, use_curve=True, **lyap
         ),
         "rank_raw": RankRule,
+        "successive_halving_auto": p.SuccessiveHalvingPruner,
+        "lyapunov": lambda: optuna_lyap.LyapunovPruner(
+            seed=seed, **{k: rule[k] for k in LYAPUNOV_OPTIONS if k in rule}
+        ),
         "oracle_epoch1": lambda: OraclePruner(_need(table), 1),
         "oracle_init": lambda: OraclePruner(_need(table), 0),
     }
@@ -307,17 +316,36 @@ METHODS = (
     "median",
     "percentile25",
     "successive_halving",
+    "successive_halving_auto",
     "hyperband",
     "patient_median",
     "topk_epoch1",
     "rank_raw",
+    "lyapunov",
     "curve_only",
     "lyapunov_spectrum",
     "lyapunov_hybrid",
     "oracle_epoch1",
     "oracle_init",
 )
-OURS = ("curve_only", "lyapunov_spectrum", "lyapunov_hybrid")
+OURS = ("lyapunov", "curve_only", "lyapunov_spectrum", "lyapunov_hybrid")
+# The arguments of the default pruner (``lyapunov``) that ``--gate`` and friends set.
+LYAPUNOV_OPTIONS = ("gate", "screen_fraction", "n_startup_trials")
+
+
+class TimedPruner(BasePruner):
+    """Any pruner, with the CPU seconds its ``prune`` calls take added up in ``seconds``."""
+
+    def __init__(self, pruner: BasePruner) -> None:
+        self.pruner = pruner
+        self.seconds = 0.0
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        started = time.process_time()
+        try:
+            return self.pruner.prune(study, trial)
+        finally:
+            self.seconds += time.process_time() - started
 
 
 class TableScreeningSampler(optuna_lyap.LyapunovSampler):
@@ -426,12 +454,15 @@ def replay(
         if spent >= budget:
             study.stop()
 
+    pruner = make_pruner(method, seed, rule, table)
+    # HyperbandPruner must see itself as the study's pruner (it checks the type); time the rest.
+    timed = None if isinstance(pruner, optuna.pruners.HyperbandPruner) else TimedPruner(pruner)
     study = optuna.create_study(
         # A fixed name: HyperbandPruner assigns brackets by hashing it with the trial number.
         study_name=f"replay-{seed}",
         direction=direction,
         sampler=make_sampler(sampler, seed, table),
-        pruner=make_pruner(method, seed, rule, table),
+        pruner=pruner if timed is None else timed,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -460,6 +491,12 @@ def replay(
     # RankRule with a model: which score decided at step 1 ("model" or "raw"), per trial there.
     rank_by = [t.user_attrs["rank_by_1"] for t in study.trials if "rank_by_1" in t.user_attrs]
     run = {"trace": trace, "predictions": predictions, "trials": trials}
+    if timed is not None:
+        run["pruner_cpu_seconds"] = timed.seconds
+    if method in OURS:
+        # Every decision record, by the rule that made it ("rung", "model_rung", ...).
+        rules = [r.get("rule", "") for t in study.trials for r in load_predictions(t).values()]
+        run["rules"] = {k: rules.count(k) for k in sorted(set(rules))}
     if rank_by:
         run["rank_by_step1"] = {k: rank_by.count(k) for k in ("model", "raw")}
     return run
@@ -556,6 +593,18 @@ def trial_seconds(
     return np.array(out)
 
 
+def training_seconds(table: dict[str, Any], run: dict[str, Any]) -> np.ndarray:
+    """Recorded training and evaluation seconds of the epochs each finished trial trained."""
+    epoch = table["train_seconds"] + table["eval_seconds"]
+    n_epochs = epoch.shape[1] - 1
+    return np.array(
+        [
+            float(epoch[i, 1 : (n_epochs if stop == -1 else stop) + 1].sum())
+            for i, stop, *_ in run["trials"]
+        ]
+    )
+
+
 def summarise(
     table: dict[str, Any],
     runs: list[dict[str, Any]],
@@ -619,6 +668,22 @@ def summarise(
         "median_completed": float(np.median(n_complete)),
         "median_cpu_seconds": float(np.median([r.get("cpu_seconds", np.nan) for r in runs])),
     }
+    if all("pruner_cpu_seconds" in r for r in runs):
+        # The pruner's own CPU against the recorded training time of the epochs the run spent.
+        train = [float(training_seconds(table, r).sum()) for r in runs]
+        share = [r["pruner_cpu_seconds"] / t for r, t in zip(runs, train, strict=True)]
+        summary["pruner_cpu_seconds_median"] = float(
+            np.median([r["pruner_cpu_seconds"] for r in runs])
+        )
+        summary["train_seconds_median"] = float(np.median(train))
+        summary["pruner_cpu_share_median"] = float(np.median(share))
+        summary["pruner_cpu_share_max"] = float(np.max(share))
+    if all("rules" in r for r in runs):
+        # Per seed: decisions where the model's ranking decided, and all decisions.
+        summary["model_decisions_per_seed"] = [
+            r["rules"].get("model_rung", 0) + r["rules"].get("screen", 0) for r in runs
+        ]
+        summary["decisions_per_seed"] = [sum(r["rules"].values()) for r in runs]
     counts = [r["rank_by_step1"] for r in runs if "rank_by_step1" in r]
     if counts:
         # RankRule: the share of step-1 decisions the model's ranking made, over all seeds.
@@ -728,10 +793,17 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="with --rank: the raw value ranks, the prediction only rescues (its share)",
     )
+    parser.add_argument("--gate", type=float, default=None, help="lyapunov's gate")
+    parser.add_argument(
+        "--screen-fraction", type=float, default=None, help="lyapunov's step-0 screen"
+    )
     parser.add_argument(
         "--variant", default="", help="name for these pruner arguments (stored apart)"
     )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--resume", action="store_true", help="skip groups already stored with --seeds runs"
+    )
     parser.add_argument(
         "--summarise-only", action="store_true", help="rebuild the summary from stored runs"
     )
@@ -754,6 +826,10 @@ def main(argv: list[str] | None = None) -> None:
         rule["fallback"] = args.fallback
     if args.prior:
         rule["prior"] = "prior"  # resolved per task in run_all
+    if args.gate is not None:
+        rule["gate"] = args.gate
+    if args.screen_fraction is not None:
+        rule["screen_fraction"] = args.screen_fraction
     if args.rank:
         rule["rank"] = {"rescue": args.rescue}
     elif args.rescue is not None:
@@ -783,6 +859,10 @@ def run_all(
     for task in tables:
         for sampler in args.samplers:
             for method in args.methods:
+                name = f"{method}@{args.variant}" if args.variant else method
+                stored = load_runs(task, sampler, name)
+                if args.resume and stored is not None and len(stored["runs"]) == args.seeds:
+                    continue  # this group is done
                 for seed in range(args.seeds):
                     path = str(DATA / f"{task}.jsonl.gz")
                     job_rule = dict(rule)
@@ -791,6 +871,8 @@ def run_all(
                     jobs.append((path, method, sampler, seed, budgets[task], job_rule))
     started = time.time()
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    if not jobs:
+        return
     with ProcessPoolExecutor(args.workers) as pool:
         for n, (path, method, sampler, _seed, run) in enumerate(pool.map(_run_job, jobs), 1):
             task = Path(path).name.split(".")[0]
@@ -824,6 +906,8 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
         "seeds reaching | best @25% | best @100% | trials | completed | CPU s/run |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    # Plots of a summary other than the main one carry its name's tail (hpo_summary_r9: _r9).
+    tag = out.stem.removeprefix("hpo_summary")
     for task, table in tables.items():
         metric, values, direction = objective_of(table)
         maximize = direction == "maximize"
@@ -870,7 +954,9 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
             if curves:
                 suffix = "" if sampler == "tpe" else f"_{sampler}_sampler"
                 main = {n: c for n, c in curves.items() if "@" not in n.split("+")[0]}
-                plot_anytime(task, main, RESULTS / f"hpo_anytime_{task}{suffix}.png", maximize)
+                plot_anytime(
+                    task, main, RESULTS / f"hpo_anytime_{task}{suffix}{tag}.png", maximize
+                )
                 variants = {
                     n: c
                     for n, c in curves.items()
@@ -881,7 +967,7 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
                     plot_anytime(
                         task,
                         variants,
-                        RESULTS / f"hpo_anytime_{task}{suffix}_variants.png",
+                        RESULTS / f"hpo_anytime_{task}{suffix}_variants{tag}.png",
                         maximize,
                         title=" (our variants)",
                     )

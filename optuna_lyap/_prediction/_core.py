@@ -220,12 +220,17 @@ class Candidate:
         residual_rms: Root mean square of ``targets - out-of-sample predictions``, target
             units; NaN without labelled rows.
         pretrained: Whether this is the pretrained model.
+        oof: The ``n`` out-of-sample predictions of the labelled rows, in row order (k-fold,
+            or the pretrained model's direct ones), target units; what ``rank_corr`` and
+            ``residual_rms`` summarise, kept for evidence that pairs them with other scores of
+            the same rows (e.g. a bootstrap against the raw value).
     """
 
     inputs: tuple[str, ...]
     rank_corr: float
     residual_rms: float
     pretrained: bool = False
+    oof: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, repr=False)
 
 
 @dataclass
@@ -244,6 +249,11 @@ class FittedPredictor:
         n_train: Labelled rows the chosen model was fitted on (the pretrained model: its own).
         encoder: How hyperparameters were encoded for the model (None when not read); opaque
             here, kept for whoever builds rows to predict.
+        numbers: The ``n_rows`` labelled rows' trial numbers, in row order.
+        targets: Their ``n_rows`` final values (float64, target units).
+        raw: Their ``n_rows`` raw intermediate values at the step (float64, NaN where none).
+        evidence: Numbers a consumer derived from this fit once, when it was fitted (e.g. the
+            pruner's gate share), stored and shared with it; JSON floats by name.
     """
 
     model: AeLLE
@@ -253,6 +263,10 @@ class FittedPredictor:
     n_rows: int
     n_train: int
     encoder: Any = None
+    numbers: list[int] = field(default_factory=list)
+    targets: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    raw: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    evidence: dict[str, float] = field(default_factory=dict)
 
     @property
     def beats_raw(self) -> bool:
@@ -265,17 +279,24 @@ class FittedPredictor:
         raw = 0.0 if math.isnan(self.raw_rank_corr) else self.raw_rank_corr
         return not math.isnan(model) and model > max(raw, 0.0)
 
-    def predict(self, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, rows: Rows, *, add_residuals: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Predicted final values and their standard deviations for ``rows``.
 
         The standard deviation combines the ensemble's spread with the out-of-sample
         residuals, ``sqrt(std_ensemble^2 + residual_rms^2)`` (the residual term is 0 where it
         is undefined, e.g. for a pretrained model with no labelled rows to check it on).
 
+        Args:
+            rows: The rows to predict; they must carry the chosen input set.
+            add_residuals: False gives the ensemble's spread alone, for a caller that adds
+                its own measure of the residuals.
+
         Returns:
             Two ``n`` float64 arrays in target units.
         """
         mean, std = _predict(self.model, rows, self.chosen.inputs)
+        if not add_residuals:
+            return mean, std
         rms = self.chosen.residual_rms if math.isfinite(self.chosen.residual_rms) else 0.0
         return mean, np.sqrt(std**2 + rms**2)
 
@@ -347,6 +368,9 @@ def fit_predictor(
         n,
         int(n_train),
         encoder,
+        list(rows.numbers),
+        rows.targets.astype(np.float64, copy=True),
+        rows.raw.astype(np.float64, copy=True),
     )
 
 
@@ -355,7 +379,9 @@ def _candidate(
 ) -> Candidate:
     residual = targets - oof
     rms = float(np.sqrt(np.mean(residual**2))) if residual.size else math.nan
-    return Candidate(tuple(inputs), rank_correlation(oof, targets), rms, pretrained)
+    return Candidate(
+        tuple(inputs), rank_correlation(oof, targets), rms, pretrained, oof.astype(np.float64)
+    )
 
 
 def pretrained_inputs(model: AeLLE, feature_widths: Mapping[str, int]) -> tuple[str, ...]:

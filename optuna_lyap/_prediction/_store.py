@@ -6,19 +6,23 @@ load it. Loading gives bit-identical predictions: float32 weights and float64 st
 stored as their bytes, and the fitting worker itself predicts with the model it read back, so
 every worker decides alike.
 
-Layout (schema version 1), beside :mod:`optuna_lyap._storage`'s:
+Layout (schema version 2, beside :mod:`optuna_lyap._storage`'s; version 1 entries, which lack
+the evidence below, are never read):
 
-* ``optuna_lyap:v1:predictor:{digest}`` (study system attr): a header ``{"sha256": ...,
-  "chars": n, "parts": k}``; the predictor's JSON text is in ``optuna_lyap:v1:predictor:
+* ``optuna_lyap:v2:predictor:{digest}`` (study system attr): a header ``{"sha256": ...,
+  "chars": n, "parts": k}``; the predictor's JSON text is in ``optuna_lyap:v2:predictor:
   {digest}:{i}`` for ``i < k``, slices of at most :data:`MAX_PART_CHARS` characters, each
   under MySQL's 64 KiB cap on a value, written before their header. With an artifact store
   the header is ``{"sha256", "chars", "artifact_id"}`` and the text is one artifact (journal
   storages replay every attr write in every worker: the weights then stay out of the log).
   ``digest`` is the SHA-256 of the study's name, the consumer's configuration and the
   training set (trial numbers, steps).
-* The predictor's JSON: the candidates' scores, the encoder's distributions, and the chosen
-  AeLLE as its ``save`` config plus tensors (dtype, shape, base64 of the bytes). No pickle.
-* While a worker fits, a study named ``optuna_lyap:v1:claim:{digest}`` exists in the same
+* The predictor's JSON: the candidates' scores and out-of-sample predictions, the labelled
+  rows' trial numbers, targets and raw values, the consumer's ``evidence``, the encoder's
+  distributions, and the chosen AeLLE as its ``save`` config plus tensors. Arrays and tensors
+  are stored as dtype, shape and base64 of their bytes, so they read back bit for bit. No
+  pickle.
+* While a worker fits, a study named ``optuna_lyap:v2:claim:{digest}`` exists in the same
   storage: creating a study of a taken name fails atomically in every Optuna storage, so one
   worker claims a training set and the others wait (at most ``wait_s``) for its result. The
   claim study is deleted when the result is stored or the fit fails. A worker that dies while
@@ -61,7 +65,7 @@ from optuna_lyap.aelle import AeLLE
 
 _LOG = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _PREFIX = f"optuna_lyap:v{SCHEMA_VERSION}:predictor:"
 _CLAIM_PREFIX = f"optuna_lyap:v{SCHEMA_VERSION}:claim:"
 _FORMAT = "optuna_lyap.predictor"
@@ -105,7 +109,15 @@ def _float(x: float | str) -> float:
 
 
 def _tensor_to_json(tensor: torch.Tensor) -> dict[str, Any]:
-    array = tensor.detach().cpu().contiguous().numpy()
+    return _array_to_json(tensor.detach().cpu().contiguous().numpy())
+
+
+def _tensor_from_json(data: Mapping[str, Any]) -> torch.Tensor:
+    return torch.from_numpy(_array_from_json(data))
+
+
+def _array_to_json(array: np.ndarray) -> dict[str, Any]:
+    array = np.ascontiguousarray(array)
     return {
         "dtype": array.dtype.str,
         "shape": list(array.shape),
@@ -113,10 +125,9 @@ def _tensor_to_json(tensor: torch.Tensor) -> dict[str, Any]:
     }
 
 
-def _tensor_from_json(data: Mapping[str, Any]) -> torch.Tensor:
+def _array_from_json(data: Mapping[str, Any]) -> np.ndarray:
     raw = base64.b64decode(data["data"])
-    array = np.frombuffer(raw, dtype=np.dtype(data["dtype"])).reshape(data["shape"]).copy()
-    return torch.from_numpy(array)
+    return np.frombuffer(raw, dtype=np.dtype(data["dtype"])).reshape(data["shape"]).copy()
 
 
 def aelle_to_json(model: AeLLE) -> dict[str, Any]:
@@ -164,12 +175,17 @@ def predictor_to_json(fitted: FittedPredictor | None) -> str:
                 "rank_corr": _number(c.rank_corr),
                 "residual_rms": _number(c.residual_rms),
                 "pretrained": c.pretrained,
+                "oof": _array_to_json(c.oof),
             }
             for c in fitted.candidates
         ],
         "raw_rank_corr": _number(fitted.raw_rank_corr),
         "n_rows": fitted.n_rows,
         "n_train": fitted.n_train,
+        "numbers": [int(n) for n in fitted.numbers],
+        "targets": _array_to_json(fitted.targets),
+        "raw": _array_to_json(fitted.raw),
+        "evidence": {name: _number(v) for name, v in fitted.evidence.items()},
         "encoder": None
         if encoder is None
         else {name: distribution_to_json(d) for name, d in encoder.distributions.items()},
@@ -200,6 +216,7 @@ def predictor_from_json(text: str, pretrained: AeLLE | None) -> FittedPredictor 
             _float(c["rank_corr"]),
             _float(c["residual_rms"]),
             bool(c["pretrained"]),
+            _array_from_json(c["oof"]),
         )
         for c in data["candidates"]
     ]
@@ -223,6 +240,10 @@ def predictor_from_json(text: str, pretrained: AeLLE | None) -> FittedPredictor 
         int(data["n_rows"]),
         int(data["n_train"]),
         encoder,
+        [int(n) for n in data["numbers"]],
+        _array_from_json(data["targets"]),
+        _array_from_json(data["raw"]),
+        {name: _float(v) for name, v in data["evidence"].items()},
     )
 
 
@@ -263,6 +284,8 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
         wait_s: Longest wait, in seconds, for another worker's fit of the same training set
             before fitting it here.
         size: Predictors kept in this process.
+        config: Other settings of the consumer that the stored predictors depend on (e.g.
+            how ``evidence`` is computed); JSON-able, part of every digest.
 
     Raises:
         ValueError: When ``artifact_store`` lacks the ``open_reader`` and ``write`` of
@@ -280,6 +303,7 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
         *,
         wait_s: float = 300.0,
         size: int = 16,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         if artifact_store is not None and not all(
             callable(getattr(artifact_store, name, None)) for name in ("open_reader", "write")
@@ -289,7 +313,7 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
                 f"write), e.g. FileSystemArtifactStore, or None, but got {artifact_store=}."
             )
         self._size = size
-        config = {"consumer": consumer, **settings.as_dict()}
+        config = {"consumer": consumer, **settings.as_dict(), **dict(config or {})}
         self._config = json.loads(json.dumps(config, sort_keys=True))
         self._pretrained = pretrained
         self._artifact_store = artifact_store

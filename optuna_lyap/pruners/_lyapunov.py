@@ -1,21 +1,24 @@
-"""``LyapunovPruner``: prune trials whose predicted final value is very likely poor."""
+"""``LyapunovPruner``: successive halving whose ranks come from a model where it earns them."""
 
 from __future__ import annotations
 
 import math
 import os
+import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from statistics import NormalDist
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import optuna
-from optuna.pruners import BasePruner, MedianPruner
+from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import check_aelle_params, check_int, check_real
 from optuna_lyap._prediction import (
+    INPUTS,
     SPECTRUM,
     FitSettings,
     FittedPredictor,
@@ -33,15 +36,13 @@ from optuna_lyap._prediction import (
 )
 from optuna_lyap._storage import record_prediction, spectrum_at, spectrum_key
 from optuna_lyap.aelle import AeLLE
+from optuna_lyap.pruners import _rule
 
-# Trial n is kept unpruned when frac(n * phi) < share: a deterministic, evenly spread subset
-# of every run of trial numbers (a Weyl sequence), the same in every worker.
-_GOLDEN = 0.6180339887498949
+_CACHE_SIZE = 64
 
-
-def is_protected(number: int, share: float) -> bool:
-    """Whether trial ``number`` belongs to the share of trials that are never pruned."""
-    return (number * _GOLDEN) % 1.0 < share
+# Arguments of the threshold rule, removed: replays on three recorded tables showed it needing
+# up to twice successive halving's epochs to a top-2% trial (docs/benchmarks.md, round 8).
+_REMOVED = ("quantile", "confidence", "min_unpruned_share", "require_beating_raw")
 
 
 def _is_check_step(
@@ -53,47 +54,106 @@ def _is_check_step(
     return previous < check
 
 
-def _score(values: np.ndarray | float, direction: StudyDirection) -> Any:
-    """Values oriented so that higher is better."""
-    return values if direction == StudyDirection.MAXIMIZE else -np.asarray(values)
+def _sign(direction: StudyDirection) -> float:
+    """+1 when maximising, -1 when minimising: ``sign * value`` is a score (higher is better)."""
+    return 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
 
 
-def _target_location(model: AeLLE) -> tuple[float, float]:
-    """Centre and scale of the targets a fitted AeLLE was trained on."""
-    return float(model.target_centre_), float(model.target_scale_)
-
-
-# Small AeLLE ensembles: the pruner refits them whenever the set of completed trials changes.
+# Small AeLLE ensembles, as the benchmarks fit them (benchmarks/rank_by_epoch.py, priors).
 _DEFAULT_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 150}
+# The pruner's own fits: fewer training steps than the benchmarks' models, so that fits,
+# predictions and decisions cost under a tenth of the training time a study spends
+# (benchmarks/replay.py measures it on the recorded tables).
+_PRUNER_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 100}
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The predictor fitted for one step, where its rows are read, and its cache key."""
+
+    key: tuple[Any, ...]
+    fitted: FittedPredictor
+    spectrum_step: int | None
+
+    @property
+    def gate_share(self) -> float:
+        return self.fitted.evidence.get("gate_share", 0.0)
+
+    @property
+    def spread(self) -> float:
+        """Robust spread of the out-of-sample residuals (target units; NaN where unknown)."""
+        return self.fitted.evidence.get("residual_spread", math.nan)
+
+
+def gate_evidence(
+    fitted: FittedPredictor, direction: StudyDirection, *, n_resamples: int, seed: int
+) -> dict[str, float]:
+    """The gate's evidence for a fitted predictor, computed once where it is fitted.
+
+    Args:
+        fitted: The predictor, with its chosen candidate's out-of-sample predictions and the
+            labelled rows' targets and raw values.
+        direction: The study's direction.
+        n_resamples: Resamples of the paired bootstrap (see :func:`_rule.gate_share`).
+        seed: Seed of the bootstrap.
+
+    Returns:
+        ``gate_share``: the share of paired bootstrap resamples of the labelled rows in which
+        the out-of-sample predictions out-rank the raw values (0 with fewer than 3 rows), and
+        ``residual_spread``: the robust spread of ``targets - oof`` (:func:`_rule.robust_spread`,
+        NaN without rows).
+    """
+    oof, targets, raw = fitted.chosen.oof, fitted.targets, fitted.raw
+    share = 0.0
+    if len(oof) == len(targets) == len(raw) and len(targets) >= 3:
+        sign = _sign(direction)
+        share = _rule.gate_share(
+            sign * oof, sign * raw, sign * targets, n_resamples=n_resamples, seed=seed
+        )
+    spread = _rule.robust_spread(targets - oof) if len(oof) == len(targets) else math.nan
+    return {"gate_share": float(share), "residual_spread": float(spread)}
 
 
 class LyapunovPruner(BasePruner):
-    """Prune trials whose final value, predicted from their dynamics, is very likely poor.
+    """Asynchronous successive halving, ranking by a predicted final value where that ranks better.
 
-    At each check step the pruner predicts the running trial's final value from its Lyapunov
-    spectrum (the latest one reported at or before the step, see
-    :func:`~optuna_lyap.report_spectrum`) and its learning curve so far, with an
-    :class:`~optuna_lyap.AeLLE` fitted on the study's COMPLETE trials (their spectra at the same
-    step, their curves up to the step, their final values). It prunes when the prediction, with
-    its uncertainty, says the trial will end worse than the best ``quantile`` of the completed
-    trials with probability at least ``confidence``.
+    The budget is successive halving's (Li et al. 2020, "A System for Massively Parallel
+    Hyperparameter Tuning"), with the parameters and the semantics of Optuna's
+    :class:`~optuna.pruners.SuccessiveHalvingPruner`: rung ``k`` closes at step
+    ``min_resource * reduction_factor ** (min_early_stopping_rate + k)``; a trial reaching it
+    stores its value there as the system attr ``completed_rung_k`` and is promoted when its
+    score is among the best ``1 / reduction_factor`` of every trial that reached the rung. No
+    trial is trained to the end before pruning starts.
 
-    A prediction is only acted on where it ranks the completed trials better than the raw
-    intermediate value does. At each step the candidate input sets (spectrum, curve,
-    hyperparameters, all together) are cross-validated on the completed trials; the one whose
-    out-of-sample predictions have the highest Spearman correlation with the final values is
-    kept, and used only when that correlation is positive and above the raw value's
-    correlation at the step. Otherwise, and until ``n_startup_trials`` trials have completed
-    (with no pretrained model), the ``fallback`` pruner decides.
+    The score is the raw intermediate value, unless the study's own evidence says a model
+    ranks the completed trials better. At a rung whose step is a model step (by default, a
+    step at which the trial reported a spectrum, see :func:`~optuna_lyap.report_spectrum`), an
+    :class:`~optuna_lyap.AeLLE` is fitted on the completed trials (their spectra, learning
+    curves up to the step and final values; the candidate input sets are cross-validated and
+    the best ranker kept). The model's out-of-sample predictions and the raw values at the step
+    are compared in a paired bootstrap of the completed trials: the gate opens when the
+    model's Spearman correlation with the final values beats the raw value's (and 0) in at
+    least ``gate`` of the resamples. Then every competitor at the rung is ranked by its
+    predicted final value instead. With no model, or a closed gate, the decisions are exactly
+    ``SuccessiveHalvingPruner``'s. An optional step-0 screen (``screen_fraction``) keeps the
+    best share of trials by prediction at the untrained network, behind the same gate.
 
-    Every decision the model takes part in is written to the trial: the numeric user attrs
-    ``lyap_predicted``, ``lyap_predicted_std``, ``lyap_threshold``, ``lyap_n_train``, and a
-    per-step record in the system attrs (see :func:`optuna_lyap.pruners.load_predictions`).
+    At each decision point (a rung, the screen) a record is written to the trial (see
+    :func:`optuna_lyap.pruners.load_predictions`): ``pruned``, ``rule`` (``"rung"``,
+    ``"model_rung"``, ``"screen"`` or ``"fallback"``), ``step``, ``rung``, ``score_kind``
+    (``"raw"`` or ``"predicted"``), ``score`` (in the study's units), ``rank`` (1 is best),
+    ``n_competitors``, ``n_promoted``, ``bar`` (the worst promoted competitor's value: the
+    number to beat), ``direction``; where a model predicted: ``predicted``,
+    ``predicted_std``, ``inputs``, ``rank_corr``, ``raw_rank_corr``, ``gate_share``,
+    ``gate_open``, ``n_train``; with a fallback, ``fallback`` (its class name). The numeric
+    user attrs ``lyap_predicted``, ``lyap_predicted_std`` and ``lyap_n_train`` follow the
+    record.
 
-    Decisions depend only on the storage's contents and ``seed``: the model at a step is
-    fitted once per training set (see ``refit_growth``) and set of unlabelled spectra, by one
-    worker process, and stored in the study for the others (see ``artifact_store``). The
-    pruner can be shared by threads (``n_jobs > 1``) and pickled (the cache is dropped).
+    Decisions depend only on the storage's contents and ``seed``: each model is fitted once
+    per training set (see ``refit_growth``) by one worker, with the gate's seeded bootstrap,
+    and stored in the study for the others (see ``artifact_store``), which load it and read
+    the same gate share. The pruner can be shared by threads (``n_jobs > 1``) and pickled (the
+    in-process cache is dropped).
 
     Example:
 
@@ -114,108 +174,137 @@ class LyapunovPruner(BasePruner):
 
 
             study = optuna.create_study(
-                direction="maximize", pruner=optuna_lyap.LyapunovPruner(n_startup_trials=8)
+                direction="maximize", pruner=optuna_lyap.LyapunovPruner()
             )
             study.optimize(objective, n_trials=50)
 
     Args:
-        n_startup_trials: The model is fitted once this many trials have completed; before,
-            the fallback decides (unless ``aelle`` is given).
-        n_warmup_steps: No trial is pruned (by the model or the fallback) before this step.
+        n_startup_trials: Completed trials needed before a model is fitted (the pruning itself
+            starts at once, as successive halving's does). At least 0.
+        n_warmup_steps: No trial is judged before this step.
         interval_steps: Steps between checks, offset by the warm-up (as in Optuna's pruners).
-        quantile: Share of the completed trials whose final value defines the bar: the
-            threshold is the value the best ``quantile`` of them reached (0.5: the median).
-            In ``(0, 1)``.
-        confidence: Prune when the probability of ending worse than the threshold is at least
-            this. In ``(0.5, 1)``. The prediction is taken as Gaussian with the model's mean and
-            a standard deviation combining the ensemble's spread with the cross-validated
-            residuals.
-        fallback: The pruner that decides when the model cannot: ``"median"`` (the default)
-            is ``MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=max(1,
-            n_warmup_steps))``: it never prunes at step 0, where
-            :class:`~optuna_lyap.LyapunovMonitor` and the built-in tasks report the untrained
-            network, whose value is at chance (a median rule there prunes at random; step 0
-            is the spectrum's, i.e. the model's). None never prunes then.
+        min_resource: Steps of the first rung (``r``), or ``"auto"``: the longest completed
+            trial's last step / 100, at least 1, as
+            :class:`~optuna.pruners.SuccessiveHalvingPruner`'s default. Ours defaults to 1:
+            ``"auto"`` trains every trial to the end until one has completed (a startup trial)
+            and gives 1 anyway for trials under 200 steps, e.g. epochs.
+        reduction_factor: ``eta``, at least 2: a rung promotes the best ``1 / eta``.
+        min_early_stopping_rate: ``s``, at least 0: rung 0 closes at ``r * eta ** s``.
+        bootstrap_count: Trials that must have completed a rung before any is promoted past
+            it (until then every trial reaching it is pruned). Needs an integer
+            ``min_resource`` when positive.
+        gate: Share of paired bootstrap resamples in which the model must out-rank the raw
+            value for its predictions to be ranked instead. In ``(0, 1]``; default 0.9.
+        n_resamples: Bootstrap resamples of the gate. At least 1.
+        screen_fraction: At step 0 (the untrained network), keep only this best share of the
+            trials by prediction when the gate at step 0 is open. None (the default) never
+            screens. In ``(0, 1]``.
+        fallback: A pruner that replaces successive halving on the raw value: it is called at
+            every check step of every trial (so its bookkeeping is what it would be alone) and
+            decides wherever the model does not. Our rungs then keep their values under
+            ``optuna_lyap:completed_rung_k``. None (the default): successive halving decides.
         aelle: A fitted :class:`~optuna_lyap.AeLLE` or a path written by ``AeLLE.save``, e.g.
-            fitted on an earlier study of the same task family with :func:`fit_aelle`. It
-            predicts from the first trial (the threshold then comes from its training targets'
-            mean and spread); once ``n_startup_trials`` have completed it competes with the
-            models fitted on the study's own trials, scored by how it ranks them.
+            fitted on an earlier study of the same task family with :func:`fit_aelle`. Once
+            ``n_startup_trials`` have completed it competes with the models fitted on the
+            study's own trials, and passes the same gate.
         aelle_params: Keyword arguments of the :class:`~optuna_lyap.AeLLE` models the pruner
-            fits (``seed`` is set by ``seed``). None uses ``_DEFAULT_AELLE_PARAMS`` (2 members,
-            150 steps): a refit then costs about a second on one core, where AeLLE's own
-            defaults cost several times more for no measured gain in ranking on tens of trials.
+            fits (``seed`` is set by ``seed``). None uses 2 members and 100 steps.
         use_spectrum: Offer the spectrum as an input.
         use_curve: Offer the learning curve (latest and best value up to the step).
-        use_params: Offer the hyperparameters (log-scaled where the distribution is, one-hot
-            for categorical ones) of the completed trials' common search space.
+        use_params: Offer the hyperparameters of the completed trials' common search space.
         select_inputs: Cross-validate each offered input alone and all together and keep the
             best; False fits only all offered inputs together.
-        require_beating_raw: Act on the model only where it out-ranks the raw intermediate
-            value on the completed trials; False always acts on it once fitted.
-        cv_folds: Folds of the cross-validation (leave-one-out with fewer completed trials).
-            Each refit costs ``(cv_folds + 1)`` fits per candidate input set.
+        cv_folds: Folds of the cross-validation giving the out-of-sample predictions the gate
+            judges (leave-one-out with fewer completed trials). At least 2.
         use_unlabelled: Also train the autoencoder's reconstruction on the spectra that pruned
-            trials reported at the same step: those numbered below the newest trial of the
-            training set, so they change only when the training set does (no extra refits).
-        min_unpruned_share: Share of trials never pruned, so the model keeps getting labels:
-            trial ``n`` is kept when ``frac(n * 0.618...) < min_unpruned_share`` (trial 0 is
-            always among them). Their predictions are still recorded. In ``[0, 1)``.
-        model_steps: The check steps at which the model is consulted; at the others the
-            fallback decides. None (the default): the steps at which the running trial reported
-            a spectrum (every check step when no spectrum is read). The spectrum's worth is
-            early, before the learning curve ranks trials well on its own; each model step
-            costs a refit whenever the training set grows (see ``refit_growth``).
+            trials reported at the same step.
+        model_steps: The steps at which a model is consulted (rungs closing there, and step 0
+            for the screen). None: the steps at which the judged trial reported a spectrum.
         refit_growth: The model is fitted on the lowest-numbered ``m`` completed trials, ``m``
-            on the schedule ``n_startup_trials``, then ``max(m + 1, ceil(m * refit_growth))``
-            (the largest size not above the count of completed trials). The default refits
-            about ten times over the first 50 completed trials instead of 45 times; 1 refits
-            whenever a trial completes. The pruning threshold always uses every completed
-            trial. At least 1.
-        seed: Seed of every model fit, so all workers reach the same decisions.
+            on the schedule ``n_startup_trials``, then ``max(m + 1, ceil(m * refit_growth))``.
+            The default 2 refits three times over the first 80 completed trials; 1 refits
+            whenever a trial completes. At least 1.
+        seed: Seed of every model fit and of the gate's bootstrap.
         artifact_store: An :mod:`optuna.artifacts` store (e.g.
             ``optuna.artifacts.FileSystemArtifactStore``) that every worker can read, for the
             fitted models; None stores them in the study's system attrs (in slices under
             MySQL's 64 KiB cap). Give one with a journal storage, which replays every attr
             write in every worker.
+
+    Raises:
+        ValueError: For an argument out of its range, or ``bootstrap_count > 0`` with
+            ``min_resource="auto"``.
+        TypeError: For an argument the pruner does not take. The threshold rule's
+            ``quantile``, ``confidence``, ``min_unpruned_share`` and ``require_beating_raw``
+            are accepted with a ``FutureWarning`` and ignored.
     """
 
     def __init__(
         self,
-        n_startup_trials: int = 5,
+        n_startup_trials: int = 10,
         n_warmup_steps: int = 0,
         interval_steps: int = 1,
         *,
-        quantile: float = 0.25,
-        confidence: float = 0.75,
-        fallback: BasePruner | str | None = "median",
+        min_resource: int | str = 1,
+        reduction_factor: int = 4,
+        min_early_stopping_rate: int = 0,
+        bootstrap_count: int = 0,
+        gate: float = 0.9,
+        n_resamples: int = 500,
+        screen_fraction: float | None = None,
+        fallback: BasePruner | None = None,
         aelle: AeLLE | str | os.PathLike[str] | None = None,
         aelle_params: Mapping[str, Any] | None = None,
         use_spectrum: bool = True,
         use_curve: bool = True,
         use_params: bool = False,
         select_inputs: bool = True,
-        require_beating_raw: bool = True,
         cv_folds: int = 3,
         use_unlabelled: bool = True,
-        min_unpruned_share: float = 0.1,
         model_steps: Iterable[int] | None = None,
-        refit_growth: float = 1.25,
+        refit_growth: float = 2.0,
         seed: int = 0,
         artifact_store: Any = None,
+        **removed: Any,
     ) -> None:
+        for name in removed:
+            if name not in _REMOVED:
+                raise TypeError(f"LyapunovPruner() got an unexpected keyword argument {name!r}.")
+            warnings.warn(
+                f"`{name}` belonged to the threshold rule, which was removed: LyapunovPruner is "
+                "successive halving ranking by the model where it ranks better, and ignores "
+                f"{name}={removed[name]!r}.",
+                FutureWarning,
+                stacklevel=2,
+            )
         self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, 0)
         self._n_warmup_steps = check_int("n_warmup_steps", n_warmup_steps, 0)
         self._interval_steps = check_int("interval_steps", interval_steps, 1)
-        self._quantile = check_real("quantile", quantile, 0.0, 1.0, closed=False)
-        self._confidence = check_real("confidence", confidence, 0.5, 1.0, closed=False)
-        self._cv_folds = check_int("cv_folds", cv_folds, 2)
-        self._share = check_real("min_unpruned_share", min_unpruned_share, 0.0, 1.0)
-        if self._share >= 1.0:
+        if min_resource != "auto":
+            check_int("min_resource", min_resource, 1)
+        self._min_resource: int | None = None if min_resource == "auto" else int(min_resource)
+        self._reduction_factor = check_int("reduction_factor", reduction_factor, 2)
+        self._min_early_stopping_rate = check_int(
+            "min_early_stopping_rate", min_early_stopping_rate, 0
+        )
+        self._bootstrap_count = check_int("bootstrap_count", bootstrap_count, 0)
+        if self._bootstrap_count > 0 and self._min_resource is None:
             raise ValueError(
-                f"`min_unpruned_share` must be below 1 (1 never prunes), but got "
-                f"{min_unpruned_share=}."
+                "`bootstrap_count > 0` needs an integer `min_resource` (not 'auto'), but got "
+                f"{bootstrap_count=} and {min_resource=}."
             )
+        self._gate = check_real("gate", gate, 0.0, 1.0)
+        if self._gate == 0.0:
+            raise ValueError(f"`gate` must be in (0, 1], but got {gate=}.")
+        self._n_resamples = check_int("n_resamples", n_resamples, 1)
+        self._screen_fraction = (
+            None
+            if screen_fraction is None
+            else check_real("screen_fraction", screen_fraction, 0.0, 1.0)
+        )
+        if self._screen_fraction == 0.0:
+            raise ValueError(f"`screen_fraction` must be in (0, 1], but got {screen_fraction=}.")
+        self._cv_folds = check_int("cv_folds", cv_folds, 2)
         self._refit_growth = check_real("refit_growth", refit_growth, 1.0, math.inf)
         self._seed = check_int("seed", seed, 0)
         self._model_steps = (
@@ -223,25 +312,21 @@ class LyapunovPruner(BasePruner):
             if model_steps is None
             else frozenset(check_int("model_steps", s, 0) for s in model_steps)
         )
-        if fallback == "median":
-            fallback = MedianPruner(
-                n_startup_trials=n_startup_trials, n_warmup_steps=max(1, self._n_warmup_steps)
-            )
         if fallback is not None and not isinstance(fallback, BasePruner):
-            raise ValueError(
-                f"`fallback` must be a BasePruner, 'median' or None, but got {fallback=}."
-            )
+            raise ValueError(f"`fallback` must be a BasePruner or None, but got {fallback=}.")
         self._fallback = fallback
+        self._rung_prefix = (
+            "completed_rung_" if fallback is None else "optuna_lyap:completed_rung_"
+        )
         offered = ((SPECTRUM, use_spectrum), ("curve", use_curve), ("params", use_params))
         enabled = [name for name, on in offered if on]
         if not enabled:
             raise ValueError("At least one of use_spectrum, use_curve, use_params must be True.")
         self._candidates = input_sets(enabled, select_inputs)
         self._use_params = use_params
-        self._require_beating_raw = bool(require_beating_raw)
         self._use_unlabelled = bool(use_unlabelled)
         self._aelle_params = check_aelle_params(
-            _DEFAULT_AELLE_PARAMS if aelle_params is None else aelle_params
+            _PRUNER_AELLE_PARAMS if aelle_params is None else aelle_params
         )
 
         if isinstance(aelle, (str, os.PathLike)):
@@ -260,13 +345,23 @@ class LyapunovPruner(BasePruner):
         self._settings = FitSettings(
             tuple(self._candidates), self._aelle_params, self._seed, self._cv_folds
         )
+        # The gate's evidence is stored with each predictor: its bootstrap is part of the fit.
         self._cache = PredictorCache(
-            self._settings, "LyapunovPruner", self._pretrained, self._artifact_store, size=64
+            self._settings,
+            "LyapunovPruner",
+            self._pretrained,
+            self._artifact_store,
+            size=_CACHE_SIZE,
+            config={"gate_evidence": {"n_resamples": self._n_resamples}},
         )
+        self._lock = threading.Lock()
+        # Predicted final values per model and trial number: a finished rung's inputs never change.
+        self._predictions: OrderedDict[tuple[Any, ...], dict[int, float | None]] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_cache"]
+        for name in ("_lock", "_cache", "_predictions", "_settings"):
+            del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -275,9 +370,11 @@ class LyapunovPruner(BasePruner):
 
     @property
     def _reads_spectra(self) -> bool:
-        if any("spectrum" in c for c in self._candidates):
+        if any(SPECTRUM in c for c in self._candidates):
             return True
         return self._pretrained is not None and self._pretrained.uses_spectra_
+
+    # --- prune: a ladder of early returns ------------------------------------------------------
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if len(study.directions) > 1:
@@ -292,22 +389,217 @@ class LyapunovPruner(BasePruner):
             step, list(trial.intermediate_values), self._n_warmup_steps, self._interval_steps
         ):
             return False
-        protected = is_protected(trial.number, self._share)
-        decision = None
-        if self._consults_model(trial, step):
-            decision = self._model_decision(study, trial, step)
-        if decision is None:
-            return not protected and self._fallback_prunes(study, trial)
-        record, acts = decision
-        if protected:
-            pruned, record["rule"] = False, "kept"
-        elif acts:
-            pruned, record["rule"] = record["p_worse"] >= self._confidence, "model"
-        else:
-            pruned, record["rule"] = self._fallback_prunes(study, trial), "fallback"
+        fallback_pruned = None
+        if self._fallback is not None:
+            fallback_pruned = bool(self._fallback.prune(study, trial))
+        if step == 0 and self._screen_fraction is not None:
+            screened = self._screen(study, trial, fallback_pruned)
+            if screened is not None:
+                return screened
+        return self._rungs(study, trial, step, fallback_pruned)
+
+    def _screen(
+        self, study: optuna.Study, trial: FrozenTrial, fallback_pruned: bool | None
+    ) -> bool | None:
+        """The step-0 screen's decision (recorded), or None where no model predicts."""
+        assert self._screen_fraction is not None
+        if not self._consults_model(trial, 0):
+            return None
+        judged = self._judged(study, trial, 0)
+        if judged is None:
+            return None
+        model, own, record = judged
+        record.update({"step": 0, "rung": None, "direction": study.direction.name.lower()})
+        if not record["gate_open"]:
+            if fallback_pruned is None:
+                return None  # successive halving: nothing closes at step 0
+            record.update({"rule": "fallback", "pruned": fallback_pruned})
+            record.update(self._fallback_fields())
+            record_prediction(study, trial, 0, record)
+            return fallback_pruned
+        others = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.number != trial.number and 0 in t.intermediate_values
+        ]
+        sign = _sign(study.direction)
+        competing = self._competing_scores(model, others, 0, study.direction, own)
+        ranking = _rule.screen(sign * own, competing, self._screen_fraction)
+        pruned = not ranking.promoted
+        record.update(self._ranking_fields(ranking, sign, "predicted", own))
+        record.update({"rule": "screen", "pruned": pruned})
+        record_prediction(study, trial, 0, record)
+        return pruned
+
+    def _rungs(
+        self, study: optuna.Study, trial: FrozenTrial, step: int, fallback_pruned: bool | None
+    ) -> bool:
+        """Successive halving over every rung ``step`` closes, as Optuna's, each rung ranked by
+        the raw value or by the model; the last rung judged is recorded."""
+        rung = 0
+        while self._rung_key(rung) in trial.system_attrs:
+            rung += 1
+        value = trial.intermediate_values[step]
+        sign = _sign(study.direction)
+        trials: list[FrozenTrial] | None = None
+        record: dict[str, Any] | None = None
+        pruned = False
+        while True:
+            if self._min_resource is None:
+                if trials is None:
+                    trials = study.get_trials(deepcopy=False)
+                self._min_resource = _rule.estimate_min_resource(
+                    [
+                        t.last_step
+                        for t in trials
+                        if t.state == TrialState.COMPLETE and t.last_step is not None
+                    ]
+                )
+                if self._min_resource is None:
+                    break
+            closes = _rule.rung_step(
+                self._min_resource, self._reduction_factor, self._min_early_stopping_rate, rung
+            )
+            if step < closes:
+                break
+            base = {"step": step, "rung": rung, "direction": study.direction.name.lower()}
+            if math.isnan(value):
+                # Optuna's rule: a NaN value is pruned, and stored at no rung.
+                record = {**base, "rule": "rung", "score_kind": "raw", "score": value}
+                pruned = True
+                if fallback_pruned is not None:
+                    record.update({"rule": "fallback", **self._fallback_fields()})
+                    pruned = fallback_pruned
+                break
+            if trials is None:
+                trials = study.get_trials(deepcopy=False)
+            key = self._rung_key(rung)
+            study._storage.set_trial_system_attr(trial._trial_id, key, value)
+            # As Optuna: read the competitors after storing (an in-memory storage's list then
+            # holds this trial's value too).
+            competing = [t.system_attrs[key] for t in trials if key in t.system_attrs]
+            competing.append(value)
+            model_record = None
+            if step == closes and self._consults_model(trial, step):
+                model_record = self._model_rung(study, trial, step, trials, key)
+            if model_record is not None and model_record["gate_open"]:
+                record = {**base, **model_record}
+                pruned = record["pruned"]
+            elif len(competing) <= self._bootstrap_count:
+                record = {**base, **(model_record or {}), "rule": "rung", "score_kind": "raw"}
+                record.update({"score": value, "n_competitors": len(competing)})
+                pruned = True
+            else:
+                ranking = _rule.promote(
+                    sign * value, [sign * c for c in competing], self._reduction_factor
+                )
+                record = {**base, **(model_record or {}), "rule": "rung"}
+                record.update(self._ranking_fields(ranking, sign, "raw", value))
+                pruned = not ranking.promoted
+            if fallback_pruned is not None and record["rule"] != "model_rung":
+                # The fallback decides: the raw ranking's fields would describe another rule.
+                for name in ("rank", "n_competitors", "n_promoted", "bar"):
+                    record.pop(name, None)
+                record.update({"rule": "fallback", "score_kind": "raw", "score": value})
+                record.update(self._fallback_fields())
+                pruned = fallback_pruned
+            if pruned:
+                break
+            rung += 1
+        if record is None:
+            return bool(fallback_pruned)
         record["pruned"] = pruned
         record_prediction(study, trial, step, record)
         return pruned
+
+    def _rung_key(self, rung: int) -> str:
+        return f"{self._rung_prefix}{rung}"
+
+    def _fallback_fields(self) -> dict[str, Any]:
+        return {"fallback": type(self._fallback).__name__}
+
+    @staticmethod
+    def _ranking_fields(
+        ranking: _rule.Ranking, sign: float, kind: str, value: float
+    ) -> dict[str, Any]:
+        return {
+            "score_kind": kind,
+            "score": value,
+            "rank": ranking.rank,
+            "n_competitors": ranking.n_competitors,
+            "n_promoted": ranking.n_promoted,
+            "bar": sign * ranking.bar,
+        }
+
+    def _model_rung(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        step: int,
+        trials: list[FrozenTrial],
+        key: str,
+    ) -> dict[str, Any] | None:
+        """The model's view of a rung: its record fields, and where its gate is open, its
+        ranking of every competitor by predicted final value. None where no model predicts."""
+        judged = self._judged(study, trial, step)
+        if judged is None:
+            return None
+        model, own, record = judged
+        if not record["gate_open"]:
+            return record
+        others = [t for t in trials if key in t.system_attrs and t.number != trial.number]
+        sign = _sign(study.direction)
+        competing = self._competing_scores(model, others, step, study.direction, own)
+        ranking = _rule.promote(sign * own, competing, self._reduction_factor)
+        record.update(self._ranking_fields(ranking, sign, "predicted", own))
+        record.update({"rule": "model_rung", "pruned": not ranking.promoted})
+        return record
+
+    def _judged(
+        self, study: optuna.Study, trial: FrozenTrial, step: int
+    ) -> tuple[_Model, float, dict[str, Any]] | None:
+        """The model for ``trial`` at ``step``, its predicted final value for the trial, and
+        the model fields of the record; None where no model predicts it."""
+        model = self._model(study, trial, step)
+        if model is None:
+            return None
+        own = self._own(model, trial, step, study.direction)
+        if own is None:
+            return None
+        return model, own[0], self._model_record(model, own)
+
+    def _competing_scores(
+        self,
+        model: _Model,
+        others: Sequence[FrozenTrial],
+        step: int,
+        direction: StudyDirection,
+        own: float,
+    ) -> list[float]:
+        """Scores (higher is better) of the predicted final values of ``others`` that have
+        one, then of the judged trial's ``own``."""
+        sign = _sign(direction)
+        predicted = self._predictions_for(model, others, step, direction)
+        return [sign * p for p in predicted.values() if p is not None] + [sign * own]
+
+    def _model_record(self, model: _Model, own: tuple[float, float]) -> dict[str, Any]:
+        fitted = model.fitted
+        predicted, ensemble_std = own
+        spread = model.spread if math.isfinite(model.spread) else 0.0
+        return {
+            "predicted": predicted,
+            "predicted_std": math.sqrt(ensemble_std**2 + spread**2),
+            "inputs": "+".join(fitted.chosen.inputs),
+            "pretrained": fitted.chosen.pretrained,
+            "rank_corr": fitted.chosen.rank_corr,
+            "raw_rank_corr": fitted.raw_rank_corr,
+            "gate_share": model.gate_share,
+            "gate_open": model.gate_share >= self._gate,
+            "n_train": fitted.n_train,
+            "spectrum_step": model.spectrum_step,
+        }
+
+    # --- the model: fit, gate, predictions ----------------------------------------------------
 
     def predict(
         self, study: optuna.Study, trial: FrozenTrial, step: int | None = None
@@ -326,14 +618,16 @@ class LyapunovPruner(BasePruner):
             step: The step whose spectrum and curve are read; None is the trial's last step.
 
         Returns:
-            The record :meth:`prune` would store (``predicted``, ``predicted_std``,
-            ``threshold``, ``p_worse``, ``n_train``, ``inputs``, ``rank_corr``,
-            ``raw_rank_corr``, ``spectrum_step``, ...) with ``acts``: whether the pruner acts
-            on the model for this trial at this step (a model step, see ``model_steps``, where
-            the model passes ``require_beating_raw``). None where there is no
-            prediction: before ``n_startup_trials`` have completed (without a pretrained
-            model), without a finite value at or before ``step``, or without a spectrum
-            where the chosen inputs need one.
+            The model fields of a decision record (``predicted``, ``predicted_std``,
+            ``inputs``, ``rank_corr``, ``raw_rank_corr``, ``gate_share``, ``gate_open``,
+            ``n_train``, ``spectrum_step``, ...) with ``acts``: whether the pruner would rank
+            by the prediction at this step (a model step, see ``model_steps``, with the gate
+            open). None where there is no prediction: before ``n_startup_trials`` have
+            completed (without a pretrained model), without a finite value at or before
+            ``step``, or without a spectrum where the chosen inputs need one.
+
+        Raises:
+            ValueError: For a multi-objective study or a negative ``step``.
         """
         if len(study.directions) > 1:
             raise ValueError(
@@ -345,11 +639,11 @@ class LyapunovPruner(BasePruner):
             if step is None:
                 return None
         check_int("step", step, 0)
-        decision = self._model_decision(study, trial, step)
-        if decision is None:
+        judged = self._judged(study, trial, step)
+        if judged is None:
             return None
-        record, acts = decision
-        return {**record, "acts": acts and self._consults_model(trial, step)}
+        record = judged[2]
+        return {**record, "acts": record["gate_open"] and self._consults_model(trial, step)}
 
     def _consults_model(self, trial: FrozenTrial, step: int) -> bool:
         if self._model_steps is not None:
@@ -358,89 +652,31 @@ class LyapunovPruner(BasePruner):
             return True
         return spectrum_key(step) in trial.system_attrs
 
-    def _fallback_prunes(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        return self._fallback is not None and self._fallback.prune(study, trial)
-
-    def _model_decision(
-        self, study: optuna.Study, trial: FrozenTrial, step: int
-    ) -> tuple[dict[str, Any], bool] | None:
-        """The model's prediction for ``trial`` and whether to act on it, or None (no model)."""
+    def _model(self, study: optuna.Study, trial: FrozenTrial, step: int) -> _Model | None:
+        """The model for ``trial`` at ``step`` (fitted once per training set, cached), or None."""
         direction = study.direction
         curve = curve_features(trial.intermediate_values, step, direction)
         if not math.isfinite(curve[0]):
-            return None  # a non-finite current value: the fallback judges it
-        completed = sorted(
-            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-            key=lambda t: t.number,
-        )
+            return None  # a non-finite current value: the raw rule judges it
         spectrum_step: int | None = None
         if self._reads_spectra:
             found = spectrum_at(trial, step)
             if found is not None:
                 spectrum_step = found[0]
-        fitted, own_ready = self._predictor(study, completed, step, spectrum_step)
-        if fitted is None:
-            return None
-        chosen = fitted.chosen
-        context = ReadContext(step, direction, spectrum_step, fitted.encoder)
-        row = query_rows([trial], chosen.inputs, context)
-        if row is None:
-            return None
-        mean, std = (float(v[0]) for v in fitted.predict(row))
-
-        if own_ready:
-            scores = _score(np.array([t.value for t in completed], dtype=np.float64), direction)
-            scores = np.where(np.isnan(scores), -np.inf, scores)
-            threshold_score = float(np.quantile(scores, 1.0 - self._quantile))
-            threshold = (
-                threshold_score if direction == StudyDirection.MAXIMIZE else -threshold_score
-            )
-        else:
-            assert self._pretrained is not None
-            centre, scale = _target_location(self._pretrained)
-            z = NormalDist().inv_cdf(1.0 - self._quantile)
-            sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
-            threshold = centre + sign * z * scale
-        gap = float(_score(threshold, direction) - _score(mean, direction))
-        if std > 0:
-            p_worse = NormalDist().cdf(gap / std)
-        else:
-            p_worse = 1.0 if gap > 0 else 0.0 if gap < 0 else 0.5
-
-        acts = not own_ready or fitted.beats_raw or not self._require_beating_raw
-        record = {
-            "predicted": mean,
-            "predicted_std": std,
-            "threshold": threshold,
-            "n_train": fitted.n_train,
-            "p_worse": p_worse,
-            "inputs": "+".join(chosen.inputs),
-            "pretrained": chosen.pretrained,
-            "rank_corr": chosen.rank_corr,
-            "raw_rank_corr": fitted.raw_rank_corr,
-            "spectrum_step": spectrum_step,
-        }
-        return record, acts
-
-    def _predictor(
-        self,
-        study: optuna.Study,
-        completed: list[FrozenTrial],
-        step: int,
-        spectrum_step: int | None,
-    ) -> tuple[FittedPredictor | None, bool]:
-        """The predictor for a trial at ``step`` whose spectrum is at ``spectrum_step``, and
-        whether it was fitted on the study's own trials (else: the pretrained model alone, or
-        None before ``n_startup_trials`` completed trials can become rows)."""
-        names = ("curve",) if spectrum_step is None else (SPECTRUM, "curve")
-        context = ReadContext(step, study.direction, spectrum_step)
+        context = ReadContext(step, direction, spectrum_step)
+        # Trials added without a curve or a spectrum (a warm start) neither start nor fill
+        # the refit schedule.
         training, usable = training_set(
-            completed, names, context, start=self._n_startup_trials, growth=self._refit_growth
+            study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+            _row_inputs(spectrum_step),
+            context,
+            start=self._n_startup_trials,
+            growth=self._refit_growth,
         )
         own_ready = usable >= self._n_startup_trials and usable > 0
         if not own_ready:
             if self._pretrained is None:
-                return None, False
+                return None
             training = []
         unlabelled: list[FrozenTrial] = []
         if self._use_unlabelled and spectrum_step is not None:
@@ -454,9 +690,73 @@ class LyapunovPruner(BasePruner):
         )
 
         def fit() -> FittedPredictor | None:
-            return self._fit(training, unlabelled, step, spectrum_step, study.direction)
+            fitted = self._fit(training, unlabelled, step, spectrum_step, direction)
+            if fitted is not None:
+                fitted.evidence = gate_evidence(
+                    fitted, direction, n_resamples=self._n_resamples, seed=self._seed
+                )
+            return fitted
 
-        return self._cache.get_or_fit(study, key, fit, share=bool(training)), own_ready
+        fitted = self._cache.get_or_fit(study, key, fit, share=bool(training))
+        return None if fitted is None else _Model(key, fitted, spectrum_step)
+
+    def _predictions_for(
+        self,
+        model: _Model,
+        trials: Sequence[FrozenTrial],
+        step: int,
+        direction: StudyDirection,
+    ) -> dict[int, float | None]:
+        """Predicted final values of ``trials`` at ``step`` (None: no prediction possible).
+
+        Predictions are kept per model: a trial that reached ``step`` keeps the same inputs
+        there, so each competitor is predicted once per model.
+        """
+        with self._lock:
+            known = self._predictions.setdefault(model.key, {})
+            self._predictions.move_to_end(model.key)
+            while len(self._predictions) > _CACHE_SIZE:
+                self._predictions.popitem(last=False)
+            out = {t.number: known[t.number] for t in trials if t.number in known}
+            todo = [t for t in trials if t.number not in known]
+        if todo:
+            new: dict[int, float | None] = {t.number: None for t in todo}
+            predicted = self._predict_rows(model, todo, step, direction)
+            if predicted is not None:
+                numbers, mean, _ = predicted
+                new.update({n: float(m) for n, m in zip(numbers, mean, strict=True)})
+            out.update(new)
+            with self._lock:
+                known.update(new)
+        return out
+
+    def _own(
+        self, model: _Model, trial: FrozenTrial, step: int, direction: StudyDirection
+    ) -> tuple[float, float] | None:
+        """``trial``'s predicted final value and the ensemble's spread, or None."""
+        predicted = self._predict_rows(model, [trial], step, direction)
+        if predicted is None:
+            return None
+        _, mean, std = predicted
+        return float(mean[0]), float(std[0])
+
+    @staticmethod
+    def _predict_rows(
+        model: _Model, trials: Sequence[FrozenTrial], step: int, direction: StudyDirection
+    ) -> tuple[list[int], Any, Any] | None:
+        """Trial numbers, predicted final values and ensemble spreads of those of ``trials``
+        that have a row at ``step`` as the training rows were read; None where none has."""
+        fitted = model.fitted
+        context = ReadContext(step, direction, model.spectrum_step, fitted.encoder)
+        names = _row_inputs(model.spectrum_step)
+        readable = [t for t in trials if all(INPUTS[n].available(t, context) for n in names)]
+        if not readable:
+            return None
+        rows = query_rows(readable, fitted.chosen.inputs, context)
+        if rows is None:
+            return None
+        mean, std = fitted.predict(rows, add_residuals=False)
+        return rows.numbers, mean, std
 
     def _fit(
         self,
@@ -467,7 +767,7 @@ class LyapunovPruner(BasePruner):
         direction: StudyDirection,
     ) -> FittedPredictor | None:
         encoder = param_encoder(completed) if self._use_params else None
-        names = ("curve", "params") if spectrum_step is None else (SPECTRUM, "curve", "params")
+        names = (*_row_inputs(spectrum_step), "params")
         context = ReadContext(step, direction, spectrum_step, encoder)
         rows = read_rows(completed, names, context)
         extra = None
@@ -482,3 +782,9 @@ class LyapunovPruner(BasePruner):
             pretrained=None if pretrained is None else (pretrained, pretrained_inputs(pretrained)),
             encoder=encoder,
         )
+
+
+def _row_inputs(spectrum_step: int | None) -> tuple[str, ...]:
+    """The inputs every row needs, fitted or predicted: the curve, and the spectrum when one
+    is read."""
+    return ("curve",) if spectrum_step is None else (SPECTRUM, "curve")

@@ -134,10 +134,11 @@ class LyapunovSampler(BaseSampler):
 
     **Predicted values of pruned trials.** The base sampler reads the study through a
     read-only view in which every PRUNED trial that carries a prediction (the finite user attr
-    ``lyap_predicted`` that :class:`~optuna_lyap.LyapunovPruner` writes) is a COMPLETE trial
-    valued at its predicted final value. TPE would otherwise rank it by its last intermediate
-    value, nearly always among the bad trials, and the GP sampler would ignore it. The
-    storage is never changed (see :class:`~optuna_lyap.samplers.PredictedStudyView`).
+    ``lyap_predicted`` that :class:`~optuna_lyap.LyapunovPruner` writes, where the pruner's
+    record shows its gate open) is a COMPLETE trial valued at its predicted final value. TPE
+    would otherwise rank it by its last intermediate value, nearly always among the bad
+    trials, and the GP sampler would ignore it. The storage is never changed (see
+    :class:`~optuna_lyap.samplers.PredictedStudyView`).
 
     **Screening candidates by their spectrum at initialisation.** With ``model_factory`` and
     ``probe_inputs``, each new trial draws ``n_candidates`` parameter sets from the base

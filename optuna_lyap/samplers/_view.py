@@ -1,10 +1,13 @@
 """A read-only view of a study in which pruned trials count at their predicted final value.
 
 :class:`~optuna_lyap.LyapunovPruner` writes the final value it predicts for a trial to the
-trial's user attr ``lyap_predicted``. Optuna's samplers cannot use it: TPE ranks pruned trials
-by their last intermediate value (nearly always in its "bad" group) and the GP sampler ignores
-them. :class:`PredictedStudyView` shows a base sampler the study as it would be if every such
-pruned trial had completed with its predicted value, without touching the storage.
+trial's user attr ``lyap_predicted``, also where its gate stayed shut and it ranked by the raw
+value instead; the view uses a prediction only where the pruner's decision record says the
+model earned it (see :func:`predicted_value`). Optuna's samplers cannot use it: TPE ranks
+pruned trials by their last intermediate value (nearly always in its "bad" group) and the GP
+sampler ignores them. :class:`PredictedStudyView` shows a base sampler the study as it would
+be if every such pruned trial had completed with its predicted value, without touching the
+storage.
 
 What the view refuses and what it passes through:
 
@@ -32,7 +35,7 @@ from optuna.study import StudyDirection
 from optuna.study.study import _ThreadLocalStudyAttribute
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._storage import USER_ATTR_PREDICTED, finite_or_none
+from optuna_lyap._storage import USER_ATTR_PREDICTED, finite_or_none, load_predictions
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -46,11 +49,36 @@ class ReadOnlyViewError(RuntimeError):
     """Raised by every write through a :class:`PredictedStudyView` or its storage."""
 
 
+# Decision rules under which the pruner acted on its model: a rung ranked by prediction, the
+# step-0 screen, and the threshold rule of schema-1 records written before the gate existed.
+_MODEL_RULES = frozenset({"model_rung", "screen", "model"})
+
+
 def predicted_value(trial: FrozenTrial) -> float | None:
-    """The predicted final value a PRUNED trial carries (finite ``lyap_predicted``), or None."""
+    """The predicted final value a PRUNED trial carries, where it may stand in for one, or None.
+
+    The value is the finite user attr ``lyap_predicted``. Where the pruner wrote it, its latest
+    decision record with a prediction (see :func:`~optuna_lyap.load_predictions`) must show
+    the model earned it: ``gate_open`` true, or a rule that ranked by the model. A prediction
+    recorded with the gate shut is not better than the raw value on the study's own evidence,
+    so the trial stays pruned. A ``lyap_predicted`` with no decision record (set by the
+    user's own code) is taken as given.
+    """
     if trial.state != TrialState.PRUNED:
         return None
-    return finite_or_none(trial.user_attrs.get(USER_ATTR_PREDICTED))
+    value = finite_or_none(trial.user_attrs.get(USER_ATTR_PREDICTED))
+    if value is None:
+        return None
+    records = [
+        r
+        for r in load_predictions(trial).values()
+        if finite_or_none(r.get("predicted")) is not None
+    ]
+    if not records:
+        return value
+    latest = records[-1]
+    earned = latest.get("gate_open") is True or latest.get("rule") in _MODEL_RULES
+    return value if earned else None
 
 
 def as_completed(trial: FrozenTrial, value: float) -> FrozenTrial:

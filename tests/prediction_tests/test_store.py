@@ -67,6 +67,20 @@ def assert_same(a: FittedPredictor | None, b: FittedPredictor | None) -> None:
         math.isnan(a.raw_rank_corr) and math.isnan(b.raw_rank_corr)
     )
     assert a.encoder.distributions == b.encoder.distributions
+    # The evidence a consumer derives from the fit (the pruner's gate) reads back bit for bit.
+    for x, y in zip(a.candidates, b.candidates, strict=True):
+        assert_same_bits(x.oof, y.oof)
+    assert a.numbers == b.numbers
+    assert_same_bits(a.targets, b.targets)
+    assert_same_bits(a.raw, b.raw)
+    assert a.evidence.keys() == b.evidence.keys()
+    for name, value in a.evidence.items():
+        assert_same_bits(np.float64(value), np.float64(b.evidence[name]))
+
+
+def assert_same_bits(x: np.ndarray, y: np.ndarray) -> None:
+    x, y = np.asarray(x), np.asarray(y)
+    assert (x.dtype, x.shape, x.tobytes()) == (y.dtype, y.shape, y.tobytes())
 
 
 SETTINGS = FitSettings((("spectrum",),), FAST_AELLE)
@@ -90,6 +104,25 @@ def test_json_round_trip_predicts_bit_for_bit() -> None:
     assert predictor_from_json(predictor_to_json(None), None) is None
     with pytest.raises(ValueError, match="version"):
         predictor_from_json(json.dumps({"format": "x"}), None)
+
+
+def test_the_gate_evidence_round_trips_bit_for_bit() -> None:
+    fitted = fit()
+    assert fitted is not None
+    assert fitted.numbers == list(range(6)) and fitted.targets.shape == fitted.raw.shape == (6,)
+    assert all(c.oof.shape == (6,) and np.isfinite(c.oof).all() for c in fitted.candidates)
+    fitted.raw[2] = np.nan  # a trial without a value at the step
+    fitted.evidence = {"gate_share": 0.3 + 1e-17 * 3, "residual_spread": math.nan, "x": 1 / 3}
+    back = predictor_from_json(predictor_to_json(fitted), None)
+    assert back is not None and math.isnan(back.evidence["residual_spread"])
+    assert_same(fitted, back)
+    # Evidence computed another way is another stored predictor.
+    cache = PredictorCache(SETTINGS, "test", config={"gate": 500})
+    study = optuna.create_study()
+    assert cache.digest(study, KEY) != make_cache().digest(study, KEY)
+    assert cache.digest(study, KEY) == PredictorCache(
+        SETTINGS, "test", config={"gate": 500}
+    ).digest(study, KEY)
 
 
 def test_a_chosen_pretrained_model_is_not_stored() -> None:

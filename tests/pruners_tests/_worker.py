@@ -18,8 +18,10 @@ TINY_AELLE = {"n_models": 1, "max_steps": 60, "hidden_dim": 8, "head_hidden_dim"
 
 
 def make_pruner() -> LyapunovPruner:
+    # Successive halving keeps half at each rung, so that some trials complete and train models.
     return LyapunovPruner(
-        n_startup_trials=4,
+        n_startup_trials=3,
+        reduction_factor=2,
         n_warmup_steps=1,
         use_curve=False,
         cv_folds=2,

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import pickle
+import threading
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import optuna
 import pytest
+from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import TrialState
 
+from optuna_lyap._prediction import refit_size
+from optuna_lyap.aelle import AeLLE
 from optuna_lyap.pruners import (
     LyapunovPruner,
     _lyapunov,
@@ -17,7 +24,6 @@ from optuna_lyap.pruners import (
     load_predictions,
     report_spectrum,
 )
-from optuna_lyap.pruners._predictor import refit_size
 from tests.pruners_tests.synthetic import (
     FAST_AELLE,
     add_completed,
@@ -27,15 +33,25 @@ from tests.pruners_tests.synthetic import (
 )
 
 QUALITIES = np.linspace(0.0, 1.0, 10)
+TABLES = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
+RECORD_KEYS = {
+    "pruned", "rule", "step", "rung", "score_kind", "score", "rank", "n_competitors",
+    "n_promoted", "bar", "direction",
+}  # fmt: skip
+MODEL_KEYS = {
+    "predicted", "predicted_std", "inputs", "rank_corr", "raw_rank_corr", "gate_share",
+    "gate_open", "n_train",
+}  # fmt: skip
 
 
 def make_pruner(**kwargs: Any) -> LyapunovPruner:
     options: dict[str, Any] = {
-        "n_startup_trials": 8,
-        "min_unpruned_share": 0.0,
+        "n_startup_trials": 10,
+        "min_resource": 1,
+        "reduction_factor": 2,
         "aelle_params": FAST_AELLE,
         "cv_folds": 3,
-        "fallback": None,
+        "use_curve": False,
     }
     options.update(kwargs)
     return LyapunovPruner(**options)
@@ -57,30 +73,261 @@ def assert_finite_user_attrs(study: optuna.Study) -> None:
             assert isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def rung_of_three(study: optuna.Study) -> tuple[optuna.Trial, optuna.Trial, optuna.Trial]:
+    """Three running trials reaching rung 0 (step 1) in turn, each judged there.
+
+    The raw value says the opposite of the spectrum: the middle trial has the worst spectrum
+    and the best value, the last the best spectrum and the worst value.
+    """
+    first = start_running(study, 0.5, value=0.5)
+    decide(study, first)
+    bad = start_running(study, 0.05, value=0.9)
+    good = start_running(study, 0.95, value=0.0)
+    return first, bad, good
+
+
+# --- the model decides where it out-ranks the raw value ------------------------------------
+
+
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
-def test_prunes_a_bad_trial_and_keeps_a_good_one(
+def test_the_model_ranks_a_rung_where_it_beats_the_raw_value(
     direction: Literal["maximize", "minimize"],
 ) -> None:
     study = optuna.create_study(direction=direction, pruner=make_pruner())
-    add_completed(study, QUALITIES)
-    bad = start_running(study, 0.05)
-    good = start_running(study, 0.95)
-    assert bad.should_prune()
-    assert not good.should_prune()
+    add_completed(study, QUALITIES)  # chance-level curves, spectra that encode the final value
+    _, bad, good = rung_of_three(study)
+    if direction == "minimize":  # the same raw ranking in the other direction
+        for trial in (bad, good):
+            value = study._storage.get_trial(trial._trial_id).intermediate_values[1]
+            study._storage.set_trial_intermediate_value(trial._trial_id, 1, 1.0 - value)
+    assert decide(study, bad)  # the raw value would promote it
+    assert not decide(study, good)  # the raw value would prune it
 
     bad_record, good_record = record_of(study, bad), record_of(study, good)
-    assert bad_record["rule"] == good_record["rule"] == "model"
-    assert "spectrum" in bad_record["inputs"]
-    assert bad_record["rank_corr"] > bad_record["raw_rank_corr"]
-    # The bar is the best quarter of the completed final values.
-    expected = 0.75 if direction == "maximize" else 0.25
-    assert bad_record["threshold"] == pytest.approx(expected)
+    for record in (bad_record, good_record):
+        assert RECORD_KEYS | MODEL_KEYS <= set(record)
+        assert record["rule"] == "model_rung" and record["score_kind"] == "predicted"
+        assert record["gate_open"] and record["gate_share"] >= 0.9
+        assert record["rung"] == 0 and record["step"] == 1 and record["direction"] == direction
+        assert record["score"] == record["predicted"]
+        assert "spectrum" in record["inputs"] and record["n_train"] == 10
+    assert (bad_record["n_competitors"], bad_record["n_promoted"], bad_record["rank"]) == (2, 1, 2)
+    assert (good_record["n_competitors"], good_record["rank"]) == (3, 1)
+    assert bad_record["bar"] != bad_record["predicted"]
+    better = good_record["predicted"] > bad_record["predicted"]
+    assert better == (direction == "maximize")
     attrs = study._storage.get_trial(bad._trial_id).user_attrs
-    assert attrs["lyap_n_train"] == 10
-    assert attrs["lyap_predicted_std"] > 0
-    good_value = study._storage.get_trial(good._trial_id).user_attrs["lyap_predicted"]
-    assert (attrs["lyap_predicted"] < good_value) == (direction == "maximize")
+    assert attrs["lyap_n_train"] == 10 and attrs["lyap_predicted_std"] > 0
+    # SHA's bookkeeping is kept with the raw value.
+    frozen = study._storage.get_trial(bad._trial_id)
+    assert frozen.system_attrs["completed_rung_0"] == frozen.intermediate_values[1]
     assert_finite_user_attrs(study)
+
+
+def test_a_closed_gate_leaves_the_raw_value_to_decide() -> None:
+    # The curve ranks the final values perfectly; the spectrum cannot do better.
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    add_completed(study, QUALITIES, curve_is_final=True)
+    _, bad, good = rung_of_three(study)
+    assert not decide(study, bad)  # the best raw value so far
+    assert decide(study, good)
+    record = record_of(study, good)
+    assert RECORD_KEYS | MODEL_KEYS <= set(record)
+    assert record["rule"] == "rung" and record["score_kind"] == "raw"
+    assert not record["gate_open"] and record["gate_share"] < 0.9
+    assert record["raw_rank_corr"] == pytest.approx(1.0)
+    assert record["score"] == 0.0 and record["bar"] == 0.9
+
+
+def test_records_only_at_decision_points() -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(use_spectrum=True))
+    trial = study.ask()
+    for step in range(5):
+        trial.report(0.5, step)
+        assert not decide(study, trial)  # alone in every rung
+    records = load_predictions(study._storage.get_trial(trial._trial_id))
+    assert sorted(records) == [1, 2, 4]  # rungs close at 1, 2, 4 (r = 1, eta = 2)
+    assert [records[s]["rung"] for s in (1, 2, 4)] == [0, 1, 2]
+    assert all(r["rule"] == "rung" and "predicted" not in r for r in records.values())
+    assert set(records[4]) == RECORD_KEYS
+    json.dumps(records[4])
+
+
+def test_the_step0_screen_keeps_the_best_predictions() -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(screen_fraction=0.5))
+    add_completed(study, QUALITIES)
+    first = start_running(study, 0.6, step=0)
+    assert not decide(study, first)
+    bad = start_running(study, 0.05, step=0)
+    assert decide(study, bad)
+    record = record_of(study, bad)
+    assert record["rule"] == "screen" and record["rung"] is None and record["step"] == 0
+    assert record["gate_open"] and record["n_competitors"] == 12  # the completed ones too
+    # Without the screen nothing is judged at step 0.
+    study.pruner = make_pruner()
+    assert not decide(study, start_running(study, 0.05, step=0))
+
+
+# --- exactly successive halving without a model ---------------------------------------------
+
+
+def table_study(
+    pruner: optuna.pruners.BasePruner, task: str = "sines", n_trials: int = 60, seed: int = 0
+) -> list[tuple[int, TrialState, int | None]]:
+    """Replay a recorded table: each trial draws a configuration, reports its recorded values
+    (and its spectra at steps 0 and 1) epoch by epoch until pruned. Returns, per trial, the
+    configuration, the state and the last step."""
+    with gzip.open(TABLES / f"{task}.jsonl.gz", "rt") as f:
+        lines = [json.loads(line) for line in f]
+    meta, configs = lines[0], [line for line in lines[1:] if line.get("kind") == "config"]
+    study = optuna.create_study(
+        direction=meta["direction"],
+        pruner=pruner,
+        sampler=optuna.samplers.RandomSampler(seed=seed),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        config = configs[trial.suggest_int("config", 0, len(configs) - 1)]
+        values = [math.nan if v is None else float(v) for v in config["values"]]
+        for step, value in enumerate(values):
+            if step < 2:
+                spectrum = np.array(
+                    [math.nan if v is None else v for v in config["spectra"][step]]
+                )
+                report_spectrum(trial, spectrum, step)
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return values[-1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.optimize(objective, n_trials=n_trials)
+    return [(t.params["config"], t.state, t.last_step) for t in study.trials]
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        ({}, {"min_resource": 1}),  # our default
+        ({"min_resource": "auto"}, {}),  # Optuna's default
+        (
+            {"reduction_factor": 3, "bootstrap_count": 2},
+            {"min_resource": 1, "reduction_factor": 3, "bootstrap_count": 2},
+        ),
+        (
+            {"min_resource": 2, "reduction_factor": 2, "min_early_stopping_rate": 1},
+            {"min_resource": 2, "reduction_factor": 2, "min_early_stopping_rate": 1},
+        ),
+    ],
+)
+def test_without_a_model_it_is_successive_halving(
+    ours: dict[str, Any], theirs: dict[str, Any]
+) -> None:
+    # No model ever (too few completed trials for one): Optuna's decisions, trial by trial.
+    ours_trials = table_study(LyapunovPruner(n_startup_trials=10**6, **ours))
+    assert ours_trials == table_study(SuccessiveHalvingPruner(**theirs))
+    assert any(state == TrialState.PRUNED for _, state, _ in ours_trials)
+
+
+@pytest.mark.slow
+def test_with_a_closed_gate_it_is_successive_halving() -> None:
+    # Models are fitted on the sines table; its raw value ranks better there, so the gate
+    # stays shut and every decision is successive halving's.
+    ours_pruner = LyapunovPruner(n_startup_trials=5)
+    ours = table_study(ours_pruner, n_trials=60)
+    assert ours == table_study(SuccessiveHalvingPruner(min_resource=1), n_trials=60)
+    models = [m for m in ours_pruner._cache.values() if m is not None]
+    assert models and all(m.evidence["gate_share"] < 0.9 for m in models)
+
+
+# --- stateful fallbacks (optuna#3088) -------------------------------------------------------
+
+
+def sha_bookkeeping_mismatches(
+    pruner: optuna.pruners.BasePruner, spectrum_step: int | None
+) -> list[int]:
+    rng = np.random.default_rng(0)
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(5):
+            trial.report(x * (1 + 0.1 * step), step)
+            if step == spectrum_step:
+                report_spectrum(trial, np.sort(rng.normal(-1 + x, 0.3, 8))[::-1], step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return 1.5 * x
+
+    study.optimize(objective, n_trials=8)
+    return [
+        t.number
+        for t in study.trials
+        if (t.last_step or 0) >= 2
+        and t.system_attrs.get("completed_rung_0") != t.intermediate_values[1]
+    ]
+
+
+def test_a_stateful_fallback_keeps_its_own_bookkeeping() -> None:
+    # From /work/shared/cases/07: a SuccessiveHalvingPruner fallback must be consulted at every
+    # check step, also where the model decides, so its rung values are those it keeps alone.
+    def sha() -> SuccessiveHalvingPruner:
+        return SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+
+    assert sha_bookkeeping_mismatches(sha(), None) == []
+    assert (
+        sha_bookkeeping_mismatches(LyapunovPruner(n_startup_trials=3, fallback=sha()), None) == []
+    )
+    rng = np.random.default_rng(0)
+    spectra = [np.sort(rng.normal(-1, 0.3, 8))[::-1] for _ in range(10)]
+    aelle = AeLLE(n_models=1, max_steps=20, seed=0).fit(
+        spectra, rng.normal(size=10), rng.normal(size=(10, 2))
+    )
+    modelled = LyapunovPruner(n_startup_trials=100, aelle=aelle, fallback=sha())
+    assert sha_bookkeeping_mismatches(modelled, spectrum_step=1) == []
+
+
+def test_the_fallback_decides_where_the_model_does_not() -> None:
+    fallback = optuna.pruners.ThresholdPruner(lower=0.4)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(fallback=fallback))
+    trial = study.ask()
+    trial.report(0.3, 0)
+    assert decide(study, trial)  # not a rung: the fallback alone
+    assert load_predictions(study._storage.get_trial(trial._trial_id)) == {}
+    trial.report(0.3, 1)
+    assert decide(study, trial)  # rung 0, no model: the fallback, recorded
+    record = record_of(study, trial)
+    assert record["rule"] == "fallback" and record["fallback"] == "ThresholdPruner"
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert "completed_rung_0" not in frozen.system_attrs  # ours are namespaced then
+    assert frozen.system_attrs["optuna_lyap:completed_rung_0"] == 0.3
+
+
+# --- robust statistics ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("huge", [3.0, 10.0, 1e30])
+def test_one_huge_final_value_neither_widens_the_spread_nor_stops_pruning(huge: float) -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.0))
+    add_completed(study, QUALITIES)
+    outlier = study.ask()
+    for step in (0, 1):
+        report_spectrum(outlier, spectrum_for(1.0), step)
+        outlier.report(chance(np.random.default_rng(9)), step)
+    study.tell(outlier, huge)
+    _, bad, good = rung_of_three(study)
+    assert decide(study, bad)
+    assert not decide(study, good)
+    record = record_of(study, bad)
+    assert record["rule"] == "model_rung"
+    assert record["predicted_std"] < 1.0  # the targets' spread without the outlier is ~0.3
+    assert_finite_user_attrs(study)
+
+
+# --- other behaviour ------------------------------------------------------------------------
 
 
 def test_predict_matches_the_decision_and_writes_nothing() -> None:
@@ -96,9 +343,9 @@ def test_predict_matches_the_decision_and_writes_nothing() -> None:
     predicted = pruner.predict(study, frozen)
     assert predicted is not None and predicted["acts"]
     assert load_predictions(study._storage.get_trial(bad._trial_id)) == {}
-    assert bad.should_prune()
+    decide(study, bad)
     recorded = record_of(study, bad)
-    for key in ("predicted", "predicted_std", "threshold", "p_worse", "n_train", "inputs"):
+    for key in MODEL_KEYS:
         assert predicted[key] == recorded[key]
 
     # Any trial can be predicted with the same model, at any step it reached.
@@ -115,86 +362,22 @@ def test_predict_matches_the_decision_and_writes_nothing() -> None:
     assert other is not None and not other["acts"]
 
 
-def test_default_fallback_never_prunes_the_untrained_network() -> None:
-    # Step 0 is the untrained network (LyapunovMonitor, the built-in tasks): its value is at
-    # chance, so the default median fallback must not judge it; from step 1 it does.
-    pruner = LyapunovPruner(n_startup_trials=3, aelle_params=FAST_AELLE)
-    study = optuna.create_study(direction="maximize", pruner=pruner)
-    for value in (0.6, 0.7, 0.8, 0.9):
-        trial = study.ask()
-        trial.report(0.5 + value / 100, 0)
-        trial.report(value, 1)
-        study.tell(trial, value)
-    trial = study.ask()  # no spectrum: the fallback decides
-    trial.report(0.0, 0)
-    assert not trial.should_prune()
-    trial.report(0.0, 1)
-    assert trial.should_prune()
-
-
-def test_startup_defers_to_the_fallback() -> None:
-    # Seven completed trials, eight needed: the median rule on the raw value decides.
-    pruner = make_pruner(fallback=optuna.pruners.MedianPruner(n_startup_trials=1))
-    study = optuna.create_study(direction="maximize", pruner=pruner)
-    add_completed(study, QUALITIES[:7])
-    low = start_running(study, 0.95, value=0.0)  # a good spectrum, a low raw value
-    high = start_running(study, 0.05, value=1.0)
-    assert decide(study, low)
-    assert not decide(study, high)
-    assert record_of(study, low) == {} and record_of(study, high) == {}
-
-    study_without = optuna.create_study(direction="maximize", pruner=make_pruner())
-    add_completed(study_without, QUALITIES[:7])
-    assert not decide(study_without, start_running(study_without, 0.0, value=0.0))
-
-
-def test_warmup_and_interval_are_respected() -> None:
-    study = optuna.create_study(
-        direction="maximize", pruner=make_pruner(n_warmup_steps=2, interval_steps=2)
-    )
-    add_completed(study, QUALITIES, steps=(0, 1, 2, 3, 4))
-    trial = start_running(study, 0.0, step=1)
-    assert not decide(study, trial)  # step 1 < n_warmup_steps
-    for step in (2, 3):
-        report_spectrum(trial, spectrum_for(0.0), step)
-        trial.report(0.5, step)
-        # Step 2 is a check step; step 3 is inside the interval that step 2 opened.
-        assert decide(study, trial) == (step == 2)
-    assert list(load_predictions(study._storage.get_trial(trial._trial_id))) == [2]
-
-
 def test_model_steps_default_to_the_steps_with_a_spectrum() -> None:
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(use_curve=False))
-    add_completed(study, QUALITIES)  # spectra at steps 0 and 1, values at 0, 1, 2
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    add_completed(study, QUALITIES, steps=(0, 1, 2))  # spectra at steps 0 and 1
     trial = start_running(study, 0.0, step=1)
+    decide(study, trial)
     trial.report(0.5, 2)
-    assert not decide(study, trial)  # no spectrum at step 2: the fallback (none) decides
-    assert load_predictions(study._storage.get_trial(trial._trial_id)) == {}
+    decide(study, trial)  # rung 1 closes at step 2, which has no spectrum: the raw value
+    assert "predicted" not in record_of(study, trial)
 
-    # Asked to, the model decides at step 2 from the spectrum of step 1.
-    study.pruner = make_pruner(use_curve=False, model_steps=[2])
-    assert decide(study, trial)
-    assert record_of(study, trial)["spectrum_step"] == 1
-
-
-def test_acts_only_where_the_model_beats_the_raw_value() -> None:
-    # The curve ranks the final values perfectly; the spectrum-only model cannot beat it.
-    rng = np.random.default_rng(3)
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(use_curve=False))
-    add_completed(study, QUALITIES, curve_is_final=True)
-    # A trial that looks good to the spectrum but bad on the curve: the fallback (none) decides.
-    trial = study.ask()
-    report_spectrum(trial, spectrum_for(0.0, rng=rng), 1)
-    trial.report(0.9, 1)
-    assert not decide(study, trial)
-    record = record_of(study, trial)
-    assert record["rule"] == "fallback" and record["pruned"] is False
-    assert record["raw_rank_corr"] == pytest.approx(1.0)
-
-    # Without the check, the same model acts.
-    study.pruner = make_pruner(use_curve=False, require_beating_raw=False)
-    assert decide(study, trial)
-    assert record_of(study, trial)["rule"] == "model"
+    # Asked to, the model judges step 2 from the spectrum of step 1.
+    other = start_running(study, 0.0, step=1)
+    study.pruner = make_pruner(model_steps=[2])
+    decide(study, other)
+    other.report(0.5, 2)
+    decide(study, other)
+    assert record_of(study, other)["spectrum_step"] == 1
 
 
 def test_hyperparameters_as_inputs_without_spectra() -> None:
@@ -214,19 +397,23 @@ def test_hyperparameters_as_inputs_without_spectra() -> None:
 
     for lr in np.logspace(-4, -1, 10):
         study.tell(ask(lr), float(np.log10(lr)))
+    first = ask(0.01)
+    decide(study, first)
     low, high = ask(1.5e-4), ask(0.09)
     assert decide(study, low)
     assert not decide(study, high)
     record = record_of(study, low)
+    assert record["rule"] == "model_rung"
     assert record["spectrum_step"] is None and "params" in record["inputs"]
 
 
 def test_diverged_spectra_neither_fail_nor_poison() -> None:
     study = optuna.create_study(direction="maximize", pruner=make_pruner())
     add_completed(study, QUALITIES, diverged=(0, 4))
-    good = start_running(study, 0.95)
+    first, bad, good = rung_of_three(study)
+    decide(study, bad)
     assert not decide(study, good)
-    assert record_of(study, good)["rule"] == "model"
+    assert record_of(study, good)["rule"] == "model_rung"
 
     nan_trial = study.ask()
     report_spectrum(nan_trial, np.full(16, math.nan), 1)
@@ -237,33 +424,14 @@ def test_diverged_spectra_neither_fail_nor_poison() -> None:
     assert_finite_user_attrs(study)
 
 
-@pytest.mark.filterwarnings("ignore:All-NaN slice:RuntimeWarning")  # MedianPruner's own
-def test_nan_current_value_goes_to_the_fallback() -> None:
-    pruner = make_pruner(fallback=optuna.pruners.MedianPruner(n_startup_trials=1))
-    study = optuna.create_study(direction="maximize", pruner=pruner)
+def test_nan_current_value_is_pruned_as_successive_halving_does() -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
     add_completed(study, QUALITIES)
     trial = start_running(study, 0.95, value=math.nan)
-    assert decide(study, trial)  # the median rule prunes NaN values
-    assert record_of(study, trial) == {}
-
-
-def test_protected_share_keeps_trial_zero_and_records_it() -> None:
-    assert _lyapunov.is_protected(0, 0.1)
-    kept = sum(_lyapunov.is_protected(n, 0.1) for n in range(1000))
-    assert 95 <= kept <= 105
-    study = optuna.create_study(
-        direction="maximize", pruner=make_pruner(min_unpruned_share=0.5, use_curve=False)
-    )
-    add_completed(study, QUALITIES)
-    decisions = {}
-    for _ in range(4):
-        trial = start_running(study, 0.0)
-        decisions[trial.number] = decide(study, trial)
-        assert record_of(study, trial)["rule"] == (
-            "kept" if _lyapunov.is_protected(trial.number, 0.5) else "model"
-        )
-    assert decisions == {n: not _lyapunov.is_protected(n, 0.5) for n in decisions}
-    assert any(decisions.values()) and not all(decisions.values())
+    assert decide(study, trial)
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert "completed_rung_0" not in frozen.system_attrs
+    assert record_of(study, trial)["rule"] == "rung"
 
 
 def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
@@ -284,18 +452,17 @@ def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPa
     study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.0))
     add_completed(study, QUALITIES)
     first = start_running(study, 0.2)
-    second = start_running(study, 0.8)
     decide(study, first)
-    decide(study, second)
+    decide(study, start_running(study, 0.8))
     assert len(calls) == 1
     study.tell(first, 0.2)
-    decide(study, second)
+    decide(study, start_running(study, 0.8))
     assert len(calls) == 2 and calls[1] == tuple(range(11))
 
 
 def test_refits_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = count_fits(monkeypatch)
-    # n_startup_trials=8, growth 1.25: training sets of 8, 10, 13, 17, ... completed trials.
+    # n_startup_trials=10, growth 1.25: training sets of 10, 13, 17, ... completed trials.
     study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.25))
     add_completed(study, QUALITIES)  # 10 completed
     for value in (0.3, 0.6):  # the 11th and 12th completions reuse the model of 10
@@ -306,12 +473,7 @@ def test_refits_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     running = start_running(study, 0.5)
     decide(study, running)
     assert calls == [tuple(range(10))]
-    record = record_of(study, running)
-    assert record["n_train"] == 10
-    # ... but the threshold follows all 12 completed trials.
-    finals = [t.value for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(finals) == 12
-    assert record["threshold"] == pytest.approx(np.quantile(finals, 0.75))
+    assert record_of(study, running)["n_train"] == 10
     study.tell(running, 0.5)  # the 13th: a refit on all of them
     decide(study, start_running(study, 0.5))
     assert calls == [tuple(range(10)), tuple(range(13))]
@@ -347,23 +509,24 @@ def test_pruned_spectra_enter_with_the_training_set(monkeypatch: pytest.MonkeyPa
 
 
 def test_same_decisions_from_separate_instances_and_after_pickling() -> None:
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(use_curve=False))
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
     add_completed(study, QUALITIES)
-    trial = start_running(study, 0.4)
-    decide(study, trial)
-    first = record_of(study, trial)
 
+    def model_fields() -> dict[str, Any]:
+        trial = start_running(study, 0.4)  # the same spectra and values each time
+        decide(study, trial)
+        return {k: v for k, v in record_of(study, trial).items() if k in MODEL_KEYS}
+
+    first = model_fields()
     restored = pickle.loads(pickle.dumps(study.pruner))
     assert restored._cache == {}
     study.pruner = restored
-    decide(study, trial)
-    assert record_of(study, trial) == first
-    study.pruner = make_pruner(use_curve=False)
-    decide(study, trial)
-    assert record_of(study, trial) == first
+    assert model_fields() == first
+    study.pruner = make_pruner()
+    assert model_fields() == first
 
 
-def test_pretrained_aelle_predicts_from_the_first_trial(tmp_path: Path) -> None:
+def test_a_pretrained_aelle_passes_the_same_gate(tmp_path: Path) -> None:
     source = optuna.create_study(direction="maximize")
     add_completed(source, np.linspace(0.0, 1.0, 16), seed=5)
     model = fit_aelle(source, step=1, seed=0, **FAST_AELLE)
@@ -371,17 +534,25 @@ def test_pretrained_aelle_predicts_from_the_first_trial(tmp_path: Path) -> None:
     model.save(path)
 
     for aelle in (model, str(path)):
+        # No completed trial: no evidence, so the raw value ranks.
         study = optuna.create_study(direction="maximize", pruner=make_pruner(aelle=aelle))
-        bad, good = start_running(study, 0.05), start_running(study, 0.95)
-        assert decide(study, bad) and not decide(study, good)
+        _, bad, good = rung_of_three(study)
+        assert not decide(study, bad)
         record = record_of(study, bad)
         assert record["pretrained"] is True and record["n_train"] == 16
-        # The bar comes from the pretrained model's targets (mean 0.5, spread ~0.31).
-        assert 0.6 < record["threshold"] < 0.8
+        assert record["rule"] == "rung" and not record["gate_open"]
+        # With the study's own evidence, it ranks.
+        study = optuna.create_study(
+            direction="maximize", pruner=make_pruner(aelle=aelle, n_startup_trials=10)
+        )
+        add_completed(study, QUALITIES)
+        _, bad, good = rung_of_three(study)
+        assert decide(study, bad) and not decide(study, good)
+        assert record_of(study, bad)["rule"] == "model_rung"
 
 
 def test_n_jobs_two_prunes_and_nothing_fails() -> None:
-    pruner = make_pruner(n_startup_trials=5, n_warmup_steps=1, use_curve=False, cv_folds=2)
+    pruner = make_pruner(n_startup_trials=5, n_warmup_steps=1, cv_folds=2)
 
     def objective(trial: optuna.Trial) -> float:
         q = trial.suggest_float("q", 0.0, 1.0)
@@ -401,7 +572,6 @@ def test_n_jobs_two_prunes_and_nothing_fails() -> None:
     states = [t.state for t in study.trials]
     assert TrialState.FAIL not in states
     assert states.count(TrialState.PRUNED) >= 1
-    assert states.count(TrialState.COMPLETE) >= 5
     assert_finite_user_attrs(study)
 
 
@@ -418,17 +588,22 @@ def test_multi_objective_is_a_clear_error() -> None:
         ({"n_startup_trials": -1}, "n_startup_trials"),
         ({"n_warmup_steps": -1}, "n_warmup_steps"),
         ({"interval_steps": 0}, "interval_steps"),
-        ({"quantile": 0.0}, "quantile"),
-        ({"quantile": 1.0}, "quantile"),
-        ({"confidence": 0.5}, "confidence"),
-        ({"confidence": 1.0}, "confidence"),
+        ({"min_resource": 0}, "min_resource"),
+        ({"min_resource": "many"}, "min_resource"),
+        ({"reduction_factor": 1}, "reduction_factor"),
+        ({"min_early_stopping_rate": -1}, "min_early_stopping_rate"),
+        ({"bootstrap_count": -1}, "bootstrap_count"),
+        ({"bootstrap_count": 2, "min_resource": "auto"}, "bootstrap_count"),
+        ({"gate": 0.0}, "gate"),
+        ({"gate": 1.5}, "gate"),
+        ({"n_resamples": 0}, "n_resamples"),
+        ({"screen_fraction": 0.0}, "screen_fraction"),
+        ({"screen_fraction": 1.5}, "screen_fraction"),
         ({"cv_folds": 1}, "cv_folds"),
         ({"refit_growth": 0.9}, "refit_growth"),
-        ({"min_unpruned_share": 1.0}, "min_unpruned_share"),
-        ({"min_unpruned_share": -0.1}, "min_unpruned_share"),
         ({"seed": -1}, "seed"),
         ({"model_steps": [1, -1]}, "model_steps"),
-        ({"fallback": "hyperband"}, "fallback"),
+        ({"fallback": "median"}, "fallback"),
         ({"aelle": 3}, "aelle"),
         ({"use_spectrum": False, "use_curve": False}, "use_spectrum"),
         ({"n_startup_trials": True}, "n_startup_trials"),
@@ -442,3 +617,75 @@ def test_invalid_parameters(kwargs: dict[str, Any], match: str) -> None:
 def test_unknown_aelle_param_fails_early() -> None:
     with pytest.raises(TypeError):
         LyapunovPruner(aelle_params={"latent_dims": 4})
+
+
+@pytest.mark.parametrize(
+    "name", ["quantile", "confidence", "min_unpruned_share", "require_beating_raw"]
+)
+def test_the_threshold_rules_arguments_warn_and_do_nothing(name: str) -> None:
+    with pytest.warns(FutureWarning, match=name):
+        LyapunovPruner(**{name: 0.9})
+    with pytest.raises(TypeError, match="threshold"):
+        LyapunovPruner(threshold=0.9)
+
+
+def test_the_gate_evidence_is_computed_once_and_read_by_every_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    add_completed(study, QUALITIES)
+    running = study._storage.get_trial(start_running(study, 0.4)._trial_id)
+    first = study.pruner.predict(study, running)
+    assert first is not None
+    (fitted,) = [m for m in study.pruner._cache.values() if m is not None]
+    # The evidence stored with the predictor is the bootstrap of its own fit's numbers.
+    assert fitted.numbers == list(range(10))
+    expected = _lyapunov.gate_evidence(fitted, study.direction, n_resamples=500, seed=0)
+    assert fitted.evidence == expected
+    assert first["gate_share"] == expected["gate_share"]
+
+    def no_fit(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("another worker refitted instead of loading the stored predictor")
+
+    monkeypatch.setattr(_lyapunov, "fit_predictor", no_fit)
+    monkeypatch.setattr(_lyapunov._rule, "gate_share", no_fit)
+    assert make_pruner().predict(study, running) == first
+    # Another bootstrap size is another predictor: its evidence would differ.
+    with pytest.raises(AssertionError, match="refitted"):
+        make_pruner(n_resamples=100).predict(study, running)
+
+
+def test_threads_share_the_competitors_predictions() -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    add_completed(study, QUALITIES)
+    competitors = [
+        study._storage.get_trial(start_running(study, q, seed=i)._trial_id)
+        for i, q in enumerate(np.linspace(0.1, 0.9, 8))
+    ]
+    pruner = study.pruner
+    model = pruner._model(study, competitors[0], 1)
+    assert model is not None
+    alone = make_pruner()
+    expected = alone._predictions_for(
+        alone._model(study, competitors[0], 1), competitors, 1, study.direction
+    )
+    assert all(v is not None for v in expected.values())
+
+    results: list[dict[int, float | None]] = []
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            order = competitors[offset:] + competitors[:offset]  # overlapping, different orders
+            results.append(pruner._predictions_for(model, order, 1, study.direction))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 4
+    assert all(r == expected for r in results)
+    assert pruner._predictions[model.key] == expected  # each competitor kept once per model

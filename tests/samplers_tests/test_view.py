@@ -9,6 +9,7 @@ import pytest
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState
 
+from optuna_lyap._storage import prediction_key
 from optuna_lyap.samplers import PredictedStudyView, ReadOnlyViewError
 
 DIST: dict[str, BaseDistribution] = {"x": FloatDistribution(0.0, 1.0)}
@@ -21,17 +22,24 @@ def _study(direction: Literal["maximize", "minimize"] = "maximize") -> optuna.St
     for value in (0.2, 0.4):
         study.add_trial(optuna.create_trial(params={"x": value}, distributions=DIST, value=value))
     for attrs in ({"lyap_predicted": 0.9}, {}, {"lyap_predicted": "nan"}):
-        study.add_trial(
-            optuna.create_trial(
-                params={"x": 0.5},
-                distributions=DIST,
-                state=TrialState.PRUNED,
-                intermediate_values={0: 0.1},
-                user_attrs=attrs,
-            )
-        )
+        _add_pruned(study, attrs)
     study.ask({"x": FloatDistribution(0.0, 1.0)})
     return study
+
+
+def _add_pruned(
+    study: optuna.Study, user_attrs: dict[str, Any], system_attrs: dict[str, Any] | None = None
+) -> None:
+    study.add_trial(
+        optuna.create_trial(
+            params={"x": 0.5},
+            distributions=DIST,
+            state=TrialState.PRUNED,
+            intermediate_values={0: 0.1},
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+        )
+    )
 
 
 def _snapshot(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -185,3 +193,29 @@ def test_stop_reaches_the_study() -> None:
 
     study.optimize(objective, n_trials=5)
     assert len(study.trials) == 1
+
+
+def test_a_prediction_counts_only_where_the_pruners_gate_was_open() -> None:
+    """The pruner records ``lyap_predicted`` also where its gate stayed shut and it ranked by
+    the raw value: such a prediction must not stand in for a final value."""
+    study = optuna.create_study(direction="maximize")
+    cases: list[tuple[float, dict[int, dict[str, Any]]]] = [
+        (0.9, {1: {"rule": "model_rung", "predicted": 0.9, "gate_open": True}}),
+        (0.8, {1: {"rule": "rung", "predicted": 0.8, "gate_open": False}}),
+        # The latest record with a prediction wrote the attr: the gate had closed by then.
+        (
+            0.7,
+            {
+                1: {"rule": "model_rung", "predicted": 0.6, "gate_open": True},
+                4: {"rule": "rung", "predicted": 0.7, "gate_open": False},
+            },
+        ),
+        # The screen acted at step 0; the raw rung at step 1 predicted nothing.
+        (0.5, {0: {"rule": "screen", "predicted": 0.5, "gate_open": True}, 1: {"rule": "rung"}}),
+        (0.4, {}),  # set by the user's own code, with no record: taken as given
+    ]
+    for predicted, by_step in cases:
+        records = {prediction_key(step): r for step, r in by_step.items()}
+        _add_pruned(study, {"lyap_predicted": predicted}, records)
+    complete = PredictedStudyView(study).get_trials(states=(TrialState.COMPLETE,))
+    assert [(t.number, t.value) for t in complete] == [(0, 0.9), (3, 0.5), (4, 0.4)]

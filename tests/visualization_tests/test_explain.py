@@ -204,7 +204,8 @@ def test_median_rule_without_a_record_gets_its_bar():
 
 
 def test_lyapunov_pruner_fallback_without_a_record_says_so():
-    study, trial = _study_with(None, pruner=optuna_lyap.LyapunovPruner())
+    pruner = optuna_lyap.LyapunovPruner(fallback=optuna.pruners.MedianPruner())
+    study, trial = _study_with(None, pruner=pruner)
     text = explain(study, trial)
     assert "fallback of LyapunovPruner, MedianPruner, not by the model" in text
     assert pruned_by(None, study.pruner) == "fallback (MedianPruner)"
