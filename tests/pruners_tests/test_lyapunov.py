@@ -272,7 +272,7 @@ def sha_bookkeeping_mismatches(
 
 
 def test_a_stateful_fallback_keeps_its_own_bookkeeping() -> None:
-    # From /work/shared/cases/07: a SuccessiveHalvingPruner fallback must be consulted at every
+    # A SuccessiveHalvingPruner fallback must be consulted at every
     # check step, also where the model decides, so its rung values are those it keeps alone.
     def sha() -> SuccessiveHalvingPruner:
         return SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)

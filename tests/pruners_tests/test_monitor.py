@@ -109,7 +109,7 @@ def _scaled(rnn: nn.Module, factor: float) -> nn.Module:
 
 def test_a_repeated_step_keeps_value_and_spectrum_of_the_first_call() -> None:
     # optuna#852: Optuna keeps the first value reported at a step. The spectrum must too, or
-    # the pruner pairs one call's value with another call's dynamics (cases/01).
+    # the pruner pairs one call's value with another call's dynamics.
     torch.manual_seed(0)
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
