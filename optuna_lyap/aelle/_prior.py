@@ -419,6 +419,16 @@ def _check_inputs(inputs: Sequence[str]) -> None:
         )
 
 
+# Shared by the boosted-tree regressor and the P(top) classifier: small, regularised trees, since
+# a corpus holds a few hundred configurations per task.
+_TREE_PARAMS: dict[str, Any] = {
+    "learning_rate": 0.05,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 20,
+    "l2_regularization": 1.0,
+}
+
+
 class CrossTaskPrior:
     """Predict a trial's final quantile within its study from inputs that transfer across tasks.
 
@@ -492,12 +502,7 @@ class CrossTaskPrior:
         matrix = matrix[:, self.columns_]
         if self.model == "hgb":
             self.regressor_: Any = HistGradientBoostingRegressor(
-                learning_rate=0.05,
-                max_iter=200,
-                max_leaf_nodes=15,
-                min_samples_leaf=20,
-                l2_regularization=1.0,
-                random_state=self.seed,
+                max_iter=200, random_state=self.seed, **_TREE_PARAMS
             ).fit(matrix, target)
         else:
             from optuna_lyap.aelle._estimator import AeLLE
@@ -506,12 +511,7 @@ class CrossTaskPrior:
             self.regressor_ = AeLLE(**params).fit(rows.spectra, target, self._head_features(rows))
         top = target >= 1 - self.top_fraction
         self.classifier_ = HistGradientBoostingClassifier(
-            learning_rate=0.05,
-            max_iter=150,
-            max_leaf_nodes=15,
-            min_samples_leaf=20,
-            l2_regularization=1.0,
-            random_state=self.seed,
+            max_iter=150, random_state=self.seed, **_TREE_PARAMS
         ).fit(matrix, top)
         return self
 
