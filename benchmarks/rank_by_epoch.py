@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from optuna.distributions import CategoricalDistribution
 
+from optuna_lyap._prediction import ParamEncoder, rank_correlation
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
-from optuna_lyap.pruners._predictor import ParamEncoder, rank_correlation
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

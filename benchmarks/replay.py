@@ -65,9 +65,9 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 import optuna_lyap
+from optuna_lyap._prediction import rank_correlation
 from optuna_lyap.pruners import curve_features, load_predictions
 from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
-from optuna_lyap.pruners._predictor import rank_correlation
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
