@@ -11,6 +11,11 @@ sampler:
   ``SuccessiveHalvingPruner(min_resource=1)``, the pruner ours is while its gate is shut, so
   both runs are identical until the model first ranks a rung): in the seeds where the model
   decided at least once, how many reached a top-2% trial in fewer epochs, more, or the same;
+- seed by seed, against the best baseline (the one with the lowest median): in how many seeds
+  ours reached a top-2% trial in fewer epochs, more, or the same, and the two-sided p-value of a
+  sign test on those counts (``scipy.stats.binomtest``, ties left out; a seed that never gets
+  there counts as beyond the budget). A median can rank two methods one way while most seeds
+  rank them the other: the paired count is the direct comparison;
 - the pruner's own CPU seconds per study against the recorded training seconds of the epochs
   the study spent (goal: at most 10%).
 
@@ -28,6 +33,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from scipy.stats import binomtest
 
 BASELINES = ("successive_halving", "successive_halving_auto", "hyperband", "median", "topk_epoch1")
 OURS = "lyapunov"
@@ -96,7 +103,18 @@ def report(summary: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
                     "model_decisions_per_seed": acted,
                     "decisions_per_seed": ours["decisions_per_seed"],
                 }
+            mine = _epochs(ours["epochs_to_top2pct_per_seed"])
+            theirs = _epochs(baselines[best]["epochs_to_top2pct_per_seed"])
+            wins = sum(1 for a, b in zip(mine, theirs, strict=True) if a < b)
+            losses = sum(1 for a, b in zip(mine, theirs, strict=True) if a > b)
+            sign_p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
             checks[f"{task}/{sampler}"] = {
+                "paired_vs_best_baseline": {
+                    "faster": wins,
+                    "slower": losses,
+                    "same": len(mine) - wins - losses,
+                    "sign_test_p": sign_p,
+                },
                 "best_baseline": best,
                 "best_baseline_epochs": median(baselines[best]),
                 "lyapunov_epochs": median(ours),
@@ -113,12 +131,14 @@ def report(summary: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
         "",
         "| table | sampler | best baseline | its epochs | ours | ratio | seeds reaching "
         "(ours / best of baselines) | seeds where the model ranked a rung | faster / slower / "
-        "same as SHA there | pruner CPU / training (median) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "same as SHA there | faster / slower / same as the best baseline (sign test p) | "
+        "pruner CPU / training (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, c in checks.items():
         task, sampler = key.split("/")
         p = c["paired_vs_" + PAIRED_WITH] or {}
+        b = c["paired_vs_best_baseline"]
         cpu = c["pruner_cpu_share_median"]
         lines.append(
             f"| {task} | {sampler} | {c['best_baseline']} | {_fmt(c['best_baseline_epochs'])} | "
@@ -126,6 +146,7 @@ def report(summary: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
             f"{c['lyapunov_seed_share']:.2f} / {c['most_seed_share_of_baselines']:.2f} | "
             f"{p.get('seeds_where_model_decided', '-')} | "
             f"{p.get('faster', '-')} / {p.get('slower', '-')} / {p.get('same', '-')} | "
+            f"{b['faster']} / {b['slower']} / {b['same']} (p = {b['sign_test_p']:.3f}) | "
             f"{'-' if cpu is None else f'{100 * cpu:.1f}%'} |"
         )
     return lines, checks

@@ -19,6 +19,8 @@ Usage::
 
     python benchmarks/where_epochs_go.py                              # every stored TPE group
     python benchmarks/where_epochs_go.py --methods median successive_halving lyapunov_hybrid
+    python benchmarks/where_epochs_go.py --runs-dir benchmarks/results/replay_runs_r9 \
+        --out benchmarks/results/where_epochs_go_r9.md            # round 9, per sampler
 
 Writes ``benchmarks/results/where_epochs_go.md``.
 """
@@ -34,6 +36,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import replay  # noqa: E402
 from record import load_table  # noqa: E402
 from replay import DATA, RESULTS, load_runs, stored_methods, top_configurations  # noqa: E402
 
@@ -81,7 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sampler", default="tpe")
     parser.add_argument("--methods", nargs="+", default=None, help="default: every stored one")
     parser.add_argument("--out", default=str(RESULTS / "where_epochs_go.md"))
+    parser.add_argument(
+        "--runs-dir", default=None, help="the stored runs to read (replay.py's --runs-dir)"
+    )
     args = parser.parse_args(argv)
+    if args.runs_dir is not None:
+        replay.RUNS = Path(args.runs_dir)
 
     paths = sorted(DATA.glob("*.jsonl.gz"))
     if args.tasks:
