@@ -89,6 +89,18 @@ def test_unknown_fields_read_as_the_corpus_median(data: tuple[PriorInputs, np.nd
     )
     first, second = prior.predict(probe)
     assert first == second
+    # Nor can a column that never varied in training (one layer everywhere).
+    deep = NetworkDescription("gru", 16, 3, 1.0, 1e-3)
+    probe = PriorInputs(
+        hyperparameter_features([deep, plain]),
+        [np.zeros(1)] * 2,
+        np.full(2, 16),
+        np.full((2, 4), np.nan),
+    )
+    first, second = prior.predict(probe)
+    assert first == second
+    layers = HYPERPARAMETER_NAMES.index("log_num_layers")
+    assert not prior.columns_[layers] and prior.columns_[lr_column]
 
 
 def test_network_description_fields_may_be_unknown() -> None:
