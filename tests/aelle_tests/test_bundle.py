@@ -228,7 +228,13 @@ def test_calibration_is_monotone_saved_and_loaded(
 def test_shipped_bundle_is_cached_and_complete() -> None:
     bundle = load_shipped_prior()
     assert load_shipped_prior() is bundle
-    assert set(bundle.models) == {(s, g) for s in (0, 1, 2) for g in INPUT_SETS}
+    # Hyperparameters alone read the same rows at every step: one model, at step 0.
+    expected = {
+        (s, g) for s in (0, 1, 2) for g in INPUT_SETS if s == 0 or g != ("hyperparameters",)
+    }
+    assert set(bundle.models) == expected
+    fallback = bundle.select(2, {"hyperparameters"})
+    assert fallback is not None and bundle.key_of(fallback) == (0, ("hyperparameters",))
     assert "copy" in bundle.info["tables"] and bundle.info["command"]
     rows, _ = _rows(np.random.default_rng(3), 20)
     for prior in bundle.models.values():
