@@ -66,6 +66,8 @@ def test_network_of_reads_the_attr_then_the_params() -> None:
     odd = network_of(_trial(2, {}, params={"cell": "tcn", "hidden_size": 0, "lr": 1e-3}))
     assert odd == NetworkDescription(None, None, lr=1e-3)
     assert network_of(_trial(3, {}, params={"dropout": 0.1})) is None
+    # The README's quick start names the hidden size "hidden".
+    assert network_of(_trial(5, {}, params={"hidden": 12})) == NetworkDescription(None, 12)
     damaged = _trial(4, {}, params={"lr": 0.1}, network={"cell": "tcn"})
     assert network_of(damaged) == NetworkDescription(None, None, lr=0.1)
 
