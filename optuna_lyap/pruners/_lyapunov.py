@@ -172,16 +172,36 @@ class LyapunovPruner(BasePruner):
     ``SuccessiveHalvingPruner``'s. An optional step-0 screen (``screen_fraction``) keeps the
     best share of trials by prediction at the untrained network, behind the same gate.
 
-    At each decision point (a rung, the screen) a record is written to the trial (see
-    :func:`optuna_lyap.pruners.load_predictions`): ``pruned``, ``rule`` (``"rung"``,
-    ``"model_rung"``, ``"screen"`` or ``"fallback"``), ``step``, ``rung``, ``score_kind``
-    (``"raw"`` or ``"predicted"``), ``score`` (in the study's units), ``rank`` (1 is best),
-    ``n_competitors``, ``n_promoted``, ``bar`` (the worst promoted competitor's value: the
-    number to beat), ``direction``; where a model predicted: ``predicted``,
+    A prior trained across many recorded studies ships with the package (``prior``, see
+    :class:`~optuna_lyap.aelle.PriorBundle`): it predicts each trial's final *quantile* within
+    the study (in ``(0, 1)``, 1 is best, whatever the direction) from its generic
+    hyperparameters, its spectrum and its learning curve ranked within the study, from the
+    first trial on: at step 0 and at every rung step, every trial that reported the step is
+    predicted and the record carries the judged trial's. At a rung (and at the screen) the
+    prior competes with the in-study model under the same gate: its predictions of the
+    completed trials (out of sample, as it never saw the study) and their raw values at the
+    step go through the same paired bootstrap against their final values (once
+    ``n_startup_trials`` completed trials have a prediction). The competitor ranking the rung
+    is the one with the larger gate share (the in-study model on a tie) where that share is at
+    least ``gate``; else the raw value.
+
+    At each decision point (a rung, the screen, and step 0 where the prior predicts) a record
+    is written to the trial (see :func:`optuna_lyap.pruners.load_predictions`): ``pruned``,
+    ``rule`` (``"rung"``, ``"model_rung"``, ``"prior_rung"``, ``"screen"``,
+    ``"prior_screen"``, ``"fallback"``, or ``"predict"``: the prior predicted at step 0 and
+    nothing was decided), ``step``, ``rung``, ``scorer`` (what ranked a rung or the screen:
+    ``"raw"``, ``"study"`` or ``"prior"``), ``score_kind`` (``"raw"``, ``"predicted"`` or
+    ``"quantile"``), ``score`` (in the study's units; a quantile for the prior), ``rank`` (1 is
+    best), ``n_competitors``, ``n_promoted``, ``bar`` (the worst promoted competitor's score:
+    the number to beat), ``direction``; where the in-study model predicted: ``predicted``,
     ``predicted_std``, ``inputs``, ``rank_corr``, ``raw_rank_corr``, ``gate_share``,
-    ``gate_open``, ``n_train``; with a fallback, ``fallback`` (its class name). The numeric
-    user attrs ``lyap_predicted``, ``lyap_predicted_std`` and ``lyap_n_train`` follow the
-    record.
+    ``gate_open``, ``n_train``; where the prior predicted: ``prior_quantile``,
+    ``prior_top10`` (calibrated probability of ending in the study's top 10%, NaN where the
+    prior has no calibration), ``prior_inputs``, ``prior_model_step``, ``prior_digest`` and,
+    where its gate was judged, ``prior_gate_share`` and ``prior_gate_open``; with a fallback,
+    ``fallback`` (its class name). The numeric user attrs ``lyap_predicted``,
+    ``lyap_predicted_std``, ``lyap_n_train``, ``lyap_prior_quantile`` and ``lyap_prior_top10``
+    follow the record.
 
     Decisions depend only on the storage's contents and ``seed``: each model is fitted once
     per training set (see ``refit_growth``) by one worker, with the gate's seeded bootstrap,
@@ -213,8 +233,10 @@ class LyapunovPruner(BasePruner):
             study.optimize(objective, n_trials=50)
 
     Args:
-        n_startup_trials: Completed trials needed before a model is fitted (the pruning itself
-            starts at once, as successive halving's does). At least 0.
+        n_startup_trials: Completed trials needed before a model is fitted, and completed
+            trials with a prediction before the prior's gate is judged (the pruning itself
+            starts at once, as successive halving's does; the gate needs at least 3). At
+            least 0.
         n_warmup_steps: No trial is judged before this step.
         interval_steps: Steps between checks, offset by the warm-up (as in Optuna's pruners).
         min_resource: Steps of the first rung (``r``), or ``"auto"``: the longest completed
@@ -264,10 +286,17 @@ class LyapunovPruner(BasePruner):
             fitted models; None stores them in the study's system attrs (in slices under
             MySQL's 64 KiB cap). Give one with a journal storage, which replays every attr
             write in every worker.
+        prior: The cross-task prior: ``"shipped"`` (the default, the package's trained
+            bundle), a ``PriorBundle``, a path to one saved with ``PriorBundle.save``, or None
+            (no prior: the decisions are those without it). Anything else goes through
+            ``TrialPrior.resolve``; an object with ``TrialPrior``'s ``predict_trials`` is used
+            as given. It is consulted at step 0 and at every rung step whatever
+            ``model_steps`` says; a trial it cannot read (no hyperparameters under names
+            ``network_of`` knows and no spectrum) simply gets no prediction.
 
     Raises:
-        ValueError: For an argument out of its range, or ``bootstrap_count > 0`` with
-            ``min_resource="auto"``.
+        ValueError: For an argument out of its range, ``bootstrap_count > 0`` with
+            ``min_resource="auto"``, or a ``prior`` that is no bundle (naming it).
         TypeError: For an argument the pruner does not take. The threshold rule's
             ``quantile``, ``confidence``, ``min_unpruned_share`` and ``require_beating_raw``
             are accepted with a ``FutureWarning`` and ignored.

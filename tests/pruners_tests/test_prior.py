@@ -326,3 +326,31 @@ def test_workers_agree_and_pickling_keeps_the_prior() -> None:
 def test_an_invalid_prior_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="prior"):
         LyapunovPruner(prior="no-such-bundle.pt")
+
+
+def test_the_cli_summary_reports_the_priors_rank_correlation() -> None:
+    from optuna_lyap.cli import format_summary, summarize
+
+    rng = np.random.default_rng(0)
+
+    def objective(trial: optuna.Trial) -> float:
+        q = trial.suggest_float("quality", 0.0, 1.0)
+        for step in range(3):
+            trial.report(float(rng.normal(0.5, 0.1)), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return q
+
+    study = optuna.create_study(
+        direction="minimize",
+        pruner=pruner(quality_prior(-1.0)),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    study.optimize(objective, n_trials=20)
+    summary = summarize(study)
+    # Minimising the quality, the prior's quantile (high for low quality) ranks it exactly.
+    assert summary["prior_prediction"]["spearman"] == pytest.approx(1.0)
+    assert summary["prior_prediction"]["median_step"] == 0.0
+    assert summary["prediction"] is None
+    line = [r for r in format_summary(summary).splitlines() if r.startswith("prior quality")]
+    assert line and line[0].split()[2:4] == ["Spearman", "1"]
