@@ -52,6 +52,8 @@ def make_pruner(**kwargs: Any) -> LyapunovPruner:
         "aelle_params": FAST_AELLE,
         "cv_folds": 3,
         "use_curve": False,
+        # The in-study model alone: the prior's part is tested in test_prior.py.
+        "prior": None,
     }
     options.update(kwargs)
     return LyapunovPruner(**options)
