@@ -354,3 +354,31 @@ def test_the_cli_summary_reports_the_priors_rank_correlation() -> None:
     assert summary["prediction"] is None
     line = [r for r in format_summary(summary).splitlines() if r.startswith("prior quality")]
     assert line and line[0].split()[2:4] == ["Spearman", "1"]
+
+
+# --- the shipped prior on a built-in task ----------------------------------------------------
+
+
+def _builtin_study(judge: optuna.pruners.BasePruner) -> optuna.Study:
+    from optuna_lyap.tasks import get_task, make_objective
+
+    task = get_task("copy", delay=3, n_train=32, n_val=16, hidden_size_range=(4, 8), n_epochs=2)
+    study = optuna.create_study(
+        direction=task.direction, pruner=judge, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    study.optimize(make_objective(task, spectrum_steps=(0, 1), seed=0), n_trials=6)
+    return study
+
+
+def test_the_shipped_prior_predicts_a_built_in_task_from_trial_0() -> None:
+    study = _builtin_study(LyapunovPruner())
+    for t in study.trials:
+        assert 0.0 < t.user_attrs["lyap_prior_quantile"] < 1.0
+        first = load_predictions(t)[0]
+        assert first["rule"] == "predict" and not first["pruned"]
+        assert "hyperparameters" in first["prior_inputs"] and first["prior_model_step"] == 0
+        assert PRIOR_KEYS <= set(first)
+    # Its gate is not judged before n_startup_trials (10) completed: successive halving.
+    sha = _builtin_study(SuccessiveHalvingPruner(min_resource=1))
+    assert [t.state for t in study.trials] == [t.state for t in sha.trials]
+    assert [t.last_step for t in study.trials] == [t.last_step for t in sha.trials]
