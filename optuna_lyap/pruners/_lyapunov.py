@@ -8,7 +8,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -121,19 +121,50 @@ _MODEL_RULES = ("model_rung", "prior_rung")
 
 @dataclass(frozen=True)
 class _PriorView:
-    """The prior's predictions at one step.
+    """The prior at one step: the trials that reported it, and predictions made on demand.
 
     Attributes:
         key: ``(step, numbers of the trials that reported it)``: what the predictions depend on.
         step: The step.
+        direction: The study's direction.
         reached: The trials that reported ``step``, by number.
-        predictions: ``PriorPrediction`` by trial number, for those the prior could predict.
+        batches: Predictions by batch (see :meth:`LyapunovPruner._prior_batch`), shared with
+            the cache.
     """
 
     key: tuple[Any, ...]
     step: int
+    direction: StudyDirection
     reached: list[FrozenTrial]
-    predictions: dict[int, Any]
+    batches: dict[tuple[int, ...], dict[int, Any]]
+
+    @property
+    def completed(self) -> list[FrozenTrial]:
+        return [t for t in self.reached if t.state == TrialState.COMPLETE and t.value is not None]
+
+
+@dataclass(frozen=True)
+class _ValuesOnly:
+    """A trial as the prior's within-study curve ranks read it, and nothing else.
+
+    The prior ranks each trial's curve among every trial given; it reads the hyperparameters
+    and the spectrum (the costly part: decoding and resampling) of each. A trial whose own
+    prediction is not needed is passed as this, so it shapes the ranks but is not predicted.
+    """
+
+    number: int
+    intermediate_values: Mapping[int, float]
+    user_attrs: Mapping[str, Any]
+    state: TrialState
+    value: float | None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    system_attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _values_only(trial: FrozenTrial) -> _ValuesOnly:
+    return _ValuesOnly(
+        trial.number, trial.intermediate_values, trial.user_attrs, trial.state, trial.value
+    )
 
 
 def _resolve_prior(prior: Any) -> Any:
@@ -426,7 +457,9 @@ class LyapunovPruner(BasePruner):
         self._predictions: OrderedDict[tuple[Any, ...], dict[int, float | None]] = OrderedDict()
         # The prior's predictions per (step, trials that reported it), and its gate shares per
         # (step, those trials, the completed ones among them): inputs that never change.
-        self._prior_predictions: OrderedDict[tuple[Any, ...], dict[int, Any]] = OrderedDict()
+        self._prior_predictions: OrderedDict[tuple[Any, ...], tuple[dict[int, Any], set[int]]] = (
+            OrderedDict()
+        )
         self._prior_gates: OrderedDict[tuple[Any, ...], float] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -484,8 +517,8 @@ class LyapunovPruner(BasePruner):
         no screen acts) so that successive halving, which closes nothing at step 0, goes on.
         """
         trials = study.get_trials(deepcopy=False)
-        view = self._prior_view(study, trial, trials, 0)
-        prior_own = None if view is None else view.predictions.get(trial.number)
+        found = self._prior_view(study, trial, trials, 0)
+        view, prior_own = (None, None) if found is None else found
         judged = None
         if self._screen_fraction is not None and self._consults_model(trial, 0):
             judged = self._judged(study, trial, 0)
@@ -521,7 +554,9 @@ class LyapunovPruner(BasePruner):
             assert view is not None and prior_own is not None
             assert self._screen_fraction is not None
             # Every trial at step 0 with a prediction competes, the completed ones too.
-            quantiles = [p.quantile for p in view.predictions.values()]
+            every = self._prior_batch(view, [t.number for t in view.reached])
+            quantiles = [p.quantile for n, p in every.items() if n != trial.number]
+            quantiles.append(prior_own.quantile)
             ranking = _rule.screen(prior_own.quantile, quantiles, self._screen_fraction)
             record.update(self._ranking_fields(ranking, 1.0, "quantile", prior_own.quantile))
             record.update({"rule": "prior_screen", "pruned": not ranking.promoted})
@@ -602,8 +637,8 @@ class LyapunovPruner(BasePruner):
             if step == closes:
                 if self._consults_model(trial, step):
                     judged = self._judged(study, trial, step)
-                view = self._prior_view(study, trial, trials, step)
-                prior_own = None if view is None else view.predictions.get(trial.number)
+                found = self._prior_view(study, trial, trials, step)
+                view, prior_own = (None, None) if found is None else found
             prior_share = None
             if judged is not None:
                 fields.update(judged[2])
@@ -624,11 +659,8 @@ class LyapunovPruner(BasePruner):
             elif scorer == "prior":
                 assert view is not None and prior_own is not None
                 # Competitors the prior cannot predict drop out, as the model's do.
-                quantiles = [
-                    view.predictions[t.number].quantile
-                    for t in others
-                    if t.number in view.predictions
-                ]
+                rivals = self._prior_batch(view, [t.number for t in others])
+                quantiles = [rivals[t.number].quantile for t in others if t.number in rivals]
                 quantiles.append(prior_own.quantile)
                 ranking = _rule.promote(prior_own.quantile, quantiles, self._reduction_factor)
                 record = {**base, **fields, "rule": "prior_rung"}
@@ -728,9 +760,10 @@ class LyapunovPruner(BasePruner):
 
     def _prior_view(
         self, study: optuna.Study, trial: FrozenTrial, trials: Sequence[FrozenTrial], step: int
-    ) -> _PriorView | None:
-        """The prior's predictions of every trial that reported ``step`` (``trial`` included),
-        computed once per such set of trials; None without a prior."""
+    ) -> tuple[_PriorView, Any] | None:
+        """The prior's view of ``step`` and ``trial``'s prediction (None where it has none);
+        None without a prior. The trials that reported ``step`` (``trial`` included) define
+        the within-study ranks."""
         if self._prior is None or step not in trial.intermediate_values:
             return None
         reached = [t for t in trials if t.number != trial.number and step in t.intermediate_values]
@@ -738,31 +771,54 @@ class LyapunovPruner(BasePruner):
         reached.sort(key=lambda t: t.number)
         key = (step, tuple(t.number for t in reached))
         with self._lock:
-            predictions = self._prior_predictions.get(key)
-            if predictions is not None:
-                self._prior_predictions.move_to_end(key)
-        if predictions is None:
-            found = self._prior.predict_trials(reached, step, study.direction)
-            # A prediction the ranks cannot use (a non-finite quantile) is no prediction.
-            predictions = {int(n): p for n, p in found.items() if math.isfinite(float(p.quantile))}
-            with self._lock:
-                self._prior_predictions[key] = predictions
+            batches = self._prior_predictions.get(key)
+            if batches is None:
+                batches = self._prior_predictions[key] = {}
                 while len(self._prior_predictions) > _CACHE_SIZE:
                     self._prior_predictions.popitem(last=False)
-        return _PriorView(key, step, reached, predictions)
+            else:
+                self._prior_predictions.move_to_end(key)
+        view = _PriorView(key, step, study.direction, reached, batches)
+        return view, self._prior_batch(view, [trial.number]).get(trial.number)
+
+    def _prior_batch(self, view: _PriorView, numbers: Sequence[int]) -> dict[int, Any]:
+        """The prior's predictions of the trials ``numbers`` of ``view``, made in one batch
+        with the other trials given by their values only (they shape the ranks, and their
+        spectra are not read), and kept per batch.
+
+        The model's float32 results depend slightly (~1e-9) on a batch's make-up, so each
+        prediction is always made in the same batch whatever was cached before: the judged
+        trial alone, the completed trials together, every trial together. So every worker
+        reaches the same numbers from the same storage.
+        """
+        batch_key = tuple(sorted(numbers))
+        with self._lock:
+            found = view.batches.get(batch_key)
+        if found is not None:
+            return found
+        wanted = set(batch_key)
+        batch = [t if t.number in wanted else _values_only(t) for t in view.reached]
+        predicted = self._prior.predict_trials(batch, view.step, view.direction)
+        # A prediction the ranks cannot use (a non-finite quantile) is no prediction.
+        found = {
+            int(n): p
+            for n, p in predicted.items()
+            if int(n) in wanted and math.isfinite(float(p.quantile))
+        }
+        with self._lock:
+            view.batches[batch_key] = found
+        return found
 
     def _prior_gate(self, study: optuna.Study, view: _PriorView) -> float:
         """The prior's gate share at ``view.step``: the paired bootstrap of
         :func:`_rule.gate_share` over the completed trials that reported the step, the prior's
         quantiles against their raw values there, both ranked against their final values
         (oriented as scores). 0 until ``max(n_startup_trials, 3)`` of them have a prediction."""
-        completed = [
-            t
-            for t in view.reached
-            if t.state == TrialState.COMPLETE
-            and t.value is not None
-            and t.number in view.predictions
-        ]
+        completed = view.completed
+        if len(completed) < max(self._n_startup_trials, 3):
+            return 0.0
+        predictions = self._prior_batch(view, [t.number for t in completed])
+        completed = [t for t in completed if t.number in predictions]
         if len(completed) < max(self._n_startup_trials, 3):
             return 0.0
         key = (view.key, tuple(t.number for t in completed))
@@ -770,7 +826,7 @@ class LyapunovPruner(BasePruner):
             share = self._prior_gates.get(key)
         if share is None:
             sign = _sign(study.direction)
-            quantiles = np.array([view.predictions[t.number].quantile for t in completed])
+            quantiles = np.array([predictions[t.number].quantile for t in completed])
             raw = sign * np.array([t.intermediate_values[view.step] for t in completed])
             final = sign * np.array([t.value for t in completed], dtype=np.float64)
             share = _rule.gate_share(

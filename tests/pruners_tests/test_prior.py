@@ -267,6 +267,8 @@ def _config_prior(kind: str) -> FakePrior:
     def of(t: FrozenTrial) -> float | None:
         if kind == "constant":
             return 0.5
+        if "config" not in t.params:
+            return None
         return float(1.0 - quantile[t.params["config"]])  # the wrong way round
 
     return FakePrior(of)
@@ -308,19 +310,28 @@ def test_nan_and_infinite_values_never_break_prediction() -> None:
 
 
 def test_workers_agree_and_pickling_keeps_the_prior() -> None:
-    def run(judge: LyapunovPruner) -> list[tuple[bool, dict[int, dict[str, Any]]]]:
+    def run(
+        judge: LyapunovPruner, warm: bool = False
+    ) -> list[tuple[bool, dict[int, dict[str, Any]]]]:
         study = optuna.create_study(direction="maximize", pruner=judge)
         add_completed(study, QUALITIES)
         out = []
         for q, v in ((0.5, 0.5), (0.2, 0.9), (0.8, 0.1), (0.6, 0.3)):
             trial = start(study, q, v)
-            out.append((decide(study, trial), records(study, trial)))
+            frozen = study._storage.get_trial(trial._trial_id)
+            if warm:  # a worker whose cache already holds other batches of this step
+                trials = study.get_trials(deepcopy=False)
+                found = judge._prior_view(study, trials[0], trials, 1)
+                assert found is not None
+                judge._prior_batch(found[0], [t.number for t in found[0].reached])
+            out.append((judge.prune(study, frozen), records(study, trial)))
         return out
 
     first = run(pruner(quality_prior()))
     assert any(r[1]["scorer"] == "prior" for _, r in first)
     assert run(pickle.loads(pickle.dumps(pruner(quality_prior())))) == first
     assert run(pruner(quality_prior())) == first
+    assert run(pruner(quality_prior()), warm=True) == first
 
 
 def test_an_invalid_prior_is_a_clear_error() -> None:
@@ -378,6 +389,24 @@ def test_the_shipped_prior_predicts_a_built_in_task_from_trial_0() -> None:
         assert first["rule"] == "predict" and not first["pruned"]
         assert "hyperparameters" in first["prior_inputs"] and first["prior_model_step"] == 0
         assert PRIOR_KEYS <= set(first)
+    # A trial predicted with the others given by their values only (as the pruner does, to
+    # save reading their spectra) gets the prediction a call over all of them gives, up to
+    # float32 noise of the batch's make-up.
+    from optuna_lyap._prediction._prior import TrialPrior
+    from optuna_lyap.pruners._lyapunov import _values_only
+
+    shipped = TrialPrior.resolve("shipped")
+    assert shipped is not None
+    for step in (0, 1):
+        reached = [t for t in study.trials if step in t.intermediate_values]
+        full = shipped.predict_trials(reached, step, study.direction)
+        assert len(full) == len(reached)
+        for t in reached:
+            batch = [u if u.number == t.number else _values_only(u) for u in reached]
+            alone = shipped.predict_trials(batch, step, study.direction)
+            assert list(alone) == [t.number]
+            assert alone[t.number].quantile == pytest.approx(full[t.number].quantile, abs=1e-6)
+            assert alone[t.number].inputs == full[t.number].inputs
     # Its gate is not judged before n_startup_trials (10) completed: successive halving.
     sha = _builtin_study(SuccessiveHalvingPruner(min_resource=1))
     assert [t.state for t in study.trials] == [t.state for t in sha.trials]
