@@ -455,8 +455,8 @@ class LyapunovPruner(BasePruner):
         self._lock = threading.Lock()
         # Predicted final values per model and trial number: a finished rung's inputs never change.
         self._predictions: OrderedDict[tuple[Any, ...], dict[int, float | None]] = OrderedDict()
-        # The prior's predictions per (step, trials that reported it), and its gate shares per
-        # (step, those trials, the completed ones among them): inputs that never change.
+        # The prior's predictions per (step, trials that reported it) and batch, and its gate
+        # shares per (step, completed trials that reported it): inputs that never change.
         self._prior_predictions: OrderedDict[tuple[Any, ...], tuple[dict[int, Any], set[int]]] = (
             OrderedDict()
         )
@@ -813,25 +813,35 @@ class LyapunovPruner(BasePruner):
         """The prior's gate share at ``view.step``: the paired bootstrap of
         :func:`_rule.gate_share` over the completed trials that reported the step, the prior's
         quantiles against their raw values there, both ranked against their final values
-        (oriented as scores). 0 until ``max(n_startup_trials, 3)`` of them have a prediction."""
+        (oriented as scores). 0 until ``max(n_startup_trials, 3)`` of them have a prediction.
+
+        The completed trials are predicted among themselves (their curves ranked within the
+        completed set), so the share is computed once per step and completed set, not again
+        whenever a running trial reaches the step."""
         completed = view.completed
         if len(completed) < max(self._n_startup_trials, 3):
             return 0.0
-        predictions = self._prior_batch(view, [t.number for t in completed])
-        completed = [t for t in completed if t.number in predictions]
-        if len(completed) < max(self._n_startup_trials, 3):
-            return 0.0
-        key = (view.key, tuple(t.number for t in completed))
+        key = (view.step, tuple(t.number for t in completed))
         with self._lock:
             share = self._prior_gates.get(key)
+            if share is not None:
+                self._prior_gates.move_to_end(key)
         if share is None:
-            sign = _sign(study.direction)
-            quantiles = np.array([predictions[t.number].quantile for t in completed])
-            raw = sign * np.array([t.intermediate_values[view.step] for t in completed])
-            final = sign * np.array([t.value for t in completed], dtype=np.float64)
-            share = _rule.gate_share(
-                quantiles, raw, final, n_resamples=self._n_resamples, seed=self._seed
-            )
+            predicted = self._prior.predict_trials(completed, view.step, view.direction)
+            judged = [
+                t
+                for t in completed
+                if t.number in predicted and math.isfinite(float(predicted[t.number].quantile))
+            ]
+            share = 0.0
+            if len(judged) >= max(self._n_startup_trials, 3):
+                sign = _sign(study.direction)
+                quantiles = np.array([predicted[t.number].quantile for t in judged])
+                raw = sign * np.array([t.intermediate_values[view.step] for t in judged])
+                final = sign * np.array([t.value for t in judged], dtype=np.float64)
+                share = _rule.gate_share(
+                    quantiles, raw, final, n_resamples=self._n_resamples, seed=self._seed
+                )
             with self._lock:
                 self._prior_gates[key] = share
                 while len(self._prior_gates) > _CACHE_SIZE:
