@@ -516,6 +516,8 @@ class LyapunovPruner(BasePruner):
         Returns the decision where one is recorded, None where nothing predicts the trial (and
         no screen acts) so that successive halving, which closes nothing at step 0, goes on.
         """
+        if self._prior is None and self._screen_fraction is None:
+            return None
         trials = study.get_trials(deepcopy=False)
         found = self._prior_view(study, trial, trials, 0)
         view, prior_own = (None, None) if found is None else found
