@@ -385,6 +385,7 @@ def test_the_shipped_prior_predicts_a_built_in_task_from_trial_0() -> None:
     study = _builtin_study(LyapunovPruner())
     for t in study.trials:
         assert 0.0 < t.user_attrs["lyap_prior_quantile"] < 1.0
+        assert 0.0 <= t.user_attrs["lyap_prior_top10"] <= 1.0  # the shipped calibration
         first = load_predictions(t)[0]
         assert first["rule"] == "predict" and not first["pruned"]
         assert "hyperparameters" in first["prior_inputs"] and first["prior_model_step"] == 0
