@@ -203,10 +203,10 @@ class LyapunovPruner(BasePruner):
     ``SuccessiveHalvingPruner``'s. An optional step-0 screen (``screen_fraction``) keeps the
     best share of trials by prediction at the untrained network, behind the same gate.
 
-    A prior trained across many recorded studies ships with the package (``prior``, see
-    :class:`~optuna_lyap.aelle.PriorBundle`): it predicts each trial's final *quantile* within
-    the study (in ``(0, 1)``, 1 is best, whatever the direction) from its generic
-    hyperparameters, its spectrum and its learning curve ranked within the study, from the
+    A prior trained across many recorded studies ships with the package (``prior``; a
+    ``PriorBundle`` of ``optuna_lyap.aelle._prior``): it predicts each trial's final
+    *quantile* within the study (in ``(0, 1)``, 1 is best, whatever the direction) from its
+    generic hyperparameters, its spectrum and its learning curve ranked within the study, from the
     first trial on: at step 0 and at every rung step, every trial that reported the step is
     predicted and the record carries the judged trial's. At a rung (and at the screen) the
     prior competes with the in-study model under the same gate: its predictions of the
@@ -322,7 +322,8 @@ class LyapunovPruner(BasePruner):
             (no prior: the decisions are those without it). Anything else goes through
             ``TrialPrior.resolve``; an object with ``TrialPrior``'s ``predict_trials`` is used
             as given. It is consulted at step 0 and at every rung step whatever
-            ``model_steps`` says; a trial it cannot read (no hyperparameters under names
+            ``model_steps`` says (where the trial is checked: from ``n_warmup_steps`` on,
+            every ``interval_steps``); a trial it cannot read (no hyperparameters under names
             ``network_of`` knows and no spectrum) simply gets no prediction.
 
     Raises:
