@@ -401,7 +401,6 @@ def optimize(
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
     """Counts, best trial, epochs spent, and how well early predictions ranked final values."""
-    from optuna_lyap import load_predictions
     from optuna_lyap.visualization import prunes_by_rule
 
     config = study.user_attrs.get(CONFIG_KEY, {})
@@ -421,6 +420,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         "best_value": None,
         "best_params": None,
         "prediction": None,
+        "prior_prediction": None,
         "no_prediction_reason": None,
     }
     summary["pruned_by"] = prunes_by_rule(study)
@@ -429,36 +429,51 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         best = study.best_trial
         summary["best_value"] = best.value
         summary["best_params"] = best.params
-    # The earliest recorded prediction of each completed trial, against its final value.
-    pairs = []
-    for t in completed:
-        records = load_predictions(t)
-        if records:
-            first = records[min(records)]
-            if first.get("predicted") is not None and t.value is not None:
-                pairs.append((min(records), float(first["predicted"]), float(t.value)))
-    if pairs:
-        from scipy.stats import spearmanr
-
-        steps = sorted(p[0] for p in pairs)
-        predicted, final = [p[1] for p in pairs], [p[2] for p in pairs]
-        if len(pairs) < 3:
-            rho, why = None, f"needs 3 completed trials with a prediction, has {len(pairs)}"
-        elif len(set(predicted)) == 1 or len(set(final)) == 1:
-            rho, why = None, "undefined: all predictions or all final values are equal"
-        else:
-            rho, why = float(spearmanr(predicted, final).statistic), None
-            if not math.isfinite(rho):
-                rho, why = None, "undefined for these values"
-        summary["prediction"] = {
-            "n": len(pairs),
-            "median_step": float(steps[len(steps) // 2]),
-            "spearman": rho,
-            "spearman_undefined": why,
-        }
-    else:
+    # The earliest recorded prediction of each completed trial, against its final value (a
+    # step-0 record of the prior alone carries no "predicted": the next one counts).
+    summary["prediction"] = _earliest_rank_corr(completed, "predicted", 1.0)
+    # The prior's quantile is higher for better trials: rank it against oriented final values.
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    summary["prior_prediction"] = _earliest_rank_corr(completed, "prior_quantile", sign)
+    if summary["prediction"] is None:
         summary["no_prediction_reason"] = _why_no_predictions(config, len(completed))
     return summary
+
+
+def _earliest_rank_corr(
+    completed: list[optuna.trial.FrozenTrial], field: str, sign: float
+) -> dict[str, Any] | None:
+    """Spearman's correlation between each completed trial's earliest finite ``field`` in its
+    decision records and ``sign *`` its final value; None where no trial has one."""
+    from optuna_lyap import load_predictions
+
+    pairs = []
+    for t in completed:
+        for step, record in load_predictions(t).items():
+            value = record.get(field)
+            if isinstance(value, (int, float)) and math.isfinite(value) and t.value is not None:
+                pairs.append((step, float(value), sign * float(t.value)))
+                break
+    if not pairs:
+        return None
+    from scipy.stats import spearmanr
+
+    steps = sorted(p[0] for p in pairs)
+    predicted, final = [p[1] for p in pairs], [p[2] for p in pairs]
+    if len(pairs) < 3:
+        rho, why = None, f"needs 3 completed trials with a prediction, has {len(pairs)}"
+    elif len(set(predicted)) == 1 or len(set(final)) == 1:
+        rho, why = None, "undefined: all predictions or all final values are equal"
+    else:
+        rho, why = float(spearmanr(predicted, final).statistic), None
+        if not math.isfinite(rho):
+            rho, why = None, "undefined for these values"
+    return {
+        "n": len(pairs),
+        "median_step": float(steps[len(steps) // 2]),
+        "spearman": rho,
+        "spearman_undefined": why,
+    }
 
 
 def _why_no_predictions(config: dict[str, Any], n_completed: int) -> str:
@@ -521,6 +536,22 @@ def format_summary(summary: dict[str, Any]) -> str:
                 "prediction quality",
                 f"{quality} between the earliest prediction (median step "
                 f"{fmt(pred['median_step'])}) and the final value, {pred['n']} completed trials",
+            )
+        )
+    prior = summary.get("prior_prediction")
+    if prior is not None:
+        rho = prior["spearman"]
+        quality = (
+            f"Spearman {fmt(rho)}"
+            if rho is not None
+            else f"Spearman {prior['spearman_undefined']}"
+        )
+        rows.append(
+            (
+                "prior quality",
+                f"{quality} between the prior's earliest predicted quantile (median step "
+                f"{fmt(prior['median_step'])}) and the final value, {prior['n']} completed "
+                "trials",
             )
         )
     if summary.get("dashboard"):
