@@ -40,7 +40,7 @@ Usage::
 Each (task, sampler, method) group's runs are stored in ``benchmarks/results/replay_runs/``
 (``--runs-dir``), so groups can be run apart; the summary is rebuilt from every stored group
 each time: ``benchmarks/results/hpo_summary.json``, ``hpo_summary.md`` and
-``hpo_anytime_<task>[_lyapunov_sampler].png``.
+``hpo_anytime_<task>[_lyapunov_sampler].png`` (the figures beside ``--out``).
 """
 
 from __future__ import annotations
@@ -955,7 +955,7 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
                 suffix = "" if sampler == "tpe" else f"_{sampler}_sampler"
                 main = {n: c for n, c in curves.items() if "@" not in n.split("+")[0]}
                 plot_anytime(
-                    task, main, RESULTS / f"hpo_anytime_{task}{suffix}{tag}.png", maximize
+                    task, main, out.parent / f"hpo_anytime_{task}{suffix}{tag}.png", maximize
                 )
                 variants = {
                     n: c
@@ -967,7 +967,7 @@ def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], ou
                     plot_anytime(
                         task,
                         variants,
-                        RESULTS / f"hpo_anytime_{task}{suffix}_variants{tag}.png",
+                        out.parent / f"hpo_anytime_{task}{suffix}_variants{tag}.png",
                         maximize,
                         title=" (our variants)",
                     )
