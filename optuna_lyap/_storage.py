@@ -10,6 +10,9 @@ Layout (schema version 1):
   part. Each value stays below 60 KiB, under MySQL's 64 KiB cap on an attribute.
 * ``optuna_lyap:v1:prediction:{step}`` (trial system attr): what :class:`LyapunovPruner` decided
   at ``step`` (see :func:`record_prediction`).
+* ``optuna_lyap:network`` (trial system attr): what :class:`LyapunovMonitor` read about the
+  network at the first step, ``NetworkDescription.to_json()`` (cell, hidden size, layers,
+  initialisation scale, learning rate, recurrent spectral norm; null where unknown).
 * User attrs ``lyap_max`` and ``lyap_mean`` (the latest spectrum reported, finite floats only),
   ``lyap_step`` (that step), and the latest decision's ``lyap_predicted``, ``lyap_predicted_std``,
   ``lyap_threshold``, ``lyap_n_train``, and the sampler's ``lyap_screen_predicted``,
@@ -49,6 +52,9 @@ SCHEMA_VERSION = 1
 _PREFIX = f"optuna_lyap:v{SCHEMA_VERSION}:"
 _SPECTRUM_PREFIX = _PREFIX + "spectrum:"
 _PREDICTION_PREFIX = _PREFIX + "prediction:"
+
+#: The system attr of the network's description (read by the cross-task prior).
+NETWORK_ATTR = "optuna_lyap:network"
 
 # 2000 floats of at most 24 characters ("-1.2345678901234567e-308") plus ", " is 52,000 chars.
 MAX_FLOATS_PER_ATTR = 2000
