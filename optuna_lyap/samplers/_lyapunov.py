@@ -47,7 +47,7 @@ from optuna_lyap._prediction import (
     training_set,
     unlabelled_trials,
 )
-from optuna_lyap._prediction._prior import PriorPrediction, TrialPrior
+from optuna_lyap._prediction._prior import PARAM_ALIASES, PriorPrediction, TrialPrior
 from optuna_lyap._storage import (
     USER_ATTR_SCREEN_PREDICTED,
     USER_ATTR_SCREEN_RANK_CORR,
@@ -62,9 +62,6 @@ from optuna_lyap.samplers._view import PredictedStudyView
 
 ModelFactory = Callable[..., torch.nn.Module]
 ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
-
-#: The parameter names the prior reads hyperparameters from (as ``network_of`` reads params).
-PRIOR_PARAM_NAMES = ("cell", "hidden_size", "num_layers", "init_scale", "lr", "learning_rate")
 
 #: Numeric/text user attrs of a screened trial beside ``lyap_screen_predicted`` (study units):
 #: which model screened it (``"prior"`` or ``"study"``), and the prior's predicted final
@@ -925,12 +922,13 @@ class LyapunovSampler(BaseSampler):
             if self._warned_unreadable:
                 return
             self._warned_unreadable = True
+        looked_for = ", ".join(name for names in PARAM_ALIASES.values() for name in names)
         warnings.warn(
             f"LyapunovSampler's prior predicted none of the candidates: it found no "
-            f"hyperparameter it knows among {sorted(names)} (it looks for {PRIOR_PARAM_NAMES}) "
-            "and no spectrum at initialisation. Name the parameters so, give "
-            "model_factory and probe_inputs (the prior then reads the spectrum), or pass "
-            "prior=None; until then the base sampler decides.",
+            f"hyperparameter it knows among {sorted(names)} (it looks for {looked_for}) and no "
+            "spectrum at initialisation. Rename the parameters so, give model_factory and "
+            "probe_inputs (the prior then reads the spectrum), or pass prior=None; until then "
+            "the base sampler decides.",
             RuntimeWarning,
             stacklevel=5,
         )
