@@ -29,7 +29,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._prediction._prior import network_of
+from optuna_lyap._prediction._prior import VAL_LOSS_ATTR, network_of
 from optuna_lyap._storage import spectrum_at, spectrum_dim
 from optuna_lyap.aelle._prior import (
     CURVE_NAMES,
@@ -67,17 +67,22 @@ class StudyRows:
     groups: list[frozenset[str]]
 
 
-def _value(trial: FrozenTrial, step: int) -> float:
-    value = trial.intermediate_values.get(step)
+def _number(value: Any) -> float:
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError):
         return math.nan
     return number if math.isfinite(number) else math.nan
 
 
+def _value(trial: FrozenTrial, step: int) -> float:
+    return _number(trial.intermediate_values.get(step))
+
+
 def _curve(trials: Sequence[FrozenTrial], step: int, direction: str) -> np.ndarray:
-    """``len(trials) x 4`` curve features at ``step`` ranked among ``trials``."""
+    """``len(trials) x 4`` curve features at ``step`` ranked among ``trials``, as
+    ``TrialPrior.predict_trials`` reads them (the validation loss from the user attr
+    ``val_loss:{step}``, NaN without it)."""
     values = np.array([_value(t, step) for t in trials])
     ranks = study_ranks(values, direction)  # type: ignore[arg-type]
     z = study_zscores(values, direction)  # type: ignore[arg-type]
@@ -86,7 +91,8 @@ def _curve(trials: Sequence[FrozenTrial], step: int, direction: str) -> np.ndarr
     if before:
         previous = np.array([_value(t, max(before)) for t in trials])
         change = ranks - study_ranks(previous, direction)  # type: ignore[arg-type]
-    loss_rank = np.full(len(trials), np.nan)
+    loss = np.array([_number(t.user_attrs.get(VAL_LOSS_ATTR.format(step=step))) for t in trials])
+    loss_rank = study_ranks(loss, "minimize")
     return np.column_stack([ranks, z, change, loss_rank])
 
 

@@ -47,7 +47,12 @@ from optuna_lyap._prediction import (
     training_set,
     unlabelled_trials,
 )
-from optuna_lyap._prediction._prior import PARAM_ALIASES, PriorPrediction, TrialPrior
+from optuna_lyap._prediction._prior import (
+    PARAM_ALIASES,
+    PriorPrediction,
+    TrialPrior,
+    network_from_params,
+)
 from optuna_lyap._storage import (
     USER_ATTR_SCREEN_PREDICTED,
     USER_ATTR_SCREEN_RANK_CORR,
@@ -856,7 +861,8 @@ class LyapunovSampler(BaseSampler):
         candidates, held = self._draw(study, view, trial, base_part, screen_part, 1)
         preds = self._predict_prior(candidates, trial, given, 0)
         if preds[0] is None:
-            if self._model_factory is None:
+            full = {**given, **dict(trial.params), **candidates[0]}
+            if network_from_params(full) is None:
                 self._warn_unreadable(names)
             view.replay(held[0])
             return candidates[0]
@@ -922,13 +928,17 @@ class LyapunovSampler(BaseSampler):
             if self._warned_unreadable:
                 return
             self._warned_unreadable = True
-        looked_for = ", ".join(name for names in PARAM_ALIASES.values() for name in names)
+        looked_for = ", ".join(alias for aliases in PARAM_ALIASES.values() for alias in aliases)
+        spectrum_note = (
+            "; its models read no spectrum without hyperparameters"
+            if self._model_factory is not None
+            else ""
+        )
         warnings.warn(
-            f"LyapunovSampler's prior predicted none of the candidates: it found no "
-            f"hyperparameter it knows among {sorted(names)} (it looks for {looked_for}) and no "
-            "spectrum at initialisation. Rename the parameters so, give model_factory and "
-            "probe_inputs (the prior then reads the spectrum), or pass prior=None; until then "
-            "the base sampler decides.",
+            f"LyapunovSampler's prior could not predict the candidates: it reads the "
+            f"hyperparameters from the parameter names {looked_for}, and found none among "
+            f"{sorted(names)}{spectrum_note}. Rename the parameters so, or pass prior=None; "
+            "until then the base sampler decides.",
             RuntimeWarning,
             stacklevel=5,
         )
