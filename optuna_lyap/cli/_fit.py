@@ -8,12 +8,16 @@ of different tasks, metrics and directions mix. One model is fitted per (step, i
 of ``INPUT_SETS`` that enough rows support (``MIN_ROWS``), as the shipped bundle has.
 
 Warm start (``on_shipped``): the shipped bundle's models are kept for every (step, groups) the
-studies cannot train; for the others the target is shrunk toward the shipped model's
-prediction, ``alpha * own + (1 - alpha) * shipped`` with ``alpha = n / (n + pseudo_count)``
-(``n`` the rows). With few rows the shipped prior dominates; with many, the studies do. This
-is chosen over fine-tuning the shipped weights because it needs nothing from the model but its
-predictions (the bundle's AeLLE is refitted from scratch, deterministic given the seed), and
-the result is an ordinary bundle model.
+studies cannot train. For the others a model is fitted on the studies' rows with the target
+shrunk toward the shipped model's prediction, ``alpha * own + (1 - alpha) * shipped`` with
+``alpha = n / (n + pseudo_count)`` (``n`` the rows): with few rows the shipped prior dominates,
+with many the studies do. It replaces the shipped model only where its ``CV_FOLDS``-fold
+out-of-fold predictions rank the rows' final quantiles better (Spearman) than the shipped
+model's predictions do; otherwise the shipped model stays. Shrinkage alone lost to the shipped
+prior on some held-out splits (``benchmarks/prior_fit_warm.py``), hence the check. This is
+chosen over fine-tuning the shipped weights because it needs nothing from the shipped model but
+its predictions (the AeLLE is refitted from scratch, deterministic given the seed), and the
+result is an ordinary bundle model.
 
 Notation: ``n`` rows (completed trials), ``s`` the step a model reads.
 """
@@ -29,6 +33,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_lyap._prediction import rank_correlation
 from optuna_lyap._prediction._prior import VAL_LOSS_ATTR, network_of
 from optuna_lyap._storage import spectrum_at, spectrum_dim
 from optuna_lyap.aelle._prior import (
@@ -47,6 +52,8 @@ from optuna_lyap.aelle._prior import (
 
 #: Rows (over all studies) a model needs before it is fitted.
 MIN_ROWS = 12
+#: Folds of the warm start's check of a fitted model against the shipped one.
+CV_FOLDS = 3
 #: Rows worth as much as the shipped model in a warm start (``alpha = n / (n + 50)``): a
 #: typical study of 50 completed trials weighs half.
 PSEUDO_COUNT = 50.0
@@ -151,6 +158,39 @@ def study_rows(study: optuna.Study, step: int, fraction: float) -> StudyRows:
     return StudyRows(PriorInputs(hyperparameters, spectra, dims, curve), target, groups)
 
 
+def _fit(
+    rows: PriorInputs,
+    target: np.ndarray,
+    inputs: tuple[str, ...],
+    seed: int,
+    aelle_params: Mapping[str, Any] | None,
+) -> CrossTaskPrior:
+    return CrossTaskPrior(inputs=inputs, model="aelle", seed=seed, aelle_params=aelle_params).fit(
+        rows, target
+    )
+
+
+def _out_of_fold(
+    rows: PriorInputs,
+    target: np.ndarray,
+    inputs: tuple[str, ...],
+    seed: int,
+    aelle_params: Mapping[str, Any] | None,
+) -> np.ndarray:
+    """Predictions of each row by a model fitted without its fold (``CV_FOLDS`` random folds,
+    seeded by ``seed``)."""
+    n = len(rows)
+    folds = np.random.default_rng(seed).permutation(n) % CV_FOLDS
+    out = np.full(n, np.nan)
+    for fold in range(CV_FOLDS):
+        held = folds == fold
+        if held.all() or not held.any():
+            continue
+        model = _fit(rows.subset(~held), target[~held], inputs, seed, aelle_params)
+        out[held] = model.predict(rows.subset(held))
+    return out
+
+
 def spectrum_steps(studies: Sequence[optuna.Study]) -> list[int]:
     """Steps at which some completed trial of ``studies`` stored a spectrum, and step 0."""
     from optuna_lyap._storage import load_spectra
@@ -206,6 +246,7 @@ def fit_bundle(
     steps = spectrum_steps(studies) if steps is None else sorted(set(steps))
     models: dict[tuple[int, tuple[str, ...]], CrossTaskPrior] = {}
     counts: dict[str, int] = {}
+    checks: dict[str, dict[str, Any]] = {}
     for step in steps:
         parts = [study_rows(study, step, fraction) for study in studies]
         rows = PriorInputs.concatenate([p.inputs for p in parts])
@@ -217,18 +258,29 @@ def fit_bundle(
             if n < MIN_ROWS:
                 continue
             subset, y = rows.subset(mask), target[mask]
-            if shipped is not None:
-                reference = shipped.models.get((step, inputs)) or shipped.select(step, set(inputs))
-                if reference is not None:
-                    alpha = n / (n + pseudo_count)
-                    y = alpha * y + (1 - alpha) * np.clip(reference.predict(subset), 0, 1)
             if progress is not None:
                 progress(f"fitting step {step} on {'+'.join(inputs)}: {n} rows")
-            prior = CrossTaskPrior(
-                inputs=inputs, model="aelle", seed=seed, aelle_params=aelle_params
-            ).fit(subset, y)
-            models[(step, inputs)] = prior
-            counts[f"{step}:{'+'.join(inputs)}"] = n
+            reference = None
+            if shipped is not None:
+                reference = shipped.models.get((step, inputs)) or shipped.select(step, set(inputs))
+            if reference is None:
+                models[(step, inputs)] = _fit(subset, y, inputs, seed, aelle_params)
+                counts[f"{step}:{'+'.join(inputs)}"] = n
+                continue
+            shipped_pred = np.clip(reference.predict(subset), 0, 1)
+            alpha = n / (n + pseudo_count)
+            shrunk = alpha * y + (1 - alpha) * shipped_pred
+            oof = _out_of_fold(subset, shrunk, inputs, seed, aelle_params)
+            ours, theirs = rank_correlation(oof, y), rank_correlation(shipped_pred, y)
+            label = f"{step}:{'+'.join(inputs)}"
+            checks[label] = {
+                "rows": n,
+                "fitted_cv": ours if math.isfinite(ours) else None,
+                "shipped": theirs if math.isfinite(theirs) else None,
+            }
+            if math.isfinite(ours) and (not math.isfinite(theirs) or ours > theirs):
+                models[(step, inputs)] = _fit(subset, shrunk, inputs, seed, aelle_params)
+                counts[label] = n
     if shipped is not None:
         for key, model in shipped.models.items():
             models.setdefault(key, model)
@@ -240,6 +292,8 @@ def fit_bundle(
     provenance = {
         **dict(info or {}),
         "rows": counts,
-        "warm_start": None if shipped is None else {"pseudo_count": pseudo_count},
+        "warm_start": None
+        if shipped is None
+        else {"pseudo_count": pseudo_count, "cv_folds": CV_FOLDS, "checks": checks},
     }
     return PriorBundle(models, provenance, spectrum_fraction=fraction)

@@ -177,17 +177,44 @@ class _Plan:
 class LyapunovSampler(BaseSampler):
     """Steer new trials toward networks whose dynamics predict a good final value.
 
-    Wraps a base sampler (TPE by default) in two ways.
+    Wraps a base sampler (TPE by default) in three ways.
 
     **Predicted values of pruned trials.** The base sampler reads the study through a
     read-only view in which every PRUNED trial that carries a prediction (the finite user attr
     ``lyap_predicted`` that :class:`~optuna_lyap.LyapunovPruner` writes, where the pruner's
-    record shows its gate open) is a COMPLETE trial valued at its predicted final value. TPE
+    record shows its gate open; where the pruner ranked by the prior, the value at the prior's
+    predicted quantile of the completed trials' final values) is a COMPLETE trial valued at
+    its predicted final value. TPE
     would otherwise rank it by its last intermediate value, nearly always among the bad
     trials, and the GP sampler would ignore it. The storage is never changed (see
     :class:`~optuna_lyap.samplers.PredictedStudyView`).
 
-    **Screening candidates by their spectrum at initialisation.** With ``model_factory`` and
+    **Screening candidates by the trial prior, from the first trial.** With ``prior`` (the
+    shipped bundle by default), each new trial draws ``n_candidates`` parameter sets from the
+    base sampler and keeps the one whose predicted final quantile within the study
+    (``TrialPrior.predict_candidates``: 1 = best, whatever the direction) is highest; ties go
+    to the earliest proposal. The prior reads the hyperparameters from the parameter names
+    ``network_of`` knows (``cell``, ``hidden_size``, ``num_layers``, ``init_scale``, ``lr`` and
+    aliases) and, with ``model_factory`` and ``probe_inputs``, each candidate's spectrum at
+    initialisation. The quantile is the score rather than the calibrated ``top_probability``:
+    it is always defined where a prediction is (a bundle fitted by ``optuna-lyap fit`` has no
+    calibration, so ``top_probability`` is NaN), it is what the evidence check below ranks,
+    and the calibration is a non-decreasing (isotonic) map of it, so ranking by the quantile
+    agrees with ranking by the probability and breaks its ties. Only
+    the parameters of the search space (``search_space``, else the intersection of the
+    finished trials' parameters) are screened, so a fresh study is screened from trial 0 when
+    ``search_space`` is given. Where the prior predicts the first proposal from nothing (no
+    known parameter name), that proposal is the trial's, drawn exactly as the base sampler
+    alone would draw it, and one ``RuntimeWarning`` per sampler names the parameters.
+
+    **Evidence switches the prior off.** Once ``max(n_startup_trials, 3)`` completed trials
+    have a prediction, the prior's predicted quantiles of the completed trials (from the same
+    inputs as the candidates': parameters, and with a factory their stored spectrum at step 0)
+    must have a Spearman correlation with their final values above ``min_rank_corr``, and the
+    study's own model (below, with a factory) must not rank them better; otherwise the study's
+    model screens where it acts, and the base sampler decides where it does not.
+
+    **Screening candidates by the study's own model.** With ``model_factory`` and
     ``probe_inputs``, each new trial draws ``n_candidates`` parameter sets from the base
     sampler (over the parameters every finished trial used, or ``search_space``), builds each
     untrained network, computes its Lyapunov spectrum along the probe inputs, predicts its
@@ -207,9 +234,12 @@ class LyapunovSampler(BaseSampler):
     (the factory raises, the spectrum is not finite), the base sampler decides; the last case
     issues a ``RuntimeWarning``. A trial is never failed by the screening.
 
-    Each screened trial gets the numeric user attrs ``lyap_screen_predicted``,
-    ``lyap_screen_std`` and ``lyap_screen_rank_corr`` (the chosen model's out-of-sample rank
-    correlation), which optuna-dashboard plots.
+    Each screened trial gets the user attr ``lyap_screen_by`` (``"prior"`` or ``"study"``) and
+    the numeric ones optuna-dashboard plots: by the study's model ``lyap_screen_predicted`` (in
+    the study's units) and ``lyap_screen_std``; by the prior ``lyap_screen_quantile`` (the
+    predicted final quantile); ``lyap_screen_rank_corr``, the screening model's Spearman
+    correlation with the completed trials' final values (out of sample; the prior's once
+    measured).
 
     The model is fitted once per training set (see ``refit_growth``) and set of unlabelled
     spectra, from the storage's contents and ``seed`` only, by one worker process, and stored
@@ -297,6 +327,13 @@ class LyapunovSampler(BaseSampler):
             fitted models; None stores them in the study's system attrs (in slices under
             MySQL's 64 KiB cap). Give one with a journal storage, which replays every attr
             write in every worker.
+        prior: The trial prior that screens from the first trial: ``"shipped"`` (the
+            package's bundle), a ``PriorBundle``, a path to one saved by ``optuna-lyap fit``,
+            or None (no prior: the study's model alone screens, as before it existed).
+
+    Raises:
+        ValueError: An argument outside its range (named), or a ``prior`` that is none of
+            the above or an unreadable file.
     """
 
     def __init__(

@@ -67,16 +67,21 @@ def test_on_shipped_keeps_the_shipped_models_the_studies_cannot_train(
     bundle, shipped = PriorBundle.load(out), load_shipped_prior()
     assert set(bundle.models) == set(shipped.models)
     assert "kept from the shipped prior" in stdout
-    assert bundle.info["warm_start"] == {"pseudo_count": 50.0}
-    # Fitted at step 0; the later steps are the shipped models, predicting the same.
-    from optuna_lyap._prediction._prior import TrialPrior
-
-    ours, theirs = TrialPrior(bundle), TrialPrior(shipped)
-    params = [{"cell": "gru", "hidden_size": 32, "init_scale": 1.0, "lr": 0.01}]
-    assert ours.predict_candidates(params)[0] != theirs.predict_candidates(params)[0]
-    key = (1, ("hyperparameters",))
-    rows = _rows(params)
-    assert bundle.models[key].predict(rows) == pytest.approx(shipped.models[key].predict(rows))
+    warm = bundle.info["warm_start"]
+    assert warm["pseudo_count"] == 50.0 and warm["cv_folds"] == 3
+    step0 = [key for key in shipped.models if key[0] == 0]
+    assert sorted(warm["checks"]) == sorted(f"0:{'+'.join(g)}" for _, g in step0)
+    rows = _rows([{"cell": "gru", "hidden_size": 32, "init_scale": 1.0, "lr": 0.01}])
+    for key in shipped.models:
+        label = f"{key[0]}:{'+'.join(key[1])}"
+        ours, theirs = bundle.models[key].predict(rows), shipped.models[key].predict(rows)
+        if label in bundle.info["rows"]:
+            # Replaced only where it ranked the studies' rows better than the shipped model.
+            check = warm["checks"][label]
+            assert check["fitted_cv"] > (check["shipped"] if check["shipped"] is not None else -2)
+            assert ours != pytest.approx(theirs)
+        else:
+            assert ours == pytest.approx(theirs)
 
 
 def _rows(params: list[dict]) -> object:
@@ -87,9 +92,10 @@ def _rows(params: list[dict]) -> object:
 
     nets = [network_from_params(p) for p in params]
     n = len(params)
-    return PriorInputs(
-        hyperparameter_features(nets), [np.zeros(0)] * n, np.ones(n, int), np.full((n, 4), np.nan)
-    )
+    # Every group known: a top-quarter spectrum of a 32-state, a mid-ranked curve.
+    spectra = [np.linspace(0.1, -0.5, 8)] * n
+    curve = np.tile([0.5, 0.0, 0.0, np.nan], (n, 1))
+    return PriorInputs(hyperparameter_features(nets), spectra, np.full(n, 32), curve)
 
 
 def test_fit_errors_are_one_line(
