@@ -784,8 +784,14 @@ class LyapunovSampler(BaseSampler):
         trial: FrozenTrial,
         given: dict[str, Any],
         first_index: int = 0,
+        warn_non_finite: bool = True,
     ) -> tuple[list[int], list[np.ndarray], list[int]]:
-        """The candidates whose spectrum at initialisation is finite, their spectra and ``D``."""
+        """The candidates whose spectrum at initialisation is finite, their spectra and ``D``.
+
+        A candidate whose factory or spectrum raises is skipped with a ``RuntimeWarning``; one
+        whose spectrum is not finite too, unless ``warn_non_finite`` is False (the prior then
+        predicts it from its parameters: a network that diverges is no error).
+        """
         scored: list[int] = []
         spectra: list[np.ndarray] = []
         dims: list[int] = []
@@ -805,6 +811,8 @@ class LyapunovSampler(BaseSampler):
                     )
                     continue
                 if not np.isfinite(spectrum).all():
+                    if not warn_non_finite:
+                        continue
                     warnings.warn(
                         f"LyapunovSampler skips a candidate of trial {trial.number}: its "
                         "spectrum at initialisation is not finite.",
@@ -945,7 +953,9 @@ class LyapunovSampler(BaseSampler):
         full = [{**given, **dict(trial.params), **c} for c in candidates]
         if self._model_factory is None:
             return list(self._prior.predict_candidates(full))
-        scored, spectra, dims = self._spectra(candidates, trial, given, first_index)
+        scored, spectra, dims = self._spectra(
+            candidates, trial, given, first_index, warn_non_finite=False
+        )
         preds: list[PriorPrediction | None] = [None] * len(candidates)
         if scored:
             got = self._prior.predict_candidates([full[i] for i in scored], spectra, dims)

@@ -233,3 +233,31 @@ def test_threads_share_a_sampler_screening_by_the_prior() -> None:
     for trial in study.trials:
         assert trial.state == optuna.trial.TrialState.COMPLETE
         assert math.isfinite(trial.user_attrs["lyap_screen_quantile"])
+
+
+@pytest.mark.filterwarnings("ignore:.*non-finite states:RuntimeWarning")
+def test_a_diverging_candidate_network_is_predicted_from_its_parameters_without_a_warning() -> (
+    None
+):
+    def nan_factory(params: dict[str, Any]) -> torch.nn.Module:
+        rnn = torch.nn.RNN(1, int(params["hidden_size"]), batch_first=True)
+        with torch.no_grad():
+            rnn.weight_hh_l0.fill_(math.nan)
+        return rnn
+
+    base = RecordingSampler(seed=3)
+    sampler = LyapunovSampler(
+        base,
+        model_factory=nan_factory,
+        probe_inputs=PROBE,
+        search_space=SPACE,
+        n_candidates=4,
+        seed=0,
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study.optimize(lambda t: float(_suggest(t)["lr"]), n_trials=1)
+    assert not [w for w in caught if "LyapunovSampler" in str(w.message)]
+    quantiles = [_quantile(c) for c in _candidates(base, 0)]
+    assert study.trials[0].user_attrs["lyap_screen_quantile"] == pytest.approx(max(quantiles))
