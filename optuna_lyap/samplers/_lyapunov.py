@@ -76,6 +76,8 @@ USER_ATTR_SCREEN_QUANTILE = "lyap_screen_quantile"
 
 # Spectra are read at this step: the network at initialisation, before any training.
 INIT_STEP = 0
+# Sets of completed trials whose prior rank correlation is kept.
+_PRIOR_CORR_CACHE = 64
 # Fewer than this many labels leave nothing to cross-validate.
 _MIN_LABELLED = 3
 # Refits happen on every new completed trial: a smaller ensemble trained for fewer steps than
@@ -445,7 +447,7 @@ class LyapunovSampler(BaseSampler):
         # The prior's rank correlation with the completed trials, per set of trials; and the
         # parameter-name sets the prior could not read (the base decides for them).
         self._prior_lock = threading.Lock()
-        self._prior_corr: dict[tuple[Any, ...], float] = {}
+        self._prior_corr: dict[tuple[Any, ...], tuple[float, int]] = {}
         self._unreadable: set[frozenset[str]] = set()
         self._warned_unreadable = False
 
@@ -689,7 +691,7 @@ class LyapunovSampler(BaseSampler):
         key = (study._study_id, tuple(t.number for t in completed))
         with self._prior_lock:
             if key in self._prior_corr:
-                return self._prior_corr[key], len(completed)
+                return self._prior_corr[key]
         predicted, final = [], []
         for trial, pred in zip(completed, self._prior_predictions(completed), strict=True):
             if pred is not None and math.isfinite(pred.quantile):
@@ -698,7 +700,9 @@ class LyapunovSampler(BaseSampler):
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         corr = rank_correlation(np.array(predicted), sign * np.array(final))
         with self._prior_lock:
-            self._prior_corr[key] = corr
+            if len(self._prior_corr) >= _PRIOR_CORR_CACHE:
+                self._prior_corr.clear()  # one entry per completed trial: keep it bounded
+            self._prior_corr[key] = (corr, len(predicted))
         return corr, len(predicted)
 
     def _screener(self, study: optuna.Study, names: frozenset[str]) -> _Screener | None:

@@ -261,3 +261,26 @@ def test_a_diverging_candidate_network_is_predicted_from_its_parameters_without_
     assert not [w for w in caught if "LyapunovSampler" in str(w.message)]
     quantiles = [_quantile(c) for c in _candidates(base, 0)]
     assert study.trials[0].user_attrs["lyap_screen_quantile"] == pytest.approx(max(quantiles))
+
+
+def test_completed_trials_the_prior_cannot_predict_are_no_evidence() -> None:
+    # Ten completed trials with parameters the prior does not read: the prior has no evidence
+    # against it, so it keeps screening, also when the completed set is read from its cache
+    # (the new trials are pruned, so the set does not change).
+    sampler = LyapunovSampler(
+        RandomSampler(seed=10), search_space=SPACE, n_startup_trials=4, seed=0
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for x in np.linspace(0, 1, 10):
+        study.add_trial(
+            optuna.create_trial(
+                params={"x": x}, distributions={"x": FloatDistribution(0, 1)}, value=x
+            )
+        )
+
+    def pruned(trial: optuna.Trial) -> float:
+        _suggest(trial)
+        raise optuna.TrialPruned()
+
+    study.optimize(pruned, n_trials=3)
+    assert [t.user_attrs.get("lyap_screen_by") for t in study.trials[10:]] == ["prior"] * 3
