@@ -86,7 +86,19 @@ def reliability(proba: np.ndarray, hit: np.ndarray) -> list[dict[str, Any]]:
 
 
 def brier(proba: np.ndarray, hit: np.ndarray) -> float:
+    """Mean squared error of the probabilities (calibration and sharpness together)."""
     return round(float(np.mean((proba - hit) ** 2)), 4)
+
+
+def calibration_error(proba: np.ndarray, hit: np.ndarray) -> float:
+    """Expected calibration error over ``BINS``: the count-weighted mean of
+    ``|mean predicted - observed share|`` per bin (calibration alone)."""
+    total = 0.0
+    for low, high in zip(BINS[:-1], BINS[1:], strict=True):
+        inside = (proba >= low) & ((proba < high) | (high == BINS[-1]))
+        if inside.any():
+            total += inside.sum() * abs(float(proba[inside].mean()) - float(hit[inside].mean()))
+    return round(total / proba.size, 4)
 
 
 def _fit(
@@ -188,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
                         "n": int(pooled.size),
                         "brier_before": brier(before_p, pooled_hit),
                         "brier_after": brier(after_p, pooled_hit),
+                        "ece_before": calibration_error(before_p, pooled_hit),
+                        "ece_after": calibration_error(after_p, pooled_hit),
                         "brier_base_rate": brier(
                             np.full(pooled.size, pooled_hit.mean()), pooled_hit
                         ),
@@ -315,16 +329,20 @@ def _write_calibration_report(
         "Pooled over held-out tables, every prediction out of sample. *Before*: the boosted-"
         "tree classifier fitted beside each model on the other tables. *After*: the isotonic "
         "map from the model's predicted quantile, fitted on the other tables' out-of-sample "
-        "predictions (the shipped map is fitted on all of them). Brier score, lower is better; "
-        "the base rate predicts the pooled share of top trials for everyone.",
+        "predictions (the shipped map is fitted on all of them). ECE: expected calibration "
+        "error over the bins below (count-weighted mean of |mean predicted - observed|), "
+        "calibration alone; Brier score: calibration and sharpness together; lower is better "
+        "for both. The base rate predicts the pooled share of top trials for everyone.",
         "",
-        "| step | inputs | n | Brier before | Brier after | Brier base rate | breakpoints |",
-        "|---|---|---|---|---|---|---|",
+        "| step | inputs | n | ECE before | ECE after | Brier before | Brier after "
+        "| Brier base rate | breakpoints |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['step']} | {r['inputs']} | {r['n']} | {r['brier_before']} "
-            f"| {r['brier_after']} | {r['brier_base_rate']} | {r['breakpoints']} |"
+            f"| {r['step']} | {r['inputs']} | {r['n']} | {r['ece_before']} | {r['ece_after']} "
+            f"| {r['brier_before']} | {r['brier_after']} | {r['brier_base_rate']} "
+            f"| {r['breakpoints']} |"
         )
     lines += [
         "",

@@ -174,3 +174,24 @@ def test_monitor_skips_custom_cells_and_reads_lr_from_the_optimizer() -> None:
         LyapunovMonitor(trial, lr=-1.0)
     with pytest.raises(TypeError, match="optimizer"):
         LyapunovMonitor(trial, optimizer=0.1)
+
+
+def test_curve_group_matches_the_training_features() -> None:
+    from optuna_lyap._prediction._prior import _curve
+    from optuna_lyap.aelle._prior import curve_features
+
+    rng = np.random.default_rng(1)
+    values = rng.uniform(size=(7, 3))
+    loss = rng.uniform(size=(7, 3))
+    trials = [
+        _trial(i, {s: float(values[i, s]) for s in range(3)}) for i in range(len(values))
+    ]
+    for i, trial in enumerate(trials):
+        trial.user_attrs = {"val_loss:2": float(loss[i, 2])}
+    for direction in ("maximize", "minimize"):
+        np.testing.assert_allclose(
+            _curve(trials, 2, direction), curve_features(values, direction, 2, loss)
+        )
+    # Without the loss attr its rank is unknown; at the first step the change is 0.
+    at0 = _curve(trials, 0, "maximize")
+    assert np.isnan(at0[:, 3]).all() and (at0[:, 2] == 0).all()
