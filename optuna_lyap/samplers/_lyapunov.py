@@ -986,7 +986,7 @@ class LyapunovSampler(BaseSampler):
             else ""
         )
         warnings.warn(
-            f"LyapunovSampler's prior could not predict the candidates: it reads the "
+            f"LyapunovSampler's prior predicts nothing for the candidates: it reads the "
             f"hyperparameters from the parameter names {looked_for}, and found none among "
             f"{sorted(names)}{spectrum_note}. Rename the parameters so, or pass prior=None; "
             "until then the base sampler decides.",

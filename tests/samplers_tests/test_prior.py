@@ -150,7 +150,7 @@ def test_unknown_parameter_names_warn_once_and_leave_the_base_in_charge() -> Non
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         wrapped.optimize(f, n_trials=6)
-    messages = [str(w.message) for w in caught if "prior could not predict" in str(w.message)]
+    messages = [str(w.message) for w in caught if "prior predicts nothing" in str(w.message)]
     assert len(messages) == 1
     assert "['x', 'y']" in messages[0] and "hidden_size" in messages[0]
     assert [t.params for t in wrapped.trials] == [t.params for t in plain.trials]
@@ -168,7 +168,7 @@ def test_unknown_names_warn_once_also_with_a_model_factory() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         study.optimize(objective, n_trials=4)
-    messages = [str(w.message) for w in caught if "prior could not predict" in str(w.message)]
+    messages = [str(w.message) for w in caught if "prior predicts nothing" in str(w.message)]
     assert len(messages) == 1 and "['g']" in messages[0]
     assert "no spectrum without hyperparameters" in messages[0]
     assert all("lyap_screen_by" not in t.user_attrs for t in study.trials)
