@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -112,7 +112,7 @@ def study_rows(study: optuna.Study, step: int, fraction: float) -> StudyRows:
         fraction: Share of each spectrum kept (the bundle's ``spectrum_fraction``).
     """
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    direction = "maximize" if maximize else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if maximize else "minimize"
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     completed = [
         t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
@@ -244,7 +244,7 @@ def fit_bundle(
             )
     fraction = shipped.spectrum_fraction if shipped is not None else 0.25
     steps = spectrum_steps(studies) if steps is None else sorted(set(steps))
-    models: dict[tuple[int, tuple[str, ...]], CrossTaskPrior] = {}
+    models: dict[tuple[int, Sequence[str]], CrossTaskPrior] = {}
     counts: dict[str, int] = {}
     checks: dict[str, dict[str, Any]] = {}
     for step in steps:
