@@ -729,7 +729,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     info = {
         "studies": [s.study_name for s in studies],
-        "command": "optuna-lyap fit " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+        # The storage URL is left out: it may hold a password.
+        "command": "optuna-lyap fit "
+        + " ".join(f"--study {name}" for name in args.studies)
+        + "".join(f" --step {step}" for step in args.step or [])
+        + (" --on-shipped" if args.on_shipped else "")
+        + f" --seed {args.seed}",
         "on_shipped": bool(args.on_shipped),
         "seed": args.seed,
     }

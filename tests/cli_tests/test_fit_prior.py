@@ -39,6 +39,7 @@ def test_fit_on_two_studies_writes_a_bundle_that_prior_accepts(
         ]
     )  # fmt: skip
     assert bundle.info["studies"] == ["a", "b"]
+    assert bundle.info["command"] == "optuna-lyap fit --study a --study b --step 0 --seed 0"
     assert bundle.info["rows"]["0:hyperparameters"] == 28
     assert bundle.info["warm_start"] is None
 
