@@ -60,7 +60,14 @@ VAL_LOSS_ATTR = "val_loss:{step}"
 #: Parameter names :func:`network_of` reads, per field, in order of preference.
 PARAM_ALIASES: dict[str, tuple[str, ...]] = {
     "cell": ("cell", "cell_type", "rnn_cell", "rnn_type", "rnn"),
-    "hidden_size": ("hidden_size", "hidden_dim", "n_hidden", "num_hidden", "hidden_units"),
+    "hidden_size": (
+        "hidden_size",
+        "hidden_dim",
+        "hidden",
+        "n_hidden",
+        "num_hidden",
+        "hidden_units",
+    ),
     "num_layers": ("num_layers", "n_layers", "layers", "rnn_layers"),
     "init_scale": ("init_scale",),
     "lr": ("lr", "learning_rate", "learningrate"),

@@ -510,10 +510,11 @@ class CrossTaskPrior:
         aelle_params: Extra ``AeLLE`` parameters (``model="aelle"``).
 
     Attributes:
-        columns_: Which columns of ``PriorInputs.matrix(inputs)`` the models read (those with a
-            finite value in some training row); the others are set to NaN before predicting,
-            so a column the corpus never knew (the recurrent norm of recorded tables) cannot
-            move a prediction.
+        columns_: Which columns of ``PriorInputs.matrix(inputs)`` the models read (those with at
+            least two distinct finite values in training); the others are set to NaN (the
+            training median) before the AeLLE head reads them, so a column the corpus never
+            knew (the recurrent norm of recorded tables) or never varied (the number of layers
+            of one-layer networks) cannot move a prediction.
         regressor_: The fitted regressor (``HistGradientBoostingRegressor`` or ``AeLLE``).
         classifier_: The fitted ``HistGradientBoostingClassifier`` (not kept by ``save``).
         calibration_: None, or ``(x, y)``: increasing breakpoints of an isotonic map from the
@@ -570,8 +571,13 @@ class CrossTaskPrior:
             raise ValueError(f"target must be {len(rows)} finite values but got {target.shape=}.")
         matrix = rows.matrix(self.inputs)
         # Columns no training row knows (the recurrent norm of recorded tables) carry nothing
-        # and break the binning of the boosted trees: leave them out.
-        self.columns_ = np.isfinite(matrix).any(axis=0)
+        # and break the binning of the boosted trees; a column with one value in training (the
+        # number of layers of a corpus of one-layer networks) teaches no weight what other
+        # values mean, and AeLLE would read any other value as an extreme. Leave both out.
+        self.columns_ = np.array(
+            [np.unique(column[np.isfinite(column)]).size >= 2 for column in matrix.T],
+            dtype=bool,
+        )
         if self.model == "hgb":
             self.regressor_: Any = HistGradientBoostingRegressor(
                 max_iter=200, random_state=self.seed, **_TREE_PARAMS

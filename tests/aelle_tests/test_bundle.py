@@ -89,6 +89,18 @@ def test_unknown_fields_read_as_the_corpus_median(data: tuple[PriorInputs, np.nd
     )
     first, second = prior.predict(probe)
     assert first == second
+    # Nor can a column that never varied in training (one layer everywhere).
+    deep = NetworkDescription("gru", 16, 3, 1.0, 1e-3)
+    probe = PriorInputs(
+        hyperparameter_features([deep, plain]),
+        [np.zeros(1)] * 2,
+        np.full(2, 16),
+        np.full((2, 4), np.nan),
+    )
+    first, second = prior.predict(probe)
+    assert first == second
+    layers = HYPERPARAMETER_NAMES.index("log_num_layers")
+    assert not prior.columns_[layers] and prior.columns_[lr_column]
 
 
 def test_network_description_fields_may_be_unknown() -> None:
@@ -216,7 +228,13 @@ def test_calibration_is_monotone_saved_and_loaded(
 def test_shipped_bundle_is_cached_and_complete() -> None:
     bundle = load_shipped_prior()
     assert load_shipped_prior() is bundle
-    assert set(bundle.models) == {(s, g) for s in (0, 1, 2) for g in INPUT_SETS}
+    # Hyperparameters alone read the same rows at every step: one model, at step 0.
+    expected = {
+        (s, g) for s in (0, 1, 2) for g in INPUT_SETS if s == 0 or g != ("hyperparameters",)
+    }
+    assert set(bundle.models) == expected
+    fallback = bundle.select(2, {"hyperparameters"})
+    assert fallback is not None and bundle.key_of(fallback) == (0, ("hyperparameters",))
     assert "copy" in bundle.info["tables"] and bundle.info["command"]
     rows, _ = _rows(np.random.default_rng(3), 20)
     for prior in bundle.models.values():
