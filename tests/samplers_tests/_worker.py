@@ -43,6 +43,7 @@ def main(kind: str, location: str, study_name: str, n_trials: int, seed: int) ->
         cv_folds=2,
         min_rank_corr=-1.0,
         seed=0,
+        prior=None,  # the study's own model, fitted once and shared, is what this checks
     )
     study = optuna.load_study(study_name=study_name, storage=open_storage(kind, location))
     study.sampler = sampler

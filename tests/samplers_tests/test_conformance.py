@@ -40,6 +40,7 @@ def _screening(base: BaseSampler | None = None) -> BaseSampler:
         n_candidates=3,
         n_startup_trials=10_000,
         seed=0,
+        prior=None,  # the pretrained AeLLE screens (the prior's screening: test_prior.py)
     )
 
 
