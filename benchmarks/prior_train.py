@@ -1,14 +1,33 @@
-"""Train the cross-task prior on every recorded table and write the weights the package ships.
+"""Train the cross-task prior on every recorded table and write the bundle the package ships.
 
-One ``CrossTaskPrior(model="aelle")`` per step (0, 1, 2) on all inputs, fitted on every table
-``benchmarks/prior_loto.py`` reads, saved to ``optuna_lyap/aelle/weights/prior_step<s>.pt``
-(tensors plus JSON, read by ``torch.load(weights_only=True)``). Reports the file sizes, the
-seconds to load each file and to predict a table, and checks that the loaded prior predicts
-exactly what the fitted one did.
+For each step (0 = at initialisation, 1, 2) and each input set of
+``optuna_lyap.aelle._prior.INPUT_SETS`` (hyperparameters; hyperparameters+spectrum;
+hyperparameters+curve; all three; spectrum+curve), one ``CrossTaskPrior(model="aelle")`` is
+fitted on every table with at least ``--min-configs`` configurations, and all of them are saved
+as one ``PriorBundle`` in ``optuna_lyap/aelle/weights/prior.pt`` (tensors plus JSON, read by
+``torch.load(weights_only=True)``).
+
+Calibration of P(top 10%): for each model, its predictions are made leave-one-task-out (a
+model of the same kind fitted on the other tables predicts each table in turn), and scikit-
+learn's ``IsotonicRegression`` maps those out-of-sample quantiles to whether the trial ended in
+its table's top 10%; the map's breakpoints are stored in the bundle. The reliability of that
+probability is reported per step for the richest set, before (the boosted-tree classifier
+``CrossTaskPrior`` fits beside the model, out of sample) and after (for each held-out table, an
+isotonic map fitted on the other tables' out-of-sample predictions only), in
+``benchmarks/results/prior_calibration.{json,md}``.
+
+Also reports the file size, load time and the time to predict one trial and 200 trials
+through ``TrialPrior`` in ``benchmarks/results/prior_weights.{json,md}``, and checks that the
+loaded bundle predicts exactly what the fitted models did.
+
+The curve group's validation-loss rank is left unknown (NaN) in training by default, since the
+Optuna reader only knows it where a trial stores ``val_loss:{step}``; ``--val-loss-rank`` keeps
+it.
 
 Usage::
 
-    python benchmarks/prior_train.py
+    python benchmarks/prior_train.py                      # tables under benchmarks/data
+    python benchmarks/prior_train.py --data /path/to/data --no-calibration
 """
 
 from __future__ import annotations
@@ -19,19 +38,23 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from optuna_lyap.aelle._prior import (
-    SHIPPED_DIR,
+    INPUT_SETS,
+    SHIPPED_PATH,
     CrossTaskPrior,
+    PriorBundle,
     PriorInputs,
     final_quantile,
-    load_shipped_prior,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BINS = (0.0, 0.05, 0.1, 0.2, 0.4, 1.0)
 
 
 def _loto_module():  # noqa: ANN202 - a script module
@@ -45,14 +68,48 @@ def _loto_module():  # noqa: ANN202 - a script module
     return module
 
 
+def reliability(proba: np.ndarray, hit: np.ndarray) -> list[dict[str, Any]]:
+    """Bins of predicted probability with their count, mean prediction and observed share."""
+    out = []
+    for low, high in zip(BINS[:-1], BINS[1:], strict=True):
+        inside = (proba >= low) & ((proba < high) | (high == BINS[-1]))
+        if inside.any():
+            out.append(
+                {
+                    "bin": f"[{low:.2f}, {high:.2f}{']' if high == BINS[-1] else ')'}",
+                    "n": int(inside.sum()),
+                    "mean_predicted": round(float(proba[inside].mean()), 3),
+                    "observed": round(float(hit[inside].mean()), 3),
+                }
+            )
+    return out
+
+
+def brier(proba: np.ndarray, hit: np.ndarray) -> float:
+    return round(float(np.mean((proba - hit) ** 2)), 4)
+
+
+def _fit(
+    groups: tuple[str, ...], rows: PriorInputs, target: np.ndarray, seed: int
+) -> CrossTaskPrior:
+    return CrossTaskPrior(inputs=groups, model="aelle", seed=seed).fit(rows, target)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--min-configs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fraction", type=float, default=0.25, help="share of each spectrum")
+    parser.add_argument("--data", type=Path, default=None, help="folder of the tables")
+    parser.add_argument("--out", type=Path, default=SHIPPED_PATH, help="bundle file")
+    parser.add_argument("--no-calibration", action="store_true")
+    parser.add_argument("--val-loss-rank", action="store_true", help="keep the loss rank")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     loto = _loto_module()
+    if args.data is not None:
+        loto.DATA = args.data.resolve()
     record = loto._load_record_module()
     tables = {}
     for path in loto.table_paths(args.min_configs):
@@ -60,65 +117,231 @@ def main(argv: list[str] | None = None) -> None:
         if len(table["index"]) >= args.min_configs:
             tables[table["meta"]["task"]] = table
     names = sorted(tables)
-    targets = np.concatenate(
-        [
-            final_quantile(
-                tables[n]["values"][:, -1],
-                tables[n]["meta"]["direction"],
-                tie_break=tables[n]["val_loss"][:, -1],
-            )
-            for n in names
-        ]
-    )
-    command = "python " + " ".join(["benchmarks/prior_train.py", *(argv or sys.argv[1:])])
-    SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-    report = {"command": command, "tables": {n: len(tables[n]["index"]) for n in names}}
-    rows_out = []
-    for step in args.steps:
-        rows = PriorInputs.concatenate([loto.study_rows(tables[n], step, 0.25) for n in names])
-        start = time.perf_counter()
-        prior = CrossTaskPrior(model="aelle", seed=args.seed).fit(rows, targets)
-        fit_seconds = time.perf_counter() - start
-        prior.info_ = {"step": step, "tables": report["tables"], "command": command}
-        path = SHIPPED_DIR / f"prior_step{step}.pt"
-        prior.save(path)
-        start = time.perf_counter()
-        loaded = load_shipped_prior(step)
-        load_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        predicted = loaded.predict(rows)
-        predict_seconds = time.perf_counter() - start
-        np.testing.assert_array_equal(predicted, prior.predict(rows))
-        rows_out.append(
-            {
-                "step": step,
-                "file": str(path.relative_to(ROOT)),
-                "bytes": path.stat().st_size,
-                "fit_seconds": round(fit_seconds, 2),
-                "load_seconds": round(load_seconds, 4),
-                "predict_seconds": round(predict_seconds, 4),
-                "n_rows": len(rows),
-            }
+    targets = {
+        n: final_quantile(
+            tables[n]["values"][:, -1],
+            tables[n]["meta"]["direction"],
+            tie_break=tables[n]["val_loss"][:, -1],
         )
-        print(rows_out[-1], flush=True)
-    report["files"] = rows_out
-    results = ROOT / "benchmarks" / "results"
-    (results / "prior_weights.json").write_text(json.dumps(report, indent=1) + "\n")
+        for n in names
+    }
+    command = "python " + " ".join(["benchmarks/prior_train.py", *(argv or sys.argv[1:])])
+    info = {
+        "tables": {n: len(tables[n]["index"]) for n in names},
+        "command": command,
+        "spectrum_fraction": args.fraction,
+        "val_loss_rank": bool(args.val_loss_rank),
+        "calibration": None if args.no_calibration else "isotonic, leave one task out",
+    }
+    print(f"tables: {info['tables']}", flush=True)
+
+    models: dict[tuple[int, tuple[str, ...]], CrossTaskPrior] = {}
+    calibration_rows: list[dict[str, Any]] = []
+    fit_seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    for step in args.steps:
+        per_table = {n: loto.study_rows(tables[n], step, args.fraction) for n in names}
+        if not args.val_loss_rank:
+            for rows in per_table.values():
+                rows.curve[:, 3] = np.nan
+        everything = PriorInputs.concatenate([per_table[n] for n in names])
+        target = np.concatenate([targets[n] for n in names])
+        for groups in INPUT_SETS:
+            label = f"{step}:{'+'.join(groups)}"
+            start = time.perf_counter()
+            prior = _fit(groups, everything, target, args.seed)
+            fit_seconds[label] = round(time.perf_counter() - start, 2)
+            prior.info_ = {"step": step}
+            if not args.no_calibration:
+                oof: dict[str, np.ndarray] = {}
+                classifier: dict[str, np.ndarray] = {}
+                for held in names:
+                    train = [n for n in names if n != held]
+                    other = _fit(
+                        groups,
+                        PriorInputs.concatenate([per_table[n] for n in train]),
+                        np.concatenate([targets[n] for n in train]),
+                        args.seed,
+                    )
+                    oof[held] = other.predict(per_table[held])
+                    classifier[held] = other.predict_top_probability(per_table[held])
+                hits = {n: targets[n] >= 1 - prior.top_fraction for n in names}
+                pooled = np.concatenate([oof[n] for n in names])
+                pooled_hit = np.concatenate([hits[n] for n in names])
+                prior.set_calibration(pooled, pooled_hit)
+                # Honest "after": each table's probability from a map fitted without it.
+                after = []
+                for held in names:
+                    probe = CrossTaskPrior(inputs=groups, model="aelle")
+                    train = [n for n in names if n != held]
+                    probe.set_calibration(
+                        np.concatenate([oof[n] for n in train]),
+                        np.concatenate([hits[n] for n in train]),
+                    )
+                    after.append(probe.calibrated_top_probability(oof[held]))
+                after_p = np.concatenate(after)
+                before_p = np.concatenate([classifier[n] for n in names])
+                calibration_rows.append(
+                    {
+                        "step": step,
+                        "inputs": "+".join(groups),
+                        "n": int(pooled.size),
+                        "brier_before": brier(before_p, pooled_hit),
+                        "brier_after": brier(after_p, pooled_hit),
+                        "brier_base_rate": brier(
+                            np.full(pooled.size, pooled_hit.mean()), pooled_hit
+                        ),
+                        "before": reliability(before_p, pooled_hit),
+                        "after": reliability(after_p, pooled_hit),
+                        "breakpoints": len(prior.calibration_[0]),  # type: ignore[index]
+                    }
+                )
+            models[(step, groups)] = prior
+            print(f"{label}: fit {fit_seconds[label]} s", flush=True)
+    info["seconds"] = round(time.perf_counter() - started, 1)
+
+    bundle = PriorBundle(models, info, spectrum_fraction=args.fraction)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    bundle.save(args.out)
+    start = time.perf_counter()
+    loaded = PriorBundle.load(args.out)
+    load_seconds = time.perf_counter() - start
+    for step in args.steps:
+        per_table = {n: loto.study_rows(tables[n], step, args.fraction) for n in names}
+        everything = PriorInputs.concatenate([per_table[n] for n in names])
+        if not args.val_loss_rank:
+            everything.curve[:, 3] = np.nan
+        for groups in INPUT_SETS:
+            np.testing.assert_array_equal(
+                loaded.models[(step, groups)].predict(everything),
+                models[(step, groups)].predict(everything),
+            )
+    timing = _time_predictions(args.out)
+    report = {
+        "command": command,
+        "tables": info["tables"],
+        "file": str(args.out.resolve().relative_to(ROOT))
+        if args.out.resolve().is_relative_to(ROOT)
+        else str(args.out),
+        "bytes": args.out.stat().st_size,
+        "digest": loaded.digest(),
+        "load_seconds": round(load_seconds, 4),
+        "fit_seconds": fit_seconds,
+        "total_seconds": info["seconds"],
+        **timing,
+    }
+    _write_weights_report(report)
+    if calibration_rows:
+        _write_calibration_report(command, info["tables"], calibration_rows)
+
+
+def _time_predictions(path: Path) -> dict[str, Any]:
+    """Seconds for ``TrialPrior.predict_trials`` on 1 and 200 synthetic trials at steps 0-2."""
+    import optuna
+
+    from optuna_lyap._prediction._prior import NETWORK_ATTR, TrialPrior
+    from optuna_lyap._storage import encode_floats, spectrum_key
+
+    prior = TrialPrior.resolve(path)
+    assert prior is not None
+    rng = np.random.default_rng(0)
+    trials = []
+    for number in range(200):
+        hidden = int(rng.choice([16, 32, 64]))
+        spectrum = np.sort(rng.normal(-0.5, 0.4, hidden))[::-1]
+        attrs = {
+            NETWORK_ATTR: {"cell": "gru", "hidden_size": hidden, "num_layers": 1, "lr": 1e-3},
+            spectrum_key(0): {"dim": hidden, "k": hidden, "exponents": encode_floats(spectrum)},
+        }
+        trials.append(
+            optuna.trial.create_trial(
+                value=None,
+                state=optuna.trial.TrialState.RUNNING,
+                intermediate_values={0: float(rng.random()), 1: float(rng.random())},
+                system_attrs=attrs,
+            )
+        )
+        trials[-1].number = number
+    out: dict[str, Any] = {}
+    for n in (1, 200):
+        best = np.inf
+        for _ in range(5):
+            start = time.perf_counter()
+            predictions = prior.predict_trials(trials[:n], 1, "maximize")
+            best = min(best, time.perf_counter() - start)
+        assert len(predictions) == n
+        out[f"predict_{n}_seconds"] = round(best, 4)
+    return out
+
+
+def _write_weights_report(report: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "prior_weights.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [
         "# Shipped prior weights",
         "",
-        f"`{command}`; tables: " + ", ".join(f"{k} ({v})" for k, v in report["tables"].items()),
+        f"`{report['command']}`; tables: "
+        + ", ".join(f"{k} ({v})" for k, v in report["tables"].items()),
         "",
-        "| step | file | size (KB) | fit (s) | load (s) | predict all rows (s) | rows |",
+        "| file | size (KB) | digest | load (s) | predict 1 trial (s) | predict 200 trials (s) |",
+        "|---|---|---|---|---|---|",
+        f"| `{report['file']}` | {report['bytes'] / 1024:.0f} | `{report['digest']}` "
+        f"| {report['load_seconds']} | {report['predict_1_seconds']} "
+        f"| {report['predict_200_seconds']} |",
+        "",
+        "Predict: `TrialPrior.predict_trials` at step 1 (hyperparameters+spectrum+curve), best "
+        "of 5. Fit seconds per model (step:inputs), on one thread, including nothing of the "
+        f"calibration; whole run {report['total_seconds']} s:",
+        "",
+        "| model | fit (s) |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in report["fit_seconds"].items()]
+    (RESULTS / "prior_weights.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _write_calibration_report(
+    command: str, tables: dict[str, int], rows: list[dict[str, Any]]
+) -> None:
+    (RESULTS / "prior_calibration.json").write_text(
+        json.dumps({"command": command, "tables": tables, "models": rows}, indent=1) + "\n"
+    )
+    lines = [
+        "# Calibration of the shipped prior's P(top 10%)",
+        "",
+        f"`{command}`; tables: " + ", ".join(f"{k} ({v})" for k, v in tables.items()),
+        "",
+        "Pooled over held-out tables, every prediction out of sample. *Before*: the boosted-"
+        "tree classifier fitted beside each model on the other tables. *After*: the isotonic "
+        "map from the model's predicted quantile, fitted on the other tables' out-of-sample "
+        "predictions (the shipped map is fitted on all of them). Brier score, lower is better; "
+        "the base rate predicts the pooled share of top trials for everyone.",
+        "",
+        "| step | inputs | n | Brier before | Brier after | Brier base rate | breakpoints |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in rows_out:
+    for r in rows:
         lines.append(
-            f"| {r['step']} | `{r['file']}` | {r['bytes'] / 1024:.0f} | {r['fit_seconds']} "
-            f"| {r['load_seconds']} | {r['predict_seconds']} | {r['n_rows']} |"
+            f"| {r['step']} | {r['inputs']} | {r['n']} | {r['brier_before']} "
+            f"| {r['brier_after']} | {r['brier_base_rate']} | {r['breakpoints']} |"
         )
-    (results / "prior_weights.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += [
+        "",
+        "Reliability tables (bin of predicted probability, n, mean predicted, observed share "
+        "in the top 10%):",
+    ]
+    for r in rows:
+        lines += ["", f"Step {r['step']}, {r['inputs']}:", ""]
+        lines += ["| | bin | n | mean predicted | observed |", "|---|---|---|---|---|"]
+        for when in ("before", "after"):
+            for b in r[when]:
+                lines.append(
+                    f"| {when} | {b['bin']} | {b['n']} | {b['mean_predicted']:.3f} "
+                    f"| {b['observed']:.3f} |"
+                )
+    (RESULTS / "prior_calibration.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:20]))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ Layout (schema version 1):
   part. Each value stays below 60 KiB, under MySQL's 64 KiB cap on an attribute.
 * ``optuna_lyap:v1:prediction:{step}`` (trial system attr): what :class:`LyapunovPruner` decided
   at ``step`` (see :func:`record_prediction`).
+* ``optuna_lyap:network`` (trial system attr): what :class:`LyapunovMonitor` read about the
+  network at the first step, ``NetworkDescription.to_json()`` (cell, hidden size, layers,
+  initialisation scale, learning rate, recurrent spectral norm; null where unknown).
 * User attrs ``lyap_max`` and ``lyap_mean`` (the latest spectrum reported, finite floats only),
   ``lyap_step`` (that step), and the latest decision's ``lyap_predicted``, ``lyap_predicted_std``,
-  ``lyap_threshold``, ``lyap_n_train``, and the sampler's ``lyap_screen_predicted``,
+  ``lyap_threshold``, ``lyap_n_train``, ``lyap_prior_quantile``, ``lyap_prior_top10``, and the
+  sampler's ``lyap_screen_predicted``,
   ``lyap_screen_std``, ``lyap_screen_rank_corr``, and the dynamics diagnosis of the spectra
   reported so far, ``lyap_regime``, ``lyap_memory_horizon``, ``lyap_ky_dimension``,
   ``lyap_max_change``, ``lyap_ky_dimension_change`` (``optuna_lyap.diagnose`` explains them):
@@ -50,6 +54,9 @@ _PREFIX = f"optuna_lyap:v{SCHEMA_VERSION}:"
 _SPECTRUM_PREFIX = _PREFIX + "spectrum:"
 _PREDICTION_PREFIX = _PREFIX + "prediction:"
 
+#: The system attr of the network's description (read by the cross-task prior).
+NETWORK_ATTR = "optuna_lyap:network"
+
 # 2000 floats of at most 24 characters ("-1.2345678901234567e-308") plus ", " is 52,000 chars.
 MAX_FLOATS_PER_ATTR = 2000
 
@@ -60,6 +67,8 @@ USER_ATTR_PREDICTED = "lyap_predicted"
 USER_ATTR_PREDICTED_STD = "lyap_predicted_std"
 USER_ATTR_THRESHOLD = "lyap_threshold"
 USER_ATTR_N_TRAIN = "lyap_n_train"
+USER_ATTR_PRIOR_QUANTILE = "lyap_prior_quantile"
+USER_ATTR_PRIOR_TOP10 = "lyap_prior_top10"
 # Written by LyapunovSampler on each trial it screened.
 USER_ATTR_SCREEN_PREDICTED = "lyap_screen_predicted"
 USER_ATTR_SCREEN_STD = "lyap_screen_std"
@@ -364,8 +373,9 @@ def record_prediction(
 
     ``record`` goes, with non-finite numbers encoded as strings, to the system attr
     ``optuna_lyap:v1:prediction:{step}``; its finite ``predicted``, ``predicted_std``,
-    ``threshold`` and ``n_train`` entries also go to the numeric user attrs ``lyap_predicted``,
-    ``lyap_predicted_std``, ``lyap_threshold`` and ``lyap_n_train``.
+    ``threshold``, ``n_train``, ``prior_quantile`` and ``prior_top10`` entries also go to the
+    numeric user attrs ``lyap_predicted``, ``lyap_predicted_std``, ``lyap_threshold``,
+    ``lyap_n_train``, ``lyap_prior_quantile`` and ``lyap_prior_top10``.
     """
     storage = study._storage
     stored = {}
@@ -382,6 +392,8 @@ def record_prediction(
         ("predicted_std", USER_ATTR_PREDICTED_STD),
         ("threshold", USER_ATTR_THRESHOLD),
         ("n_train", USER_ATTR_N_TRAIN),
+        ("prior_quantile", USER_ATTR_PRIOR_QUANTILE),
+        ("prior_top10", USER_ATTR_PRIOR_TOP10),
     ):
         value = finite_or_none(record.get(key))
         if value is not None:

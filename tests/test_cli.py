@@ -111,7 +111,7 @@ def test_worker_fit_and_embed_on_a_journal_file(tmp_path: Path):
     assert "complete 6" in proc.stdout
     run_cli(
         "fit", "--storage", journal, "--study-name", "s", "--step", "1", "--output", "model",
-        cwd=tmp_path,
+        "--format", "aelle", cwd=tmp_path,
     )  # fmt: skip
     from optuna_lyap import AeLLE
 

@@ -5,6 +5,7 @@
 * :mod:`._inputs`: the registry of inputs (spectrum, learning curve, hyperparameters), each
   read from a trial at a step.
 * :mod:`._reader`: which trials a predictor is fitted on, and their rows.
+* :mod:`._prior`: the shipped cross-task prior applied to Optuna trials (``TrialPrior``).
 * :mod:`._store`: one fit per study and training set, shared by every worker through the
   storage.
 """
@@ -33,6 +34,7 @@ from optuna_lyap._prediction._inputs import (
     curve_features,
     pretrained_inputs,
 )
+from optuna_lyap._prediction._prior import PriorPrediction, TrialPrior, network_of
 from optuna_lyap._prediction._reader import (
     can_label,
     fit_aelle,
@@ -55,14 +57,17 @@ __all__ = [
     "ParamEncoder",
     "ParamsInput",
     "PredictorCache",
+    "PriorPrediction",
     "ReadContext",
     "Rows",
     "SpectrumInput",
+    "TrialPrior",
     "can_label",
     "curve_features",
     "fit_aelle",
     "fit_predictor",
     "input_sets",
+    "network_of",
     "param_encoder",
     "pretrained_inputs",
     "query_rows",

@@ -21,6 +21,7 @@ Notation: ``n`` trials of one study, ``E`` recorded steps, ``G`` grid points.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -37,11 +38,14 @@ from optuna_lyap.aelle._preprocessing import preprocess_spectra
 
 CELL_NAMES: tuple[str, ...] = ("rnn", "gru", "lstm")
 
-#: Where the package's trained priors live, one file per step (``prior_step<s>.pt``).
+#: Where the package's trained prior lives (``prior.pt``, a ``PriorBundle``).
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 
 _SAVE_FORMAT = "optuna_lyap.CrossTaskPrior"
-_SAVE_VERSION = 1
+_SAVE_VERSION = 2
+
+# Grid points of the spectrum group in ``PriorInputs.matrix``.
+_GRID_SIZE = 8
 
 #: Column names of ``hyperparameter_features``.
 HYPERPARAMETER_NAMES: tuple[str, ...] = (
@@ -66,35 +70,55 @@ _MAD_TO_STD = 1.4826
 class NetworkDescription:
     """What the prior reads about one network, whether from its hyperparameters or its weights.
 
+    Every field may be unknown (None): an unknown field becomes NaN in
+    ``hyperparameter_features``, which the prior's models read as the training corpus's median
+    of that column (``AeLLE`` replaces non-finite features by the column median).
+
     Attributes:
-        cell: ``"rnn"``, ``"gru"`` or ``"lstm"``.
-        hidden_size: Units per layer ``H``.
-        num_layers: Stacked recurrent layers.
+        cell: ``"rnn"``, ``"gru"`` or ``"lstm"``, or None.
+        hidden_size: Units per layer ``H``, or None.
+        num_layers: Stacked recurrent layers, or None.
         init_scale: Bound of the uniform initialisation in units of ``1 / sqrt(H)`` (1 is
-            PyTorch's default; see ``optuna_lyap.tasks._model``).
-        lr: Learning rate of the optimiser.
+            PyTorch's default; see ``optuna_lyap.tasks._model``), or None.
+        lr: Learning rate of the optimiser, or None.
         recurrent_norm: Largest singular value of the first layer's recurrent weight matrix
             (all gates stacked), or None where unknown (a recorded table).
+
+    Raises:
+        ValueError: A known field out of range (a cell not in ``CELL_NAMES``, a size that is
+            not a positive integer, a scale, rate or norm that is not a positive finite number).
     """
 
-    cell: str
-    hidden_size: int
-    num_layers: int
-    init_scale: float
-    lr: float
+    cell: str | None
+    hidden_size: int | None
+    num_layers: int | None = None
+    init_scale: float | None = None
+    lr: float | None = None
     recurrent_norm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.cell not in CELL_NAMES:
-            raise ValueError(f"cell must be one of {list(CELL_NAMES)} but got {self.cell=}.")
+        if self.cell is not None and self.cell not in CELL_NAMES:
+            raise ValueError(
+                f"cell must be one of {list(CELL_NAMES)} or None but got {self.cell=}."
+            )
         for name in ("hidden_size", "num_layers"):
             value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer but got {value=}.")
-        for name in ("init_scale", "lr"):
-            value = float(getattr(self, name))
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number but got {value=}.")
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer or None but got {value=}.")
+        for name in ("init_scale", "lr", "recurrent_norm"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(
+                    f"{name} must be a positive finite number or None but got {value=}."
+                )
+            if not (math.isfinite(float(value)) and float(value) > 0):
+                raise ValueError(
+                    f"{name} must be a positive finite number or None but got {value=}."
+                )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], num_layers: int = 1) -> NetworkDescription:
@@ -108,7 +132,7 @@ class NetworkDescription:
         )
 
     @classmethod
-    def from_module(cls, rnn: Any, lr: float) -> NetworkDescription:
+    def from_module(cls, rnn: Any, lr: float | None) -> NetworkDescription:
         """From a ``torch.nn.RNN``/``GRU``/``LSTM`` itself, as it is now.
 
         The initialisation scale is read back from the recurrent weights of the first layer:
@@ -117,8 +141,11 @@ class NetworkDescription:
         measure of the weights' scale in the same units afterwards.
 
         Args:
-            rnn: The recurrent module (``nn.RNN`` with tanh, ``nn.GRU`` or ``nn.LSTM``).
-            lr: The learning rate it is trained with (not stored in the module).
+            rnn: The recurrent module (``nn.RNN``, ``nn.GRU`` or ``nn.LSTM``).
+            lr: The learning rate it is trained with (not stored in the module), or None.
+
+        Raises:
+            TypeError: ``rnn`` is not one of those modules.
         """
         import torch
         from torch import nn
@@ -130,29 +157,64 @@ class NetworkDescription:
         weight = rnn.weight_hh_l0.detach().to(torch.float64)
         hidden_size = int(rnn.hidden_size)
         std = float(weight.std(unbiased=False))
+        norm = float(torch.linalg.matrix_norm(weight, ord=2))
+        scale = math.sqrt(3.0) * std * math.sqrt(hidden_size)
         return cls(
             cell=cell,
             hidden_size=hidden_size,
             num_layers=int(rnn.num_layers),
-            init_scale=math.sqrt(3.0) * std * math.sqrt(hidden_size),
-            lr=float(lr),
-            recurrent_norm=float(torch.linalg.matrix_norm(weight, ord=2)),
+            init_scale=scale if math.isfinite(scale) and scale > 0 else None,
+            lr=None if lr is None else float(lr),
+            recurrent_norm=norm if math.isfinite(norm) and norm > 0 else None,
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The description as a JSON object (unknown fields as null)."""
+        return {
+            "cell": self.cell,
+            "hidden_size": None if self.hidden_size is None else int(self.hidden_size),
+            "num_layers": None if self.num_layers is None else int(self.num_layers),
+            "init_scale": None if self.init_scale is None else float(self.init_scale),
+            "lr": None if self.lr is None else float(self.lr),
+            "recurrent_norm": None if self.recurrent_norm is None else float(self.recurrent_norm),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NetworkDescription:
+        """Read ``to_json``'s object back (missing keys are unknown fields).
+
+        Raises:
+            ValueError: ``data`` is not an object, or a field is out of range.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a network description must be a JSON object but got {data!r}.")
+        fields = ("cell", "hidden_size", "num_layers", "init_scale", "lr", "recurrent_norm")
+        return cls(**{name: data.get(name) for name in fields})
+
+    def known(self) -> bool:
+        """Whether any field is known."""
+        return any(v is not None for v in self.to_json().values())
 
 
 def hyperparameter_features(networks: Sequence[NetworkDescription]) -> np.ndarray:
     """The generic hyperparameter encoding, an ``n x 8`` float64 array.
 
     Columns ``HYPERPARAMETER_NAMES``: one-hot cell, ``log H``, ``log num_layers``,
-    ``log init_scale``, ``log10 lr``, and the recurrent spectral norm (NaN where unknown).
+    ``log init_scale``, ``log10 lr``, and the recurrent spectral norm; NaN where a field is
+    unknown (an unknown cell makes all three one-hot columns NaN).
     """
     out = np.full((len(networks), len(HYPERPARAMETER_NAMES)), np.nan)
     for row, net in enumerate(networks):
-        out[row, :3] = [net.cell == name for name in CELL_NAMES]
-        out[row, 3] = math.log(net.hidden_size)
-        out[row, 4] = math.log(net.num_layers)
-        out[row, 5] = math.log(net.init_scale)
-        out[row, 6] = math.log10(net.lr)
+        if net.cell is not None:
+            out[row, :3] = [net.cell == name for name in CELL_NAMES]
+        if net.hidden_size is not None:
+            out[row, 3] = math.log(net.hidden_size)
+        if net.num_layers is not None:
+            out[row, 4] = math.log(net.num_layers)
+        if net.init_scale is not None:
+            out[row, 5] = math.log(net.init_scale)
+        if net.lr is not None:
+            out[row, 6] = math.log10(net.lr)
         if net.recurrent_norm is not None:
             out[row, 7] = net.recurrent_norm
     return out
@@ -393,7 +455,7 @@ class PriorInputs:
             np.concatenate([p.curve for p in parts]),
         )
 
-    def matrix(self, inputs: Sequence[str], *, grid_size: int = 8) -> np.ndarray:
+    def matrix(self, inputs: Sequence[str], *, grid_size: int = _GRID_SIZE) -> np.ndarray:
         """The chosen groups side by side, an ``n x F`` float64 array (NaN where unknown)."""
         _check_inputs(inputs)
         blocks = []
@@ -435,9 +497,10 @@ class CrossTaskPrior:
     Two models share one interface: ``model="hgb"`` fits scikit-learn's
     ``HistGradientBoostingRegressor`` on ``PriorInputs.matrix(inputs)`` (missing values handled
     natively); ``model="aelle"`` fits the package's ``AeLLE`` with the spectra as its spectra
-    and the hyperparameter and curve groups as its head's features (it needs ``"spectrum"`` in
-    ``inputs``). Both also fit a ``HistGradientBoostingClassifier`` for the probability that a
-    trial ends in its study's top ``top_fraction`` (``predict_top_probability``).
+    (when ``"spectrum"`` is in ``inputs``; without it, a features-only ``AeLLE``) and the
+    hyperparameter and curve groups as its head's features. Both also fit a
+    ``HistGradientBoostingClassifier`` for the probability that a trial ends in its study's
+    top ``top_fraction`` (``predict_top_probability``).
 
     Args:
         inputs: Input groups, a subset of ``INPUT_GROUPS``.
@@ -448,9 +511,14 @@ class CrossTaskPrior:
 
     Attributes:
         columns_: Which columns of ``PriorInputs.matrix(inputs)`` the models read (those with a
-            finite value in some training row).
+            finite value in some training row); the others are set to NaN before predicting,
+            so a column the corpus never knew (the recurrent norm of recorded tables) cannot
+            move a prediction.
         regressor_: The fitted regressor (``HistGradientBoostingRegressor`` or ``AeLLE``).
-        classifier_: The fitted ``HistGradientBoostingClassifier``.
+        classifier_: The fitted ``HistGradientBoostingClassifier`` (not kept by ``save``).
+        calibration_: None, or ``(x, y)``: increasing breakpoints of an isotonic map from the
+            predicted quantile ``x`` to the probability ``y`` of ending in the study's top
+            ``top_fraction`` (``set_calibration``); kept by ``save``.
         info_: Provenance kept by ``save`` and ``load`` (the tables and command of a shipped
             prior); empty unless set.
     """
@@ -469,6 +537,7 @@ class CrossTaskPrior:
         self.top_fraction = top_fraction
         self.seed = seed
         self.aelle_params = dict(aelle_params or {})
+        self.calibration_: tuple[np.ndarray, np.ndarray] | None = None
         # Free-form provenance written by ``save`` (what the prior was trained on).
         self.info_: dict[str, Any] = {}
 
@@ -476,16 +545,20 @@ class CrossTaskPrior:
         _check_inputs(self.inputs)
         if self.model not in ("hgb", "aelle"):
             raise ValueError(f"model must be 'hgb' or 'aelle' but got {self.model=}.")
-        if self.model == "aelle" and "spectrum" not in self.inputs:
-            raise ValueError(
-                f"model='aelle' reads spectra: inputs must hold 'spectrum' but got {self.inputs=}."
-            )
         if not 0 < self.top_fraction < 1:
             raise ValueError(f"top_fraction must be in (0, 1) but got {self.top_fraction=}.")
 
     def _head_features(self, rows: PriorInputs) -> np.ndarray | None:
+        """The AeLLE head's features; columns unknown in training (``columns_``) set to NaN."""
         groups = [g for g in ("hyperparameters", "curve") if g in self.inputs]
-        return rows.matrix(groups) if groups else None
+        if not groups:
+            return None
+        matrix = rows.matrix(groups)
+        matrix[:, ~self.columns_[_head_mask(self.inputs, self.columns_.size)]] = np.nan
+        return matrix
+
+    def _spectra(self, rows: PriorInputs) -> list[np.ndarray] | None:
+        return rows.spectra if "spectrum" in self.inputs else None
 
     def fit(self, rows: PriorInputs, target: np.ndarray) -> CrossTaskPrior:
         """Fit on ``n`` rows and their targets (``final_quantile``, in ``[0, 1]``)."""
@@ -499,20 +572,21 @@ class CrossTaskPrior:
         # Columns no training row knows (the recurrent norm of recorded tables) carry nothing
         # and break the binning of the boosted trees: leave them out.
         self.columns_ = np.isfinite(matrix).any(axis=0)
-        matrix = matrix[:, self.columns_]
         if self.model == "hgb":
             self.regressor_: Any = HistGradientBoostingRegressor(
                 max_iter=200, random_state=self.seed, **_TREE_PARAMS
-            ).fit(matrix, target)
+            ).fit(matrix[:, self.columns_], target)
         else:
             from optuna_lyap.aelle._estimator import AeLLE
 
             params = {"seed": self.seed, "min_labels_for_validation": 50, **self.aelle_params}
-            self.regressor_ = AeLLE(**params).fit(rows.spectra, target, self._head_features(rows))
+            self.regressor_ = AeLLE(**params).fit(
+                self._spectra(rows), target, self._head_features(rows)
+            )
         top = target >= 1 - self.top_fraction
         self.classifier_ = HistGradientBoostingClassifier(
             max_iter=150, random_state=self.seed, **_TREE_PARAMS
-        ).fit(matrix, top)
+        ).fit(matrix[:, self.columns_], top)
         return self
 
     def predict(self, rows: PriorInputs) -> np.ndarray:
@@ -521,24 +595,125 @@ class CrossTaskPrior:
             matrix = rows.matrix(self.inputs)[:, self.columns_]
             return np.asarray(self.regressor_.predict(matrix), dtype=float)
         return np.asarray(
-            self.regressor_.predict(rows.spectra, self._head_features(rows)), dtype=float
+            self.regressor_.predict(self._spectra(rows), self._head_features(rows)), dtype=float
         )
 
+    def set_calibration(self, predicted: np.ndarray, top: np.ndarray) -> None:
+        """Fit the isotonic map from predicted quantile to P(top ``top_fraction``).
+
+        Uses scikit-learn's ``IsotonicRegression`` (increasing, outputs clipped to [0, 1])
+        and keeps its breakpoints; ``calibrated_top_probability`` interpolates between them
+        with ``np.interp`` (constant beyond the ends). Fit it on out-of-sample predictions
+        (e.g. leave one task out) so the probability is honest for an unseen study.
+
+        Args:
+            predicted: ``m`` predicted quantiles.
+            top: ``m`` booleans, whether each trial ended in its study's top.
+
+        Raises:
+            ValueError: Lengths differ, fewer than 2 finite predictions, or non-finite values.
+        """
+        from sklearn.isotonic import IsotonicRegression
+
+        x = np.asarray(predicted, dtype=np.float64)
+        y = np.asarray(top, dtype=np.float64)
+        if x.shape != y.shape or x.ndim != 1 or x.size < 2 or not np.isfinite(x).all():
+            raise ValueError(
+                f"predicted and top must be equal-length 1-D finite arrays of at least 2 "
+                f"values but got {x.shape=}, {y.shape=}."
+            )
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+        iso.fit(x, y)
+        self.calibration_ = (
+            np.asarray(iso.X_thresholds_, dtype=np.float64),
+            np.asarray(iso.y_thresholds_, dtype=np.float64),
+        )
+
+    def calibrated_top_probability(self, predicted: np.ndarray) -> np.ndarray:
+        """P(top ``top_fraction``) of predicted quantiles through ``calibration_``; NaN if none."""
+        predicted = np.asarray(predicted, dtype=np.float64)
+        if self.calibration_ is None:
+            return np.full(predicted.shape, np.nan)
+        x, y = self.calibration_
+        return np.interp(predicted, x, y)
+
     def predict_top_probability(self, rows: PriorInputs) -> np.ndarray:
-        """``n`` probabilities that each trial ends in its study's top ``top_fraction``."""
+        """``n`` probabilities that each trial ends in its study's top ``top_fraction``.
+
+        The fitted classifier where there is one, else the calibration of the predicted
+        quantile (``calibration_``).
+
+        Raises:
+            ValueError: Neither a classifier nor a calibration.
+        """
         if not hasattr(self, "classifier_"):
-            raise ValueError("this prior has no classifier (a loaded prior keeps only predict).")
+            if self.calibration_ is not None:
+                return self.calibrated_top_probability(self.predict(rows))
+            raise ValueError(
+                "this prior has no classifier and no calibration (a loaded prior keeps only "
+                "predict and its calibration)."
+            )
         proba = self.classifier_.predict_proba(rows.matrix(self.inputs)[:, self.columns_])
         classes = list(self.classifier_.classes_)
         return proba[:, classes.index(True)] if True in classes else np.zeros(len(rows))
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "inputs": list(self.inputs),
+            "top_fraction": self.top_fraction,
+            "seed": self.seed,
+            "columns": [bool(c) for c in self.columns_],
+            "calibration": None
+            if self.calibration_ is None
+            else {"x": self.calibration_[0].tolist(), "y": self.calibration_[1].tolist()},
+            "info": self.info_,
+        }
+
+    def _aelle_bytes(self) -> Any:
+        import torch
+
+        if self.model != "aelle" or not hasattr(self, "regressor_"):
+            raise ValueError(f"only a fitted model='aelle' prior can be saved but got {self!r}.")
+        buffer = io.BytesIO()
+        self.regressor_.save(buffer)
+        return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+    @classmethod
+    def _from_config(cls, config: Mapping[str, Any], aelle: Any) -> CrossTaskPrior:
+        from optuna_lyap.aelle._estimator import AeLLE
+
+        prior = cls(
+            inputs=config["inputs"],
+            model="aelle",
+            top_fraction=config["top_fraction"],
+            seed=config["seed"],
+        )
+        prior._check()
+        prior.columns_ = np.asarray(config["columns"], dtype=bool)
+        calibration = config.get("calibration")
+        if calibration is not None:
+            x = np.asarray(calibration["x"], dtype=np.float64)
+            y = np.asarray(calibration["y"], dtype=np.float64)
+            if x.shape != y.shape or x.ndim != 1 or x.size < 1 or np.any(np.diff(x) < 0):
+                raise ValueError(f"its calibration is not increasing breakpoints: {calibration}")
+            prior.calibration_ = (x, y)
+        prior.regressor_ = AeLLE.load(io.BytesIO(aelle.numpy().tobytes()))
+        width = prior.columns_.size
+        head = int(_head_mask(prior.inputs, width).sum())
+        if prior.regressor_.n_features_in_ != head or prior.regressor_.uses_spectra_ != (
+            "spectrum" in prior.inputs
+        ):
+            raise ValueError(f"its AeLLE does not read the inputs {prior.inputs}")
+        prior.info_ = dict(config.get("info") or {})
+        return prior
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a fitted ``model="aelle"`` prior to one file, loadable without unpickling.
 
         The file holds a JSON config (inputs, top fraction, the feature names the columns stand
-        for, and ``info``) and the AeLLE's own file (tensors plus JSON) as bytes, all read back
-        by ``torch.load(weights_only=True)``. The classifier of ``predict_top_probability`` is
-        not saved (boosted trees have no format but pickle).
+        for, the calibration and ``info``) and the AeLLE's own file (tensors plus JSON) as
+        bytes, all read back by ``torch.load(weights_only=True)``. The classifier of
+        ``predict_top_probability`` is not saved (boosted trees have no format but pickle).
 
         Args:
             path: The file to write.
@@ -548,37 +723,26 @@ class CrossTaskPrior:
         """
         import torch
 
-        if self.model != "aelle" or not hasattr(self, "regressor_"):
-            raise ValueError(f"only a fitted model='aelle' prior can be saved but got {self!r}.")
-        buffer = io.BytesIO()
-        self.regressor_.save(buffer)
+        blob = self._aelle_bytes()
         config = {
             "format": _SAVE_FORMAT,
             "version": _SAVE_VERSION,
-            "inputs": list(self.inputs),
-            "top_fraction": self.top_fraction,
-            "seed": self.seed,
             "hyperparameter_names": list(HYPERPARAMETER_NAMES),
             "curve_names": list(CURVE_NAMES),
-            "info": self.info_,
+            **self._config(),
         }
-        blob = {
-            "config": json.dumps(config),
-            "aelle": torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8),
-        }
-        torch.save(blob, path)
+        torch.save({"config": json.dumps(config), "aelle": blob}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CrossTaskPrior:
-        """Read a prior written by ``save`` (``predict`` works; ``predict_top_probability`` not).
+        """Read a prior written by ``save`` (``predict`` works; ``predict_top_probability``
+        only through a saved calibration).
 
         Raises:
             ValueError: If the file is not a saved prior of this format version, or its feature
                 names differ from this version's.
         """
         import torch
-
-        from optuna_lyap.aelle._estimator import AeLLE
 
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or "config" not in blob or "aelle" not in blob:
@@ -592,31 +756,244 @@ class CrossTaskPrior:
         names = (tuple(config["hyperparameter_names"]), tuple(config["curve_names"]))
         if names != (HYPERPARAMETER_NAMES, CURVE_NAMES):
             raise ValueError(f"{path!r} was trained on other feature columns: {names}.")
-        prior = cls(
-            inputs=config["inputs"],
-            model="aelle",
-            top_fraction=config["top_fraction"],
-            seed=config["seed"],
-        )
-        prior.regressor_ = AeLLE.load(io.BytesIO(blob["aelle"].numpy().tobytes()))
-        prior.info_ = config["info"]
-        return prior
+        return cls._from_config(config, blob["aelle"])
 
     def __repr__(self) -> str:
         return f"CrossTaskPrior(inputs={self.inputs}, model={self.model!r}, seed={self.seed})"
 
 
-def load_shipped_prior(step: int) -> CrossTaskPrior:
-    """The prior shipped with the package for ``step`` (0: at initialisation, 1, 2).
+def _head_mask(inputs: Sequence[str], width: int | None = None) -> np.ndarray:
+    """Which columns of ``PriorInputs.matrix(inputs)`` are the AeLLE head's features."""
+    mask: list[bool] = []
+    for group in INPUT_GROUPS:
+        if group not in inputs:
+            continue
+        if group == "hyperparameters":
+            mask += [True] * len(HYPERPARAMETER_NAMES)
+        elif group == "spectrum":
+            mask += [False] * (_GRID_SIZE + 2)
+        else:
+            mask += [True] * len(CURVE_NAMES)
+    out = np.asarray(mask, dtype=bool)
+    if width is not None and out.size != width:
+        raise ValueError(f"{width} columns do not fit the inputs {tuple(inputs)}")
+    return out
 
-    Its ``info_`` names the tables it was trained on and the command that trained it
-    (``benchmarks/prior_train.py``).
+
+#: The input sets a bundle holds, in ``PriorBundle.select``'s order of preference: more groups
+#: first; among sets of equal size, those with the curve (the strongest single input after the
+#: first epoch on most recorded tasks), then those with hyperparameters.
+INPUT_SETS: tuple[tuple[str, ...], ...] = (
+    ("hyperparameters", "spectrum", "curve"),
+    ("hyperparameters", "curve"),
+    ("spectrum", "curve"),
+    ("hyperparameters", "spectrum"),
+    ("hyperparameters",),
+)
+
+_BUNDLE_FORMAT = "optuna_lyap.PriorBundle"
+_BUNDLE_VERSION = 1
+
+#: The file the package ships (``load_shipped_prior``).
+SHIPPED_PATH = SHIPPED_DIR / "prior.pt"
+
+
+def _canonical(groups: Sequence[str]) -> tuple[str, ...]:
+    _check_inputs(groups)
+    return tuple(g for g in INPUT_GROUPS if g in groups)
+
+
+class PriorBundle:
+    """Several fitted ``CrossTaskPrior(model="aelle")`` models keyed by (step, input groups).
+
+    Saved as ONE file that ``torch.load(weights_only=True)`` reads (no pickled objects): a JSON
+    config (format name and version, the feature names, spectrum fraction, ``info`` and per
+    model its inputs, columns and calibration of P(top 10%)) beside each model's ``AeLLE``
+    file as bytes.
+
+    Args:
+        models: ``{(step, groups): prior}``; ``step`` a non-negative integer (the model reads
+            the curve and spectrum at that step: 0 = at initialisation), ``groups`` a subset
+            of ``INPUT_GROUPS`` (stored in ``INPUT_GROUPS`` order), each prior a fitted
+            ``model="aelle"`` prior whose ``inputs`` are those groups.
+        info: Provenance, JSON-able (tables, command).
+        spectrum_fraction: Share of each spectrum the models read (``top_fraction``).
 
     Raises:
-        ValueError: If no prior is shipped for ``step``.
+        ValueError: A key or model that does not fit the rules above.
     """
-    path = SHIPPED_DIR / f"prior_step{step}.pt"
-    if not path.exists():
-        shipped = sorted(p.name for p in SHIPPED_DIR.glob("prior_step*.pt"))
-        raise ValueError(f"no prior is shipped for {step=}; shipped: {shipped}.")
-    return CrossTaskPrior.load(path)
+
+    def __init__(
+        self,
+        models: Mapping[tuple[int, Sequence[str]], CrossTaskPrior],
+        info: Mapping[str, Any] | None = None,
+        *,
+        spectrum_fraction: float = 0.25,
+    ) -> None:
+        self.models: dict[tuple[int, tuple[str, ...]], CrossTaskPrior] = {}
+        for (step, groups), prior in models.items():
+            if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+                raise ValueError(f"a model step must be a non-negative integer but got {step=}.")
+            key = (int(step), _canonical(groups))
+            if not isinstance(prior, CrossTaskPrior) or _canonical(prior.inputs) != key[1]:
+                raise ValueError(f"the model for {key} must be a CrossTaskPrior on {key[1]}.")
+            self.models[key] = prior
+        if not 0 < spectrum_fraction <= 1:
+            raise ValueError(f"spectrum_fraction must be in (0, 1] but got {spectrum_fraction=}.")
+        self.spectrum_fraction = float(spectrum_fraction)
+        self.info: dict[str, Any] = dict(info or {})
+        self._digest: str | None = None
+
+    def select(self, step: int, available: set[str] | frozenset[str]) -> CrossTaskPrior | None:
+        """The model to use at ``step`` with the input groups ``available``.
+
+        Among the model steps ``<= step``, the largest that has a model whose groups are all
+        in ``available``; at that step, the first such set in ``INPUT_SETS`` order (more groups
+        first, then sets with the curve, then with hyperparameters; sets outside
+        ``INPUT_SETS`` after those, larger first).
+
+        Returns:
+            The model, or None when none fits (``step`` below every model step, or no set
+            within ``available``).
+        """
+        available = set(available)
+        steps = sorted({s for s, _ in self.models if s <= step}, reverse=True)
+        for model_step in steps:
+            sets = [g for s, g in self.models if s == model_step and set(g) <= available]
+            if sets:
+                sets.sort(key=_preference)
+                return self.models[(model_step, sets[0])]
+        return None
+
+    def key_of(self, prior: CrossTaskPrior) -> tuple[int, tuple[str, ...]]:
+        """The ``(step, groups)`` key a model of this bundle is stored under."""
+        for key, model in self.models.items():
+            if model is prior:
+                return key
+        raise ValueError(f"{prior!r} is not a model of this bundle.")
+
+    def _blob(self) -> dict[str, Any]:
+        entries = []
+        tensors = {}
+        for i, ((step, groups), prior) in enumerate(sorted(self.models.items())):
+            entries.append({"step": step, "name": f"m{i}", **prior._config()})
+            tensors[f"m{i}"] = prior._aelle_bytes()
+            entries[-1]["inputs"] = list(groups)
+        config = {
+            "format": _BUNDLE_FORMAT,
+            "version": _BUNDLE_VERSION,
+            "hyperparameter_names": list(HYPERPARAMETER_NAMES),
+            "curve_names": list(CURVE_NAMES),
+            "spectrum_fraction": self.spectrum_fraction,
+            "info": self.info,
+            "models": entries,
+        }
+        return {"config": json.dumps(config), "models": tensors}
+
+    def to_bytes(self) -> bytes:
+        """The file ``save`` writes, as bytes."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(self._blob(), buffer)
+        return buffer.getvalue()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the bundle to ``path`` (see the class docstring for what is inside)."""
+        data = self.to_bytes()
+        Path(path).write_bytes(data)
+        self._digest = _short_sha256(data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PriorBundle:
+        """Read a bundle written by ``save``.
+
+        Raises:
+            FileNotFoundError: No file at ``path``.
+            ValueError: The file is not a bundle of this format version (truncated, foreign,
+                other feature columns, a model that does not fit its config); the message
+                names the file.
+        """
+        data = Path(path).read_bytes()
+        try:
+            bundle = cls._from_bytes(data)
+        except ValueError as err:
+            raise ValueError(f"{os.fspath(path)!r} is not a readable prior bundle: {err}") from err
+        bundle._digest = _short_sha256(data)
+        return bundle
+
+    @classmethod
+    def _from_bytes(cls, data: bytes) -> PriorBundle:
+        import torch
+
+        try:
+            blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as err:  # torch reports damaged files in many ways
+            raise ValueError(f"not a torch file ({type(err).__name__}: {err})") from err
+        if not isinstance(blob, dict) or set(blob) != {"config", "models"}:
+            found = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
+            raise ValueError(f"it holds {found}, not PriorBundle.save's config and models")
+        try:
+            config = json.loads(blob["config"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"its config is not JSON ({err})") from err
+        if not isinstance(config, dict):
+            raise ValueError("its config is not a JSON object")
+        if config.get("format") != _BUNDLE_FORMAT or config.get("version") != _BUNDLE_VERSION:
+            raise ValueError(
+                f"it holds format {config.get('format')!r} version {config.get('version')!r}; "
+                f"this version reads {_BUNDLE_FORMAT!r} {_BUNDLE_VERSION}"
+            )
+        names = (
+            tuple(config.get("hyperparameter_names", ())),
+            tuple(config.get("curve_names", ())),
+        )
+        if names != (HYPERPARAMETER_NAMES, CURVE_NAMES):
+            raise ValueError(f"it was trained on other feature columns: {names}")
+        models = {}
+        try:
+            for entry in config["models"]:
+                prior = CrossTaskPrior._from_config(entry, blob["models"][entry["name"]])
+                models[(int(entry["step"]), tuple(entry["inputs"]))] = prior
+            return cls(models, config.get("info"), spectrum_fraction=config["spectrum_fraction"])
+        except (KeyError, TypeError, RuntimeError) as err:
+            raise ValueError(
+                f"its models do not fit its config ({type(err).__name__}: {err})"
+            ) from err
+
+    def digest(self) -> str:
+        """The first 16 hex digits of the SHA-256 of the saved file's bytes."""
+        if self._digest is None:
+            self._digest = _short_sha256(self.to_bytes())
+        return self._digest
+
+    def __repr__(self) -> str:
+        keys = ", ".join(f"{s}:{'+'.join(g)}" for s, g in sorted(self.models))
+        return f"PriorBundle([{keys}])"
+
+
+def _preference(groups: tuple[str, ...]) -> tuple[int, int]:
+    if groups in INPUT_SETS:
+        return (0, INPUT_SETS.index(groups))
+    return (1, -len(groups))
+
+
+def _short_sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def load_shipped_prior() -> PriorBundle:
+    """The prior bundle shipped with the package (``optuna_lyap/aelle/weights/prior.pt``).
+
+    Read once per process and cached (the same object on every call). Its ``info`` names the
+    tables it was trained on and the command that trained it (``benchmarks/prior_train.py``).
+
+    Raises:
+        ValueError: The shipped file is missing or unreadable (a broken installation).
+    """
+    if not SHIPPED_PATH.exists():
+        raise ValueError(f"the shipped prior {str(SHIPPED_PATH)!r} is missing from the package.")
+    return PriorBundle.load(SHIPPED_PATH)

@@ -4,7 +4,8 @@ Subcommands:
 
 - ``run``: create (or resume) a study of a built-in task and optimise it, then print a summary;
 - ``worker``: join an existing study on a shared storage and run trials beside other workers;
-- ``fit``: train an AeLLE on a study's stored spectra and save it for a later study's pruner;
+- ``fit``: build a prior bundle from earlier studies (or, ``--format aelle``, train an AeLLE on
+  one study's spectra) and save it for a later study's pruner and sampler;
 - ``embed``: write the AeLLE latent embedding of a study's trials as HTML and PNG;
 - ``dashboard``: serve optuna-dashboard on the study's storage.
 
@@ -77,15 +78,16 @@ class CLIError(Exception):
 
 
 def make_pruner(
-    name: str, *, n_startup_trials: int, seed: int, prior: Any = None
+    name: str, *, n_startup_trials: int, seed: int, prior: Any = None, aelle: Any = None
 ) -> optuna.pruners.BasePruner:
     """The pruner called ``name`` (one of ``PRUNERS``), with the settings ``run`` uses.
 
-    ``prior`` (a fitted AeLLE, for ``lyapunov`` only) predicts from the first trial.
+    ``prior`` (a ``PriorBundle``) and ``aelle`` (a fitted AeLLE), for ``lyapunov`` only,
+    predict from the first trial; None leaves the pruner's default (the shipped prior).
     """
     from optuna import pruners
 
-    if prior is not None and name != "lyapunov":
+    if (prior is not None or aelle is not None) and name != "lyapunov":
         raise CLIError(
             f"--prior gives a fitted AeLLE to the lyapunov pruner, but the study's pruner is "
             f"{name!r}"
@@ -94,9 +96,14 @@ def make_pruner(
     if name == "lyapunov":
         from optuna_lyap import LyapunovPruner
 
+        extra = {} if prior is None else {"prior": prior}
         try:
             return LyapunovPruner(
-                n_startup_trials=n_startup_trials, n_warmup_steps=warmup, seed=seed, aelle=prior
+                n_startup_trials=n_startup_trials,
+                n_warmup_steps=warmup,
+                seed=seed,
+                aelle=aelle,
+                **extra,
             )
         except ValueError as err:
             raise CLIError(f"cannot use the prior model: {err}") from err
@@ -127,12 +134,15 @@ def make_sampler(
     n_startup_trials: int,
     seed: int,
     stream_seed: int,
+    prior: Any = None,
 ) -> optuna.samplers.BaseSampler:
     """The sampler called ``name`` (one of ``SAMPLERS``).
 
     Parameters are proposed from the per-trial stream of ``stream_seed`` (so processes do not
     repeat each other); what every worker must agree on (the LyapunovSampler's model fits and
-    candidate networks) uses the study's ``seed``.
+    candidate networks) uses the study's ``seed``. ``prior`` (a ``PriorBundle``, for
+    ``lyapunov``) screens candidates; None: the shipped prior. The task's search space is
+    given to the sampler, so it screens from the first trial.
     """
     if name == "tpe":
         return PerTrialSeededSampler(tpe_sampler, stream_seed)
@@ -150,8 +160,26 @@ def make_sampler(
             probe_inputs=lambda model: task.probe_inputs(model),
             n_startup_trials=n_startup_trials,
             seed=seed,
+            search_space=task_search_space(task),
+            prior="shipped" if prior is None else prior,
         )
     raise CLIError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def task_search_space(task: builtin_tasks.SequenceTask) -> dict[str, Any]:
+    """The distributions ``task.suggest_params`` draws from, by parameter name."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    return {
+        "cell": CategoricalDistribution(list(task.cells)),
+        "hidden_size": IntDistribution(*task.hidden_size_range, log=True),
+        "init_scale": FloatDistribution(*task.init_scale_range, log=True),
+        "lr": FloatDistribution(*task.lr_range, log=True),
+    }
 
 
 def is_journal_file(url: str) -> bool:
@@ -253,26 +281,40 @@ def study_config(study: optuna.Study) -> dict[str, Any]:
     return config
 
 
-def load_prior(path: str | None, pruner: str) -> Any:
-    """The AeLLE saved by ``fit`` at ``path`` (None: none), for the study's ``pruner``."""
+def load_prior(path: str | None, pruner: str, sampler: str = "tpe") -> tuple[Any, Any]:
+    """The file ``fit`` wrote at ``path`` (None: none), as ``(bundle, aelle)``.
+
+    A prior bundle (``fit``'s default) goes to the lyapunov pruner and sampler; an AeLLE
+    (``fit --format aelle``) to the lyapunov pruner only. One of them is None.
+    """
     if path is None:
-        return None
-    if pruner != "lyapunov":
+        return None, None
+    if pruner != "lyapunov" and sampler != "lyapunov":
         raise CLIError(
-            f"--prior gives a fitted AeLLE to the lyapunov pruner, but the study's pruner is "
-            f"{pruner!r}"
+            f"--prior gives a prior to the lyapunov pruner and sampler, but the study's pruner "
+            f"is {pruner!r} and its sampler {sampler!r}"
         )
     if not Path(path).is_file():
         raise CLIError(f"--prior {path!r} is not a file; give the file 'optuna-lyap fit' wrote")
     from optuna_lyap import AeLLE
+    from optuna_lyap.aelle._prior import PriorBundle
 
     try:
-        return AeLLE.load(path)
-    except Exception as err:
-        reason = str(err) or type(err).__name__
+        return PriorBundle.load(path), None
+    except Exception as bundle_err:
+        try:
+            aelle = AeLLE.load(path)
+        except Exception:
+            reason = str(bundle_err).splitlines()[0] if str(bundle_err) else "unreadable"
+            raise CLIError(
+                f"cannot read --prior {path!r} ({reason}); give the file 'optuna-lyap fit' wrote"
+            ) from bundle_err
+    if pruner != "lyapunov":
         raise CLIError(
-            f"cannot read --prior {path!r} ({reason}); give the file 'optuna-lyap fit' wrote"
-        ) from err
+            f"--prior {path!r} is an AeLLE (fit --format aelle), which only the lyapunov "
+            f"pruner reads, but the study's pruner is {pruner!r}"
+        )
+    return None, aelle
 
 
 def build_study(
@@ -281,15 +323,20 @@ def build_study(
     config: dict[str, Any],
     *,
     stream_seed: int,
-    prior: Any = None,
+    prior: tuple[Any, Any] = (None, None),
 ) -> tuple[optuna.Study, Any]:
-    """The study with this process's pruner and sampler, and the task's objective."""
+    """The study with this process's pruner and sampler, and the task's objective.
+
+    ``prior`` is :func:`load_prior`'s ``(bundle, aelle)``.
+    """
+    bundle, aelle = prior
     task = builtin_tasks.get_task(config["task"], seed=config["seed"])
     pruner = make_pruner(
         config["pruner"],
         n_startup_trials=config["n_startup_trials"],
         seed=config["seed"],
-        prior=prior,
+        prior=bundle if config["pruner"] == "lyapunov" else None,
+        aelle=aelle,
     )
     sampler = make_sampler(
         config["sampler"],
@@ -297,6 +344,7 @@ def build_study(
         n_startup_trials=config["n_startup_trials"],
         seed=config["seed"],
         stream_seed=stream_seed,
+        prior=bundle,
     )
     study = optuna.create_study(
         storage=storage,
@@ -401,7 +449,6 @@ def optimize(
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
     """Counts, best trial, epochs spent, and how well early predictions ranked final values."""
-    from optuna_lyap import load_predictions
     from optuna_lyap.visualization import prunes_by_rule
 
     config = study.user_attrs.get(CONFIG_KEY, {})
@@ -421,6 +468,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         "best_value": None,
         "best_params": None,
         "prediction": None,
+        "prior_prediction": None,
         "no_prediction_reason": None,
     }
     summary["pruned_by"] = prunes_by_rule(study)
@@ -429,36 +477,51 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
         best = study.best_trial
         summary["best_value"] = best.value
         summary["best_params"] = best.params
-    # The earliest recorded prediction of each completed trial, against its final value.
-    pairs = []
-    for t in completed:
-        records = load_predictions(t)
-        if records:
-            first = records[min(records)]
-            if first.get("predicted") is not None and t.value is not None:
-                pairs.append((min(records), float(first["predicted"]), float(t.value)))
-    if pairs:
-        from scipy.stats import spearmanr
-
-        steps = sorted(p[0] for p in pairs)
-        predicted, final = [p[1] for p in pairs], [p[2] for p in pairs]
-        if len(pairs) < 3:
-            rho, why = None, f"needs 3 completed trials with a prediction, has {len(pairs)}"
-        elif len(set(predicted)) == 1 or len(set(final)) == 1:
-            rho, why = None, "undefined: all predictions or all final values are equal"
-        else:
-            rho, why = float(spearmanr(predicted, final).statistic), None
-            if not math.isfinite(rho):
-                rho, why = None, "undefined for these values"
-        summary["prediction"] = {
-            "n": len(pairs),
-            "median_step": float(steps[len(steps) // 2]),
-            "spearman": rho,
-            "spearman_undefined": why,
-        }
-    else:
+    # The earliest recorded prediction of each completed trial, against its final value (a
+    # step-0 record of the prior alone carries no "predicted": the next one counts).
+    summary["prediction"] = _earliest_rank_corr(completed, "predicted", 1.0)
+    # The prior's quantile is higher for better trials: rank it against oriented final values.
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    summary["prior_prediction"] = _earliest_rank_corr(completed, "prior_quantile", sign)
+    if summary["prediction"] is None:
         summary["no_prediction_reason"] = _why_no_predictions(config, len(completed))
     return summary
+
+
+def _earliest_rank_corr(
+    completed: list[optuna.trial.FrozenTrial], field: str, sign: float
+) -> dict[str, Any] | None:
+    """Spearman's correlation between each completed trial's earliest finite ``field`` in its
+    decision records and ``sign *`` its final value; None where no trial has one."""
+    from optuna_lyap import load_predictions
+
+    pairs = []
+    for t in completed:
+        for step, record in load_predictions(t).items():
+            value = record.get(field)
+            if isinstance(value, (int, float)) and math.isfinite(value) and t.value is not None:
+                pairs.append((step, float(value), sign * float(t.value)))
+                break
+    if not pairs:
+        return None
+    from scipy.stats import spearmanr
+
+    steps = sorted(p[0] for p in pairs)
+    predicted, final = [p[1] for p in pairs], [p[2] for p in pairs]
+    if len(pairs) < 3:
+        rho, why = None, f"needs 3 completed trials with a prediction, has {len(pairs)}"
+    elif len(set(predicted)) == 1 or len(set(final)) == 1:
+        rho, why = None, "undefined: all predictions or all final values are equal"
+    else:
+        rho, why = float(spearmanr(predicted, final).statistic), None
+        if not math.isfinite(rho):
+            rho, why = None, "undefined for these values"
+    return {
+        "n": len(pairs),
+        "median_step": float(steps[len(steps) // 2]),
+        "spearman": rho,
+        "spearman_undefined": why,
+    }
 
 
 def _why_no_predictions(config: dict[str, Any], n_completed: int) -> str:
@@ -521,6 +584,22 @@ def format_summary(summary: dict[str, Any]) -> str:
                 "prediction quality",
                 f"{quality} between the earliest prediction (median step "
                 f"{fmt(pred['median_step'])}) and the final value, {pred['n']} completed trials",
+            )
+        )
+    prior = summary.get("prior_prediction")
+    if prior is not None:
+        rho = prior["spearman"]
+        quality = (
+            f"Spearman {fmt(rho)}"
+            if rho is not None
+            else f"Spearman {prior['spearman_undefined']}"
+        )
+        rows.append(
+            (
+                "prior quality",
+                f"{quality} between the prior's earliest predicted quantile (median step "
+                f"{fmt(prior['median_step'])}) and the final value, {prior['n']} completed "
+                "trials",
             )
         )
     if summary.get("dashboard"):
@@ -622,7 +701,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A resumed run samples from the stream of --seed (default: the study's seed), so it
     # proposes what the study has not tried rather than the first run's trials again.
     stream_seed = config["seed"] if args.seed is None else args.seed
-    prior = load_prior(args.prior, config["pruner"])
+    prior = load_prior(args.prior, config["pruner"], config["sampler"])
     study, objective = build_study(storage, name, config, stream_seed=stream_seed, prior=prior)
     study.set_user_attr(CONFIG_KEY, config)
     print(
@@ -642,7 +721,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage, must_exist=True)
     config = study_config(load_study(storage, args.storage, args.study_name))
     stream_seed = config["seed"] if args.seed is None else args.seed
-    prior = load_prior(args.prior, config["pruner"])
+    prior = load_prior(args.prior, config["pruner"], config["sampler"])
     study, objective = build_study(
         storage, args.study_name, config, stream_seed=stream_seed, prior=prior
     )
@@ -665,24 +744,68 @@ def check_spectrum_step(study: optuna.Study, step: int) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from optuna_lyap.pruners import fit_aelle
-
     output = Path(args.output)
     if output.is_dir():
+        name = "aelle.pt" if args.format == "aelle" else "prior.pt"
         raise CLIError(
             f"--output {args.output!r} is a directory; give a file path, e.g. "
-            f"{str(output / 'aelle.pt')!r}"
+            f"{str(output / name)!r}"
         )
     storage = open_storage(args.storage, must_exist=True)
-    study = load_study(storage, args.storage, args.study_name)
-    check_spectrum_step(study, args.step)
+    studies = [load_study(storage, args.storage, name) for name in args.studies]
+    if args.format == "aelle":
+        return _fit_aelle(args, studies, output)
+    from optuna_lyap.aelle._prior import load_shipped_prior
+    from optuna_lyap.cli._fit import fit_bundle
+
+    info = {
+        "studies": [s.study_name for s in studies],
+        "command": "optuna-lyap fit " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+        "on_shipped": bool(args.on_shipped),
+        "seed": args.seed,
+    }
     try:
-        ae = fit_aelle(study, args.step, seed=args.seed)
+        bundle = fit_bundle(
+            studies,
+            steps=args.step,
+            shipped=load_shipped_prior() if args.on_shipped else None,
+            seed=args.seed,
+            info=info,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    output.parent.mkdir(parents=True, exist_ok=True)
+    bundle.save(output)
+    fitted = len(bundle.info.get("rows", {}))
+    kept = len(bundle.models) - fitted
+    print(
+        f"saved a prior bundle of {len(bundle.models)} models ({fitted} fitted on "
+        f"{', '.join(repr(s.study_name) for s in studies)}"
+        + (f", {kept} kept from the shipped prior" if kept else "")
+        + f") to {output}"
+    )
+    return 0
+
+
+def _fit_aelle(args: argparse.Namespace, studies: list[optuna.Study], output: Path) -> int:
+    """``fit --format aelle``: one AeLLE on one study's spectra at one step."""
+    from optuna_lyap.pruners import fit_aelle
+
+    if len(studies) != 1:
+        raise CLIError(f"--format aelle fits on one study, but {len(studies)} were given")
+    steps = args.step or [1]
+    if len(steps) != 1:
+        raise CLIError(f"--format aelle fits at one --step, but got {steps}")
+    study, step = studies[0], steps[0]
+    check_spectrum_step(study, step)
+    try:
+        ae = fit_aelle(study, step, seed=args.seed)
     except ValueError as err:
         raise CLIError(str(err)) from err
     output.parent.mkdir(parents=True, exist_ok=True)
     ae.save(output)
-    print(f"saved an AeLLE fitted on {args.study_name!r} at step {args.step} to {output}")
+    print(f"saved an AeLLE fitted on {study.study_name!r} at step {step} to {output}")
     return 0
 
 
@@ -796,8 +919,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--prior",
             default=None,
             metavar="PATH",
-            help="an AeLLE saved by 'optuna-lyap fit' (e.g. on an earlier study of the same "
-            "task): the lyapunov pruner predicts with it from the first trial",
+            help="a prior bundle saved by 'optuna-lyap fit' (on earlier studies): the lyapunov "
+            "pruner and sampler predict with it from the first trial instead of the shipped "
+            "prior (an AeLLE from 'fit --format aelle' goes to the lyapunov pruner only)",
         )
 
     stop_note = (
@@ -870,19 +994,49 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard_args(worker)
     worker.set_defaults(func=cmd_worker)
 
-    fit = sub.add_parser("fit", help="train an AeLLE on a study's spectra and save it")
+    fit = sub.add_parser(
+        "fit",
+        help="build a prior from earlier studies and save it",
+        description="Fit a prior bundle on the completed trials of one or more studies (any "
+        "tasks; target: each trial's final quantile within its study), one model per step "
+        "and input set the studies support, saved as one file for run/worker --prior. With "
+        "--format aelle: an AeLLE on one study's spectra at one step, for the lyapunov pruner.",
+    )
     storage_arg(fit)
-    fit.add_argument("--study-name", required=True)
+    fit.add_argument(
+        "--study",
+        "--study-name",
+        dest="studies",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="a study to learn from; repeat for several",
+    )
     fit.add_argument(
         "--step",
         type=_non_negative,
-        default=1,
-        help="a step at which the trials stored spectra (default 1; 'run' stores 0 and 1)",
+        action="append",
+        default=None,
+        help="a model step (repeatable; default: 0 and every step with stored spectra; "
+        "--format aelle: one step with spectra, default 1)",
+    )
+    fit.add_argument(
+        "--format",
+        choices=("prior", "aelle"),
+        default="prior",
+        help="prior: a prior bundle for the pruner and sampler (default); aelle: an AeLLE "
+        "for the lyapunov pruner",
+    )
+    fit.add_argument(
+        "--on-shipped",
+        action="store_true",
+        help="start from the shipped prior: keep its models for what the studies cannot "
+        "train, and shrink the others' targets toward its predictions",
     )
     fit.add_argument(
         "--output",
         required=True,
-        help="the file to save the model to (one file; give it to run/worker --prior)",
+        help="the file to save to (one file; give it to run/worker --prior)",
     )
     fit.add_argument("--seed", type=_non_negative, default=0)
     fit.set_defaults(func=cmd_fit)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
@@ -114,6 +115,39 @@ def gate_evidence(
     return {"gate_share": float(share), "residual_spread": float(spread)}
 
 
+# Rules under which a model, not the raw value, ranked the competitors.
+_MODEL_RULES = ("model_rung", "prior_rung")
+
+
+@dataclass(frozen=True)
+class _PriorView:
+    """The prior's predictions at one step.
+
+    Attributes:
+        key: ``(step, numbers of the trials that reported it)``: what the predictions depend on.
+        step: The step.
+        reached: The trials that reported ``step``, by number.
+        predictions: ``PriorPrediction`` by trial number, for those the prior could predict.
+    """
+
+    key: tuple[Any, ...]
+    step: int
+    reached: list[FrozenTrial]
+    predictions: dict[int, Any]
+
+
+def _resolve_prior(prior: Any) -> Any:
+    """The ``TrialPrior`` for the ``prior`` argument (see ``TrialPrior.resolve``); an object
+    that already predicts trials (``predict_trials``) is used as it is."""
+    if prior is None:
+        return None
+    if not isinstance(prior, (str, os.PathLike)) and hasattr(prior, "predict_trials"):
+        return prior
+    from optuna_lyap._prediction._prior import TrialPrior
+
+    return TrialPrior.resolve(prior)
+
+
 class LyapunovPruner(BasePruner):
     """Asynchronous successive halving, ranking by a predicted final value where that ranks better.
 
@@ -138,16 +172,36 @@ class LyapunovPruner(BasePruner):
     ``SuccessiveHalvingPruner``'s. An optional step-0 screen (``screen_fraction``) keeps the
     best share of trials by prediction at the untrained network, behind the same gate.
 
-    At each decision point (a rung, the screen) a record is written to the trial (see
-    :func:`optuna_lyap.pruners.load_predictions`): ``pruned``, ``rule`` (``"rung"``,
-    ``"model_rung"``, ``"screen"`` or ``"fallback"``), ``step``, ``rung``, ``score_kind``
-    (``"raw"`` or ``"predicted"``), ``score`` (in the study's units), ``rank`` (1 is best),
-    ``n_competitors``, ``n_promoted``, ``bar`` (the worst promoted competitor's value: the
-    number to beat), ``direction``; where a model predicted: ``predicted``,
+    A prior trained across many recorded studies ships with the package (``prior``, see
+    :class:`~optuna_lyap.aelle.PriorBundle`): it predicts each trial's final *quantile* within
+    the study (in ``(0, 1)``, 1 is best, whatever the direction) from its generic
+    hyperparameters, its spectrum and its learning curve ranked within the study, from the
+    first trial on: at step 0 and at every rung step, every trial that reported the step is
+    predicted and the record carries the judged trial's. At a rung (and at the screen) the
+    prior competes with the in-study model under the same gate: its predictions of the
+    completed trials (out of sample, as it never saw the study) and their raw values at the
+    step go through the same paired bootstrap against their final values (once
+    ``n_startup_trials`` completed trials have a prediction). The competitor ranking the rung
+    is the one with the larger gate share (the in-study model on a tie) where that share is at
+    least ``gate``; else the raw value.
+
+    At each decision point (a rung, the screen, and step 0 where the prior predicts) a record
+    is written to the trial (see :func:`optuna_lyap.pruners.load_predictions`): ``pruned``,
+    ``rule`` (``"rung"``, ``"model_rung"``, ``"prior_rung"``, ``"screen"``,
+    ``"prior_screen"``, ``"fallback"``, or ``"predict"``: the prior predicted at step 0 and
+    nothing was decided), ``step``, ``rung``, ``scorer`` (what ranked a rung or the screen:
+    ``"raw"``, ``"study"`` or ``"prior"``), ``score_kind`` (``"raw"``, ``"predicted"`` or
+    ``"quantile"``), ``score`` (in the study's units; a quantile for the prior), ``rank`` (1 is
+    best), ``n_competitors``, ``n_promoted``, ``bar`` (the worst promoted competitor's score:
+    the number to beat), ``direction``; where the in-study model predicted: ``predicted``,
     ``predicted_std``, ``inputs``, ``rank_corr``, ``raw_rank_corr``, ``gate_share``,
-    ``gate_open``, ``n_train``; with a fallback, ``fallback`` (its class name). The numeric
-    user attrs ``lyap_predicted``, ``lyap_predicted_std`` and ``lyap_n_train`` follow the
-    record.
+    ``gate_open``, ``n_train``; where the prior predicted: ``prior_quantile``,
+    ``prior_top10`` (calibrated probability of ending in the study's top 10%, NaN where the
+    prior has no calibration), ``prior_inputs``, ``prior_model_step``, ``prior_digest`` and,
+    where its gate was judged, ``prior_gate_share`` and ``prior_gate_open``; with a fallback,
+    ``fallback`` (its class name). The numeric user attrs ``lyap_predicted``,
+    ``lyap_predicted_std``, ``lyap_n_train``, ``lyap_prior_quantile`` and ``lyap_prior_top10``
+    follow the record.
 
     Decisions depend only on the storage's contents and ``seed``: each model is fitted once
     per training set (see ``refit_growth``) by one worker, with the gate's seeded bootstrap,
@@ -179,8 +233,10 @@ class LyapunovPruner(BasePruner):
             study.optimize(objective, n_trials=50)
 
     Args:
-        n_startup_trials: Completed trials needed before a model is fitted (the pruning itself
-            starts at once, as successive halving's does). At least 0.
+        n_startup_trials: Completed trials needed before a model is fitted, and completed
+            trials with a prediction before the prior's gate is judged (the pruning itself
+            starts at once, as successive halving's does; the gate needs at least 3). At
+            least 0.
         n_warmup_steps: No trial is judged before this step.
         interval_steps: Steps between checks, offset by the warm-up (as in Optuna's pruners).
         min_resource: Steps of the first rung (``r``), or ``"auto"``: the longest completed
@@ -230,10 +286,17 @@ class LyapunovPruner(BasePruner):
             fitted models; None stores them in the study's system attrs (in slices under
             MySQL's 64 KiB cap). Give one with a journal storage, which replays every attr
             write in every worker.
+        prior: The cross-task prior: ``"shipped"`` (the default, the package's trained
+            bundle), a ``PriorBundle``, a path to one saved with ``PriorBundle.save``, or None
+            (no prior: the decisions are those without it). Anything else goes through
+            ``TrialPrior.resolve``; an object with ``TrialPrior``'s ``predict_trials`` is used
+            as given. It is consulted at step 0 and at every rung step whatever
+            ``model_steps`` says; a trial it cannot read (no hyperparameters under names
+            ``network_of`` knows and no spectrum) simply gets no prediction.
 
     Raises:
-        ValueError: For an argument out of its range, or ``bootstrap_count > 0`` with
-            ``min_resource="auto"``.
+        ValueError: For an argument out of its range, ``bootstrap_count > 0`` with
+            ``min_resource="auto"``, or a ``prior`` that is no bundle (naming it).
         TypeError: For an argument the pruner does not take. The threshold rule's
             ``quantile``, ``confidence``, ``min_unpruned_share`` and ``require_beating_raw``
             are accepted with a ``FutureWarning`` and ignored.
@@ -265,6 +328,7 @@ class LyapunovPruner(BasePruner):
         refit_growth: float = 2.0,
         seed: int = 0,
         artifact_store: Any = None,
+        prior: Any = "shipped",
         **removed: Any,
     ) -> None:
         for name in removed:
@@ -339,6 +403,9 @@ class LyapunovPruner(BasePruner):
             pretrained_inputs(aelle)  # validates it
         self._pretrained = aelle
         self._artifact_store = artifact_store
+        # A prior named by a string or path is loaded again after unpickling, not pickled.
+        self._prior_spec = prior if isinstance(prior, (str, os.PathLike)) else None
+        self._prior = _resolve_prior(prior)
         self._init_cache()
 
     def _init_cache(self) -> None:
@@ -357,15 +424,25 @@ class LyapunovPruner(BasePruner):
         self._lock = threading.Lock()
         # Predicted final values per model and trial number: a finished rung's inputs never change.
         self._predictions: OrderedDict[tuple[Any, ...], dict[int, float | None]] = OrderedDict()
+        # The prior's predictions per (step, trials that reported it), and its gate shares per
+        # (step, those trials, the completed ones among them): inputs that never change.
+        self._prior_predictions: OrderedDict[tuple[Any, ...], dict[int, Any]] = OrderedDict()
+        self._prior_gates: OrderedDict[tuple[Any, ...], float] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         for name in ("_lock", "_cache", "_predictions", "_settings"):
             del state[name]
+        for name in ("_prior_predictions", "_prior_gates"):
+            del state[name]
+        if self._prior_spec is not None:
+            del state["_prior"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "_prior" not in state:
+            self._prior = _resolve_prior(self._prior_spec)
         self._init_cache()
 
     @property
@@ -392,50 +469,87 @@ class LyapunovPruner(BasePruner):
         fallback_pruned = None
         if self._fallback is not None:
             fallback_pruned = bool(self._fallback.prune(study, trial))
-        if step == 0 and self._screen_fraction is not None:
-            screened = self._screen(study, trial, fallback_pruned)
-            if screened is not None:
-                return screened
+        if step == 0:
+            decided = self._step0(study, trial, fallback_pruned)
+            if decided is not None:
+                return decided
         return self._rungs(study, trial, step, fallback_pruned)
 
-    def _screen(
+    def _step0(
         self, study: optuna.Study, trial: FrozenTrial, fallback_pruned: bool | None
     ) -> bool | None:
-        """The step-0 screen's decision (recorded), or None where no model predicts."""
-        assert self._screen_fraction is not None
-        if not self._consults_model(trial, 0):
+        """Step 0 (the untrained network): the prior's prediction and the optional screen.
+
+        Returns the decision where one is recorded, None where nothing predicts the trial (and
+        no screen acts) so that successive halving, which closes nothing at step 0, goes on.
+        """
+        trials = study.get_trials(deepcopy=False)
+        view = self._prior_view(study, trial, trials, 0)
+        prior_own = None if view is None else view.predictions.get(trial.number)
+        judged = None
+        if self._screen_fraction is not None and self._consults_model(trial, 0):
+            judged = self._judged(study, trial, 0)
+        if judged is None and prior_own is None:
             return None
-        judged = self._judged(study, trial, 0)
-        if judged is None:
-            return None
-        model, own, record = judged
-        record.update({"step": 0, "rung": None, "direction": study.direction.name.lower()})
-        if not record["gate_open"]:
-            if fallback_pruned is None:
-                return None  # successive halving: nothing closes at step 0
+        record: dict[str, Any] = {
+            "step": 0,
+            "rung": None,
+            "direction": study.direction.name.lower(),
+        }
+        if judged is not None:
+            record.update(judged[2])
+        if prior_own is not None:
+            record.update(self._prior_fields(prior_own))
+        scorer = "raw"
+        if self._screen_fraction is not None:
+            prior_share = None
+            if view is not None and prior_own is not None:
+                prior_share = self._prior_gate(study, view)
+                record.update(self._prior_gate_fields(prior_share))
+            scorer = self._scorer(None if judged is None else judged[2]["gate_share"], prior_share)
+            record["scorer"] = scorer
+        sign = _sign(study.direction)
+        if scorer == "study":
+            assert judged is not None and self._screen_fraction is not None
+            model, own, _ = judged
+            others = [t for t in trials if t.number != trial.number and 0 in t.intermediate_values]
+            competing = self._competing_scores(model, others, 0, study.direction, own)
+            ranking = _rule.screen(sign * own, competing, self._screen_fraction)
+            record.update(self._ranking_fields(ranking, sign, "predicted", own))
+            record.update({"rule": "screen", "pruned": not ranking.promoted})
+        elif scorer == "prior":
+            assert view is not None and prior_own is not None
+            assert self._screen_fraction is not None
+            # Every trial at step 0 with a prediction competes, the completed ones too.
+            quantiles = [p.quantile for p in view.predictions.values()]
+            ranking = _rule.screen(prior_own.quantile, quantiles, self._screen_fraction)
+            record.update(self._ranking_fields(ranking, 1.0, "quantile", prior_own.quantile))
+            record.update({"rule": "prior_screen", "pruned": not ranking.promoted})
+        elif fallback_pruned is not None:
             record.update({"rule": "fallback", "pruned": fallback_pruned})
             record.update(self._fallback_fields())
-            record_prediction(study, trial, 0, record)
-            return fallback_pruned
-        others = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.number != trial.number and 0 in t.intermediate_values
-        ]
-        sign = _sign(study.direction)
-        competing = self._competing_scores(model, others, 0, study.direction, own)
-        ranking = _rule.screen(sign * own, competing, self._screen_fraction)
-        pruned = not ranking.promoted
-        record.update(self._ranking_fields(ranking, sign, "predicted", own))
-        record.update({"rule": "screen", "pruned": pruned})
+        elif prior_own is None:
+            return None  # a shut screen and no prior: successive halving decides, unrecorded
+        else:
+            record.update({"rule": "predict", "pruned": False})
         record_prediction(study, trial, 0, record)
-        return pruned
+        return bool(record["pruned"])
+
+    def _scorer(self, study_share: float | None, prior_share: float | None) -> str:
+        """``"study"``, ``"prior"`` or ``"raw"``: the competitor whose gate share is the larger
+        of those at least ``gate`` (the in-study model on a tie), else the raw value."""
+        open_ = [
+            (share, name == "study", name)
+            for name, share in (("study", study_share), ("prior", prior_share))
+            if share is not None and share >= self._gate
+        ]
+        return max(open_)[2] if open_ else "raw"
 
     def _rungs(
         self, study: optuna.Study, trial: FrozenTrial, step: int, fallback_pruned: bool | None
     ) -> bool:
         """Successive halving over every rung ``step`` closes, as Optuna's, each rung ranked by
-        the raw value or by the model; the last rung judged is recorded."""
+        the raw value, the in-study model or the prior; the last rung judged is recorded."""
         rung = 0
         while self._rung_key(rung) in trial.system_attrs:
             rung += 1
@@ -465,7 +579,8 @@ class LyapunovPruner(BasePruner):
             base = {"step": step, "rung": rung, "direction": study.direction.name.lower()}
             if math.isnan(value):
                 # Optuna's rule: a NaN value is pruned, and stored at no rung.
-                record = {**base, "rule": "rung", "score_kind": "raw", "score": value}
+                record = {**base, "rule": "rung", "scorer": "raw", "score_kind": "raw"}
+                record["score"] = value
                 pruned = True
                 if fallback_pruned is not None:
                     record.update({"rule": "fallback", **self._fallback_fields()})
@@ -479,24 +594,58 @@ class LyapunovPruner(BasePruner):
             # holds this trial's value too).
             competing = [t.system_attrs[key] for t in trials if key in t.system_attrs]
             competing.append(value)
-            model_record = None
-            if step == closes and self._consults_model(trial, step):
-                model_record = self._model_rung(study, trial, step, trials, key)
-            if model_record is not None and model_record["gate_open"]:
-                record = {**base, **model_record}
-                pruned = record["pruned"]
+            others = [t for t in trials if key in t.system_attrs and t.number != trial.number]
+            judged = None
+            view = None
+            prior_own = None
+            fields: dict[str, Any] = {}
+            if step == closes:
+                if self._consults_model(trial, step):
+                    judged = self._judged(study, trial, step)
+                view = self._prior_view(study, trial, trials, step)
+                prior_own = None if view is None else view.predictions.get(trial.number)
+            prior_share = None
+            if judged is not None:
+                fields.update(judged[2])
+            if view is not None and prior_own is not None:
+                prior_share = self._prior_gate(study, view)
+                fields.update(self._prior_fields(prior_own))
+                fields.update(self._prior_gate_fields(prior_share))
+            scorer = self._scorer(None if judged is None else judged[2]["gate_share"], prior_share)
+            fields["scorer"] = scorer
+            if scorer == "study":
+                assert judged is not None
+                model, own, _ = judged
+                scores = self._competing_scores(model, others, step, study.direction, own)
+                ranking = _rule.promote(sign * own, scores, self._reduction_factor)
+                record = {**base, **fields, "rule": "model_rung"}
+                record.update(self._ranking_fields(ranking, sign, "predicted", own))
+                pruned = not ranking.promoted
+            elif scorer == "prior":
+                assert view is not None and prior_own is not None
+                # Competitors the prior cannot predict drop out, as the model's do.
+                quantiles = [
+                    view.predictions[t.number].quantile
+                    for t in others
+                    if t.number in view.predictions
+                ]
+                quantiles.append(prior_own.quantile)
+                ranking = _rule.promote(prior_own.quantile, quantiles, self._reduction_factor)
+                record = {**base, **fields, "rule": "prior_rung"}
+                record.update(self._ranking_fields(ranking, 1.0, "quantile", prior_own.quantile))
+                pruned = not ranking.promoted
             elif len(competing) <= self._bootstrap_count:
-                record = {**base, **(model_record or {}), "rule": "rung", "score_kind": "raw"}
+                record = {**base, **fields, "rule": "rung", "score_kind": "raw"}
                 record.update({"score": value, "n_competitors": len(competing)})
                 pruned = True
             else:
                 ranking = _rule.promote(
                     sign * value, [sign * c for c in competing], self._reduction_factor
                 )
-                record = {**base, **(model_record or {}), "rule": "rung"}
+                record = {**base, **fields, "rule": "rung"}
                 record.update(self._ranking_fields(ranking, sign, "raw", value))
                 pruned = not ranking.promoted
-            if fallback_pruned is not None and record["rule"] != "model_rung":
+            if fallback_pruned is not None and record["rule"] not in _MODEL_RULES:
                 # The fallback decides: the raw ranking's fields would describe another rule.
                 for name in ("rank", "n_competitors", "n_promoted", "bar"):
                     record.pop(name, None)
@@ -530,30 +679,6 @@ class LyapunovPruner(BasePruner):
             "n_promoted": ranking.n_promoted,
             "bar": sign * ranking.bar,
         }
-
-    def _model_rung(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        step: int,
-        trials: list[FrozenTrial],
-        key: str,
-    ) -> dict[str, Any] | None:
-        """The model's view of a rung: its record fields, and where its gate is open, its
-        ranking of every competitor by predicted final value. None where no model predicts."""
-        judged = self._judged(study, trial, step)
-        if judged is None:
-            return None
-        model, own, record = judged
-        if not record["gate_open"]:
-            return record
-        others = [t for t in trials if key in t.system_attrs and t.number != trial.number]
-        sign = _sign(study.direction)
-        competing = self._competing_scores(model, others, step, study.direction, own)
-        ranking = _rule.promote(sign * own, competing, self._reduction_factor)
-        record.update(self._ranking_fields(ranking, sign, "predicted", own))
-        record.update({"rule": "model_rung", "pruned": not ranking.promoted})
-        return record
 
     def _judged(
         self, study: optuna.Study, trial: FrozenTrial, step: int
@@ -598,6 +723,76 @@ class LyapunovPruner(BasePruner):
             "n_train": fitted.n_train,
             "spectrum_step": model.spectrum_step,
         }
+
+    # --- the prior: predictions from trial 0, and its gate ---------------------------------------
+
+    def _prior_view(
+        self, study: optuna.Study, trial: FrozenTrial, trials: Sequence[FrozenTrial], step: int
+    ) -> _PriorView | None:
+        """The prior's predictions of every trial that reported ``step`` (``trial`` included),
+        computed once per such set of trials; None without a prior."""
+        if self._prior is None or step not in trial.intermediate_values:
+            return None
+        reached = [t for t in trials if t.number != trial.number and step in t.intermediate_values]
+        reached.append(trial)
+        reached.sort(key=lambda t: t.number)
+        key = (step, tuple(t.number for t in reached))
+        with self._lock:
+            predictions = self._prior_predictions.get(key)
+            if predictions is not None:
+                self._prior_predictions.move_to_end(key)
+        if predictions is None:
+            found = self._prior.predict_trials(reached, step, study.direction)
+            # A prediction the ranks cannot use (a non-finite quantile) is no prediction.
+            predictions = {int(n): p for n, p in found.items() if math.isfinite(float(p.quantile))}
+            with self._lock:
+                self._prior_predictions[key] = predictions
+                while len(self._prior_predictions) > _CACHE_SIZE:
+                    self._prior_predictions.popitem(last=False)
+        return _PriorView(key, step, reached, predictions)
+
+    def _prior_gate(self, study: optuna.Study, view: _PriorView) -> float:
+        """The prior's gate share at ``view.step``: the paired bootstrap of
+        :func:`_rule.gate_share` over the completed trials that reported the step, the prior's
+        quantiles against their raw values there, both ranked against their final values
+        (oriented as scores). 0 until ``max(n_startup_trials, 3)`` of them have a prediction."""
+        completed = [
+            t
+            for t in view.reached
+            if t.state == TrialState.COMPLETE
+            and t.value is not None
+            and t.number in view.predictions
+        ]
+        if len(completed) < max(self._n_startup_trials, 3):
+            return 0.0
+        key = (view.key, tuple(t.number for t in completed))
+        with self._lock:
+            share = self._prior_gates.get(key)
+        if share is None:
+            sign = _sign(study.direction)
+            quantiles = np.array([view.predictions[t.number].quantile for t in completed])
+            raw = sign * np.array([t.intermediate_values[view.step] for t in completed])
+            final = sign * np.array([t.value for t in completed], dtype=np.float64)
+            share = _rule.gate_share(
+                quantiles, raw, final, n_resamples=self._n_resamples, seed=self._seed
+            )
+            with self._lock:
+                self._prior_gates[key] = share
+                while len(self._prior_gates) > _CACHE_SIZE:
+                    self._prior_gates.popitem(last=False)
+        return float(share)
+
+    def _prior_fields(self, prediction: Any) -> dict[str, Any]:
+        return {
+            "prior_quantile": float(prediction.quantile),
+            "prior_top10": float(prediction.top_probability),
+            "prior_inputs": str(prediction.inputs),
+            "prior_model_step": int(prediction.model_step),
+            "prior_digest": str(getattr(self._prior, "digest", "")),
+        }
+
+    def _prior_gate_fields(self, share: float) -> dict[str, Any]:
+        return {"prior_gate_share": share, "prior_gate_open": share >= self._gate}
 
     # --- the model: fit, gate, predictions ----------------------------------------------------
 

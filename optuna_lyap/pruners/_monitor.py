@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -10,7 +11,8 @@ import optuna
 import torch
 
 from optuna_lyap._checks import check_int, check_spectrum_kwargs, check_steps, recurrent_part
-from optuna_lyap._storage import report_spectrum, reported_steps
+from optuna_lyap._storage import NETWORK_ATTR, report_spectrum, reported_steps
+from optuna_lyap.aelle._prior import NetworkDescription
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
 
 ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
@@ -66,6 +68,16 @@ class LyapunovMonitor:
         h0: Initial state; required for a custom cell.
         dtype: Dtype of the Jacobian products (the model's if None).
         seed: Seed of the initial orthonormal basis, so spectra are reproducible.
+        optimizer: The model's optimiser; its learning rate (``param_groups[0]["lr"]`` at the
+            first step) is stored with the network's description (see below).
+        lr: The learning rate, when no optimiser is given (or to override it).
+
+    At the first call of :meth:`step` the monitor also stores what the cross-task prior reads
+    about the network, read from the recurrent module itself
+    (:meth:`~optuna_lyap.aelle._prior.NetworkDescription.from_module`: cell, hidden size,
+    layers, initialisation scale, recurrent spectral norm) with the learning rate, as the
+    trial's system attr ``optuna_lyap:network`` (a JSON object). A custom cell, or a model
+    that holds no single ``nn.RNN``/``nn.GRU``/``nn.LSTM``, is skipped silently.
 
     Raises:
         InvalidParameterError: A step that is not a non-negative integer (``0.7`` is not
@@ -87,7 +99,24 @@ class LyapunovMonitor:
         h0: Any = None,
         dtype: torch.dtype | None = None,
         seed: int | None = 0,
+        optimizer: Any = None,
+        lr: float | None = None,
     ) -> None:
+        if optimizer is not None and not hasattr(optimizer, "param_groups"):
+            raise TypeError(
+                "`optimizer` must be a torch optimizer (with param_groups) or None, but got "
+                f"{type(optimizer).__name__}."
+            )
+        if lr is not None and not (
+            isinstance(lr, (int, float))
+            and not isinstance(lr, bool)
+            and math.isfinite(lr)
+            and lr > 0
+        ):
+            raise ValueError(f"`lr` must be a positive finite number or None, but got {lr!r}.")
+        self.optimizer = optimizer
+        self.lr = lr
+        self._described = False
         if probe_inputs is not None and not (
             isinstance(probe_inputs, torch.Tensor) or callable(probe_inputs)
         ):
@@ -150,6 +179,8 @@ class LyapunovMonitor:
             InvalidParameterError: ``step`` is not a non-negative integer.
         """
         step = check_int("step", step, 0)
+        if not self._described:
+            self._describe(model)
         spectrum = None
         if step in self._reported or step in reported_steps(self.trial):
             warnings.warn(
@@ -170,6 +201,26 @@ class LyapunovMonitor:
         if prune and self.trial.should_prune():
             raise optuna.TrialPruned(f"Trial was pruned at step {step}.")
         return spectrum
+
+    def _describe(self, model: Any) -> None:
+        """Store the network's description once (see the class docstring)."""
+        self._described = True
+        if not isinstance(self.trial, optuna.Trial):
+            return  # a FixedTrial stores nothing
+        try:
+            rnn = recurrent_part(model)
+        except ValueError:
+            return  # several recurrent modules: which one is ambiguous
+        if not isinstance(rnn, (torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM)):
+            return
+        lr = self.lr
+        if lr is None and self.optimizer is not None and self.optimizer.param_groups:
+            value = self.optimizer.param_groups[0].get("lr")
+            lr = float(value) if isinstance(value, (int, float)) and value > 0 else None
+        network = NetworkDescription.from_module(rnn, lr)
+        self.trial.storage.set_trial_system_attr(
+            self.trial._trial_id, NETWORK_ATTR, network.to_json()
+        )
 
     def _spectrum(
         self, model: Any, step: int, probe_inputs: ProbeInputs | None

@@ -42,15 +42,19 @@ from optuna_lyap._prediction import (
     fit_predictor,
     input_sets,
     param_encoder,
+    rank_correlation,
     read_rows,
     training_set,
     unlabelled_trials,
 )
+from optuna_lyap._prediction._prior import PARAM_ALIASES, PriorPrediction, TrialPrior
 from optuna_lyap._storage import (
     USER_ATTR_SCREEN_PREDICTED,
     USER_ATTR_SCREEN_RANK_CORR,
     USER_ATTR_SCREEN_STD,
     as_exponents,
+    spectrum_at,
+    spectrum_dim,
 )
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.lyapunov import lyapunov_spectrum
@@ -58,6 +62,12 @@ from optuna_lyap.samplers._view import PredictedStudyView
 
 ModelFactory = Callable[..., torch.nn.Module]
 ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
+
+#: Numeric/text user attrs of a screened trial beside ``lyap_screen_predicted`` (study units):
+#: which model screened it (``"prior"`` or ``"study"``), and the prior's predicted final
+#: quantile within the study (1 = best) where the prior screened.
+USER_ATTR_SCREEN_BY = "lyap_screen_by"
+USER_ATTR_SCREEN_QUANTILE = "lyap_screen_quantile"
 
 # Spectra are read at this step: the network at initialisation, before any training.
 INIT_STEP = 0
@@ -92,6 +102,23 @@ def init_spectrum(
 ) -> np.ndarray:
     """Build the untrained network for ``params`` and compute its Lyapunov spectrum.
 
+    The exponents of :func:`init_measurement` (see there for the arguments).
+    """
+    return init_measurement(
+        model_factory, params, probe_inputs, seed=seed, spectrum_kwargs=spectrum_kwargs
+    )[0]
+
+
+def init_measurement(
+    model_factory: ModelFactory,
+    params: Mapping[str, Any],
+    probe_inputs: ProbeInputs,
+    *,
+    seed: int,
+    spectrum_kwargs: Mapping[str, Any],
+) -> tuple[np.ndarray, int]:
+    """Build the untrained network for ``params``; its Lyapunov spectrum and state dimension.
+
     Args:
         model_factory: ``model_factory(params)`` (or ``model_factory(params, seed=...)`` when
             it takes a ``seed``) returns an ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding
@@ -104,7 +131,8 @@ def init_spectrum(
         spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum`.
 
     Returns:
-        The ``k`` exponents, float64, nats per step, descending.
+        The ``k`` exponents (float64, nats per step, descending) and the state dimension
+        ``D`` they belong to (``k = D`` for the full spectrum).
     """
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
@@ -114,7 +142,21 @@ def init_spectrum(
             model = model_factory(dict(params))
         inputs = probe_inputs if isinstance(probe_inputs, torch.Tensor) else probe_inputs(model)
         spectrum = lyapunov_spectrum(recurrent_part(model), inputs, **spectrum_kwargs)
-    return as_exponents(spectrum)[0]
+    return as_exponents(spectrum)
+
+
+@dataclass(frozen=True)
+class _Screener:
+    """Which model screens a trial: ``"prior"`` (the trial prior) or ``"study"`` (``fitted``).
+
+    ``rank_corr`` is the model's Spearman correlation with the completed trials' final values
+    (out of sample for both: the prior never saw the study, the study's model is
+    cross-validated); NaN where not measured yet.
+    """
+
+    kind: str
+    rank_corr: float
+    fitted: FittedPredictor | None = None
 
 
 @dataclass
@@ -274,6 +316,7 @@ class LyapunovSampler(BaseSampler):
         refit_growth: float = 1.25,
         seed: int | None = None,
         artifact_store: Any = None,
+        prior: Any = "shipped",
     ) -> None:
         if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
             raise ValueError(
@@ -341,6 +384,7 @@ class LyapunovSampler(BaseSampler):
                 )
         self._pretrained = aelle
         self._artifact_store = artifact_store
+        self._prior = TrialPrior.resolve(prior)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -356,10 +400,16 @@ class LyapunovSampler(BaseSampler):
         )
         self._local = threading.local()
         self._warned_multi_objective = False
+        # The prior's rank correlation with the completed trials, per set of trials; and the
+        # parameter-name sets the prior could not read (the base decides for them).
+        self._prior_lock = threading.Lock()
+        self._prior_corr: dict[tuple[Any, ...], float] = {}
+        self._unreadable: set[frozenset[str]] = set()
+        self._warned_unreadable = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_cache", "_local"):
+        for name in ("_cache", "_local", "_prior_lock", "_prior_corr", "_unreadable"):
             del state[name]
         return state
 
@@ -471,8 +521,8 @@ class LyapunovSampler(BaseSampler):
         return n_labelled - math.ceil(n_labelled / k) >= 2
 
     def _ready(self, study: optuna.Study) -> bool:
-        """Whether this trial may be screened: a factory, one objective, and a model to fit."""
-        if self._model_factory is None:
+        """Whether this trial may be screened: one objective, and a model that can act."""
+        if self._model_factory is None and self._prior is None:
             return False
         if len(study.directions) > 1:
             if not self._warned_multi_objective:
@@ -484,6 +534,8 @@ class LyapunovSampler(BaseSampler):
                     stacklevel=3,
                 )
             return False
+        if self._prior is not None:
+            return True
         return self._pretrained is not None or self._own_ready(self._training_set(study)[1])
 
     def _screen_space(
@@ -545,23 +597,185 @@ class LyapunovSampler(BaseSampler):
         corr = fitted.chosen.rank_corr
         return not math.isnan(corr) and corr > self._min_rank_corr
 
+    def _completed(self, study: optuna.Study) -> list[FrozenTrial]:
+        """The COMPLETE trials with a finite value, in trial order."""
+        done = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        return [t for t in done if t.value is not None and math.isfinite(t.value)]
+
+    def _prior_predictions(self, trials: Sequence[FrozenTrial]) -> list[PriorPrediction | None]:
+        """The prior's step-0 predictions of ``trials``, from the inputs a candidate has.
+
+        The parameters always; with ``model_factory``, also the spectrum stored at step 0
+        (where a trial has none, its parameters alone).
+        """
+        assert self._prior is not None
+        params = [dict(t.params) for t in trials]
+        if self._model_factory is None:
+            return list(self._prior.predict_candidates(params))
+        out: list[PriorPrediction | None] = [None] * len(trials)
+        with_spectrum, without = [], []
+        spectra, dims = [], []
+        for i, trial in enumerate(trials):
+            found = spectrum_at(trial, INIT_STEP)
+            if found is None or found[0] != INIT_STEP:
+                without.append(i)
+                continue
+            with_spectrum.append(i)
+            spectra.append(found[1])
+            dims.append(spectrum_dim(trial, INIT_STEP) or len(found[1]))
+        if with_spectrum:
+            preds = self._prior.predict_candidates(
+                [params[i] for i in with_spectrum], spectra, dims
+            )
+            for i, pred in zip(with_spectrum, preds, strict=True):
+                out[i] = pred
+        if without:
+            preds = self._prior.predict_candidates([params[i] for i in without])
+            for i, pred in zip(without, preds, strict=True):
+                out[i] = pred
+        return out
+
+    def _prior_rank_corr(
+        self, study: optuna.Study, completed: Sequence[FrozenTrial]
+    ) -> tuple[float, int]:
+        """Spearman of the prior's predicted quantiles with the completed trials' finals.
+
+        Returns:
+            The correlation (NaN where undefined) and the number of trials it was measured
+            on (those the prior predicts). Cached per set of completed trials.
+        """
+        key = (study._study_id, tuple(t.number for t in completed))
+        with self._prior_lock:
+            if key in self._prior_corr:
+                return self._prior_corr[key], len(completed)
+        predicted, final = [], []
+        for trial, pred in zip(completed, self._prior_predictions(completed), strict=True):
+            if pred is not None and math.isfinite(pred.quantile):
+                predicted.append(pred.quantile)
+                final.append(float(trial.value))  # type: ignore[arg-type]
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        corr = rank_correlation(np.array(predicted), sign * np.array(final))
+        with self._prior_lock:
+            self._prior_corr[key] = corr
+        return corr, len(predicted)
+
+    def _screener(self, study: optuna.Study, names: frozenset[str]) -> _Screener | None:
+        """Which model screens this trial, or None (the base decides).
+
+        The prior screens until ``max(n_startup_trials, 3)`` completed trials have a
+        prediction; from then on while its Spearman correlation with their final values
+        exceeds ``min_rank_corr`` and the study's own model (with ``model_factory``) does
+        not rank them better. Otherwise the study's model screens where it acts.
+        """
+        prior_corr = math.nan
+        if self._prior is not None and names not in self._unreadable:
+            completed = self._completed(study)
+            if len(completed) < max(self._n_startup_trials, _MIN_LABELLED):
+                return _Screener("prior", math.nan)
+            prior_corr, n_predicted = self._prior_rank_corr(study, completed)
+            if n_predicted < max(self._n_startup_trials, _MIN_LABELLED):
+                return _Screener("prior", prior_corr)
+        fitted = self._model(study) if self._model_factory is not None else None
+        own_acts = fitted is not None and self._acts(fitted)
+        own_corr = math.nan
+        if fitted is not None and self._own_ready(fitted.n_rows):
+            own_corr = fitted.chosen.rank_corr
+        if math.isfinite(prior_corr) and prior_corr > self._min_rank_corr:
+            if not (own_acts and math.isfinite(own_corr) and own_corr > prior_corr):
+                return _Screener("prior", prior_corr)
+        if own_acts:
+            return _Screener("study", own_corr, fitted)
+        return None
+
     def _candidate_spectrum(
         self, params: Mapping[str, Any], number: int, index: int
     ) -> np.ndarray:
         """The spectrum at initialisation of candidate ``index`` of trial ``number``.
 
         Builds the network with ``model_factory`` and drives it with ``probe_inputs`` (see
-        :func:`init_spectrum`). A subclass may read it from elsewhere, e.g. a table of
-        networks already measured.
+        :func:`init_measurement`). A subclass may read it from elsewhere, e.g. a table of
+        networks already measured; the prior then takes ``D`` to be the spectrum's length.
         """
         assert self._model_factory is not None and self._probe_inputs is not None
-        return init_spectrum(
+        spectrum, dim = init_measurement(
             self._model_factory,
             params,
             self._probe_inputs,
             seed=candidate_seed(self._seed, number, index),
             spectrum_kwargs=self._spectrum_kwargs,
         )
+        dims = getattr(self._local, "dims", None)
+        if dims is not None:
+            dims[index] = dim
+        return spectrum
+
+    def _draw(
+        self,
+        study: optuna.Study,
+        view: PredictedStudyView,
+        trial: FrozenTrial,
+        base_part: dict[str, BaseDistribution],
+        screen_part: dict[str, BaseDistribution],
+        count: int | None = None,
+    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+        """``count`` (default ``n_candidates``) proposals of the base sampler, each with its
+        held bookkeeping."""
+        # Optuna hands sample_independent the trial with its current system attrs (what
+        # before_trial wrote, e.g. GridSampler's grid id); the trial given here predates them.
+        latest = copy.copy(trial)
+        latest.system_attrs = dict(study._storage.get_trial_system_attrs(trial._trial_id))
+        candidates: list[dict[str, Any]] = []
+        held = []
+        for _ in range(self._n_candidates if count is None else count):
+            held.append(view.hold_bookkeeping())
+            params = dict(self._base.sample_relative(view, trial, base_part)) if base_part else {}
+            for name, dist in screen_part.items():
+                if name not in params:
+                    params[name] = self._base.sample_independent(view, latest, name, dist)
+            candidates.append(params)
+        view.release_bookkeeping()
+        return candidates, held
+
+    def _spectra(
+        self,
+        candidates: list[dict[str, Any]],
+        trial: FrozenTrial,
+        given: dict[str, Any],
+        first_index: int = 0,
+    ) -> tuple[list[int], list[np.ndarray], list[int]]:
+        """The candidates whose spectrum at initialisation is finite, their spectra and ``D``."""
+        scored: list[int] = []
+        spectra: list[np.ndarray] = []
+        dims: list[int] = []
+        self._local.dims = {}
+        try:
+            for i, params in enumerate(candidates):
+                try:
+                    spectrum = self._candidate_spectrum(
+                        {**given, **dict(trial.params), **params}, trial.number, first_index + i
+                    )
+                except Exception as err:
+                    warnings.warn(
+                        f"LyapunovSampler skips a candidate of trial {trial.number}: building "
+                        f"its network or spectrum raised {type(err).__name__}: {err}",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                    continue
+                if not np.isfinite(spectrum).all():
+                    warnings.warn(
+                        f"LyapunovSampler skips a candidate of trial {trial.number}: its "
+                        "spectrum at initialisation is not finite.",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                    continue
+                scored.append(i)
+                spectra.append(spectrum)
+                dims.append(int(self._local.dims.get(first_index + i, len(spectrum))))
+        finally:
+            self._local.dims = None
+        return scored, spectra, dims
 
     def _screen(
         self,
@@ -573,54 +787,22 @@ class LyapunovSampler(BaseSampler):
         given: dict[str, Any],
     ) -> dict[str, Any] | None:
         """Draw candidates, score them, and return the best; None lets the base decide."""
-        fitted = self._model(study)
-        if fitted is None or not self._acts(fitted):
+        names = frozenset(screen_part) | frozenset(base_part)
+        screener = self._screener(study, names)
+        if screener is None:
             return None
+        if screener.kind == "prior":
+            return self._screen_by_prior(
+                study, view, trial, base_part, screen_part, given, screener, names
+            )
+        fitted = screener.fitted
+        assert fitted is not None
         inputs = fitted.chosen.inputs
-
-        # Optuna hands sample_independent the trial with its current system attrs (what
-        # before_trial wrote, e.g. GridSampler's grid id); the trial given here predates them.
-        latest = copy.copy(trial)
-        latest.system_attrs = dict(study._storage.get_trial_system_attrs(trial._trial_id))
-        candidates: list[dict[str, Any]] = []
-        held = []
-        for _ in range(self._n_candidates):
-            held.append(view.hold_bookkeeping())
-            params = dict(self._base.sample_relative(view, trial, base_part)) if base_part else {}
-            for name, dist in screen_part.items():
-                if name not in params:
-                    params[name] = self._base.sample_independent(view, latest, name, dist)
-            candidates.append(params)
-        view.release_bookkeeping()
-
-        scored: list[int] = []
-        spectra: list[np.ndarray] = []
-        for i, params in enumerate(candidates):
-            if SPECTRUM not in inputs:
-                scored.append(i)
-                continue
-            try:
-                spectrum = self._candidate_spectrum(
-                    {**given, **dict(trial.params), **params}, trial.number, i
-                )
-            except Exception as err:
-                warnings.warn(
-                    f"LyapunovSampler skips a candidate of trial {trial.number}: building its "
-                    f"network or spectrum raised {type(err).__name__}: {err}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                continue
-            if not np.isfinite(spectrum).all():
-                warnings.warn(
-                    f"LyapunovSampler skips a candidate of trial {trial.number}: its spectrum "
-                    "at initialisation is not finite.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                continue
-            scored.append(i)
-            spectra.append(spectrum)
+        candidates, held = self._draw(study, view, trial, base_part, screen_part)
+        if SPECTRUM in inputs:
+            scored, spectra, _ = self._spectra(candidates, trial, given)
+        else:
+            scored, spectra = list(range(len(candidates))), []
         if not scored:
             warnings.warn(
                 f"LyapunovSampler could not score any candidate of trial {trial.number}; the "
@@ -644,6 +826,7 @@ class LyapunovSampler(BaseSampler):
         view.replay(held[scored[best]])
 
         storage, trial_id = study._storage, trial._trial_id
+        storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_BY, "study")
         if math.isfinite(mean[best]):
             storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_PREDICTED, float(mean[best]))
         if math.isfinite(std[best]):
@@ -652,3 +835,100 @@ class LyapunovSampler(BaseSampler):
         if math.isfinite(corr):
             storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_RANK_CORR, float(corr))
         return candidates[scored[best]]
+
+    def _screen_by_prior(
+        self,
+        study: optuna.Study,
+        view: PredictedStudyView,
+        trial: FrozenTrial,
+        base_part: dict[str, BaseDistribution],
+        screen_part: dict[str, BaseDistribution],
+        given: dict[str, Any],
+        screener: _Screener,
+        names: frozenset[str],
+    ) -> dict[str, Any] | None:
+        """Keep the candidate with the highest predicted final quantile (ties: the earliest
+        proposal).
+
+        The first proposal is predicted before the others are drawn: where the prior cannot
+        predict it, it is the base sampler's choice, drawn exactly as without screening.
+        """
+        candidates, held = self._draw(study, view, trial, base_part, screen_part, 1)
+        preds = self._predict_prior(candidates, trial, given, 0)
+        if preds[0] is None:
+            if self._model_factory is None:
+                self._warn_unreadable(names)
+            view.replay(held[0])
+            return candidates[0]
+        if self._n_candidates > 1:
+            more, more_held = self._draw(
+                study, view, trial, base_part, screen_part, self._n_candidates - 1
+            )
+            candidates += more
+            held += more_held
+            preds += self._predict_prior(more, trial, given, 1)
+        quantiles = np.array(
+            [np.nan if p is None else float(p.quantile) for p in preds], dtype=np.float64
+        )
+        finite = np.isfinite(quantiles)
+        if not finite.any():
+            view.replay(held[0])
+            return candidates[0]
+        best = int(np.argmax(np.where(finite, quantiles, -np.inf)))
+        view.replay(held[best])
+
+        storage, trial_id = study._storage, trial._trial_id
+        storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_BY, "prior")
+        storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_QUANTILE, float(quantiles[best]))
+        if math.isfinite(screener.rank_corr):
+            storage.set_trial_user_attr(
+                trial_id, USER_ATTR_SCREEN_RANK_CORR, float(screener.rank_corr)
+            )
+        return candidates[best]
+
+    def _predict_prior(
+        self,
+        candidates: list[dict[str, Any]],
+        trial: FrozenTrial,
+        given: dict[str, Any],
+        first_index: int,
+    ) -> list[PriorPrediction | None]:
+        """The prior's predictions of ``candidates`` (numbered from ``first_index``).
+
+        With ``model_factory``, a candidate whose spectrum at initialisation is finite is
+        predicted from its hyperparameters and spectrum, any other from its hyperparameters.
+        """
+        assert self._prior is not None
+        full = [{**given, **dict(trial.params), **c} for c in candidates]
+        if self._model_factory is None:
+            return list(self._prior.predict_candidates(full))
+        scored, spectra, dims = self._spectra(candidates, trial, given, first_index)
+        preds: list[PriorPrediction | None] = [None] * len(candidates)
+        if scored:
+            got = self._prior.predict_candidates([full[i] for i in scored], spectra, dims)
+            for i, pred in zip(scored, got, strict=True):
+                preds[i] = pred
+        rest = [i for i in range(len(candidates)) if i not in scored]
+        if rest:
+            got = self._prior.predict_candidates([full[i] for i in rest])
+            for i, pred in zip(rest, got, strict=True):
+                preds[i] = pred
+        return preds
+
+    def _warn_unreadable(self, names: frozenset[str]) -> None:
+        """Remember that the prior cannot read ``names``; warn once per sampler."""
+        with self._prior_lock:
+            self._unreadable.add(names)
+            if self._warned_unreadable:
+                return
+            self._warned_unreadable = True
+        looked_for = ", ".join(name for names in PARAM_ALIASES.values() for name in names)
+        warnings.warn(
+            f"LyapunovSampler's prior predicted none of the candidates: it found no "
+            f"hyperparameter it knows among {sorted(names)} (it looks for {looked_for}) and no "
+            "spectrum at initialisation. Rename the parameters so, give model_factory and "
+            "probe_inputs (the prior then reads the spectrum), or pass prior=None; until then "
+            "the base sampler decides.",
+            RuntimeWarning,
+            stacklevel=5,
+        )

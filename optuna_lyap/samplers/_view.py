@@ -3,11 +3,13 @@
 :class:`~optuna_lyap.LyapunovPruner` writes the final value it predicts for a trial to the
 trial's user attr ``lyap_predicted``, also where its gate stayed shut and it ranked by the raw
 value instead; the view uses a prediction only where the pruner's decision record says the
-model earned it (see :func:`predicted_value`). Optuna's samplers cannot use it: TPE ranks
-pruned trials by their last intermediate value (nearly always in its "bad" group) and the GP
-sampler ignores them. :class:`PredictedStudyView` shows a base sampler the study as it would
-be if every such pruned trial had completed with its predicted value, without touching the
-storage.
+model earned it (see :func:`predicted_value`). Where the pruner ranked by the trial prior
+(record ``scorer == "prior"``), the prior's predicted final quantile ``prior_quantile`` is
+turned into a value: the empirical quantile of the completed trials' final values. Optuna's
+samplers cannot use either: TPE ranks pruned trials by their last intermediate value (nearly
+always in its "bad" group) and the GP sampler ignores them. :class:`PredictedStudyView` shows a
+base sampler the study as it would be if every such pruned trial had completed with its
+predicted value, without touching the storage.
 
 What the view refuses and what it passes through:
 
@@ -29,6 +31,7 @@ import copy
 from collections.abc import Container, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
@@ -54,29 +57,67 @@ class ReadOnlyViewError(RuntimeError):
 _MODEL_RULES = frozenset({"model_rung", "screen", "model"})
 
 
-def predicted_value(trial: FrozenTrial) -> float | None:
-    """The predicted final value a PRUNED trial carries, where it may stand in for one, or None.
+def quantile_value(
+    quantile: float, finals: Sequence[float], direction: StudyDirection
+) -> float | None:
+    """The value at ``quantile`` (1 = best) of the final values ``finals``, or None if empty.
 
-    The value is the finite user attr ``lyap_predicted``. Where the pruner wrote it, its latest
-    decision record with a prediction (see :func:`~optuna_lyap.load_predictions`) must show
-    the model earned it: ``gate_open`` true, or a rule that ranked by the model. A prediction
-    recorded with the gate shut is not better than the raw value on the study's own evidence,
-    so the trial stays pruned. A ``lyap_predicted`` with no decision record (set by the
-    user's own code) is taken as given.
+    The empirical quantile with linear interpolation (``numpy.quantile``'s default) of the
+    finite values, oriented by ``direction``: for ``minimize`` quantile 1 is the lowest value.
     """
-    if trial.state != TrialState.PRUNED:
+    values = np.asarray([v for v in finals if np.isfinite(v)], dtype=np.float64)
+    if values.size == 0 or not np.isfinite(quantile):
         return None
-    value = finite_or_none(trial.user_attrs.get(USER_ATTR_PREDICTED))
-    if value is None:
-        return None
+    q = float(np.clip(quantile, 0.0, 1.0))
+    if direction == StudyDirection.MINIMIZE:
+        q = 1.0 - q
+    return float(np.quantile(values, q))
+
+
+def _latest_record(trial: FrozenTrial, *fields: str) -> dict[str, Any] | None:
+    """The trial's latest decision record with a finite value in one of ``fields``."""
     records = [
         r
         for r in load_predictions(trial).values()
-        if finite_or_none(r.get("predicted")) is not None
+        if any(finite_or_none(r.get(name)) is not None for name in fields)
     ]
-    if not records:
+    return records[-1] if records else None
+
+
+def predicted_value(
+    trial: FrozenTrial,
+    finals: Sequence[float] = (),
+    direction: StudyDirection = StudyDirection.MINIMIZE,
+) -> float | None:
+    """The predicted final value a PRUNED trial carries, where it may stand in for one, or None.
+
+    Where the pruner's latest decision record with a prediction (see
+    :func:`~optuna_lyap.load_predictions`) shows it ranked by the trial prior (``scorer ==
+    "prior"``), the value is :func:`quantile_value` of the record's ``prior_quantile`` among
+    ``finals`` (None where no trial has completed). Otherwise it is the finite user attr
+    ``lyap_predicted``, and that record must show the model earned it: ``gate_open`` true, or a
+    rule that ranked by the model. A prediction recorded with the gate shut is not better than
+    the raw value on the study's own evidence, so the trial stays pruned. A ``lyap_predicted``
+    with no decision record (set by the user's own code) is taken as given.
+
+    Args:
+        trial: Any trial; only PRUNED trials can have a value.
+        finals: The final values of the study's COMPLETE trials.
+        direction: The study's direction.
+    """
+    if trial.state != TrialState.PRUNED:
+        return None
+    latest = _latest_record(trial, "predicted", "prior_quantile")
+    if latest is not None and latest.get("scorer") == "prior":
+        quantile = finite_or_none(latest.get("prior_quantile"))
+        if quantile is not None:
+            return quantile_value(quantile, finals, direction)
+    value = finite_or_none(trial.user_attrs.get(USER_ATTR_PREDICTED))
+    if value is None:
+        return None
+    latest = _latest_record(trial, "predicted")
+    if latest is None:
         return value
-    latest = records[-1]
     earned = latest.get("gate_open") is True or latest.get("rule") in _MODEL_RULES
     return value if earned else None
 
@@ -93,11 +134,31 @@ def as_completed(trial: FrozenTrial, value: float) -> FrozenTrial:
     return done
 
 
-def with_predictions(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """``trials`` with each pruned trial that carries a prediction replaced by its completion."""
+def _finals(trials: Iterable[FrozenTrial]) -> list[float]:
+    return [
+        float(t.value) for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+    ]
+
+
+def with_predictions(
+    trials: Iterable[FrozenTrial],
+    direction: StudyDirection = StudyDirection.MINIMIZE,
+    finals: Sequence[float] | None = None,
+) -> list[FrozenTrial]:
+    """``trials`` with each pruned trial that carries a prediction replaced by its completion.
+
+    Args:
+        trials: Trials of one single-objective study.
+        direction: The study's direction.
+        finals: The final values of the study's COMPLETE trials; None reads them from
+            ``trials`` (which must then hold every COMPLETE trial).
+    """
+    trials = list(trials)
+    if finals is None:
+        finals = _finals(trials)
     out = []
     for trial in trials:
-        value = predicted_value(trial)
+        value = predicted_value(trial, finals, direction)
         out.append(trial if value is None else as_completed(trial, value))
     return out
 
@@ -147,8 +208,13 @@ class ReadOnlyStorage(BaseStorage):
         self._substitute = substitute
         self.held: list[Bookkeeping] | None = None
 
-    def _view(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        return with_predictions(trials) if self._substitute else trials
+    def _view(
+        self, trials: list[FrozenTrial], finals: Sequence[float] | None = None
+    ) -> list[FrozenTrial]:
+        if not self._substitute:
+            return trials
+        direction = self._inner.get_study_directions(self._study_id)[0]
+        return with_predictions(trials, direction, finals)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -171,7 +237,13 @@ class ReadOnlyStorage(BaseStorage):
         return self._inner.get_all_studies()
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        return self._view([self._inner.get_trial(trial_id)])[0]
+        trial = self._inner.get_trial(trial_id)
+        if not self._substitute or trial.state != TrialState.PRUNED:
+            return trial
+        done = self._inner.get_all_trials(
+            self._study_id, deepcopy=False, states=(TrialState.COMPLETE,)
+        )
+        return self._view([trial], _finals(done))[0]
 
     def get_all_trials(
         self,
@@ -324,7 +396,7 @@ class PredictedStudyView(optuna.Study):
         if not self._substitute:
             return self._study.get_trials(deepcopy=deepcopy, states=states)
         trials = self._study.get_trials(deepcopy=False, states=_read_states(states))
-        return _select(with_predictions(trials), states, deepcopy)
+        return _select(with_predictions(trials, self._directions[0]), states, deepcopy)
 
     def _get_trials(
         self,
@@ -337,7 +409,7 @@ class PredictedStudyView(optuna.Study):
         trials = self._study._get_trials(
             deepcopy=False, states=_read_states(states), use_cache=use_cache
         )
-        return _select(with_predictions(trials), states, deepcopy)
+        return _select(with_predictions(trials, self._directions[0]), states, deepcopy)
 
     # -- bookkeeping ----------------------------------------------------------------------------
 

@@ -81,7 +81,9 @@ def make_objective(
         optimizer = task.make_optimizer(model, params)
         # The probe closes over this trial's model so that embedded tasks see its embedding,
         # whichever module the monitor passes along.
-        monitor = LyapunovMonitor(trial, lambda _: task.probe_inputs(model), steps=steps, k=k)
+        monitor = LyapunovMonitor(
+            trial, lambda _: task.probe_inputs(model), steps=steps, k=k, optimizer=optimizer
+        )
         value = task.worst_value
         for step in range(total + 1):
             if step > 0:

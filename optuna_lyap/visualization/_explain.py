@@ -4,11 +4,15 @@ The decision records are those :class:`~optuna_lyap.LyapunovPruner` writes with
 :func:`optuna_lyap._storage.record_prediction`. Two generations are read:
 
 * rank-rule records: ``rule`` in ``"rung"`` (successive halving on the raw value),
-  ``"model_rung"`` (successive halving ranking by the predicted final value), ``"screen"``
-  (a step-0 screen by prediction), ``"fallback"``, ``"threshold"``, with ``rung``, ``score_kind``,
-  ``score``, ``rank``, ``n_competitors``, ``n_promoted``, ``bar``, ``direction`` and, where a
-  model predicted, ``predicted``, ``predicted_std``, ``inputs``, ``rank_corr``,
-  ``raw_rank_corr``, ``gate_share``, ``gate_open``, ``n_train``;
+  ``"model_rung"`` (successive halving ranking by the predicted final value), ``"prior_rung"``
+  (ranking by the shipped prior's predicted quantile), ``"screen"`` and ``"prior_screen"``
+  (a step-0 screen by prediction), ``"predict"`` (the prior predicted, nothing was decided),
+  ``"fallback"``, ``"threshold"``, with ``rung``, ``scorer``, ``score_kind``, ``score``,
+  ``rank``, ``n_competitors``, ``n_promoted``, ``bar``, ``direction``; where a model predicted,
+  ``predicted``, ``predicted_std``, ``inputs``, ``rank_corr``, ``raw_rank_corr``,
+  ``gate_share``, ``gate_open``, ``n_train``; where the prior predicted, ``prior_quantile``,
+  ``prior_top10``, ``prior_inputs``, ``prior_model_step``, ``prior_gate_share``,
+  ``prior_gate_open``;
 * threshold-rule records: ``rule`` in ``"model"``, ``"fallback"``, ``"kept"`` with
   ``predicted``, ``predicted_std``, ``threshold``, ``p_worse``, ``inputs``, ``rank_corr``,
   ``raw_rank_corr``, ``n_train``.
@@ -40,7 +44,10 @@ NOTE_TITLE = "### Trial {number}"
 RULE_NAMES = {
     "rung": "successive halving on the raw value",
     "model_rung": "successive halving ranking by the predicted final value",
+    "prior_rung": "successive halving ranking by the prior's predicted quantile",
     "screen": "the step-0 screen by prediction",
+    "prior_screen": "the step-0 screen by the prior's predicted quantile",
+    "predict": "the prior's prediction (nothing decided)",
     "fallback": "the fallback pruner",
     "threshold": "the prediction threshold",
     "model": "the model's threshold rule",
@@ -174,9 +181,39 @@ def _model_sentence(record: Mapping[str, Any]) -> str | None:
     return text
 
 
+# What a record's ``score`` is, by its ``score_kind`` (the raw value is named by the metric).
+_SCORE_NAMES = {
+    "predicted": "predicted final value",
+    "quantile": "final quantile predicted by the prior",
+}
+
+
+def _prior_sentence(record: Mapping[str, Any]) -> str | None:
+    """The prior's predicted quantile, its inputs, and the evidence it was (not) trusted."""
+    quantile = _num(record.get("prior_quantile"))
+    if quantile is None:
+        return None
+    text = f"**Prior.** Predicted final quantile {quantile:.3g} in this study (1 is best"
+    top = _num(record.get("prior_top10"))
+    if top is not None:
+        text += f"; P(top 10%) {top:.2f}"
+    if record.get("prior_inputs"):
+        text += f"; inputs: {record['prior_inputs']}"
+    step = _num(record.get("prior_model_step"))
+    if step is not None:
+        text += f"; model of step {int(step)}"
+    text += ")"
+    share = _num(record.get("prior_gate_share"))
+    if share is not None:
+        trusted = record.get("prior_gate_open")
+        text += "; trusted" if trusted else "; not trusted"
+        text += f": out-ranked the raw value in {share:.0%} of bootstrap resamples"
+    return text + "."
+
+
 def _rank_sentence(record: Mapping[str, Any], metric: str) -> str:
     kind = record.get("score_kind")
-    what = "predicted final value" if kind == "predicted" else metric
+    what = _SCORE_NAMES.get(str(kind), metric)
     score = _num(record.get("score"))
     if score is None and kind == "predicted":
         score = _num(record.get("predicted"))
@@ -207,6 +244,8 @@ def _record_sentence(
     name = RULE_NAMES.get(rule, f"rule {rule!r}" if rule else "the pruner")
     if rule == "kept":
         return f"At step {step} {name} kept it."
+    if rule == "predict":
+        return f"At step {step} the prior predicted it; nothing was decided."
     if rule == "fallback" and fallback_name:
         name = f"the fallback pruner ({fallback_name})"
     rung = record.get("rung")
@@ -383,5 +422,8 @@ def explain(
         model = _model_sentence(record)
         if model is not None:
             lines.append(model)
+        prior = _prior_sentence(record)
+        if prior is not None:
+            lines.append(prior)
     lines.extend(_dynamics_lines(trial))
     return "\n\n".join(lines) + "\n"

@@ -16,7 +16,6 @@ from optuna_lyap.aelle._prior import (
     curve_features,
     final_quantile,
     hyperparameter_features,
-    load_shipped_prior,
     spectrum_features,
     study_ranks,
     study_zscores,
@@ -157,8 +156,8 @@ def test_prior_rejects_bad_settings() -> None:
     inputs, target = _synthetic_study(rng, 30, 0.0)
     with pytest.raises(ValueError, match="inputs must"):
         CrossTaskPrior(inputs=("curve", "weights")).fit(inputs, target)
-    with pytest.raises(ValueError, match="model='aelle' reads spectra"):
-        CrossTaskPrior(inputs=("curve",), model="aelle").fit(inputs, target)
+    with pytest.raises(ValueError, match="model='tree'"):
+        CrossTaskPrior(model="tree").fit(inputs, target)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="top_fraction=1.5"):
         CrossTaskPrior(top_fraction=1.5).fit(inputs, target)
     with pytest.raises(ValueError, match="target must be 30 finite"):
@@ -177,21 +176,10 @@ def test_saved_prior_loads_without_pickle_and_predicts_the_same(tmp_path: Path) 
     assert set(blob) == {"config", "aelle"}
     loaded = CrossTaskPrior.load(path)
     np.testing.assert_array_equal(loaded.predict(inputs), prior.predict(inputs))
-    with pytest.raises(ValueError, match="no classifier"):
+    with pytest.raises(ValueError, match="no classifier and no calibration"):
         loaded.predict_top_probability(inputs)
     with pytest.raises(ValueError, match="only a fitted model='aelle'"):
         CrossTaskPrior().fit(inputs, target).save(tmp_path / "hgb.pt")
     torch.save({"config": "{}", "aelle": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="format None"):
         CrossTaskPrior.load(tmp_path / "other.pt")
-
-
-@pytest.mark.parametrize("step", [0, 1, 2])
-def test_shipped_priors_load_and_rank(step: int) -> None:
-    prior = load_shipped_prior(step)
-    assert prior.info_["step"] == step and "copy" in prior.info_["tables"]
-    inputs, _ = _synthetic_study(np.random.default_rng(3), 20, 0.0)
-    predicted = prior.predict(inputs)
-    assert predicted.shape == (20,) and np.isfinite(predicted).all()
-    with pytest.raises(ValueError, match="no prior is shipped for step=7"):
-        load_shipped_prior(7)

@@ -116,7 +116,7 @@ def test_fit_writes_one_file_and_refuses_a_directory(
     assert "is a directory; give a file path" in err
     out = tmp_path / "models" / "deeper" / "ae.pt"
     status, _, err = cli(capsys, "fit", "--storage", url, "--study-name", "s", "--step", "0",
-                         "--output", str(out))  # fmt: skip
+                         "--format", "aelle", "--output", str(out))  # fmt: skip
     assert status == 0, err
     assert AeLLE.load(out).n_labelled_ == 6
 
@@ -127,8 +127,9 @@ def test_a_step_without_spectra_is_refused(
 ):
     url = spectra_study(tmp_path)
     out = str(tmp_path / "m.pt")
+    extra = ("--format", "aelle") if command == "fit" else ()
     status, _, err = cli(capsys, command, "--storage", url, "--study-name", "s", "--step", "7",
-                         "--output", out)  # fmt: skip
+                         "--output", out, *extra)  # fmt: skip
     assert status == 2
     assert "no trial of 's' stored a spectrum at step 7; steps with spectra: 0, 1" in err
     assert list(tmp_path.glob("m.*")) == []
@@ -234,7 +235,7 @@ def test_resuming_with_other_settings_warns_that_the_stored_ones_win(tmp_path: P
 def test_run_and_worker_take_a_prior_from_fit(tmp_path: Path):
     url = spectra_study(tmp_path, n=6, steps=(0, 1))
     run_cli("fit", "--storage", url, "--study-name", "s", "--step", "1", "--output", "ae.pt",
-            cwd=tmp_path)  # fmt: skip
+            "--format", "aelle", cwd=tmp_path)  # fmt: skip
     with study_name_on(url) as name:
         common = ("--storage", url, "--study-name", name, "--no-progress", "--prior", "ae.pt")
         run_cli("run", *common, "--task", "adding", "--n-trials", "1", "--n-epochs", "2",

@@ -35,7 +35,7 @@ from tests.pruners_tests.synthetic import (
 QUALITIES = np.linspace(0.0, 1.0, 10)
 TABLES = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
 RECORD_KEYS = {
-    "pruned", "rule", "step", "rung", "score_kind", "score", "rank", "n_competitors",
+    "pruned", "rule", "step", "rung", "scorer", "score_kind", "score", "rank", "n_competitors",
     "n_promoted", "bar", "direction",
 }  # fmt: skip
 MODEL_KEYS = {
@@ -52,6 +52,8 @@ def make_pruner(**kwargs: Any) -> LyapunovPruner:
         "aelle_params": FAST_AELLE,
         "cv_folds": 3,
         "use_curve": False,
+        # The in-study model alone: the prior's part is tested in test_prior.py.
+        "prior": None,
     }
     options.update(kwargs)
     return LyapunovPruner(**options)
@@ -149,6 +151,7 @@ def test_records_only_at_decision_points() -> None:
     assert sorted(records) == [1, 2, 4]  # rungs close at 1, 2, 4 (r = 1, eta = 2)
     assert [records[s]["rung"] for s in (1, 2, 4)] == [0, 1, 2]
     assert all(r["rule"] == "rung" and "predicted" not in r for r in records.values())
+    assert all(r["scorer"] == "raw" for r in records.values())
     assert set(records[4]) == RECORD_KEYS
     json.dumps(records[4])
 

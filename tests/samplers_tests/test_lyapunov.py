@@ -87,6 +87,8 @@ def _screening(base: BaseSampler | None = None, **kwargs: Any) -> LyapunovSample
         "use_params": False,
         "cv_folds": 2,
         "seed": 0,
+        # These tests are about the study's own model; the prior has tests of its own.
+        "prior": None,
     }
     options.update(kwargs)
     return LyapunovSampler(base, **options)

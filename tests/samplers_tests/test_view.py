@@ -219,3 +219,30 @@ def test_a_prediction_counts_only_where_the_pruners_gate_was_open() -> None:
         _add_pruned(study, {"lyap_predicted": predicted}, records)
     complete = PredictedStudyView(study).get_trials(states=(TrialState.COMPLETE,))
     assert [(t.number, t.value) for t in complete] == [(0, 0.9), (3, 0.5), (4, 0.4)]
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_a_trial_the_prior_scored_reads_at_its_quantile_of_the_completed_values(
+    direction: Literal["maximize", "minimize"],
+) -> None:
+    """Where the pruner ranked by the prior, its quantile (1 = best) becomes the value at that
+    empirical quantile of the completed trials' final values."""
+    study = optuna.create_study(direction=direction)
+    prior_record = {"rule": "prior_rung", "scorer": "prior", "prior_quantile": 0.75}
+    # No trial has completed yet: nothing to read the quantile against, so it stays pruned.
+    _add_pruned(study, {}, {prediction_key(1): prior_record})
+    view = PredictedStudyView(study)
+    assert view.get_trials(states=(TrialState.COMPLETE,)) == []
+    for value in (1.0, 2.0, 3.0, 4.0, 5.0):
+        study.add_trial(optuna.create_trial(params={"x": 0.1}, distributions=DIST, value=value))
+    # A prior quantile with a shut prior gate (the raw value scored) is not used; nor is the
+    # prior's quantile of an earlier step once a later record scored by the raw value.
+    raw_record = {"rule": "rung", "scorer": "raw", "prior_quantile": 0.9}
+    _add_pruned(study, {}, {prediction_key(1): raw_record})
+    _add_pruned(study, {}, {prediction_key(1): prior_record, prediction_key(2): raw_record})
+    expected = 4.0 if direction == "maximize" else 2.0
+    complete = view.get_trials(states=(TrialState.COMPLETE,))
+    assert [(t.number, t.value) for t in complete if t.number == 0] == [(0, expected)]
+    assert {t.number for t in complete} == {0, 1, 2, 3, 4, 5}
+    # The storage's single-trial read agrees.
+    assert view._storage.get_trial(study.trials[0]._trial_id).value == expected

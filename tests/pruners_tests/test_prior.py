@@ -1,0 +1,384 @@
+"""The prior inside LyapunovPruner: predictions from trial 0, and the gate it must pass."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from optuna.pruners import SuccessiveHalvingPruner
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_lyap.pruners import LyapunovPruner, load_predictions
+from optuna_lyap.visualization import explain, prunes_by_rule
+from tests.pruners_tests.test_lyapunov import table_study
+
+PRIOR_KEYS = {
+    "prior_quantile", "prior_top10", "prior_inputs", "prior_model_step", "prior_digest",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What ``TrialPrior.predict_trials`` returns per trial (``PriorPrediction``'s fields)."""
+
+    quantile: float
+    top_probability: float
+    inputs: str
+    model_step: int
+
+
+class FakePrior:
+    """A prior whose quantile is a given function of the trial (None: no prediction)."""
+
+    digest = "fake0000"
+
+    def __init__(self, quantile_of: Callable[[FrozenTrial], float | None]) -> None:
+        self.quantile_of = quantile_of
+        self.calls: list[tuple[int, tuple[int, ...]]] = []
+
+    def predict_trials(
+        self, trials: Sequence[FrozenTrial], step: int, direction: Any
+    ) -> dict[int, Prediction]:
+        self.calls.append((step, tuple(t.number for t in trials)))
+        out = {}
+        for t in trials:
+            q = self.quantile_of(t)
+            if q is not None:
+                out[t.number] = Prediction(q, min(1.0, 2 * q), "hyperparameters", min(step, 2))
+        return out
+
+
+@dataclass(frozen=True)
+class ByQuality:
+    """Quantile from the trial's param ``quality`` (``sign=-1``: high quality, low quantile)."""
+
+    sign: float = 1.0
+
+    def __call__(self, t: FrozenTrial) -> float | None:
+        if "quality" not in t.params:
+            return None
+        q = t.params["quality"]
+        return 0.01 + 0.98 * (q if self.sign > 0 else 1.0 - q)
+
+
+def quality_prior(sign: float = 1.0) -> FakePrior:
+    """Ranks by the trial's param ``quality``, which the tests make the final value."""
+    return FakePrior(ByQuality(sign))
+
+
+def pruner(prior: Any, **kwargs: Any) -> LyapunovPruner:
+    # model_steps=(): the in-study model is never consulted, so the prior alone competes
+    # with the raw value (and the tests stay fast).
+    options: dict[str, Any] = {
+        "n_startup_trials": 5,
+        "min_resource": 1,
+        "reduction_factor": 2,
+        "model_steps": (),
+        "prior": prior,
+    }
+    options.update(kwargs)
+    return LyapunovPruner(**options)
+
+
+def add_completed(study: optuna.Study, qualities: Sequence[float], seed: int = 0) -> None:
+    """Completed trials whose final value is their quality and whose curve is at chance."""
+    rng = np.random.default_rng(seed)
+    for q in qualities:
+        trial = with_quality(study, q)
+        for step in range(3):
+            trial.report(float(0.5 + rng.normal(0.0, 0.01)), step)
+        study.tell(trial, q)
+
+
+def with_quality(study: optuna.Study, quality: float) -> optuna.Trial:
+    study.enqueue_trial({"quality": float(quality)})
+    trial = study.ask()
+    trial.suggest_float("quality", 0.0, 1.0)
+    return trial
+
+
+def start(study: optuna.Study, quality: float, value: float, step: int = 1) -> optuna.Trial:
+    trial = with_quality(study, quality)
+    for s in range(step + 1):
+        trial.report(value, s)
+    return trial
+
+
+def decide(study: optuna.Study, trial: optuna.Trial) -> bool:
+    return study.pruner.prune(study, study._storage.get_trial(trial._trial_id))
+
+
+def records(study: optuna.Study, trial: optuna.Trial) -> dict[int, dict[str, Any]]:
+    return load_predictions(study._storage.get_trial(trial._trial_id))
+
+
+QUALITIES = np.linspace(0.05, 0.95, 10)
+
+
+# --- predictions from trial 0 ----------------------------------------------------------------
+
+
+def test_every_trial_carries_the_prior_from_trial_0() -> None:
+    study = optuna.create_study(direction="maximize", pruner=pruner(quality_prior()))
+    trials = [start(study, q, 0.5, step=0) for q in (0.2, 0.8, 0.5)]
+    for trial in trials:
+        assert not decide(study, trial)
+    for trial, q in zip(trials, (0.2, 0.8, 0.5), strict=True):
+        record = records(study, trial)[0]
+        assert record["rule"] == "predict" and record["pruned"] is False
+        assert PRIOR_KEYS <= set(record) and record["rung"] is None
+        assert record["prior_quantile"] == pytest.approx(0.01 + 0.98 * q)
+        attrs = study._storage.get_trial(trial._trial_id).user_attrs
+        assert attrs["lyap_prior_quantile"] == record["prior_quantile"]
+        assert attrs["lyap_prior_top10"] == record["prior_top10"]
+    # The explanation and the rule counts read the new records.
+    assert "prior" in explain(study, trials[0].number).lower()
+
+
+def test_no_record_at_step_0_where_the_prior_cannot_predict() -> None:
+    study = optuna.create_study(direction="maximize", pruner=pruner(FakePrior(lambda t: None)))
+    trial = start(study, 0.5, 0.5, step=0)
+    assert not decide(study, trial)
+    assert records(study, trial) == {}
+
+
+def test_the_prior_is_read_once_per_step_and_set_of_trials() -> None:
+    prior = quality_prior()
+    study = optuna.create_study(direction="maximize", pruner=pruner(prior))
+    trial = start(study, 0.5, 0.5, step=0)
+    frozen = study._storage.get_trial(trial._trial_id)
+    study.pruner.prune(study, frozen)
+    study.pruner.prune(study, frozen)
+    assert prior.calls == [(0, (0,))]
+    start(study, 0.7, 0.5, step=0)
+    study.pruner.prune(study, frozen)
+    assert prior.calls[-1] == (0, (0, 1))
+
+
+# --- the gate: the prior ranks only where it out-ranks the raw value ------------------------
+
+
+def test_a_prior_that_ranks_well_opens_the_gate_once_enough_trials_completed() -> None:
+    study = optuna.create_study(direction="maximize", pruner=pruner(quality_prior()))
+    add_completed(study, QUALITIES[:4])
+    early = start(study, 0.9, 0.0)  # the worst raw value so far
+    decide(study, early)
+    record = records(study, early)[1]
+    assert record["prior_gate_share"] == 0.0 and not record["prior_gate_open"]
+    assert record["scorer"] == "raw" and record["rule"] == "rung"
+
+    add_completed(study, QUALITIES[4:], seed=1)
+    first = start(study, 0.5, 0.5)
+    decide(study, first)
+    bad = start(study, 0.1, 0.9)  # the raw value would promote it
+    good = start(study, 0.95, 0.0)  # the raw value would prune it
+    assert decide(study, bad)
+    assert not decide(study, good)
+    for trial in (bad, good):
+        record = records(study, trial)[1]
+        assert record["scorer"] == "prior" and record["rule"] == "prior_rung"
+        assert record["prior_gate_open"] and record["prior_gate_share"] >= 0.9
+        assert record["score_kind"] == "quantile"
+        assert record["score"] == record["prior_quantile"]
+        assert "gate_share" not in record  # no in-study model was consulted
+    good_record = records(study, good)[1]
+    assert good_record["rank"] == 1 and good_record["n_promoted"] >= 1
+    # SHA's bookkeeping keeps the raw value.
+    frozen = study._storage.get_trial(good._trial_id)
+    assert frozen.system_attrs["completed_rung_0"] == 0.0
+    study.tell(bad, state=TrialState.PRUNED)
+    assert prunes_by_rule(study) == {"prior_rung": 1}
+    assert "quantile" in explain(study, bad.number)
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_a_prior_that_ranks_inversely_never_opens_the_gate(direction: str) -> None:
+    # The final value is the quality: maximising, the wrong way round is a low quantile for
+    # a high quality; minimising, a high one.
+    wrong = quality_prior(-1.0 if direction == "maximize" else 1.0)
+    study = optuna.create_study(direction=direction, pruner=pruner(wrong))
+    add_completed(study, np.concatenate([QUALITIES, QUALITIES]))
+    trial = start(study, 0.5, 0.5)
+    decide(study, trial)
+    record = records(study, trial)[1]
+    assert record["prior_gate_share"] == 0.0 and record["scorer"] == "raw"
+    assert record["rule"] == "rung" and record["score_kind"] == "raw"
+
+
+def test_the_gate_follows_the_direction() -> None:
+    # Minimising, the best trials have the lowest final values: a prior ranking by low
+    # "quality" (its final value) is right, and opens.
+    study = optuna.create_study(direction="minimize", pruner=pruner(quality_prior(-1.0)))
+    add_completed(study, QUALITIES)
+    trial = start(study, 0.5, 0.5)
+    decide(study, trial)
+    assert records(study, trial)[1]["scorer"] == "prior"
+
+
+def test_the_screen_can_use_the_prior() -> None:
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner(quality_prior(), screen_fraction=0.5)
+    )
+    add_completed(study, QUALITIES)
+    bad = start(study, 0.02, 0.5, step=0)
+    assert decide(study, bad)
+    record = records(study, bad)[0]
+    assert record["rule"] == "prior_screen" and record["scorer"] == "prior"
+    assert record["n_competitors"] == 11 and record["score_kind"] == "quantile"
+    good = start(study, 0.99, 0.5, step=0)
+    assert not decide(study, good)
+    assert records(study, good)[0]["rank"] == 1
+
+
+def test_the_larger_open_gate_share_picks_the_scorer() -> None:
+    chooser = pruner(None, gate=0.9)
+    assert chooser._scorer(None, None) == "raw"
+    assert chooser._scorer(0.5, 0.89) == "raw"
+    assert chooser._scorer(0.95, 0.97) == "prior"
+    assert chooser._scorer(0.97, 0.95) == "study"
+    assert chooser._scorer(0.95, 0.95) == "study"  # a tie: the in-study model
+    assert chooser._scorer(None, 0.9) == "prior"
+    assert chooser._scorer(0.9, None) == "study"
+
+
+# --- exactly successive halving where the prior does not decide -----------------------------
+
+
+def _config_prior(kind: str) -> FakePrior:
+    """Fake priors for the recorded sines table (trials carry the param ``config``)."""
+    import gzip
+    import json
+
+    from tests.pruners_tests.test_lyapunov import TABLES
+
+    with gzip.open(TABLES / "sines.jsonl.gz", "rt") as f:
+        configs = [c for c in map(json.loads, f) if c.get("kind") == "config"]
+    finals = np.array([math.nan if c["values"][-1] is None else c["values"][-1] for c in configs])
+    # sines is minimised: the best final value is the lowest.
+    order = np.argsort(np.argsort(-np.nan_to_num(finals, nan=np.inf)))
+    quantile = (order + 0.5) / len(order)
+
+    def of(t: FrozenTrial) -> float | None:
+        if kind == "constant":
+            return 0.5
+        return float(1.0 - quantile[t.params["config"]])  # the wrong way round
+
+    return FakePrior(of)
+
+
+@pytest.mark.parametrize("kind", ["none", "constant", "inverse"])
+def test_where_the_prior_never_opens_it_is_successive_halving(kind: str) -> None:
+    prior = None if kind == "none" else _config_prior(kind)
+    ours = table_study(pruner(prior, n_startup_trials=3, reduction_factor=4))
+    assert ours == table_study(SuccessiveHalvingPruner(min_resource=1))
+    assert any(state == TrialState.PRUNED for _, state, _ in ours)
+
+
+# --- robustness ----------------------------------------------------------------------------
+
+
+def test_nan_and_infinite_values_never_break_prediction() -> None:
+    def quantile(t: FrozenTrial) -> float | None:
+        q = t.params.get("quality")
+        if q is None or q > 0.9:
+            return math.nan  # a prior that fails on a trial: no prediction for it
+        return q
+
+    study = optuna.create_study(direction="maximize", pruner=pruner(FakePrior(quantile)))
+    add_completed(study, QUALITIES)
+    for value, final in ((math.nan, 0.3), (math.inf, math.inf), (-math.inf, 0.2)):
+        trial = with_quality(study, 0.4)
+        for step in range(3):
+            trial.report(value, step)
+        study.tell(trial, final)
+    for quality, value in ((0.5, math.nan), (0.6, math.inf), (0.95, 0.5), (0.3, -math.inf)):
+        trial = start(study, quality, value)
+        decide(study, trial)
+        for record in records(study, trial).values():
+            assert math.isfinite(record.get("prior_gate_share", 0.0))
+    for t in study.get_trials(deepcopy=False):
+        for value in t.user_attrs.values():
+            assert isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_workers_agree_and_pickling_keeps_the_prior() -> None:
+    def run(judge: LyapunovPruner) -> list[tuple[bool, dict[int, dict[str, Any]]]]:
+        study = optuna.create_study(direction="maximize", pruner=judge)
+        add_completed(study, QUALITIES)
+        out = []
+        for q, v in ((0.5, 0.5), (0.2, 0.9), (0.8, 0.1), (0.6, 0.3)):
+            trial = start(study, q, v)
+            out.append((decide(study, trial), records(study, trial)))
+        return out
+
+    first = run(pruner(quality_prior()))
+    assert any(r[1]["scorer"] == "prior" for _, r in first)
+    assert run(pickle.loads(pickle.dumps(pruner(quality_prior())))) == first
+    assert run(pruner(quality_prior())) == first
+
+
+def test_an_invalid_prior_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="prior"):
+        LyapunovPruner(prior="no-such-bundle.pt")
+
+
+def test_the_cli_summary_reports_the_priors_rank_correlation() -> None:
+    from optuna_lyap.cli import format_summary, summarize
+
+    rng = np.random.default_rng(0)
+
+    def objective(trial: optuna.Trial) -> float:
+        q = trial.suggest_float("quality", 0.0, 1.0)
+        for step in range(3):
+            trial.report(float(rng.normal(0.5, 0.1)), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return q
+
+    study = optuna.create_study(
+        direction="minimize",
+        pruner=pruner(quality_prior(-1.0)),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    study.optimize(objective, n_trials=20)
+    summary = summarize(study)
+    # Minimising the quality, the prior's quantile (high for low quality) ranks it exactly.
+    assert summary["prior_prediction"]["spearman"] == pytest.approx(1.0)
+    assert summary["prior_prediction"]["median_step"] == 0.0
+    assert summary["prediction"] is None
+    line = [r for r in format_summary(summary).splitlines() if r.startswith("prior quality")]
+    assert line and line[0].split()[2:4] == ["Spearman", "1"]
+
+
+# --- the shipped prior on a built-in task ----------------------------------------------------
+
+
+def _builtin_study(judge: optuna.pruners.BasePruner) -> optuna.Study:
+    from optuna_lyap.tasks import get_task, make_objective
+
+    task = get_task("copy", delay=3, n_train=32, n_val=16, hidden_size_range=(4, 8), n_epochs=2)
+    study = optuna.create_study(
+        direction=task.direction, pruner=judge, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    study.optimize(make_objective(task, spectrum_steps=(0, 1), seed=0), n_trials=6)
+    return study
+
+
+def test_the_shipped_prior_predicts_a_built_in_task_from_trial_0() -> None:
+    study = _builtin_study(LyapunovPruner())
+    for t in study.trials:
+        assert 0.0 < t.user_attrs["lyap_prior_quantile"] < 1.0
+        first = load_predictions(t)[0]
+        assert first["rule"] == "predict" and not first["pruned"]
+        assert "hyperparameters" in first["prior_inputs"] and first["prior_model_step"] == 0
+        assert PRIOR_KEYS <= set(first)
+    # Its gate is not judged before n_startup_trials (10) completed: successive halving.
+    sha = _builtin_study(SuccessiveHalvingPruner(min_resource=1))
+    assert [t.state for t in study.trials] == [t.state for t in sha.trials]
+    assert [t.last_step for t in study.trials] == [t.last_step for t in sha.trials]
