@@ -65,6 +65,7 @@ import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,8 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
 import optuna_lyap
+from optuna_lyap._storage import NETWORK_ATTR
+from optuna_lyap.aelle._prior import NetworkDescription
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -192,15 +195,27 @@ def recorded_params(table: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 def record_network(trial: optuna.Trial, table: dict[str, Any], i: int) -> None:
-    """Store which recorded configuration the trial trained, for the report and the prior."""
+    """Store which recorded configuration the trial trained: user attrs for the report, and
+    the network's description (``optuna_lyap:network``, as ``LyapunovMonitor`` writes it) so
+    the prior reads the configuration actually trained, not the suggestion it was mapped from.
+    """
     params = recorded_params(table, i)
     trial.set_user_attr("recorded_index", i)
     for a, v in params.items():
         trial.set_user_attr(f"recorded_{a}", v)
-    writer = getattr(optuna_lyap, "record_network", None)
-    if writer is not None:  # the prior's hook, where the package has it
-        num_layers = int(table["meta"].get("task_config", {}).get("num_layers", 1))
-        writer(trial, params, num_layers=num_layers)
+    num_layers = int(table["meta"].get("task_config", {}).get("num_layers", 1))
+    network = NetworkDescription.from_params(params, num_layers=num_layers)
+    trial.storage.set_trial_system_attr(trial._trial_id, NETWORK_ATTR, network.to_json())
+
+
+def recorded_spectrum(table: dict[str, Any], i: int, step: int) -> SimpleNamespace:
+    """The recorded spectrum of configuration ``i`` at ``step`` with its state dimension ``D``
+    (corpus tables keep the top 64 exponents of a larger ``D``; ``report_spectrum`` stores
+    ``D`` from a spectrum object's ``dim``)."""
+    dim = int(table["dim"][i])
+    exponents = table["spectra"][i, step, : min(dim, table["spectra"].shape[2])]
+    exponents = exponents[np.isfinite(exponents)] if np.isfinite(exponents).any() else exponents
+    return SimpleNamespace(exponents=exponents, dim=dim)
 
 
 class TableSpectrumSampler(optuna_lyap.LyapunovSampler):
@@ -216,12 +231,15 @@ class TableSpectrumSampler(optuna_lyap.LyapunovSampler):
             **kwargs,
         )
         self._space = ConfigurationSpace(table)
-        self._spectra0 = table["spectra"][:, 0]
-        self._dims = table["dim"]
+        self._table = table
 
     def _candidate_spectrum(self, params: Any, number: int, index: int) -> np.ndarray:
         i = self._space.index(dict(params))
-        return self._spectra0[i, : self._dims[i]]
+        spectrum = recorded_spectrum(self._table, i, 0)
+        dims = getattr(self._local, "dims", None)
+        if dims is not None:  # the state dimension D, as the base class records it
+            dims[index] = spectrum.dim
+        return spectrum.exponents
 
 
 def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
@@ -259,7 +277,6 @@ def run_one(task: str, method: str, seed: int, budget: int) -> dict[str, Any]:
     """One HPO run on one table; the finished trials and our decision records."""
     table = _table(task)
     _, values, direction = objective_of(table)
-    spectra, dims = table["spectra"], table["dim"]
     n_epochs = values.shape[1] - 1
     space = ConfigurationSpace(table)
     prior = str(prior_path(task)) if method in OURS else None
@@ -274,7 +291,7 @@ def run_one(task: str, method: str, seed: int, budget: int) -> dict[str, Any]:
             if step > 0:
                 spent += 1
             if step in SPECTRUM_STEPS:
-                optuna_lyap.report_spectrum(trial, spectra[i, step, : dims[i]], step)
+                optuna_lyap.report_spectrum(trial, recorded_spectrum(table, i, step), step)
             trial.report(float(values[i, step]), step)
             if trial.should_prune():
                 trace.append((spent, None))
@@ -387,14 +404,53 @@ def budget_of(table: dict[str, Any], trainings: float) -> int:
 # -- leave-one-task-out priors ---------------------------------------------------------------
 
 
-def train_loto_prior(held_out: str, out: Path, seed: int = 0) -> Any:
-    """A ``PriorBundle`` trained on every table but ``held_out``, saved to ``out``."""
-    import prior_train  # the code that trains the shipped prior
+def train_loto_prior(held_out: str, out: Path) -> dict[str, Any]:
+    """Train a ``PriorBundle`` on every table but ``held_out`` and save it to ``out``.
 
-    bundle = prior_train.train_bundle(exclude=(held_out,), seed=seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    bundle.save(out)
-    return bundle
+    Runs ``benchmarks/prior_train.py``'s own training (``main``) with ``--no-calibration``, as
+    the shipped bundle was trained, on a folder of links to the other tables; that script's
+    report files (the shipped bundle's) are left untouched. Returns provenance for
+    ``heldout_priors.json``.
+    """
+    import tempfile
+
+    import prior_train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "corpus").mkdir()
+        kept = []
+        for task, path in table_paths().items():
+            if task == held_out:
+                continue
+            target = folder / path.relative_to(DATA)
+            os.symlink(path, target)
+            kept.append(task)
+        saved = (prior_train._write_weights_report, prior_train._write_calibration_report)
+        prior_train._write_weights_report = lambda *a, **k: None
+        prior_train._write_calibration_report = lambda *a, **k: None
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            started = time.time()
+            prior_train.main(["--data", str(folder), "--out", str(out), "--no-calibration"])
+            seconds = time.time() - started
+        finally:
+            prior_train._write_weights_report, prior_train._write_calibration_report = saved
+    from optuna_lyap.aelle._prior import PriorBundle
+
+    bundle = PriorBundle.load(out)
+    return {
+        "held_out": held_out,
+        "file": str(out.relative_to(HERE.parent)),
+        "digest": bundle.digest(),
+        "trained_on": bundle.info.get("tables"),
+        "seconds": round(seconds, 1),
+    }
+
+
+def _train_job(task: str) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    return train_loto_prior(task, prior_path(task))
 
 
 # -- summary ---------------------------------------------------------------------------------
@@ -449,8 +505,9 @@ def _median_inf(xs: list[float | None]) -> float | None:
 
 
 def _iqr(xs: list[float | None]) -> list[float | None]:
-    q = np.percentile([math.inf if x is None else x for x in xs], [25, 75])
-    return [float(v) if math.isfinite(v) else None for v in q]
+    never = 1e300  # a seed that never gets there, beyond every finite value
+    q = np.percentile([never if x is None else x for x in xs], [25, 75], method="lower")
+    return [float(v) if v < never else None for v in q]
 
 
 def plateau_profile(table: dict[str, Any]) -> dict[str, Any]:
@@ -515,38 +572,15 @@ def summarise(tasks: list[str], trainings: float, out: Path) -> dict[str, Any]:
             if method in OURS:
                 stats["decisions"] = decision_report(runs)
             entry["methods"][method] = stats
-        # The best baseline: the smallest median epochs (then seconds), SHA's better variant.
-        base = [m for m in BASELINES if m in entry["methods"]]
-
-        def key(m: str, what: str) -> float:
-            v = entry["methods"][m][what]
-            return math.inf if v is None else v
-
-        if base:
-            best_e = min(
-                base, key=lambda m: (key(m, "epochs_to_top2pct"), key(m, "seconds_to_top2pct"))
-            )
-            best_s = min(
-                base, key=lambda m: (key(m, "seconds_to_top2pct"), key(m, "epochs_to_top2pct"))
-            )
-            entry["best_baseline_epochs"] = best_e
-            entry["best_baseline_seconds"] = best_s
-            for m, stats in entry["methods"].items():
-                stats["ratio_epochs"] = _ratio(
-                    key(m, "epochs_to_top2pct"), key(best_e, "epochs_to_top2pct")
-                )
-                stats["ratio_seconds"] = _ratio(
-                    key(m, "seconds_to_top2pct"), key(best_s, "seconds_to_top2pct")
-                )
-                if m in OURS:
-                    stats["paired_vs_best_epochs"] = _paired(per[m], per[best_e], 0)
-                    stats["paired_vs_best_seconds"] = _paired(per[m], per[best_s], 1)
+        _rank_against_best(entry, per)
         for m, stats in entry["methods"].items():
             mark = " (best)" if m == entry.get("best_baseline_epochs") else ""
             paired = stats.get("paired_vs_best_epochs")
+            median = _f(stats["epochs_to_top2pct"], 0)
             lines.append(
-                f"| {task} | {m}{mark} | {len(stats['seeds'])} | {_f(stats['epochs_to_top2pct'], 0)} "
-                f"| {_f(stats['epochs_iqr'][0], 0)}-{_f(stats['epochs_iqr'][1], 0)} "
+                f"| {task} | {m}{mark} | {len(stats['seeds'])} | {median} "
+                f"| {_f(stats['epochs_iqr'][0], 0, 'never')}-"
+                f"{_f(stats['epochs_iqr'][1], 0, 'never')} "
                 f"| {stats['share_reaching']:.2f} | {_f(stats['seconds_to_top2pct'], 1)} "
                 f"| {_f(stats.get('ratio_epochs'), 2)} | {_f(stats.get('ratio_seconds'), 2)} "
                 f"| {'' if paired is None else '{faster}/{slower}/{tie}'.format(**paired)} "
@@ -571,6 +605,51 @@ def summarise(tasks: list[str], trainings: float, out: Path) -> dict[str, Any]:
     out.with_suffix(".md").write_text(text)
     print(text)
     return summary
+
+
+def _rank_against_best(
+    entry: dict[str, Any], per: dict[str, dict[int, tuple[float | None, float | None]]]
+) -> None:
+    """Name the best baseline (smallest median epochs, then the larger share of seeds reaching
+    a top-2% trial, then seconds; likewise for seconds) and give every method its ratios to it
+    and ours a paired seed-by-seed count against it."""
+    methods = entry["methods"]
+    base = [m for m in BASELINES if m in methods]
+    if not base:
+        return
+
+    def value(m: str, what: str) -> float:
+        v = methods[m][what]
+        return math.inf if v is None else v
+
+    best_e = min(
+        base,
+        key=lambda m: (
+            value(m, "epochs_to_top2pct"),
+            -methods[m]["share_reaching"],
+            value(m, "seconds_to_top2pct"),
+        ),
+    )
+    best_s = min(
+        base,
+        key=lambda m: (
+            value(m, "seconds_to_top2pct"),
+            -methods[m]["share_reaching"],
+            value(m, "epochs_to_top2pct"),
+        ),
+    )
+    entry["best_baseline_epochs"] = best_e
+    entry["best_baseline_seconds"] = best_s
+    for m, stats in methods.items():
+        stats["ratio_epochs"] = _ratio(
+            value(m, "epochs_to_top2pct"), value(best_e, "epochs_to_top2pct")
+        )
+        stats["ratio_seconds"] = _ratio(
+            value(m, "seconds_to_top2pct"), value(best_s, "seconds_to_top2pct")
+        )
+        if m in OURS:
+            stats["paired_vs_best_epochs"] = _paired(per[m], per[best_e], 0)
+            stats["paired_vs_best_seconds"] = _paired(per[m], per[best_s], 1)
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -606,7 +685,7 @@ def decision_report(runs: dict[str, Any]) -> dict[str, Any]:
         for t in run["trials"]:
             n += 1
             screened += bool(t.get("screen"))
-            for step, r in t.get("records", {}).items():
+            for r in t.get("records", {}).values():
                 label = f"{r.get('rule', '')}/{r.get('scorer', '')}"
                 by_rule[label] = by_rule.get(label, 0) + 1
             if t["top"]:
@@ -624,8 +703,8 @@ def decision_report(runs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _f(v: float | None, digits: int) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
+def _f(v: float | None, digits: int, missing: str = "-") -> str:
+    return missing if v is None else f"{v:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -646,10 +725,15 @@ def main(argv: list[str] | None = None) -> None:
         argv if argv is not None else sys.argv[1:]
     )
     if args.train_priors:
-        for task in tasks:
-            started = time.time()
-            train_loto_prior(task, prior_path(task))
-            print(f"prior without {task}: {time.time() - started:.0f}s", flush=True)
+        manifest_path = RESULTS / "heldout_priors.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        manifest["command"] = command
+        manifest.setdefault("priors", {})
+        with ProcessPoolExecutor(args.workers) as pool:
+            for info in pool.map(_train_job, tasks):
+                manifest["priors"][info["held_out"]] = info
+                print(f"prior without {info['held_out']}: {info['seconds']}s", flush=True)
+                manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
         return
     if not args.summarise_only:
         jobs = []
