@@ -604,10 +604,54 @@ def summarise(tasks: list[str], trainings: float, out: Path) -> dict[str, Any]:
             f"| {p['spearman_epoch1']:+.2f} / {p['spearman_epoch2']:+.2f} "
             f"| {p['median_progress_q']:.2f} |"
         )
-    text = "\n".join(lines) + "\n\n" + "\n".join(plateau) + "\n"
+    text = (
+        "\n".join(compact_table(summary))
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + "\n".join(plateau)
+        + "\n"
+    )
     out.with_suffix(".md").write_text(text)
     print(text)
     return summary
+
+
+def compact_table(summary: dict[str, Any]) -> list[str]:
+    """One row per task: the best baseline, ours (median epochs [share of seeds reaching],
+    ratios and the paired count against the best baseline), and the ablations' medians."""
+    rows = [
+        "| task | best baseline | its epochs [share] / s | ours epochs [share] / s | "
+        "ratio epochs / s | ours faster/slower/tied (epochs) | pruner only | sampler only "
+        "| sampler, no pruner |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, e in summary["tasks"].items():
+        m = e["methods"]
+        best = e.get("best_baseline_epochs")
+        if best is None:
+            continue
+
+        def show(name: str, m: dict[str, Any] = m) -> str:
+            if name not in m:
+                return "not run"
+            st = m[name]
+            seeds = "" if len(st["seeds"]) >= 20 else f" ({len(st['seeds'])} seeds)"
+            return (
+                f"{_f(st['epochs_to_top2pct'], 0, 'never')} [{st['share_reaching']:.2f}] / "
+                f"{_f(st['seconds_to_top2pct'], 0, 'never')}{seeds}"
+            )
+
+        ours = m.get("ours", {})
+        paired = ours.get("paired_vs_best_epochs")
+        rows.append(
+            f"| {task} | {best} | {show(best)} | {show('ours')} "
+            f"| {_f(ours.get('ratio_epochs'), 2)} / {_f(ours.get('ratio_seconds'), 2)} "
+            f"| {'' if paired is None else '{faster}/{slower}/{tie}'.format(**paired)} "
+            f"| {show('ours_pruner_only')} | {show('ours_sampler_only')} "
+            f"| {show('ours_sampler_nop')} |"
+        )
+    return rows
 
 
 def _rank_against_best(
