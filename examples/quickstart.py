@@ -19,7 +19,7 @@ def objective(trial: optuna.Trial) -> float:
     lr = trial.suggest_float("lr", 1e-4, 3e-2, log=True)
     rnn, head = torch.nn.GRU(3, hidden, batch_first=True), torch.nn.Linear(hidden, 2)
     opt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=lr)
-    monitor = optuna_lyap.LyapunovMonitor(trial, x_val[:15], steps=(0, 1))
+    monitor = optuna_lyap.LyapunovMonitor(trial, x_val[:15], steps=(0, 1), optimizer=opt)
 
     def accuracy() -> float:
         with torch.no_grad():
