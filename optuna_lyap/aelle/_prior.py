@@ -935,7 +935,10 @@ class PriorBundle:
         try:
             blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as err:  # torch reports damaged files in many ways
-            raise ValueError(f"not a torch file ({type(err).__name__}: {err})") from err
+            # The first sentence only: torch's own advice (load with weights_only=False) is not
+            # what a user holding a file that is not a prior should do.
+            first = str(err).strip().split(". ")[0].splitlines()[0][:120] if str(err) else ""
+            raise ValueError(f"not a torch file ({type(err).__name__}: {first})") from err
         if not isinstance(blob, dict) or set(blob) != {"config", "models"}:
             found = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
             raise ValueError(f"it holds {found}, not PriorBundle.save's config and models")

@@ -542,12 +542,26 @@ def _why_no_predictions(config: dict[str, Any], n_completed: int) -> str:
     )
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    def fmt(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return "-" if value is None else str(value)
+def _rank_quality(stats: dict[str, Any], what: str) -> str:
+    """One summary cell: the Spearman correlation of ``what`` with the final values, or why it
+    was not measured."""
+    if stats["spearman"] is None:
+        return f"Spearman not measured: {stats['spearman_undefined']}"
+    return (
+        f"Spearman {_fmt(stats['spearman'])} between {what} (median step "
+        f"{_fmt(stats['median_step'])}) and the final value, {stats['n']} completed trials"
+    )
 
+
+def _fmt(value: Any) -> str:
+    """A summary number: 4 significant digits for floats, "-" for None."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    fmt = _fmt
     rows = [
         ("study", summary["study"]),
         ("direction", summary["direction"]),
@@ -575,32 +589,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             ("prediction quality", f"no predictions recorded: {summary['no_prediction_reason']}")
         )
     else:
-        rho = pred["spearman"]
-        quality = (
-            f"Spearman {fmt(rho)}" if rho is not None else f"Spearman {pred['spearman_undefined']}"
-        )
-        rows.append(
-            (
-                "prediction quality",
-                f"{quality} between the earliest prediction (median step "
-                f"{fmt(pred['median_step'])}) and the final value, {pred['n']} completed trials",
-            )
-        )
+        rows.append(("prediction quality", _rank_quality(pred, "the earliest prediction")))
     prior = summary.get("prior_prediction")
     if prior is not None:
-        rho = prior["spearman"]
-        quality = (
-            f"Spearman {fmt(rho)}"
-            if rho is not None
-            else f"Spearman {prior['spearman_undefined']}"
-        )
         rows.append(
-            (
-                "prior quality",
-                f"{quality} between the prior's earliest predicted quantile (median step "
-                f"{fmt(prior['median_step'])}) and the final value, {prior['n']} completed "
-                "trials",
-            )
+            ("prior quality", _rank_quality(prior, "the prior's earliest predicted quantile"))
         )
     if summary.get("dashboard"):
         from optuna_lyap.visualization import format_cost

@@ -185,7 +185,9 @@ def test_summary_says_why_it_has_no_spearman(tmp_path: Path):
     assert all(load_predictions(t) for t in study.trials[2:])
     text = format_summary(summarize(study))
     assert "nan" not in text
-    assert "Spearman needs 3 completed trials with a prediction, has 2" in text
+    # The reason ends the row: nothing about a correlation that was not measured follows it.
+    row = next(r for r in text.splitlines() if r.startswith("prediction quality"))
+    assert row.endswith("Spearman not measured: needs 3 completed trials with a prediction, has 2")
 
 
 def test_summary_names_a_pruner_without_predictions(tmp_path: Path):
