@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import optuna_lyap as ol
-from optuna_lyap.samplers._lyapunov import init_spectrum
+from optuna_lyap.samplers._lyapunov import init_measurement
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -38,8 +38,9 @@ def test_sampler_screens_a_16bit_model(dtype: torch.dtype):
         torch.manual_seed(seed)
         return nn.GRU(3, params["hidden"], batch_first=True).to(dtype)
 
-    exponents = init_spectrum(
+    exponents, dim = init_measurement(
         factory, {"hidden": 6}, torch.randn(3, 15, 3), seed=0, spectrum_kwargs={"seed": 0}
     )
+    assert dim == 6
     assert exponents.shape == (6,)
     assert (exponents == exponents).all() and abs(exponents).max() < 50

@@ -99,23 +99,6 @@ def _takes_seed(factory: Callable[..., Any]) -> bool:
     return "seed" in parameters
 
 
-def init_spectrum(
-    model_factory: ModelFactory,
-    params: Mapping[str, Any],
-    probe_inputs: ProbeInputs,
-    *,
-    seed: int,
-    spectrum_kwargs: Mapping[str, Any],
-) -> np.ndarray:
-    """Build the untrained network for ``params`` and compute its Lyapunov spectrum.
-
-    The exponents of :func:`init_measurement` (see there for the arguments).
-    """
-    return init_measurement(
-        model_factory, params, probe_inputs, seed=seed, spectrum_kwargs=spectrum_kwargs
-    )[0]
-
-
 def init_measurement(
     model_factory: ModelFactory,
     params: Mapping[str, Any],

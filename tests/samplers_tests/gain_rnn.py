@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from optuna_lyap import report_spectrum
-from optuna_lyap.samplers._lyapunov import init_spectrum
+from optuna_lyap.samplers._lyapunov import init_measurement
 
 HIDDEN = 8
 PROBE = torch.randn(2, 30, 1, generator=torch.Generator().manual_seed(0))
@@ -58,7 +58,7 @@ def value_of(g: float) -> float:
 
 
 def spectrum_of(params: Mapping[str, Any]) -> np.ndarray:
-    return init_spectrum(gain_rnn, params, PROBE, seed=0, spectrum_kwargs={"seed": 0})
+    return init_measurement(gain_rnn, params, PROBE, seed=0, spectrum_kwargs={"seed": 0})[0]
 
 
 def objective(trial: optuna.Trial) -> float:
