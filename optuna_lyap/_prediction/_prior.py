@@ -106,19 +106,8 @@ class PriorPrediction:
     model_step: int
 
 
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(number) or number < 1 or number != int(number):
-        return None
-    return int(number)
-
-
 def _positive_float(value: Any) -> float | None:
+    """``value`` as a positive finite float, or None (booleans and non-numbers included)."""
     if isinstance(value, bool):
         return None
     try:
@@ -126,6 +115,14 @@ def _positive_float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) and number > 0 else None
+
+
+def _positive_int(value: Any) -> int | None:
+    """``value`` as an integer of at least 1 (``12.0`` counts, ``12.5`` does not), or None."""
+    number = _positive_float(value)
+    if number is None or number < 1 or number != int(number):
+        return None
+    return int(number)
 
 
 def _cell(value: Any) -> str | None:
