@@ -21,7 +21,6 @@ Writes ``benchmarks/results/prior_fit_warm.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -40,18 +39,12 @@ from optuna_lyap._storage import NETWORK_ATTR
 from optuna_lyap.aelle._prior import NetworkDescription, load_shipped_prior
 from optuna_lyap.cli._fit import PSEUDO_COUNT, fit_bundle
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import load_table  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = sorted((ROOT / "benchmarks" / "data" / "prior").glob("*_seed1.jsonl.gz"))
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _record_module() -> Any:
-    spec = importlib.util.spec_from_file_location("record", ROOT / "benchmarks" / "record.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["record"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 DISTRIBUTIONS = {
@@ -115,13 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    record = _record_module()
     shipped_bundle = load_shipped_prior()
     shipped = TrialPrior(shipped_bundle)
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
     for path in TABLES:
-        table = record.load_table(path)
+        table = load_table(path)
         name = path.name.split(".")[0]
         n = len(table["index"])
         for split in range(args.splits):
