@@ -37,6 +37,7 @@ from optuna_lyap._prediction._inputs import (
 from optuna_lyap._prediction._prior import PriorPrediction, TrialPrior, network_of
 from optuna_lyap._prediction._reader import (
     can_label,
+    configuration_key,
     fit_aelle,
     param_encoder,
     query_rows,
@@ -63,6 +64,7 @@ __all__ = [
     "SpectrumInput",
     "TrialPrior",
     "can_label",
+    "configuration_key",
     "curve_features",
     "fit_aelle",
     "fit_predictor",

@@ -16,7 +16,7 @@ Notation:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,12 +41,16 @@ class Rows:
         raw: ``n`` intermediate values at the step (NaN where there is none): what a model has
             to out-rank.
         targets: ``n`` final values; NaN for unlabelled rows.
+        groups: ``n`` hashable keys, equal for rows of one configuration (the reader uses the
+            trial's params), or None: every row is its own configuration. Cross-validation
+            keeps a configuration's rows in one fold, so no row is predicted from its copies.
     """
 
     numbers: list[int]
     columns: dict[str, Any]
     raw: np.ndarray
     targets: np.ndarray
+    groups: list[Hashable] | None = None
 
     @classmethod
     def unlabelled(cls, numbers: list[int], columns: dict[str, Any]) -> Rows:
@@ -72,9 +76,20 @@ class Rows:
             name: [values[i] for i in index] if name == SPECTRUM else values[index]
             for name, values in self.columns.items()
         }
+        groups = None if self.groups is None else [self.groups[i] for i in index]
         return Rows(
-            [self.numbers[i] for i in index], columns, self.raw[index], self.targets[index]
+            [self.numbers[i] for i in index],
+            columns,
+            self.raw[index],
+            self.targets[index],
+            groups,
         )
+
+    def group_keys(self) -> list[Hashable]:
+        """The ``n`` group keys; each row its own (its trial number) where none were given."""
+        if self.groups is None:
+            return [f"trial {number}" for number in self.numbers]
+        return list(self.groups)
 
     @staticmethod
     def concat(a: Rows, b: Rows) -> Rows:
@@ -86,11 +101,13 @@ class Rows:
             for name in a.columns
             if name in b.columns
         }
+        groups = None if a.groups is None and b.groups is None else a.group_keys() + b.group_keys()
         return Rows(
             a.numbers + b.numbers,
             columns,
             np.concatenate([a.raw, b.raw]),
             np.concatenate([a.targets, b.targets]),
+            groups,
         )
 
     def features(self, inputs: Sequence[str]) -> np.ndarray | None:
@@ -189,8 +206,9 @@ class FitSettings:
         return AeLLE(**{**self.aelle_params, "seed": self.seed})
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings as JSON-able values."""
-        return asdict(self)
+        """The settings as JSON-able values, with how folds are drawn (so a predictor stored
+        by a version that folded by row order is not taken for one of this version)."""
+        return {**asdict(self), "folds": "by configuration"}
 
 
 def _predict(model: AeLLE, rows: Rows, inputs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -252,6 +270,8 @@ class FittedPredictor:
         numbers: The ``n_rows`` labelled rows' trial numbers, in row order.
         targets: Their ``n_rows`` final values (float64, target units).
         raw: Their ``n_rows`` raw intermediate values at the step (float64, NaN where none).
+        groups: Their ``n_rows`` configuration keys (:attr:`Rows.groups`), or None where every
+            row is its own (a predictor stored before keys were kept).
         evidence: Numbers a consumer derived from this fit once, when it was fitted (e.g. the
             pruner's gate share), stored and shared with it; JSON floats by name.
     """
@@ -267,6 +287,7 @@ class FittedPredictor:
     targets: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     raw: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     evidence: dict[str, float] = field(default_factory=dict)
+    groups: list[Hashable] | None = None
 
     @property
     def beats_raw(self) -> bool:
@@ -312,8 +333,11 @@ def fit_predictor(
     """Cross-validate the candidate input sets on labelled rows and keep the best ranker.
 
     Each candidate is scored by the Spearman correlation of its k-fold out-of-sample
-    predictions with the targets (folds by row order, ``row i`` in fold ``i % k``; leave-one-out
-    when a fold's complement would hold fewer than two rows), then refitted on every row. A
+    predictions with the targets, then refitted on every row. Folds are by configuration
+    (``rows.groups``), in order of first appearance: configuration ``j`` in fold ``j % k``, so
+    the rows of a configuration trained more than once are never predicted from each other;
+    leave one configuration out when a fold's complement would hold fewer than two. With no
+    groups, every row is its own configuration (``row i`` in fold ``i % k``). A
     pretrained model competes with its direct predictions. Ties go to the earlier candidate;
     the pretrained model comes last.
 
@@ -331,11 +355,14 @@ def fit_predictor(
     n = len(rows)
     fitted: list[tuple[Candidate, AeLLE]] = []
     make_model = settings.make_model
-    if n >= max(settings.min_rows, 3):
-        k = min(settings.cv_folds, n)
-        if n - math.ceil(n / k) < 2:
-            k = n  # every fit needs two labels: leave one out
-        folds = np.arange(n) % k
+    index: dict[Hashable, int] = {}
+    config = np.array([index.setdefault(g, len(index)) for g in rows.group_keys()], dtype=int)
+    n_configs = len(index)
+    if n >= max(settings.min_rows, 3) and n_configs >= 3:
+        k = min(settings.cv_folds, n_configs)
+        if n_configs - math.ceil(n_configs / k) < 2:
+            k = n_configs  # every fit needs two configurations: leave one out
+        folds = config % k
         for inputs in settings.candidates:
             if not rows.has(inputs):
                 continue
@@ -371,6 +398,7 @@ def fit_predictor(
         list(rows.numbers),
         rows.targets.astype(np.float64, copy=True),
         rows.raw.astype(np.float64, copy=True),
+        groups=rows.group_keys(),
     )
 
 

@@ -7,8 +7,9 @@ add unlabelled spectra, and the rows of the inputs in :data:`~._inputs.INPUTS`.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,18 @@ def param_encoder(trials: Sequence[FrozenTrial]) -> ParamEncoder | None:
     return encoder if encoder.width else None
 
 
+def configuration_key(trial: FrozenTrial) -> str:
+    """A key equal for trials of one configuration: their params as sorted JSON.
+
+    Samplers propose a configuration again (TPE on a categorical space, a grid); its trials
+    then share a fold in cross-validation and count once in the gate (:class:`Rows`). A trial
+    without params is a configuration of its own (the key names its number).
+    """
+    if not trial.params:
+        return f"trial {trial.number}"
+    return json.dumps(trial.params, sort_keys=True, default=str)
+
+
 def can_label(trial: FrozenTrial, names: Sequence[str], context: ReadContext) -> bool:
     """Whether a finished trial becomes a labelled row: a final value and every input."""
     return _has_final_value(trial) and all(
@@ -80,6 +93,7 @@ def read_rows(
     if not labelled and SPECTRUM not in carried:
         carried = []
     numbers: list[int] = []
+    groups: list[Hashable] = []
     columns: dict[str, list[Any]] = {name: [] for name in carried}
     raw: list[float] = []
     targets: list[float] = []
@@ -99,6 +113,7 @@ def read_rows(
             if not labelled and not carried:
                 continue
             numbers.append(trial.number)
+            groups.append(configuration_key(trial))
             for name, value in read.items():
                 columns[name].append(value)
             curve = CurveInput().read(trial, context) if labelled else None
@@ -113,7 +128,7 @@ def read_rows(
             width = INPUTS[name].width(context) or 0
             out[name] = np.array(values, dtype=np.float64).reshape(n, width)
     y = _bounded_targets(targets, context.direction) if labelled else np.array(targets)
-    return Rows(numbers, out, np.array(raw, dtype=np.float64), y.astype(np.float64))
+    return Rows(numbers, out, np.array(raw, dtype=np.float64), y.astype(np.float64), groups)
 
 
 def query_rows(

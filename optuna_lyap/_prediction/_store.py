@@ -186,6 +186,7 @@ def predictor_to_json(fitted: FittedPredictor | None) -> str:
         "targets": _array_to_json(fitted.targets),
         "raw": _array_to_json(fitted.raw),
         "evidence": {name: _number(v) for name, v in fitted.evidence.items()},
+        "groups": None if fitted.groups is None else [str(g) for g in fitted.groups],
         "encoder": None
         if encoder is None
         else {name: distribution_to_json(d) for name, d in encoder.distributions.items()},
@@ -244,6 +245,7 @@ def predictor_from_json(text: str, pretrained: AeLLE | None) -> FittedPredictor 
         _array_from_json(data["targets"]),
         _array_from_json(data["raw"]),
         {name: _float(v) for name, v in data["evidence"].items()},
+        data.get("groups"),
     )
 
 

@@ -25,6 +25,7 @@ from optuna_lyap._prediction import (
     FittedPredictor,
     PredictorCache,
     ReadContext,
+    configuration_key,
     curve_features,
     fit_predictor,
     input_sets,
@@ -109,7 +110,12 @@ def gate_evidence(
     if len(oof) == len(targets) == len(raw) and len(targets) >= 3:
         sign = _sign(direction)
         share = _rule.gate_share(
-            sign * oof, sign * raw, sign * targets, n_resamples=n_resamples, seed=seed
+            sign * oof,
+            sign * raw,
+            sign * targets,
+            n_resamples=n_resamples,
+            seed=seed,
+            groups=fitted.groups,
         )
     spread = _rule.robust_spread(targets - oof) if len(oof) == len(targets) else math.nan
     return {"gate_share": float(share), "residual_spread": float(spread)}
@@ -302,7 +308,8 @@ class LyapunovPruner(BasePruner):
         select_inputs: Cross-validate each offered input alone and all together and keep the
             best; False fits only all offered inputs together.
         cv_folds: Folds of the cross-validation giving the out-of-sample predictions the gate
-            judges (leave-one-out with fewer completed trials). At least 2.
+            judges. Folds are by configuration (trials with equal params share one), leaving
+            one configuration out with fewer completed configurations. At least 2.
         use_unlabelled: Also train the autoencoder's reconstruction on the spectra that pruned
             trials reported at the same step.
         model_steps: The steps at which a model is consulted (rungs closing there, and step 0
@@ -843,7 +850,12 @@ class LyapunovPruner(BasePruner):
                 raw = sign * np.array([t.intermediate_values[view.step] for t in judged])
                 final = sign * np.array([t.value for t in judged], dtype=np.float64)
                 share = _rule.gate_share(
-                    quantiles, raw, final, n_resamples=self._n_resamples, seed=self._seed
+                    quantiles,
+                    raw,
+                    final,
+                    n_resamples=self._n_resamples,
+                    seed=self._seed,
+                    groups=[configuration_key(t) for t in judged],
                 )
             with self._lock:
                 self._prior_gates[key] = share

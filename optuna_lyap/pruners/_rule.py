@@ -19,7 +19,7 @@ ch. 6; the normal-consistent median absolute deviation (factor 1.4826), Rousseeu
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,6 +162,7 @@ def gate_share(
     *,
     n_resamples: int = 500,
     seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
 ) -> float:
     """Share of paired bootstrap resamples in which the model out-ranks the raw value.
 
@@ -171,6 +172,11 @@ def gate_share(
     correlation (e.g. every untrained network at chance, all equal) counts as 0. Rank-based, so
     a huge but finite final value weighs as one rank.
 
+    Trials of one configuration (one ``groups`` key) are one piece of evidence: each group is
+    first replaced by the means of its three values, so a configuration that samplers proposed
+    and completed ten times neither counts ten times nor, being predicted from its own copies,
+    makes an overfitted model look right.
+
     Args:
         predicted: ``n`` out-of-sample predictions of the completed trials' final values.
         raw: ``n`` intermediate values of the same trials at the step judged.
@@ -178,12 +184,14 @@ def gate_share(
             so that an infinite value ranks at its end and a NaN ranks lowest.
         n_resamples: ``B``, at least 1.
         seed: Seed of the resampling, so every worker reaches the same share.
+        groups: ``n`` hashable keys, equal for trials of one configuration (e.g. their
+            params); None: every trial is its own group.
 
     Returns:
-        The share in ``[0, 1]``; 0 with fewer than 3 trials.
+        The share in ``[0, 1]``; 0 with fewer than 3 groups.
 
     Raises:
-        ValueError: When the arrays differ in length or ``n_resamples < 1``.
+        ValueError: When the arrays (or ``groups``) differ in length or ``n_resamples < 1``.
     """
     predicted, raw, final = (np.asarray(a, dtype=np.float64) for a in (predicted, raw, final))
     if not predicted.shape == raw.shape == final.shape or predicted.ndim != 1:
@@ -193,6 +201,12 @@ def gate_share(
         )
     if n_resamples < 1:
         raise ValueError(f"`n_resamples` must be at least 1, but got {n_resamples=}.")
+    if groups is not None:
+        if len(groups) != predicted.size:
+            raise ValueError(
+                f"`groups` must have one key per trial ({predicted.size}), but got {len(groups)}."
+            )
+        predicted, raw, final = group_means(groups, _ordinal(predicted), raw, _ordinal(final))
     n = predicted.size
     if n < 3:
         return 0.0
@@ -205,6 +219,22 @@ def gate_share(
     # A margin of 1e-9 so that equal rankings (a model repeating the raw value) never win.
     wins = np.isfinite(model_rho) & (model_rho > np.maximum(raw_rho, 0.0) + 1e-9)
     return float(wins.mean())
+
+
+def group_means(groups: Sequence[Hashable], *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each column averaged within the groups, one entry per group in order of first appearance.
+
+    A NaN in a group makes its mean NaN (it then ranks as :func:`_ordinal` ranks NaN).
+    """
+    index: dict[Hashable, int] = {}
+    codes = np.array([index.setdefault(g, len(index)) for g in groups], dtype=np.intp)
+    counts = np.bincount(codes, minlength=len(index)).astype(np.float64)
+    out = []
+    for column in columns:
+        sums = np.zeros(len(index))
+        np.add.at(sums, codes, np.asarray(column, dtype=np.float64))
+        out.append(sums / counts)
+    return tuple(out)
 
 
 def _ordinal(a: np.ndarray) -> np.ndarray:

@@ -148,6 +148,50 @@ def test_fit_predictor_leaves_one_out_when_a_fold_would_keep_one_label() -> None
     assert math.isfinite(fitted.chosen.residual_rms)
 
 
+class Memoriser:
+    """A model that predicts the target of the nearest training row (1-nearest neighbour on
+    the features): right on a row whose copy it saw, uninformed elsewhere."""
+
+    n_labelled_ = 0
+
+    def fit(self, spectra: object, targets: np.ndarray, features: np.ndarray) -> Memoriser:
+        self.x, self.y = np.asarray(features), np.asarray(targets)
+        return self
+
+    def predict(
+        self, spectra: object, features: np.ndarray, return_std: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        d = np.abs(np.asarray(features)[:, None, 0] - self.x[None, :, 0])
+        mean = self.y[np.argmin(d, axis=1)]
+        return mean, np.zeros_like(mean)
+
+
+class MemoriserSettings(FitSettings):
+    def make_model(self) -> AeLLE:
+        return Memoriser()  # type: ignore[return-value]
+
+
+def test_folds_keep_a_configuration_together() -> None:
+    # Five configurations trained three times each; a configuration's copies share its
+    # features and target. A model predicting a row from its copies ranks perfectly.
+    config = np.repeat(np.arange(5), 3)
+    target = np.array([0.3, 0.9, 0.1, 0.7, 0.5])[config]
+    features = np.array([0.0, 1.0, 2.0, 3.0, 4.0])[config][:, None]
+    rows = Rows(list(range(15)), {"curve": features}, features[:, 0], target)
+    fit_settings = MemoriserSettings((("curve",),), cv_folds=3)
+    leaky = fit_predictor(rows, settings=fit_settings)
+    assert leaky is not None and leaky.chosen.rank_corr == pytest.approx(1.0)
+    rows.groups = [f"config {c}" for c in config]
+    grouped = fit_predictor(rows, settings=fit_settings)
+    assert grouped is not None
+    # No row is predicted from a copy of itself, and the fit keeps the keys for the gate.
+    assert not np.any(grouped.chosen.oof == target)
+    assert grouped.groups == rows.groups
+    # Three configurations at least, or no cross-validated candidate.
+    two = rows.take(np.flatnonzero(config < 2))
+    assert fit_predictor(two, settings=fit_settings) is None
+
+
 def test_prediction_std_adds_the_cross_validated_residuals() -> None:
     rows = make_rows(np.linspace(0.0, 1.0, 8))
     fitted = fit_predictor(rows, settings=settings([("spectrum",)], cv_folds=2))

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from optuna_lyap import LyapunovPruner, report_spectrum
 from optuna_lyap._prediction import (
     ReadContext,
+    configuration_key,
     query_rows,
     read_rows,
     training_set,
@@ -21,6 +22,26 @@ from optuna_lyap._prediction import (
 from tests.pruners_tests.synthetic import add_completed
 
 DIST = {"x": FloatDistribution(0.0, 1.0)}
+
+
+def test_trials_of_one_configuration_share_a_group() -> None:
+    study = optuna.create_study()
+    for x in (0.25, 0.5, 0.25):  # configuration 0.25 trained twice
+        study.enqueue_trial({"x": x})
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.report(x, 0)
+        return x
+
+    study.optimize(objective, n_trials=3)
+    for _ in range(2):  # no params: each trial is a configuration of its own
+        study.tell(study.ask(), 1.0)
+    keys = [configuration_key(t) for t in study.get_trials()]
+    assert keys[0] == keys[2] != keys[1]
+    assert keys[3:] == ["trial 3", "trial 4"]
+    rows = read_rows(study.get_trials(), ("curve",), ReadContext(0, study.direction))
+    assert rows.numbers == [0, 1, 2] and rows.groups == keys[:3]
 
 
 def test_read_rows_skips_missing_data_and_bounds_infinite_targets() -> None:

@@ -71,6 +71,7 @@ def assert_same(a: FittedPredictor | None, b: FittedPredictor | None) -> None:
     for x, y in zip(a.candidates, b.candidates, strict=True):
         assert_same_bits(x.oof, y.oof)
     assert a.numbers == b.numbers
+    assert a.groups == b.groups
     assert_same_bits(a.targets, b.targets)
     assert_same_bits(a.raw, b.raw)
     assert a.evidence.keys() == b.evidence.keys()

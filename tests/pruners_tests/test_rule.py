@@ -89,6 +89,7 @@ def test_screen_keeps_a_fraction_and_at_least_one() -> None:
         (lambda: _rule.screen(0.0, [0.0], 0.0), "fraction"),
         (lambda: _rule.gate_share([1.0], [1.0, 2.0], [1.0]), "one length"),
         (lambda: _rule.gate_share([1.0] * 3, [1.0] * 3, [1.0] * 3, n_resamples=0), "n_resamples"),
+        (lambda: _rule.gate_share([1.0] * 3, [1.0] * 3, [1.0] * 3, groups=["a"]), "one key"),
     ],
 )
 def test_bad_input_is_a_clear_error(call: object, match: str) -> None:
@@ -140,6 +141,31 @@ def test_gate_share_is_seeded_and_needs_three_trials() -> None:
     args = (FINAL + NOISE, FINAL + 2 * NOISE, FINAL)
     assert _rule.gate_share(*args, seed=3) == _rule.gate_share(*args, seed=3)
     assert _rule.gate_share([1.0, 2.0], [2.0, 1.0], [1.0, 2.0]) == 0.0
+
+
+def test_a_configuration_trained_again_is_one_piece_of_evidence() -> None:
+    # Configuration "a" completed eight times, the model right about it (it was predicted
+    # from its own copies) and the raw value wrong; then six others on which the model ranks
+    # backwards and the raw value right.
+    groups = ["a"] * 8 + ["b", "c", "d", "e", "f", "g"]
+    final = np.array([10.0] * 8 + [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    model = np.array([10.0] * 8 + [6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    raw = np.array([0.0] * 8 + [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    # Counted trial by trial, the eight copies carry the model past the raw value ...
+    assert _rule.gate_share(model, raw, final, seed=0) > 0.9
+    # ... counted by configuration, seven points, the model wrong on six.
+    assert _rule.gate_share(model, raw, final, seed=0, groups=groups) < 0.5
+    # Keys all distinct: exactly the ungrouped share.
+    distinct = [str(i) for i in range(14)]
+    assert _rule.gate_share(model, raw, final, seed=0, groups=distinct) == _rule.gate_share(
+        model, raw, final, seed=0
+    )
+
+
+def test_group_means_keep_first_appearance_order() -> None:
+    x, y = _rule.group_means(["b", "a", "b", "c"], [1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(x, [2.0, 2.0, 4.0])
+    np.testing.assert_array_equal(y, [0.0, 1.0, 1.0])
 
 
 def test_gate_is_robust_to_huge_finite_and_infinite_finals() -> None:
