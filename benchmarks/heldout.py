@@ -28,11 +28,14 @@ than its top 2% (accuracy 1.0 on ``copy`` and ``copy_long``): there the validati
 
 **Methods** (``METHODS``): ``tpe`` (no pruner), ``tpe+sha`` (``SuccessiveHalvingPruner(
 min_resource=1)``), ``tpe+sha_auto`` (its defaults), ``tpe+hyperband`` (``HyperbandPruner(
-min_resource=1)``), ``tpe+topk_epoch1`` (``replay.TopKAfterFirstEpoch``); ``ours`` =
+min_resource=1)``), ``tpe+median`` (``MedianPruner(n_startup_trials=5, n_warmup_steps=1)``),
+``tpe+topk_epoch1`` (``replay.TopKAfterFirstEpoch``); ``ours`` =
 ``LyapunovSampler(TPE, prior=...)`` screening candidates with their recorded spectra at
 initialisation + ``LyapunovPruner(prior=...)``; ``ours_pruner_only`` (TPE + our pruner) and
 ``ours_sampler_only`` (our sampler + ``SuccessiveHalvingPruner(min_resource=1)``), so the
 source of a gain shows; and a diagnostic, ``ours_sampler_nop`` (our sampler, no pruner).
+``--sampler random`` replays every method on ``RandomSampler`` instead of TPE (runs in
+``heldout_runs/random/``, summary in ``heldout_summary_random``).
 
 **Cost.** Epochs: every epoch a trial trains counts one (step 0 none). Seconds: the recorded
 training + evaluation seconds of those epochs; for our pruner also the recorded spectrum seconds
@@ -88,12 +91,22 @@ from record import load_table  # noqa: E402
 DATA = HERE / "data"
 RESULTS = HERE / "results"
 RUNS = RESULTS / "heldout_runs"
+# The base samplers replayed (``--sampler``). Method names say ``tpe``; with ``random`` every
+# method runs on ``optuna.samplers.RandomSampler`` instead and is shown as ``random+...``.
+SAMPLERS = ("tpe", "random")
 PRIORS = RESULTS / "heldout_priors"
 AXES = replay.AXES
 SPECTRUM_STEPS = replay.SPECTRUM_STEPS
 TOP_SHARE = 0.02
 
-BASELINES = ("tpe", "tpe+sha", "tpe+sha_auto", "tpe+hyperband", "tpe+topk_epoch1")
+BASELINES = (
+    "tpe",
+    "tpe+sha",
+    "tpe+sha_auto",
+    "tpe+hyperband",
+    "tpe+median",
+    "tpe+topk_epoch1",
+)
 OURS = ("ours", "ours_pruner_only", "ours_sampler_only", "ours_sampler_nop")
 METHODS = BASELINES + OURS
 # Ours with LyapunovSampler (n_candidates spectra at initialisation per screened trial).
@@ -255,6 +268,9 @@ def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
         return p.SuccessiveHalvingPruner()
     if method == "tpe+hyperband":
         return p.HyperbandPruner(min_resource=1)
+    if method == "tpe+median":
+        # As replay.py's: never prune the untrained network (step 0) on its chance-level value.
+        return p.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     if method == "tpe+topk_epoch1":
         return replay.TopKAfterFirstEpoch()
     if method in ("ours", "ours_pruner_only"):
@@ -262,21 +278,31 @@ def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
     raise ValueError(f"method must be one of {METHODS}, but got {method!r}.")
 
 
-def make_sampler(method: str, seed: int, table: dict[str, Any], prior: Any) -> Any:
-    tpe = optuna.samplers.TPESampler(seed=seed)
+def make_sampler(
+    method: str, seed: int, table: dict[str, Any], prior: Any, sampler: str = "tpe"
+) -> Any:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, but got {sampler!r}.")
+    base: optuna.samplers.BaseSampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
     if method in ("ours", "ours_sampler_only", "ours_sampler_nop"):
         space = ConfigurationSpace(table)
         return TableSpectrumSampler(
-            tpe, table, seed, prior=prior, search_space=space.distributions
+            base, table, seed, prior=prior, search_space=space.distributions
         )
-    return tpe
+    return base
 
 
 def prior_path(task: str) -> Path:
     return PRIORS / f"{task}.pt"
 
 
-def run_one(task: str, method: str, seed: int, budget: int) -> dict[str, Any]:
+def run_one(
+    task: str, method: str, seed: int, budget: int, sampler: str = "tpe"
+) -> dict[str, Any]:
     """One HPO run on one table; the finished trials and our decision records."""
     table = _table(task)
     _, values, direction = objective_of(table)
@@ -313,7 +339,7 @@ def run_one(task: str, method: str, seed: int, budget: int) -> dict[str, Any]:
     study = optuna.create_study(
         study_name=f"heldout-{seed}",
         direction=direction,
-        sampler=make_sampler(method, seed, table, prior),
+        sampler=make_sampler(method, seed, table, prior, sampler),
         pruner=pruner if timed is None else timed,
     )
     started = time.process_time()
@@ -365,19 +391,21 @@ def _table(task: str) -> dict[str, Any]:
     return _TABLES[task]
 
 
-def _job(job: tuple[str, str, int, int]) -> tuple[str, str, int, dict[str, Any]]:
-    task, method, seed, budget = job
+def _job(job: tuple[str, str, int, int, str]) -> tuple[str, str, int, dict[str, Any]]:
+    task, method, seed, budget, sampler = job
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    return task, method, seed, run_one(task, method, seed, budget)
+    return task, method, seed, run_one(task, method, seed, budget, sampler)
 
 
-def runs_path(task: str, method: str) -> Path:
-    return RUNS / f"{task}__{method}.json.gz"
+def runs_path(task: str, method: str, sampler: str = "tpe") -> Path:
+    """TPE's runs lie in ``heldout_runs/``, every other sampler's in a folder of its own."""
+    folder = RUNS if sampler == "tpe" else RUNS / sampler
+    return folder / f"{task}__{method}.json.gz"
 
 
-def load_runs(task: str, method: str) -> dict[str, Any] | None:
-    path = runs_path(task, method)
+def load_runs(task: str, method: str, sampler: str = "tpe") -> dict[str, Any] | None:
+    path = runs_path(task, method, sampler)
     if not path.exists():
         return None
     with gzip.open(path, "rt") as f:
@@ -385,19 +413,27 @@ def load_runs(task: str, method: str) -> dict[str, Any] | None:
     return payload
 
 
-def save_run(task: str, method: str, budget: int, run: dict[str, Any], command: str) -> None:
-    payload = load_runs(task, method) or {"budget_epochs": budget, "runs": {}}
+def save_run(
+    task: str,
+    method: str,
+    budget: int,
+    run: dict[str, Any],
+    command: str,
+    sampler: str = "tpe",
+) -> None:
+    payload = load_runs(task, method, sampler) or {"budget_epochs": budget, "runs": {}}
     if payload["budget_epochs"] != budget:
         payload = {"budget_epochs": budget, "runs": {}}
     payload["command"] = command
     if method in OURS:
         payload["prior"] = str(prior_path(task).relative_to(HERE.parent))
     payload["runs"][str(run["seed"])] = run
-    RUNS.mkdir(parents=True, exist_ok=True)
-    tmp = runs_path(task, method).with_suffix(".tmp")
+    path = runs_path(task, method, sampler)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:
         json.dump(payload, f)
-    os.replace(tmp, runs_path(task, method))
+    os.replace(tmp, path)
 
 
 def budget_of(table: dict[str, Any], trainings: float) -> int:
@@ -531,8 +567,10 @@ def plateau_profile(table: dict[str, Any]) -> dict[str, Any]:
     return {"spearman_epoch1": rho[0], "spearman_epoch2": rho[1], "median_progress_q": early}
 
 
-def summarise(tasks: list[str], trainings: float, out: Path) -> dict[str, Any]:
-    summary: dict[str, Any] = {"budget_trainings": trainings, "tasks": {}}
+def summarise(
+    tasks: list[str], trainings: float, out: Path, sampler: str = "tpe"
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {"budget_trainings": trainings, "sampler": sampler, "tasks": {}}
     lines = [
         "| task | method | seeds | epochs to top-2% (median) | IQR | share reaching | "
         "seconds (median) | ratio epochs | ratio seconds | ours vs best: faster/slower/tie | "
@@ -554,7 +592,7 @@ def summarise(tasks: list[str], trainings: float, out: Path) -> dict[str, Any]:
         }
         per: dict[str, dict[int, tuple[float | None, float | None]]] = {}
         for method in METHODS:
-            payload = load_runs(task, method)
+            payload = load_runs(task, method, sampler)
             if payload is None or payload["budget_epochs"] != budget:
                 continue
             runs = payload["runs"]
@@ -574,14 +612,16 @@ def summarise(tasks: list[str], trainings: float, out: Path) -> dict[str, Any]:
             }
             if method in OURS:
                 stats["decisions"] = decision_report(runs)
+                stats["model_seeds"] = sorted(int(s) for s, r in runs.items() if model_decided(r))
             entry["methods"][method] = stats
         _rank_against_best(entry, per)
+        _model_against_rule(entry, per)
         for m, stats in entry["methods"].items():
             mark = " (best)" if m == entry.get("best_baseline_epochs") else ""
             paired = stats.get("paired_vs_best_epochs")
             median = _f(stats["epochs_to_top2pct"], 0)
             lines.append(
-                f"| {task} | {m}{mark} | {len(stats['seeds'])} | {median} "
+                f"| {task} | {shown(m, sampler)}{mark} | {len(stats['seeds'])} | {median} "
                 f"| {_f(stats['epochs_iqr'][0], 0, 'never')}-"
                 f"{_f(stats['epochs_iqr'][1], 0, 'never')} "
                 f"| {stats['share_reaching']:.2f} | {_f(stats['seconds_to_top2pct'], 1)} "
@@ -607,6 +647,8 @@ def summarise(tasks: list[str], trainings: float, out: Path) -> dict[str, Any]:
     text = (
         "\n".join(compact_table(summary))
         + "\n\n"
+        + "\n".join(pruner_table(summary))
+        + "\n\n"
         + "\n".join(lines)
         + "\n\n"
         + "\n".join(plateau)
@@ -615,6 +657,73 @@ def summarise(tasks: list[str], trainings: float, out: Path) -> dict[str, Any]:
     out.with_suffix(".md").write_text(text)
     print(text)
     return summary
+
+
+def shown(method: str, sampler: str) -> str:
+    """A method's name as the tables show it: ``tpe`` read as the sampler replayed."""
+    return sampler + method[3:] if method.startswith("tpe") else method
+
+
+def model_decided(run: dict[str, Any]) -> bool:
+    """Did anything but the raw value (the in-study model or the prior) rank a rung or the
+    screen in this run?"""
+    return any(
+        r.get("scorer") not in (None, "raw")
+        for t in run["trials"]
+        for r in t.get("records", {}).values()
+    )
+
+
+# What our pruner's decisions reduce to with the model out of play: the same run with
+# ``SuccessiveHalvingPruner(min_resource=1)``, whose decisions ``LyapunovPruner`` makes exactly
+# when no model passes the gate. Seeds where the model ranked a rung are paired against it.
+RULE_REFERENCE = {"ours_pruner_only": "tpe+sha", "ours": "ours_sampler_only"}
+
+
+def _model_against_rule(
+    entry: dict[str, Any], per: dict[str, dict[int, tuple[float | None, float | None]]]
+) -> None:
+    """Seed by seed, where the model (not the raw value) ranked at least one rung: ours
+    against the same run under plain successive halving, faster / slower / tied in epochs,
+    with the two-sided sign test's p-value (ties dropped)."""
+    from scipy.stats import binomtest
+
+    for m, ref in RULE_REFERENCE.items():
+        stats = entry["methods"].get(m)
+        if stats is None or ref not in per:
+            continue
+        seeds = [s for s in stats["model_seeds"] if s in per[ref]]
+        count = _paired({s: per[m][s] for s in seeds}, per[ref], 0)
+        n = count["faster"] + count["slower"]
+        count["sign_test_p"] = binomtest(count["faster"], n).pvalue if n else None
+        count["reference"] = ref
+        stats["model_vs_rule_epochs"] = count
+
+
+def median_ratio_interval(
+    ours: dict[int, tuple[float | None, float | None]],
+    best: dict[int, tuple[float | None, float | None]],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> list[float] | None:
+    """95% paired-bootstrap percentile interval of median(ours) / median(best) in epochs.
+
+    Seeds are resampled in pairs (both methods replay the same seeds); a seed that never
+    reaches a top-2% trial counts as infinitely slow, and a resample whose ratio is undefined
+    (both medians infinite) counts against ours. None with fewer than 5 shared seeds.
+    """
+    seeds = sorted(set(ours) & set(best))
+    if len(seeds) < 5:
+        return None
+    a = np.array([math.inf if ours[s][0] is None else ours[s][0] for s in seeds])
+    b = np.array([math.inf if best[s][0] is None else best[s][0] for s in seeds])
+    index = np.random.default_rng(seed).integers(0, len(seeds), size=(n_resamples, len(seeds)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.median(a[index], axis=1) / np.median(b[index], axis=1)
+    ratio = np.where(np.isnan(ratio), math.inf, ratio)
+    low, high = np.percentile(ratio, [2.5, 97.5])
+    return [float(low), float(high)]
 
 
 def compact_table(summary: dict[str, Any]) -> list[str]:
@@ -645,11 +754,53 @@ def compact_table(summary: dict[str, Any]) -> list[str]:
         ours = m.get("ours", {})
         paired = ours.get("paired_vs_best_epochs")
         rows.append(
-            f"| {task} | {best} | {show(best)} | {show('ours')} "
+            f"| {task} | {shown(best, summary['sampler'])} | {show(best)} | {show('ours')} "
             f"| {_f(ours.get('ratio_epochs'), 2)} / {_f(ours.get('ratio_seconds'), 2)} "
             f"| {'' if paired is None else '{faster}/{slower}/{tie}'.format(**paired)} "
             f"| {show('ours_pruner_only')} | {show('ours_sampler_only')} "
             f"| {show('ours_sampler_nop')} |"
+        )
+    return rows
+
+
+def pruner_table(summary: dict[str, Any]) -> list[str]:
+    """One row per task for the default pruner alone (``ours_pruner_only``): against the best
+    baseline (median epochs [share of seeds reaching], the ratio with its 95% paired-bootstrap
+    interval, the paired count), and, in the seeds where the model ranked a rung, against the
+    same seeds under plain successive halving."""
+    sampler = summary["sampler"]
+    rows = [
+        "| task | best baseline, epochs [share] | our pruner, epochs [share] | ratio [95% CI] "
+        "| faster/slower/tied vs best | seeds where the model ranked a rung "
+        "| there vs successive halving: faster/slower/tied (sign test p) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, e in summary["tasks"].items():
+        m = e["methods"]
+        best = e.get("best_baseline_epochs")
+        ours = m.get("ours_pruner_only")
+        if best is None or ours is None:
+            continue
+        ci = ours.get("ratio_epochs_95ci")
+        interval = (
+            ""
+            if ci is None or ours.get("ratio_epochs") is None
+            else f" [{_f(ci[0], 2)}, {_f(ci[1], 2, 'inf')}]"
+        )
+        paired = ours["paired_vs_best_epochs"]
+        rule = ours.get("model_vs_rule_epochs")
+        there = (
+            "-"
+            if rule is None
+            else "{faster}/{slower}/{tie}".format(**rule) + f" ({_f(rule['sign_test_p'], 2)})"
+        )
+        rows.append(
+            f"| {task} | {shown(best, sampler)}, {_f(m[best]['epochs_to_top2pct'], 0, 'never')} "
+            f"[{m[best]['share_reaching']:.2f}] "
+            f"| {_f(ours['epochs_to_top2pct'], 0, 'never')} [{ours['share_reaching']:.2f}] "
+            f"| {_f(ours.get('ratio_epochs'), 2)}{interval} "
+            f"| {paired['faster']}/{paired['slower']}/{paired['tie']} "
+            f"| {len(ours['model_seeds'])} of {len(ours['seeds'])} | {there} |"
         )
     return rows
 
@@ -697,6 +848,7 @@ def _rank_against_best(
         if m in OURS:
             stats["paired_vs_best_epochs"] = _paired(per[m], per[best_e], 0)
             stats["paired_vs_best_seconds"] = _paired(per[m], per[best_s], 1)
+            stats["ratio_epochs_95ci"] = median_ratio_interval(per[m], per[best_e])
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -765,8 +917,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="skip seeds already stored")
     parser.add_argument("--train-priors", action="store_true", help="(re)train the LOTO priors")
     parser.add_argument("--summarise-only", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS / "heldout_summary.json"))
+    parser.add_argument(
+        "--sampler",
+        default="tpe",
+        choices=SAMPLERS,
+        help="base sampler of every method (runs of other than tpe lie in heldout_runs/<it>/)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="summary file (default heldout_summary[_<sampler>].json)"
+    )
     args = parser.parse_args(argv)
+    if args.out is None:
+        suffix = "" if args.sampler == "tpe" else f"_{args.sampler}"
+        args.out = str(RESULTS / f"heldout_summary{suffix}.json")
     tasks = args.tasks or list(table_paths())
     command = "python benchmarks/heldout.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
@@ -788,13 +951,13 @@ def main(argv: list[str] | None = None) -> None:
         for method in args.methods:
             for task in tasks:
                 budget = budget_of(_table(task), args.budget_trainings)
-                stored = load_runs(task, method) if args.resume else None
+                stored = load_runs(task, method, args.sampler) if args.resume else None
                 done = set()
                 if stored is not None and stored["budget_epochs"] == budget:
                     done = {int(s) for s in stored["runs"]}
                 for seed in range(args.first_seed, args.first_seed + args.seeds):
                     if seed not in done:
-                        jobs.append((task, method, seed, budget))
+                        jobs.append((task, method, seed, budget, args.sampler))
         started = time.time()
         with ProcessPoolExecutor(args.workers) as pool:
             pending = {pool.submit(_job, j) for j in jobs}
@@ -803,14 +966,14 @@ def main(argv: list[str] | None = None) -> None:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     task, method, seed, run = fut.result()
-                    save_run(task, method, run_budget(task, args), run, command)
+                    save_run(task, method, run_budget(task, args), run, command, args.sampler)
                     n += 1
                     print(
                         f"[{n}/{len(jobs)}] {time.time() - started:.0f}s {task} {method} "
                         f"seed {seed}: cpu {run['cpu_seconds']:.1f}s, {len(run['trace'])} trials",
                         flush=True,
                     )
-    summarise(tasks, args.budget_trainings, Path(args.out))
+    summarise(tasks, args.budget_trainings, Path(args.out), args.sampler)
 
 
 def run_budget(task: str, args: argparse.Namespace) -> int:
