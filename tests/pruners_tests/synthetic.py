@@ -46,8 +46,12 @@ def add_completed(
     spectrum_steps: Sequence[int] = (0, 1),
     curve_is_final: bool = False,
     diverged: Sequence[int] = (),
+    params: Sequence[float] | None = None,
 ) -> None:
     """Run trials to completion with ask/tell, reporting spectra and intermediate values.
+
+    ``params`` gives each trial a float param ``x`` in [0, 1] (equal values: one configuration
+    trained again); None leaves the trials without params.
 
     ``curve_is_final`` makes every intermediate value equal the final value (the curve alone
     ranks perfectly); else intermediate values are at chance. Trials whose position is in
@@ -58,7 +62,11 @@ def add_completed(
         "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
     )
     for i, q in enumerate(qualities):
+        if params is not None:
+            study.enqueue_trial({"x": params[i]})
         trial = study.ask()
+        if params is not None:
+            trial.suggest_float("x", 0.0, 1.0)
         final = final_value(q, direction)
         for step in steps:
             if step in spectrum_steps:

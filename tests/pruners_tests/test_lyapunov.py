@@ -15,11 +15,12 @@ import pytest
 from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import TrialState
 
-from optuna_lyap._prediction import refit_size
+from optuna_lyap._prediction import configuration_key, refit_size
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.pruners import (
     LyapunovPruner,
     _lyapunov,
+    _rule,
     fit_aelle,
     load_predictions,
     report_spectrum,
@@ -656,6 +657,23 @@ def test_the_gate_evidence_is_computed_once_and_read_by_every_worker(
     # Another bootstrap size is another predictor: its evidence would differ.
     with pytest.raises(AssertionError, match="refitted"):
         make_pruner(n_resamples=100).predict(study, running)
+
+
+def test_the_gate_counts_a_configuration_once() -> None:
+    # Ten completed trials, two configurations among them trained three times each.
+    x = [0.1, 0.1, 0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.5, 0.6]
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    add_completed(study, QUALITIES, params=x)
+    running = study._storage.get_trial(start_running(study, 0.4)._trial_id)
+    assert study.pruner.predict(study, running) is not None
+    (fitted,) = [m for m in study.pruner._cache.values() if m is not None]
+    keys = [configuration_key(t) for t in study.trials[:10]]
+    assert fitted.groups == keys and len(set(keys)) == 6
+    # Maximised, so predictions, raw values and finals are scores as they stand.
+    grouped = _rule.gate_share(fitted.chosen.oof, fitted.raw, fitted.targets, seed=0, groups=keys)
+    assert fitted.evidence["gate_share"] == grouped
+    # (The copies move the share: counted trial by trial it would differ.)
+    assert grouped != _rule.gate_share(fitted.chosen.oof, fitted.raw, fitted.targets, seed=0)
 
 
 def test_threads_share_the_competitors_predictions() -> None:
