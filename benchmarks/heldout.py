@@ -222,6 +222,9 @@ def record_network(trial: optuna.Trial, table: dict[str, Any], i: int) -> None:
     num_layers = int(table["meta"].get("task_config", {}).get("num_layers", 1))
     network = NetworkDescription.from_params(params, num_layers=num_layers)
     trial.storage.set_trial_system_attr(trial._trial_id, NETWORK_ATTR, network.to_json())
+    # Suggestions mapped to one recorded configuration train the same network: one
+    # configuration for the models' folds and gate, as distinct params would not be.
+    optuna_lyap.report_configuration(trial, str(i))
 
 
 def recorded_spectrum(table: dict[str, Any], i: int, step: int) -> SimpleNamespace:

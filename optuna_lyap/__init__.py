@@ -16,6 +16,7 @@ from optuna_lyap.pruners import (
     LyapunovPruner,
     load_predictions,
     load_spectra,
+    report_configuration,
     report_spectrum,
 )
 from optuna_lyap.samplers import LyapunovSampler
@@ -37,6 +38,7 @@ __all__ = [
     "load_predictions",
     "load_spectra",
     "lyapunov_spectrum",
+    "report_configuration",
     "report_spectrum",
     "use_threads",
 ]

@@ -56,6 +56,8 @@ _PREDICTION_PREFIX = _PREFIX + "prediction:"
 
 #: The system attr of the network's description (read by the cross-task prior).
 NETWORK_ATTR = "optuna_lyap:network"
+#: The system attr naming the configuration a trial trains (see :func:`report_configuration`).
+CONFIGURATION_ATTR = "optuna_lyap:configuration"
 
 # 2000 floats of at most 24 characters ("-1.2345678901234567e-308") plus ", " is 52,000 chars.
 MAX_FLOATS_PER_ATTR = 2000
@@ -190,6 +192,35 @@ def reported_steps(trial: optuna.trial.BaseTrial) -> frozenset[int]:
     if frozen is None:  # an Optuna without the cached view: ask the storage
         frozen = trial.storage.get_trial(trial._trial_id)
     return frozenset(frozen.intermediate_values)
+
+
+def report_configuration(trial: optuna.trial.BaseTrial, key: str) -> None:
+    """Name the configuration a running trial trains, where its params do not say it.
+
+    The pruner's and the sampler's in-study models are cross-validated by configuration, and
+    their gate counts a configuration once: trials of one configuration are never predicted
+    from each other. By default a configuration is the trial's params. Name it when different
+    params train the same network (params snapped to a table or a grid, as a tabular
+    benchmark does), or when the same params must count as different configurations.
+
+    Args:
+        trial: The running :class:`optuna.Trial` (on a :class:`optuna.trial.FixedTrial` this
+            does nothing).
+        key: A non-empty string; trials with equal keys are one configuration.
+
+    Raises:
+        ValueError: When ``key`` is not a non-empty string.
+        TypeError: When ``trial`` is not a running trial.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"`key` must be a non-empty string, but got {key!r}.")
+    if isinstance(trial, optuna.trial.FixedTrial):
+        return
+    if not isinstance(trial, optuna.Trial):
+        raise TypeError(
+            f"report_configuration needs a running optuna.Trial, but got {type(trial).__name__}."
+        )
+    trial.storage.set_trial_system_attr(trial._trial_id, CONFIGURATION_ATTR, key)
 
 
 def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> None:

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._prediction._core import SPECTRUM, Rows, refit_size
 from optuna_lyap._prediction._inputs import INPUTS, CurveInput, ParamEncoder, ReadContext
-from optuna_lyap._storage import spectrum_key
+from optuna_lyap._storage import CONFIGURATION_ATTR, spectrum_key
 from optuna_lyap.aelle import AeLLE
 
 
@@ -51,9 +51,13 @@ def configuration_key(trial: FrozenTrial) -> str:
     """A key equal for trials of one configuration: their params as sorted JSON.
 
     Samplers propose a configuration again (TPE on a categorical space, a grid); its trials
-    then share a fold in cross-validation and count once in the gate (:class:`Rows`). A trial
-    without params is a configuration of its own (the key names its number).
+    then share a fold in cross-validation and count once in the gate (:class:`Rows`). A key
+    named with :func:`optuna_lyap.report_configuration` replaces the params; a trial with
+    neither is a configuration of its own (the key names its number).
     """
+    named = trial.system_attrs.get(CONFIGURATION_ATTR)
+    if isinstance(named, str) and named:
+        return f"configuration {named}"
     if not trial.params:
         return f"trial {trial.number}"
     return json.dumps(trial.params, sort_keys=True, default=str)

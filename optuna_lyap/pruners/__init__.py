@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from optuna_lyap._prediction import curve_features, fit_aelle
-from optuna_lyap._storage import load_predictions, load_spectra, report_spectrum
+from optuna_lyap._storage import (
+    load_predictions,
+    load_spectra,
+    report_configuration,
+    report_spectrum,
+)
 from optuna_lyap.pruners._lyapunov import LyapunovPruner
 from optuna_lyap.pruners._monitor import LyapunovMonitor
 
@@ -14,5 +19,6 @@ __all__ = [
     "fit_aelle",
     "load_predictions",
     "load_spectra",
+    "report_configuration",
     "report_spectrum",
 ]

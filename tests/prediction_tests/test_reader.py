@@ -10,7 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from optuna_lyap import LyapunovPruner, report_spectrum
+from optuna_lyap import LyapunovPruner, report_configuration, report_spectrum
 from optuna_lyap._prediction import (
     ReadContext,
     configuration_key,
@@ -42,6 +42,23 @@ def test_trials_of_one_configuration_share_a_group() -> None:
     assert keys[3:] == ["trial 3", "trial 4"]
     rows = read_rows(study.get_trials(), ("curve",), ReadContext(0, study.direction))
     assert rows.numbers == [0, 1, 2] and rows.groups == keys[:3]
+
+
+def test_a_named_configuration_replaces_the_params() -> None:
+    study = optuna.create_study()
+    for x, name in ((0.1, "a"), (0.2, "a"), (0.1, "b")):  # snapped to a table: 0.1, 0.2 -> a
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        report_configuration(trial, name)
+        study.tell(trial, x)
+    keys = [configuration_key(t) for t in study.get_trials()]
+    assert keys[0] == keys[1] != keys[2]
+    report_configuration(optuna.trial.FixedTrial({}), "a")  # outside a study: nothing
+    for bad in ("", 3, None):
+        with pytest.raises(ValueError, match="non-empty string"):
+            report_configuration(study.ask(), bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="running optuna.Trial"):
+        report_configuration(study.trials[0], "a")  # type: ignore[arg-type]
 
 
 def test_read_rows_skips_missing_data_and_bounds_infinite_targets() -> None:
