@@ -725,7 +725,9 @@ def median_ratio_interval(
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.median(a[index], axis=1) / np.median(b[index], axis=1)
     ratio = np.where(np.isnan(ratio), math.inf, ratio)
-    low, high = np.percentile(ratio, [2.5, 97.5])
+    # Order statistics, not interpolation: an infinite ratio must not turn the bound into NaN.
+    low = np.percentile(ratio, 2.5, method="lower")
+    high = np.percentile(ratio, 97.5, method="higher")
     return [float(low), float(high)]
 
 
