@@ -152,8 +152,6 @@ class Memoriser:
     """A model that predicts the target of the nearest training row (1-nearest neighbour on
     the features): right on a row whose copy it saw, uninformed elsewhere."""
 
-    n_labelled_ = 0
-
     def fit(self, spectra: object, targets: np.ndarray, features: np.ndarray) -> Memoriser:
         self.x, self.y = np.asarray(features), np.asarray(targets)
         return self
