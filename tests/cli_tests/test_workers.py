@@ -249,7 +249,9 @@ def test_a_killed_worker_leaves_no_trial_running(tmp_path: Path, kind: str, sign
     url = storage_url(kind, tmp_path)
     with study_name_on(url) as name:
         common = ("--storage", url, "--study-name", name, "--no-progress")
-        run_cli("run", *common, "--task", "adding", "--n-trials", "1", "--n-epochs", "3",
+        # 20 epochs (about 1.5 s after the first): the signal must land inside the trial the
+        # test saw training; with 3, a loaded machine finished it first (about 0.15 s left).
+        run_cli("run", *common, "--task", "adding", "--n-trials", "1", "--n-epochs", "20",
                 "--pruner", "none", cwd=tmp_path)  # fmt: skip
         worker = subprocess.Popen(
             cli_command("worker", *common), cwd=tmp_path, env=cli_env(),
