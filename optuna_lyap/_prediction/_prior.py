@@ -286,7 +286,7 @@ class TrialPrior:
             model_step, groups = self.bundle.key_of(model)
             rows = PriorInputs(
                 hyperparameters[index],
-                [spectra[i] if spectra[i] is not None else empty for i in index],
+                [row if row is not None else empty for row in (spectra[i] for i in index)],
                 dims[index],
                 curve[index] if curve is not None else np.full((len(index), width), np.nan),
             )
@@ -390,7 +390,8 @@ class TrialPrior:
             if spectra is None or spectra[i] is None:
                 continue
             exponents = np.asarray(spectra[i], dtype=np.float64).reshape(-1)
-            dim = int(dims[i]) if dims is not None and dims[i] is not None else exponents.size
+            given = dims[i] if dims is not None else None
+            dim = int(given) if given is not None else exponents.size
             try:
                 cut[i] = top_fraction(exponents, dim, self.bundle.spectrum_fraction)
                 dim_array[i] = dim

@@ -959,7 +959,7 @@ class PriorBundle:
         )
         if names != (HYPERPARAMETER_NAMES, CURVE_NAMES):
             raise ValueError(f"it was trained on other feature columns: {names}")
-        models = {}
+        models: dict[tuple[int, Sequence[str]], CrossTaskPrior] = {}
         try:
             for entry in config["models"]:
                 prior = CrossTaskPrior._from_config(entry, blob["models"][entry["name"]])

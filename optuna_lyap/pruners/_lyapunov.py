@@ -465,9 +465,9 @@ class LyapunovPruner(BasePruner):
         self._predictions: OrderedDict[tuple[Any, ...], dict[int, float | None]] = OrderedDict()
         # The prior's predictions per (step, trials that reported it) and batch, and its gate
         # shares per (step, completed trials that reported it): inputs that never change.
-        self._prior_predictions: OrderedDict[tuple[Any, ...], tuple[dict[int, Any], set[int]]] = (
-            OrderedDict()
-        )
+        self._prior_predictions: OrderedDict[
+            tuple[Any, ...], dict[tuple[int, ...], dict[int, Any]]
+        ] = OrderedDict()
         self._prior_gates: OrderedDict[tuple[Any, ...], float] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
