@@ -304,9 +304,17 @@ def prior_path(task: str) -> Path:
 
 
 def run_one(
-    task: str, method: str, seed: int, budget: int, sampler: str = "tpe"
+    task: str,
+    method: str,
+    seed: int,
+    budget: int,
+    sampler: str = "tpe",
+    pruner: BasePruner | None = None,
 ) -> dict[str, Any]:
-    """One HPO run on one table; the finished trials and our decision records."""
+    """One HPO run on one table; the finished trials and our decision records.
+
+    ``pruner`` replaces ``method``'s (which then only names the sampler) when given.
+    """
     table = _table(task)
     _, values, direction = objective_of(table)
     n_epochs = values.shape[1] - 1
@@ -335,7 +343,8 @@ def run_one(
         if spent >= budget:
             study.stop()
 
-    pruner = make_pruner(method, seed, prior)
+    if pruner is None:
+        pruner = make_pruner(method, seed, prior)
     timed = (
         None if isinstance(pruner, optuna.pruners.HyperbandPruner) else replay.TimedPruner(pruner)
     )
@@ -571,9 +580,20 @@ def plateau_profile(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarise(
-    tasks: list[str], trainings: float, out: Path, sampler: str = "tpe"
+    tasks: list[str],
+    trainings: float,
+    out: Path,
+    sampler: str = "tpe",
+    seeds: int | None = None,
 ) -> dict[str, Any]:
+    """Write the summary tables of the stored runs to ``out`` (JSON) and its ``.md``.
+
+    With ``seeds``, every method's runs are cut to the seeds below it. Without, each table
+    shows only the methods run on as many seeds as its most-run method, so that medians and
+    ratios are always over one set of seeds; the ones left out are listed under the tables.
+    """
     summary: dict[str, Any] = {"budget_trainings": trainings, "sampler": sampler, "tasks": {}}
+    left_out: list[str] = []
     lines = [
         "| task | method | seeds | epochs to top-2% (median) | IQR | share reaching | "
         "seconds (median) | ratio epochs | ratio seconds | ours vs best: faster/slower/tie | "
@@ -594,11 +614,21 @@ def summarise(
             "methods": {},
         }
         per: dict[str, dict[int, tuple[float | None, float | None]]] = {}
+        stored: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for method in METHODS:
             payload = load_runs(task, method, sampler)
             if payload is None or payload["budget_epochs"] != budget:
                 continue
             runs = payload["runs"]
+            if seeds is not None:
+                runs = {k: r for k, r in runs.items() if int(k) < seeds}
+            if runs:
+                stored[method] = (payload, runs)
+        most = max((len(runs) for _, runs in stored.values()), default=0)
+        for method, (payload, runs) in stored.items():
+            if len(runs) < most:
+                left_out.append(f"{task} {shown(method, sampler)} ({len(runs)} of {most} seeds)")
+                continue
             hits = {int(s): per_seed(table, method, r) for s, r in runs.items()}
             per[method] = hits
             epochs = [h[0] for h in hits.values()]
@@ -657,6 +687,8 @@ def summarise(
         + "\n".join(plateau)
         + "\n"
     )
+    if left_out:
+        text += "\nLeft out, run on fewer seeds: " + "; ".join(left_out) + ".\n"
     out.with_suffix(".md").write_text(text)
     print(text)
     return summary
@@ -923,6 +955,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-priors", action="store_true", help="(re)train the LOTO priors")
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument(
+        "--summary-seeds",
+        type=int,
+        default=None,
+        help="summarise seeds 0..N-1 only (default: every stored seed)",
+    )
+    parser.add_argument(
         "--sampler",
         default="tpe",
         choices=SAMPLERS,
@@ -978,7 +1016,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"seed {seed}: cpu {run['cpu_seconds']:.1f}s, {len(run['trace'])} trials",
                         flush=True,
                     )
-    summarise(tasks, args.budget_trainings, Path(args.out), args.sampler)
+    summarise(tasks, args.budget_trainings, Path(args.out), args.sampler, args.summary_seeds)
 
 
 def run_budget(task: str, args: argparse.Namespace) -> int:
