@@ -6,8 +6,8 @@ replays is almost everywhere (``docs/benchmarks.md``, rounds 10-11). Its bar is 
 10% of the best baseline's median epochs to a top-2% trial on every table, reaching one in at
 least as many seeds. This script asks whether another of Optuna's settings would do that: it
 replays ``SuccessiveHalvingPruner(min_resource=m, reduction_factor=r)`` for ``m`` in
-``{1, "auto"}`` and ``r`` in ``{2, 3, 4}`` on the tables of ``benchmarks/heldout.py``, with that
-script's replay, budget and seeds, and sets each against the best of ``heldout.py``'s stored
+``{1, 2, "auto"}`` and ``r`` in ``{2, 3, 4}`` on the tables of ``benchmarks/heldout.py``, with
+that script's replay, budget and seeds, and sets each against the best of ``heldout.py``'s stored
 baselines over the same seeds.
 
 Usage::
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout  # noqa: E402
 
 OUT = heldout.RESULTS / "sha_grid.json"
-MIN_RESOURCES = ("1", "auto")
+MIN_RESOURCES = ("1", "2", "auto")
 REDUCTION_FACTORS = (2, 3, 4)
 SETTINGS = [f"sha_{m}_{r}" for m in MIN_RESOURCES for r in REDUCTION_FACTORS]
 GRIDS = ("copy", "sdigits", "sines")
@@ -48,7 +48,7 @@ def pruner_of(setting: str) -> optuna.pruners.SuccessiveHalvingPruner:
     """``"sha_<min_resource>_<reduction_factor>"`` as Optuna's pruner."""
     _, m, r = setting.split("_")
     return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=1 if m == "1" else "auto", reduction_factor=int(r)
+        min_resource="auto" if m == "auto" else int(m), reduction_factor=int(r)
     )
 
 
