@@ -588,8 +588,8 @@ def summarise(
 ) -> dict[str, Any]:
     """Write the summary tables of the stored runs to ``out`` (JSON) and its ``.md``.
 
-    With ``seeds``, every method's runs are cut to the seeds below it. Without, each table
-    shows only the methods run on as many seeds as its most-run method, so that medians and
+    With ``seeds``, every method's runs are cut to the seeds below it. Then each table shows
+    only the methods run on exactly the seeds of its most-run method, so that medians and
     ratios are always over one set of seeds; the ones left out are listed under the tables.
     """
     summary: dict[str, Any] = {"budget_trainings": trainings, "sampler": sampler, "tasks": {}}
@@ -624,10 +624,13 @@ def summarise(
                 runs = {k: r for k, r in runs.items() if int(k) < seeds}
             if runs:
                 stored[method] = (payload, runs)
-        most = max((len(runs) for _, runs in stored.values()), default=0)
+        widest: set[str] = max((set(runs) for _, runs in stored.values()), key=len, default=set())
         for method, (payload, runs) in stored.items():
-            if len(runs) < most:
-                left_out.append(f"{task} {shown(method, sampler)} ({len(runs)} of {most} seeds)")
+            if set(runs) != widest:
+                left_out.append(
+                    f"{task} {shown(method, sampler)} ({len(runs)} seeds, not the "
+                    f"{len(widest)} of the others)"
+                )
                 continue
             hits = {int(s): per_seed(table, method, r) for s, r in runs.items()}
             per[method] = hits
@@ -688,7 +691,7 @@ def summarise(
         + "\n"
     )
     if left_out:
-        text += "\nLeft out, run on fewer seeds: " + "; ".join(left_out) + ".\n"
+        text += "\nLeft out, run on other seeds: " + "; ".join(left_out) + ".\n"
     out.with_suffix(".md").write_text(text)
     print(text)
     return summary
