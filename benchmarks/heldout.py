@@ -845,6 +845,25 @@ def pruner_table(summary: dict[str, Any]) -> list[str]:
     return rows
 
 
+def best_by_epochs(stats: dict[str, dict[str, Any]]) -> str:
+    """The method of ``stats`` (by name: ``epochs_to_top2pct``, ``share_reaching``,
+    ``seconds_to_top2pct``, None meaning never) with the smallest median epochs to a top-2%
+    trial, then the larger share of seeds reaching one, then the fewer seconds."""
+
+    def value(m: str, what: str) -> float:
+        v = stats[m][what]
+        return math.inf if v is None else v
+
+    return min(
+        stats,
+        key=lambda m: (
+            value(m, "epochs_to_top2pct"),
+            -stats[m]["share_reaching"],
+            value(m, "seconds_to_top2pct"),
+        ),
+    )
+
+
 def _rank_against_best(
     entry: dict[str, Any], per: dict[str, dict[int, tuple[float | None, float | None]]]
 ) -> None:
@@ -860,14 +879,7 @@ def _rank_against_best(
         v = methods[m][what]
         return math.inf if v is None else v
 
-    best_e = min(
-        base,
-        key=lambda m: (
-            value(m, "epochs_to_top2pct"),
-            -methods[m]["share_reaching"],
-            value(m, "seconds_to_top2pct"),
-        ),
-    )
+    best_e = best_by_epochs({m: methods[m] for m in base})
     best_s = min(
         base,
         key=lambda m: (

@@ -85,18 +85,22 @@ def summarise(runs: dict[str, Any], sampler: str, grid_seeds: int, corpus_seeds:
     for task in heldout.table_paths():
         table = heldout._table(task)
         seeds = range(n_seeds(task, grid_seeds, corpus_seeds))
-        base: dict[str, list[float | None]] = {}
+        base: dict[str, dict[str, Any]] = {}
         for method in heldout.BASELINES:
             stored = heldout.load_runs(task, method, sampler)
             if stored is None or not all(str(s) in stored["runs"] for s in seeds):
                 continue
-            base[method] = [
-                heldout.per_seed(table, method, stored["runs"][str(s)])[0] for s in seeds
-            ]
+            hits = [heldout.per_seed(table, method, stored["runs"][str(s)]) for s in seeds]
+            base[method] = {
+                "epochs": [h[0] for h in hits],
+                "epochs_to_top2pct": heldout._median_inf([h[0] for h in hits]),
+                "share_reaching": _share([h[0] for h in hits]),
+                "seconds_to_top2pct": heldout._median_inf([h[1] for h in hits]),
+            }
         if not base:
             continue
-        best = min(base, key=lambda m: (_median(base[m]), -_share(base[m])))
-        best_median, best_share = _median(base[best]), _share(base[best])
+        best = heldout.best_by_epochs(base)
+        best_median, best_share = _median(base[best]["epochs"]), base[best]["share_reaching"]
         cells = []
         for setting in SETTINGS:
             got = [runs.get(f"{sampler}:{task}:{setting}:{s}") for s in seeds]
