@@ -652,6 +652,7 @@ def summarise(
             entry["methods"][method] = stats
         _rank_against_best(entry, per)
         _model_against_rule(entry, per)
+        entry["against_the_rest"] = baselines_against_the_rest(entry)
         for m, stats in entry["methods"].items():
             mark = " (best)" if m == entry.get("best_baseline_epochs") else ""
             paired = stats.get("paired_vs_best_epochs")
@@ -690,6 +691,15 @@ def summarise(
         + "\n".join(plateau)
         + "\n"
     )
+    bar = bar_table(summary)
+    if bar:
+        text += (
+            f"\nThe bar (median epochs at most {BAR_RATIO:.2f}x the best baseline's, share of "
+            "seeds at least its) held to each baseline against the best of the others, and to "
+            "our pruner against the best of all; each cell: ratio [share] met/miss.\n\n"
+            + "\n".join(bar)
+            + "\n"
+        )
     if left_out:
         text += "\nLeft out, run on other seeds: " + "; ".join(left_out) + ".\n"
     out.with_suffix(".md").write_text(text)
@@ -901,6 +911,100 @@ def _rank_against_best(
             stats["paired_vs_best_epochs"] = _paired(per[m], per[best_e], 0)
             stats["paired_vs_best_seconds"] = _paired(per[m], per[best_s], 1)
             stats["ratio_epochs_95ci"] = median_ratio_interval(per[m], per[best_e])
+
+
+# The bar a pruner is held to: median epochs to a top-2% trial at most this many times the best
+# baseline's, and a share of seeds reaching one at least the best baseline's.
+BAR_RATIO = 1.10
+
+
+def meets_bar(method: dict[str, Any], best: dict[str, Any]) -> bool:
+    """Does ``method`` (summary stats: ``epochs_to_top2pct``, None meaning never, and
+    ``share_reaching``) meet the bar against ``best``: median epochs at most ``BAR_RATIO``
+    times ``best``'s (a method that never reaches a top-2% trial in the median seed meets it
+    only where ``best`` never does either) and a share of seeds reaching one at least
+    ``best``'s?"""
+    a = math.inf if method["epochs_to_top2pct"] is None else method["epochs_to_top2pct"]
+    b = math.inf if best["epochs_to_top2pct"] is None else best["epochs_to_top2pct"]
+    fast_enough = a <= BAR_RATIO * b if math.isfinite(b) else True
+    return bool(fast_enough and method["share_reaching"] >= best["share_reaching"])
+
+
+def baselines_against_the_rest(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each baseline held to the bar our pruner is held to: against the best of the *other*
+    baselines (chosen as ``best_by_epochs`` chooses), on the same seeds.
+
+    The best of several methods' medians is an optimistic bar (the smallest of noisy
+    medians); this says how often a baseline itself meets it. Empty with fewer than 2
+    baselines."""
+    methods = entry["methods"]
+    base = [m for m in BASELINES if m in methods]
+    out: dict[str, dict[str, Any]] = {}
+    if len(base) < 2:
+        return out
+    for m in base:
+        rest = best_by_epochs({o: methods[o] for o in base if o != m})
+        a, b = methods[m]["epochs_to_top2pct"], methods[rest]["epochs_to_top2pct"]
+        out[m] = {
+            "best_of_the_rest": rest,
+            "ratio_epochs": _ratio(math.inf if a is None else a, math.inf if b is None else b),
+            "share_reaching": methods[m]["share_reaching"],
+            "rest_share_reaching": methods[rest]["share_reaching"],
+            "meets_bar": meets_bar(methods[m], methods[rest]),
+        }
+    return out
+
+
+def bar_table(summary: dict[str, Any]) -> list[str]:
+    """One row per task, one column per baseline and for our pruner alone: the median-epochs
+    ratio [share of seeds reaching a top-2% trial] against the best of the *other* baselines
+    (ours: of all of them), and whether the bar is met; a last row counts the tables met."""
+    sampler = summary["sampler"]
+    entries = {t: e for t, e in summary["tasks"].items() if e.get("against_the_rest")}
+    if not entries:
+        return []
+    columns = [m for m in BASELINES if any(m in e["against_the_rest"] for e in entries.values())]
+    ours = "ours_pruner_only"
+    with_ours = any(ours in e["methods"] for e in entries.values())
+    names = [shown(m, sampler) for m in columns] + (["our pruner"] if with_ours else [])
+    rows = [
+        "| task | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    met = dict.fromkeys(columns + ([ours] if with_ours else []), 0)
+    shown_in = dict.fromkeys(met, 0)
+
+    def cell(epochs: float | None, ratio: float | None, share: float, ok: bool) -> str:
+        # No ratio: this method never reaches a top-2% trial in the median seed, or the other
+        # one never does (then this one is faster).
+        shown_ratio = "never" if epochs is None else _f(ratio, 2, "faster, other never")
+        return f"{shown_ratio} [{share:.2f}] {'met' if ok else 'miss'}"
+
+    for task, e in entries.items():
+        cells = []
+        for m in columns:
+            r = e["against_the_rest"].get(m)
+            if r is None:
+                cells.append("not run")
+                continue
+            epochs = e["methods"][m]["epochs_to_top2pct"]
+            cells.append(cell(epochs, r["ratio_epochs"], r["share_reaching"], r["meets_bar"]))
+            met[m] += r["meets_bar"]
+            shown_in[m] += 1
+        if with_ours:
+            st = e["methods"].get(ours)
+            best = e.get("best_baseline_epochs")
+            if st is None or best is None:
+                cells.append("not run")
+            else:
+                ok = meets_bar(st, e["methods"][best])
+                epochs = st["epochs_to_top2pct"]
+                cells.append(cell(epochs, st.get("ratio_epochs"), st["share_reaching"], ok))
+                met[ours] += ok
+                shown_in[ours] += 1
+        rows.append(f"| {task} | " + " | ".join(cells) + " |")
+    rows.append("| tables met | " + " | ".join(f"{met[m]} of {shown_in[m]}" for m in met) + " |")
+    return rows
 
 
 def _ratio(a: float, b: float) -> float | None:
