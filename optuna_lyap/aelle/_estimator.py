@@ -688,12 +688,17 @@ class AeLLE:
 
     # ---------------------------------------------------------------------------- save/load
 
-    def save(self, path: str | os.PathLike[str] | IO[bytes]) -> None:
+    def save(
+        self, path: str | os.PathLike[str] | IO[bytes], *, with_fit_time: bool = True
+    ) -> None:
         """Write the fitted model to one file: tensors plus a JSON config, no pickled objects.
 
         Args:
             path: A file path or a binary file object. :meth:`load` reads it back with
                 ``torch.load(weights_only=True)``.
+            with_fit_time: Write ``fit_time_``. With ``False`` it is written as NaN (and
+                reads back as NaN), so two fits of the same data with the same seed write the
+                same bytes: the one run-dependent field is the wall time.
         """
         self._check_fitted()
         params = self.get_params()
@@ -710,7 +715,7 @@ class AeLLE:
             "target_centre_": self.target_centre_,
             "target_scale_": self.target_scale_,
             "best_steps_": self.best_steps_,
-            "fit_time_": self.fit_time_,
+            "fit_time_": self.fit_time_ if with_fit_time else math.nan,
         }
         tensors = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
         if self.uses_spectra_:

@@ -681,7 +681,9 @@ class CrossTaskPrior:
         if self.model != "aelle" or not hasattr(self, "regressor_"):
             raise ValueError(f"only a fitted model='aelle' prior can be saved but got {self!r}.")
         buffer = io.BytesIO()
-        self.regressor_.save(buffer)
+        # Without the fit's wall time: a bundle's bytes, and so its digest, depend only on the
+        # data, the settings and the seed.
+        self.regressor_.save(buffer, with_fit_time=False)
         return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
 
     @classmethod

@@ -118,6 +118,18 @@ def test_network_description_fields_may_be_unknown() -> None:
         NetworkDescription.from_json([1, 2])  # type: ignore[arg-type]
 
 
+def test_two_fits_of_the_same_data_write_the_same_bundle(
+    data: tuple[PriorInputs, np.ndarray],
+) -> None:
+    # The digest names the prior in stored fits; a retraining must not rename it.
+    keys = [(0, ("hyperparameters",))]
+    first, second = _bundle(data, keys), _bundle(data, keys)
+    assert first.to_bytes() == second.to_bytes()
+    assert first.digest() == second.digest()
+    loaded = PriorBundle._from_bytes(first.to_bytes())
+    assert math.isnan(loaded.models[keys[0]].regressor_.fit_time_)
+
+
 def test_bundle_round_trip_is_bit_identical(
     data: tuple[PriorInputs, np.ndarray], tmp_path: Path
 ) -> None:
