@@ -463,13 +463,17 @@ def train_loto_prior(held_out: str, out: Path) -> dict[str, Any]:
     report files (the shipped bundle's) are left untouched. Returns provenance for
     ``heldout_priors.json``.
     """
-    import tempfile
+    import shutil
 
     import prior_train
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "corpus").mkdir()
+    # A fixed folder, not a temporary one: its path is part of the command stored in the
+    # bundle, so a retraining on the same tables, from the same directory, writes the same
+    # bytes (and digest).
+    folder = out.parent / f".tables-without-{held_out}"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "corpus").mkdir(parents=True)
+    try:
         kept = []
         for task, path in table_paths().items():
             if task == held_out:
@@ -483,10 +487,14 @@ def train_loto_prior(held_out: str, out: Path) -> dict[str, Any]:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             started = time.time()
-            prior_train.main(["--data", str(folder), "--out", str(out), "--no-calibration"])
+            # Paths as the command line would give them from the repository's root.
+            data, dest = (os.path.relpath(p) for p in (folder, out))
+            prior_train.main(["--data", data, "--out", dest, "--no-calibration"])
             seconds = time.time() - started
         finally:
             prior_train._write_weights_report, prior_train._write_calibration_report = saved
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     from optuna_lyap.aelle._prior import PriorBundle
 
     bundle = PriorBundle.load(out)
