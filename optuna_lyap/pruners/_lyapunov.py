@@ -122,7 +122,7 @@ def gate_evidence(
 
 
 # Rules under which a model, not the raw value, ranked the competitors.
-_MODEL_RULES = ("model_rung", "prior_rung")
+_MODEL_RULES = ("model_rung", "prior_rung", "blend_rung")
 
 
 @dataclass(frozen=True)
@@ -224,13 +224,14 @@ class LyapunovPruner(BasePruner):
 
     At each decision point (a rung, the screen, and step 0 where the prior predicts) a record
     is written to the trial (see :func:`optuna_lyap.pruners.load_predictions`): ``pruned``,
-    ``rule`` (``"rung"``, ``"model_rung"``, ``"prior_rung"``, ``"screen"``,
+    ``rule`` (``"rung"``, ``"model_rung"``, ``"prior_rung"``, ``"blend_rung"``, ``"screen"``,
     ``"prior_screen"``, ``"fallback"``, or ``"predict"``: the prior predicted at step 0 and
     nothing was decided), ``step``, ``rung``, ``scorer`` (what ranked a rung or the screen:
-    ``"raw"``, ``"study"`` or ``"prior"``), ``score_kind`` (``"raw"``, ``"predicted"`` or
-    ``"quantile"``), ``score`` (in the study's units; a quantile for the prior), ``rank`` (1 is
-    best), ``n_competitors``, ``n_promoted``, ``bar`` (the worst promoted competitor's score:
-    the number to beat), ``direction``; where the in-study model predicted: ``predicted``,
+    ``"raw"``, ``"study"``, ``"prior"`` or ``"blend"``), ``score_kind`` (``"raw"``,
+    ``"predicted"``, ``"quantile"`` or ``"blend"``), ``score`` (in the study's units; a
+    quantile for the prior; a blended rank in ``(0, 1]`` for the blend), ``rank`` (1 is best),
+    ``n_competitors``, ``n_promoted``, ``bar`` (the worst promoted competitor's score: the
+    number to beat), ``direction``; where the in-study model predicted: ``predicted``,
     ``predicted_std``, ``inputs``, ``rank_corr``, ``raw_rank_corr``, ``gate_share``,
     ``gate_open``, ``n_train``; where the prior predicted: ``prior_quantile``,
     ``prior_top10`` (calibrated probability of ending in the study's top 10%, NaN where the
@@ -332,6 +333,13 @@ class LyapunovPruner(BasePruner):
             ``model_steps`` says (where the trial is checked: from ``n_warmup_steps`` on,
             every ``interval_steps``); a trial it cannot read (no hyperparameters under names
             ``network_of`` knows and no spectrum) simply gets no prediction.
+        prior_weight: At a rung where no gate opens and the prior predicts the judged trial,
+            rank the competitors it predicts by ``(1 - w) * rank by raw value + w * rank by
+            the prior's quantile`` (ranks as fractions of the competitors, see
+            ``_rule.blend_ranks``) instead of the raw value alone: a blend trusted on the
+            evidence of held-out tasks (``docs/benchmarks.md``, round 12), not on the study's
+            own, which arrives too late. In ``[0, 1]``; 0 (the default) never blends, so the
+            decisions stay successive halving's wherever the gates are shut.
 
     Raises:
         ValueError: For an argument out of its range, ``bootstrap_count > 0`` with
@@ -368,6 +376,7 @@ class LyapunovPruner(BasePruner):
         seed: int = 0,
         artifact_store: Any = None,
         prior: Any = "shipped",
+        prior_weight: float = 0.0,
         **removed: Any,
     ) -> None:
         for name in removed:
@@ -445,6 +454,7 @@ class LyapunovPruner(BasePruner):
         # A prior named by a string or path is loaded again after unpickling, not pickled.
         self._prior_spec = prior if isinstance(prior, (str, os.PathLike)) else None
         self._prior = _resolve_prior(prior)
+        self._prior_weight = check_real("prior_weight", prior_weight, 0.0, 1.0)
         self._init_cache()
 
     def _init_cache(self) -> None:
@@ -657,6 +667,14 @@ class LyapunovPruner(BasePruner):
                 fields.update(self._prior_fields(prior_own))
                 fields.update(self._prior_gate_fields(prior_share))
             scorer = self._scorer(None if judged is None else judged[2]["gate_share"], prior_share)
+            if (
+                scorer == "raw"
+                and self._prior_weight > 0.0
+                and view is not None
+                and prior_own is not None
+                and len(competing) > self._bootstrap_count
+            ):
+                scorer = "blend"
             fields["scorer"] = scorer
             if scorer == "study":
                 assert judged is not None
@@ -675,6 +693,20 @@ class LyapunovPruner(BasePruner):
                 ranking = _rule.promote(prior_own.quantile, quantiles, self._reduction_factor)
                 record = {**base, **fields, "rule": "prior_rung"}
                 record.update(self._ranking_fields(ranking, 1.0, "quantile", prior_own.quantile))
+                pruned = not ranking.promoted
+            elif scorer == "blend":
+                assert view is not None and prior_own is not None
+                rivals = self._prior_batch(view, [t.number for t in others])
+                kept = [t for t in others if t.number in rivals]
+                blended = _rule.blend_ranks(
+                    [sign * t.system_attrs[key] for t in kept] + [sign * value],
+                    [rivals[t.number].quantile for t in kept] + [prior_own.quantile],
+                    self._prior_weight,
+                )
+                own_blend = float(blended[-1])
+                ranking = _rule.promote(own_blend, blended.tolist(), self._reduction_factor)
+                record = {**base, **fields, "rule": "blend_rung"}
+                record.update(self._ranking_fields(ranking, 1.0, "blend", own_blend))
                 pruned = not ranking.promoted
             elif len(competing) <= self._bootstrap_count:
                 record = {**base, **fields, "rule": "rung", "score_kind": "raw"}

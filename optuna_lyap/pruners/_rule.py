@@ -122,6 +122,46 @@ def screen(score: float, competing: Sequence[float], fraction: float) -> Ranking
     return rank_among(score, competing, min(keep, len(competing)))
 
 
+def blend_ranks(raw: Sequence[float], prior: Sequence[float], weight: float) -> np.ndarray:
+    """Each competitor's score mixing its rank by raw value and its rank by prediction.
+
+    Ranks are average ranks (ties share their mean) divided by ``n``, so each lies in
+    ``(0, 1]`` with 1 the best; the blend is ``(1 - weight) * raw rank + weight * prior rank``.
+    Mixing ranks, not values, needs no common scale between a value in the study's units and a
+    predicted quantile (the rank-averaging of two rankers, e.g. Borda's count).
+
+    Args:
+        raw: ``n`` scores by the raw value (higher is better).
+        prior: ``n`` scores by the prediction (higher is better), in the same order.
+        weight: The prediction's weight, in ``[0, 1]``; 0 gives the raw ranks.
+
+    Returns:
+        ``n`` blended scores, higher is better.
+
+    Raises:
+        ValueError: When the lengths differ or are 0, a score is NaN, or ``weight`` is out of
+            ``[0, 1]``.
+    """
+    x = np.asarray(raw, dtype=np.float64)
+    y = np.asarray(prior, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+        raise ValueError(
+            f"`raw` and `prior` must be two non-empty sequences of one length, but got "
+            f"{x.shape} and {y.shape}."
+        )
+    if np.isnan(x).any() or np.isnan(y).any():
+        raise ValueError("`raw` and `prior` must hold no NaN (prune a NaN value before ranking).")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"`weight` must be in [0, 1], but got {weight=}.")
+    n = x.size
+    return (1.0 - weight) * _average_ranks(x) / n + weight * _average_ranks(y) / n
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ascending, ties sharing their mean rank."""
+    return _rows_of_ranks(values, np.arange(values.size)[None, :])[0]
+
+
 def _rows_of_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Average ranks (1-based, ties sharing their mean rank) within each resample.
 

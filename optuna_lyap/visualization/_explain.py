@@ -5,7 +5,8 @@ The decision records are those :class:`~optuna_lyap.LyapunovPruner` writes with
 
 * rank-rule records: ``rule`` in ``"rung"`` (successive halving on the raw value),
   ``"model_rung"`` (successive halving ranking by the predicted final value), ``"prior_rung"``
-  (ranking by the shipped prior's predicted quantile), ``"screen"`` and ``"prior_screen"``
+  (ranking by the shipped prior's predicted quantile), ``"blend_rung"`` (ranking by a blend of
+  the raw value's and the prior's ranks), ``"screen"`` and ``"prior_screen"``
   (a step-0 screen by prediction), ``"predict"`` (the prior predicted, nothing was decided),
   ``"fallback"``, ``"threshold"``, with ``rung``, ``scorer``, ``score_kind``, ``score``,
   ``rank``, ``n_competitors``, ``n_promoted``, ``bar``, ``direction``; where a model predicted,
@@ -45,6 +46,7 @@ RULE_NAMES = {
     "rung": "successive halving on the raw value",
     "model_rung": "successive halving ranking by the predicted final value",
     "prior_rung": "successive halving ranking by the prior's predicted quantile",
+    "blend_rung": "successive halving ranking by a blend of the raw value's and the prior's ranks",
     "screen": "the step-0 screen by prediction",
     "prior_screen": "the step-0 screen by the prior's predicted quantile",
     "predict": "the prior's prediction (nothing decided)",
@@ -185,6 +187,7 @@ def _model_sentence(record: Mapping[str, Any]) -> str | None:
 _SCORE_NAMES = {
     "predicted": "predicted final value",
     "quantile": "final quantile predicted by the prior",
+    "blend": "blended rank (raw value and prior, 1 is best)",
 }
 
 

@@ -197,6 +197,53 @@ def test_a_prior_that_ranks_well_opens_the_gate_once_enough_trials_completed() -
     assert "quantile" in explain(study, bad.number)
 
 
+# --- prior_weight: the rung ranked by a blend of raw and predicted ranks ---------------------
+
+
+@pytest.mark.parametrize(("weight", "pruned"), [(0.0, False), (1.0, True)])
+def test_prior_weight_blends_the_prior_into_the_rung_without_its_gate(
+    weight: float, pruned: bool
+) -> None:
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner(quality_prior(), prior_weight=weight)
+    )
+    first = start(study, 0.9, 0.0)  # the best by the prior, the worst by the raw value
+    assert not decide(study, first)
+    second = start(study, 0.1, 0.9)  # the reverse
+    assert decide(study, second) is pruned
+    record = records(study, second)[1]
+    assert not record["prior_gate_open"]  # no completed trial: the prior's gate is shut
+    if weight == 0.0:
+        assert record["scorer"] == "raw" and record["rule"] == "rung"
+    else:
+        assert record["scorer"] == "blend" and record["rule"] == "blend_rung"
+        assert record["score_kind"] == "blend" and record["rank"] == 2
+        assert record["score"] == pytest.approx(0.5)  # last of two by the prior
+        assert "blend of the raw value's and the prior's ranks" in explain(study, second.number)
+    # Successive halving's bookkeeping keeps the raw value either way.
+    frozen = study._storage.get_trial(second._trial_id)
+    assert frozen.system_attrs["completed_rung_0"] == 0.9
+
+
+def test_prior_weight_half_and_half_between_two_rankings() -> None:
+    study = optuna.create_study(
+        direction="minimize", pruner=pruner(quality_prior(), prior_weight=0.5)
+    )
+    # Minimising: low raw values are good. The prior ranks by quality (high is good).
+    for quality, value in ((0.5, 0.5), (0.9, 0.9), (0.1, 0.1)):
+        decide(study, start(study, quality, value))
+    judged = start(study, 0.8, 0.2)  # second by either ranking: kept among 4 with eta 2
+    assert not decide(study, judged)
+    record = records(study, judged)[1]
+    assert record["rule"] == "blend_rung" and record["n_competitors"] == 4
+    assert record["score"] == pytest.approx(0.5 * 3 / 4 + 0.5 * 3 / 4)
+
+
+def test_prior_weight_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="prior_weight"):
+        LyapunovPruner(prior=None, prior_weight=1.5)
+
+
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_a_prior_that_ranks_inversely_never_opens_the_gate(direction: str) -> None:
     # The final value is the quality: maximising, the wrong way round is a low quantile for

@@ -188,3 +188,44 @@ def test_robust_spread_ignores_one_huge_residual() -> None:
         assert _rule.robust_spread(np.append(residuals, huge)) < 2 * calm
     assert _rule.robust_spread(np.append(residuals, math.inf)) < 2 * calm
     assert math.isnan(_rule.robust_spread(np.array([math.nan])))
+
+
+# (raw scores, prior scores, weight) -> blended scores
+BLENDS = [
+    ([3.0, 1.0, 2.0], [0.1, 0.9, 0.5], 0.0, [1.0, 1 / 3, 2 / 3]),  # the raw ranks alone
+    ([3.0, 1.0, 2.0], [0.1, 0.9, 0.5], 1.0, [1 / 3, 1.0, 2 / 3]),  # the prior's ranks alone
+    ([3.0, 1.0, 2.0, 2.0], [0.1, 0.9, 0.5, 0.4], 0.5, [0.625, 0.625, 0.6875, 0.5625]),
+    ([5.0], [0.2], 0.5, [1.0]),  # one competitor is the best of one
+    ([-math.inf, 0.0], [0.9, 0.1], 0.5, [0.75, 0.75]),  # an infinite value ranks as the worst
+]
+
+
+@pytest.mark.parametrize(("raw", "prior", "weight", "expected"), BLENDS)
+def test_blend_ranks(
+    raw: list[float], prior: list[float], weight: float, expected: list[float]
+) -> None:
+    np.testing.assert_allclose(_rule.blend_ranks(raw, prior, weight), expected)
+
+
+def test_blend_ranks_is_invariant_to_monotone_rescaling() -> None:
+    raw, prior = [0.1, 0.5, 0.3, 0.2], [0.4, 0.3, 0.9, 0.1]
+    base = _rule.blend_ranks(raw, prior, 0.5)
+    np.testing.assert_array_equal(
+        _rule.blend_ranks([1e6 * v + 3 for v in raw], [v**3 for v in prior], 0.5), base
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "prior", "weight", "match"),
+    [
+        ([1.0, 2.0], [0.5], 0.5, "one length"),
+        ([], [], 0.5, "non-empty"),
+        ([1.0, math.nan], [0.5, 0.4], 0.5, "NaN"),
+        ([1.0], [0.5], 1.5, "weight=1.5"),
+    ],
+)
+def test_blend_ranks_rejects(
+    raw: list[float], prior: list[float], weight: float, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        _rule.blend_ranks(raw, prior, weight)
