@@ -1,0 +1,94 @@
+"""Does a rank blend of the raw value and the held-out prior rank the final value better?
+
+For every table of ``benchmarks/data`` with a leave-one-task-out prior in
+``benchmarks/results/heldout_priors/`` (``python benchmarks/heldout.py --train-priors``), at
+steps 1 and 2 over all of the table's configurations: the Spearman correlation with the final
+value (its quantile, validation loss breaking ties) and the share of the true top 10% among
+the best 20% (``prior_loto.top_recall``), for the raw value at the step, the prior's
+prediction (all inputs) and ``optuna_lyap.pruners._rule.blend_ranks`` of the two with the
+prior weighted 0.5 (the equal rank average ``LyapunovPruner(prior_weight=0.5)`` ranks a rung
+by) and 0.3.
+
+Usage::
+
+    python benchmarks/prior_blend.py        # about a minute
+
+Writes ``benchmarks/results/prior_blend.json`` and ``prior_blend.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import prior_loto  # noqa: E402
+
+from optuna_lyap.aelle._prior import PriorBundle, final_quantile  # noqa: E402
+from optuna_lyap.pruners._rule import blend_ranks  # noqa: E402
+
+PRIORS = prior_loto.RESULTS / "heldout_priors"
+OUT = prior_loto.RESULTS / "prior_blend.json"
+INPUTS = ("hyperparameters", "spectrum", "curve")
+WEIGHTS = (0.5, 0.3)
+
+
+def main() -> None:
+    started = time.perf_counter()
+    record = prior_loto._load_record_module()
+    rows_out: list[dict[str, Any]] = []
+    for path in prior_loto.table_paths(30):
+        table = record.load_table(path)
+        task = table["meta"]["task"]
+        bundle_path = PRIORS / f"{task}.pt"
+        if not bundle_path.exists():
+            print(f"skip {task}: no held-out prior at {bundle_path}", flush=True)
+            continue
+        bundle = PriorBundle.load(bundle_path)
+        target = final_quantile(
+            table["values"][:, -1], table["meta"]["direction"], tie_break=table["val_loss"][:, -1]
+        )
+        for step in (1, 2):
+            raw = prior_loto.raw_ranking(table, step)
+            prior = bundle.models[(step, INPUTS)].predict(prior_loto.study_rows(table, step, 0.25))
+            scores = {"raw": raw, "prior": prior}
+            for w in WEIGHTS:
+                scores[f"blend {w}"] = blend_ranks(raw, prior, w)
+            row: dict[str, Any] = {"task": task, "step": step, "digest": bundle.digest()}
+            for name, score in scores.items():
+                row[name] = {
+                    "spearman": round(float(spearmanr(score, target).statistic), 4),
+                    "top10_recall_at20": round(prior_loto.top_recall(score, target), 4),
+                }
+            rows_out.append(row)
+    names = ["raw", "prior", *(f"blend {w}" for w in WEIGHTS)]
+    seconds = round(time.perf_counter() - started, 1)
+    OUT.write_text(
+        json.dumps({"command": "python benchmarks/prior_blend.py", "rows": rows_out}, indent=1)
+        + "\n"
+    )
+    lines = [
+        "# Raw value, held-out prior and their rank blend",
+        "",
+        f"`python benchmarks/prior_blend.py` ({seconds} s). Each cell: Spearman with the final "
+        "value / share of the top 10% among the best 20%, over every configuration of the "
+        "table; the prior never saw the table.",
+        "",
+        "| task | step | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for row in rows_out:
+        cells = [f"{row[n]['spearman']:+.2f} / {row[n]['top10_recall_at20']:.2f}" for n in names]
+        lines.append(f"| {row['task']} | {row['step']} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    OUT.with_suffix(".md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
