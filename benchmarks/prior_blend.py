@@ -18,6 +18,7 @@ Writes ``benchmarks/results/prior_blend.json`` and ``prior_blend.md``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -38,14 +39,22 @@ INPUTS = ("hyperparameters", "spectrum", "curve")
 WEIGHTS = (0.5, 0.3)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--priors",
+        type=Path,
+        default=PRIORS,
+        help="folder of the held-out bundles <task>.pt (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     record = prior_loto._load_record_module()
     rows_out: list[dict[str, Any]] = []
     for path in prior_loto.table_paths(30):
         table = record.load_table(path)
         task = table["meta"]["task"]
-        bundle_path = PRIORS / f"{task}.pt"
+        bundle_path = args.priors / f"{task}.pt"
         if not bundle_path.exists():
             print(f"skip {task}: no held-out prior at {bundle_path}", flush=True)
             continue
@@ -66,6 +75,13 @@ def main() -> None:
                     "top10_recall_at20": round(prior_loto.top_recall(score, target), 4),
                 }
             rows_out.append(row)
+    if not rows_out:
+        # Nothing to compare: keep the results on disk rather than overwrite them with an
+        # empty table.
+        raise SystemExit(
+            f"no held-out prior under {args.priors}; train them with "
+            "`python benchmarks/heldout.py --train-priors`."
+        )
     names = ["raw", "prior", *(f"blend {w}" for w in WEIGHTS)]
     seconds = round(time.perf_counter() - started, 1)
     OUT.write_text(
