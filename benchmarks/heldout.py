@@ -33,7 +33,9 @@ min_resource=1)``), ``tpe+median`` (``MedianPruner(n_startup_trials=5, n_warmup_
 ``LyapunovSampler(TPE, prior=...)`` screening candidates with their recorded spectra at
 initialisation + ``LyapunovPruner(prior=...)``; ``ours_pruner_only`` (TPE + our pruner) and
 ``ours_sampler_only`` (our sampler + ``SuccessiveHalvingPruner(min_resource=1)``), so the
-source of a gain shows; and a diagnostic, ``ours_sampler_nop`` (our sampler, no pruner).
+source of a gain shows; a diagnostic, ``ours_sampler_nop`` (our sampler, no pruner); and an
+option, ``ours_blend`` (TPE + ``LyapunovPruner(prior=..., prior_weight=0.5)``, rungs ranked by
+a rank blend of the raw value and the prior wherever no gate opens).
 ``--sampler random`` replays every method on ``RandomSampler`` instead of TPE (runs in
 ``heldout_runs/random/``, summary in ``heldout_summary_random``).
 
@@ -61,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import math
 import os
@@ -107,7 +110,10 @@ BASELINES = (
     "tpe+median",
     "tpe+topk_epoch1",
 )
-OURS = ("ours", "ours_pruner_only", "ours_sampler_only", "ours_sampler_nop")
+OURS = ("ours", "ours_pruner_only", "ours_sampler_only", "ours_sampler_nop", "ours_blend")
+# LyapunovPruner(prior_weight=BLEND_WEIGHT): rungs ranked by the equal rank average of the raw
+# value and the held-out prior wherever no gate opens (an option, not the default).
+BLEND_WEIGHT = 0.5
 METHODS = BASELINES + OURS
 # Ours with LyapunovSampler (n_candidates spectra at initialisation per screened trial).
 SAMPLER_SCREENS = ("ours", "ours_sampler_only", "ours_sampler_nop")
@@ -278,6 +284,8 @@ def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
         return replay.TopKAfterFirstEpoch()
     if method in ("ours", "ours_pruner_only"):
         return optuna_lyap.LyapunovPruner(seed=seed, prior=prior)
+    if method == "ours_blend":
+        return optuna_lyap.LyapunovPruner(seed=seed, prior=prior, prior_weight=BLEND_WEIGHT)
     raise ValueError(f"method must be one of {METHODS}, but got {method!r}.")
 
 
@@ -521,7 +529,7 @@ def run_seconds(table: dict[str, Any], method: str, run: dict[str, Any]) -> np.n
     spectrum = np.nan_to_num(table["spectrum_seconds"])
     n_epochs = epoch.shape[1] - 1
     screen_cost = N_CANDIDATES * float(spectrum[:, 0].mean())
-    pruner_spectra = method in ("ours", "ours_pruner_only")
+    pruner_spectra = method in ("ours", "ours_pruner_only", "ours_blend")
     out = []
     for t in run["trials"]:
         i, stop = t["i"], t["stop"]
@@ -733,7 +741,11 @@ def model_decided(run: dict[str, Any]) -> bool:
 # What our pruner's decisions reduce to with the model out of play: the same run with
 # ``SuccessiveHalvingPruner(min_resource=1)``, whose decisions ``LyapunovPruner`` makes exactly
 # when no model passes the gate. Seeds where the model ranked a rung are paired against it.
-RULE_REFERENCE = {"ours_pruner_only": "tpe+sha", "ours": "ours_sampler_only"}
+RULE_REFERENCE = {
+    "ours_pruner_only": "tpe+sha",
+    "ours": "ours_sampler_only",
+    "ours_blend": "tpe+sha",
+}
 
 
 def _model_against_rule(
@@ -821,22 +833,29 @@ def compact_table(summary: dict[str, Any]) -> list[str]:
     return rows
 
 
+# The pruner-alone methods of ``pruner_table``, and how its rows name them.
+PRUNER_ROWS = {"ours_pruner_only": "default", "ours_blend": f"prior_weight={BLEND_WEIGHT}"}
+
+
 def pruner_table(summary: dict[str, Any]) -> list[str]:
-    """One row per task for the default pruner alone (``ours_pruner_only``): against the best
-    baseline (median epochs [share of seeds reaching], the ratio with its 95% paired-bootstrap
-    interval, the paired count), and, in the seeds where the model ranked a rung, against the
-    same seeds under plain successive halving."""
+    """One row per task and pruner-alone method (``PRUNER_ROWS``: the default pruner, and the
+    prior blend where it was run): against the best baseline (median epochs [share of seeds
+    reaching], the ratio with its 95% paired-bootstrap interval, the paired count), and, in the
+    seeds where the model ranked a rung, against the same seeds under plain successive
+    halving."""
     sampler = summary["sampler"]
     rows = [
-        "| task | best baseline, epochs [share] | our pruner, epochs [share] | ratio [95% CI] "
-        "| faster/slower/tied vs best | seeds where the model ranked a rung "
+        "| task | pruner | best baseline, epochs [share] | our pruner, epochs [share] "
+        "| ratio [95% CI] | faster/slower/tied vs best | seeds where the model ranked a rung "
         "| there vs successive halving: faster/slower/tied (sign test p) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for task, e in summary["tasks"].items():
+    for (task, e), (method, label) in itertools.product(
+        summary["tasks"].items(), PRUNER_ROWS.items()
+    ):
         m = e["methods"]
         best = e.get("best_baseline_epochs")
-        ours = m.get("ours_pruner_only")
+        ours = m.get(method)
         if best is None or ours is None:
             continue
         ci = ours.get("ratio_epochs_95ci")
@@ -853,7 +872,8 @@ def pruner_table(summary: dict[str, Any]) -> list[str]:
             else "{faster}/{slower}/{tie}".format(**rule) + f" ({_f(rule['sign_test_p'], 2)})"
         )
         rows.append(
-            f"| {task} | {shown(best, sampler)}, {_f(m[best]['epochs_to_top2pct'], 0, 'never')} "
+            f"| {task} | {label} "
+            f"| {shown(best, sampler)}, {_f(m[best]['epochs_to_top2pct'], 0, 'never')} "
             f"[{m[best]['share_reaching']:.2f}] "
             f"| {_f(ours['epochs_to_top2pct'], 0, 'never')} [{ours['share_reaching']:.2f}] "
             f"| {_f(ours.get('ratio_epochs'), 2)}{interval} "
