@@ -337,7 +337,7 @@ class LyapunovPruner(BasePruner):
             rank the competitors it predicts by ``(1 - w) * rank by raw value + w * rank by
             the prior's quantile`` (ranks as fractions of the competitors, see
             ``_rule.blend_ranks``) instead of the raw value alone: a blend trusted on the
-            evidence of held-out tasks (``docs/benchmarks.md``, round 12), not on the study's
+            evidence of held-out tasks (``docs/benchmarks.md``, rounds 12-13), not on the study's
             own, which arrives too late. In ``[0, 1]``; 0 (the default) never blends, so the
             decisions stay successive halving's wherever the gates are shut.
 
