@@ -343,7 +343,8 @@ class LyapunovPruner(BasePruner):
 
     Raises:
         ValueError: For an argument out of its range, ``bootstrap_count > 0`` with
-            ``min_resource="auto"``, or a ``prior`` that is no bundle (naming it).
+            ``min_resource="auto"``, a ``prior`` that is no bundle (naming it), or
+            ``prior_weight > 0`` with ``prior=None``.
         TypeError: For an argument the pruner does not take. The threshold rule's
             ``quantile``, ``confidence``, ``min_unpruned_share`` and ``require_beating_raw``
             are accepted with a ``FutureWarning`` and ignored.
@@ -455,6 +456,12 @@ class LyapunovPruner(BasePruner):
         self._prior_spec = prior if isinstance(prior, (str, os.PathLike)) else None
         self._prior = _resolve_prior(prior)
         self._prior_weight = check_real("prior_weight", prior_weight, 0.0, 1.0)
+        if self._prior_weight > 0.0 and self._prior is None:
+            raise ValueError(
+                f"prior_weight={prior_weight!r} blends the prior's ranks into each rung, so it "
+                "needs a prior, but got prior=None. Pass prior='shipped' (the default), a "
+                "bundle path or object, or leave prior_weight at 0."
+            )
         self._init_cache()
 
     def _init_cache(self) -> None:

@@ -244,6 +244,13 @@ def test_prior_weight_out_of_range_is_refused() -> None:
         LyapunovPruner(prior=None, prior_weight=1.5)
 
 
+def test_prior_weight_without_a_prior_is_refused_not_ignored() -> None:
+    # A weight with nothing to weigh would silently leave successive halving's decisions.
+    with pytest.raises(ValueError, match=r"prior_weight=0\.5 .*prior=None"):
+        LyapunovPruner(prior=None, prior_weight=0.5)
+    assert LyapunovPruner(prior=None, prior_weight=0.0) is not None
+
+
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_a_prior_that_ranks_inversely_never_opens_the_gate(direction: str) -> None:
     # The final value is the quality: maximising, the wrong way round is a low quantile for
