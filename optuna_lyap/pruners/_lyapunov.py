@@ -218,7 +218,8 @@ class LyapunovPruner(BasePruner):
     prior competes with the in-study model under the same gate: its predictions of the
     completed trials (out of sample, as it never saw the study) and their raw values at the
     step go through the same paired bootstrap against their final values (once
-    ``n_startup_trials`` completed trials have a prediction). The competitor ranking the rung
+    ``max(n_startup_trials, 3)`` completed trials have a prediction; before, the gate is not
+    judged and stays shut). The competitor ranking the rung
     is the one with the larger gate share (the in-study model on a tie) where that share is at
     least ``gate``; else the raw value.
 
@@ -229,7 +230,8 @@ class LyapunovPruner(BasePruner):
     nothing was decided), ``step``, ``rung``, ``scorer`` (what ranked a rung or the screen:
     ``"raw"``, ``"study"``, ``"prior"`` or ``"blend"``), ``score_kind`` (``"raw"``,
     ``"predicted"``, ``"quantile"`` or ``"blend"``), ``score`` (in the study's units; a
-    quantile for the prior; a blended rank in ``(0, 1]`` for the blend), ``rank`` (1 is best),
+    quantile for the prior; a blend score in ``(0, 1]`` for the blend, with ``prior_weight``
+    beside it), ``rank`` (1 is best),
     ``n_competitors``, ``n_promoted``, ``bar`` (the worst promoted competitor's score: the
     number to beat), ``direction``; where the in-study model predicted: ``predicted``,
     ``predicted_std``, ``inputs``, ``rank_corr``, ``raw_rank_corr``, ``gate_share``,
@@ -339,7 +341,9 @@ class LyapunovPruner(BasePruner):
             ``_rule.blend_ranks``) instead of the raw value alone: a blend trusted on the
             evidence of held-out tasks (``docs/benchmarks.md``, rounds 12-13), not on the study's
             own, which arrives too late. In ``[0, 1]``; 0 (the default) never blends, so the
-            decisions stay successive halving's wherever the gates are shut.
+            decisions stay successive halving's wherever the gates are shut. A trial the prior
+            cannot read, or whose value is infinite, is ranked by its raw value alone (the
+            first unreadable one raises a ``RuntimeWarning``).
 
     Raises:
         ValueError: For an argument out of its range, ``bootstrap_count > 0`` with
@@ -485,7 +489,9 @@ class LyapunovPruner(BasePruner):
         self._prior_predictions: OrderedDict[
             tuple[Any, ...], dict[tuple[int, ...], dict[int, Any]]
         ] = OrderedDict()
-        self._prior_gates: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+        self._prior_gates: OrderedDict[tuple[Any, ...], float | None] = OrderedDict()
+        # prior_weight > 0 and a judged trial the prior cannot read: said once per process.
+        self._warned_unblended = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -674,12 +680,17 @@ class LyapunovPruner(BasePruner):
                 fields.update(self._prior_fields(prior_own))
                 fields.update(self._prior_gate_fields(prior_share))
             scorer = self._scorer(None if judged is None else judged[2]["gate_share"], prior_share)
+            if step == closes and self._prior_weight > 0.0 and prior_own is None:
+                self._warn_unblended(trial)
             if (
                 scorer == "raw"
                 and self._prior_weight > 0.0
                 and view is not None
                 and prior_own is not None
                 and len(competing) > self._bootstrap_count
+                # A diverged value ranks at its end by the raw value alone: no prediction
+                # may lift it over finite ones.
+                and math.isfinite(value)
             ):
                 scorer = "blend"
             fields["scorer"] = scorer
@@ -713,6 +724,7 @@ class LyapunovPruner(BasePruner):
                 own_blend = float(blended[-1])
                 ranking = _rule.promote(own_blend, blended.tolist(), self._reduction_factor)
                 record = {**base, **fields, "rule": "blend_rung"}
+                record["prior_weight"] = self._prior_weight
                 record.update(self._ranking_fields(ranking, 1.0, "blend", own_blend))
                 pruned = not ranking.promoted
             elif len(competing) <= self._bootstrap_count:
@@ -858,49 +870,74 @@ class LyapunovPruner(BasePruner):
             view.batches[batch_key] = found
         return found
 
-    def _prior_gate(self, study: optuna.Study, view: _PriorView) -> float:
+    def _prior_gate(self, study: optuna.Study, view: _PriorView) -> float | None:
         """The prior's gate share at ``view.step``: the paired bootstrap of
         :func:`_rule.gate_share` over the completed trials that reported the step, the prior's
         quantiles against their raw values there, both ranked against their final values
-        (oriented as scores). 0 until ``max(n_startup_trials, 3)`` of them have a prediction.
+        (oriented as scores). None (not judged, so shut) until ``max(n_startup_trials, 3)``
+        of them have a finite prediction.
 
         The completed trials are predicted among themselves (their curves ranked within the
         completed set), so the share is computed once per step and completed set, not again
         whenever a running trial reaches the step."""
         completed = view.completed
-        if len(completed) < max(self._n_startup_trials, 3):
-            return 0.0
+        needed = max(self._n_startup_trials, 3)
+        if len(completed) < needed:
+            return None
         key = (view.step, tuple(t.number for t in completed))
         with self._lock:
+            cached = key in self._prior_gates
             share = self._prior_gates.get(key)
-            if share is not None:
+            if cached:
                 self._prior_gates.move_to_end(key)
-        if share is None:
+        if not cached:
             predicted = self._prior.predict_trials(completed, view.step, view.direction)
             judged = [
                 t
                 for t in completed
                 if t.number in predicted and math.isfinite(float(predicted[t.number].quantile))
             ]
-            share = 0.0
-            if len(judged) >= max(self._n_startup_trials, 3):
+            share = None
+            if len(judged) >= needed:
                 sign = _sign(study.direction)
                 quantiles = np.array([predicted[t.number].quantile for t in judged])
                 raw = sign * np.array([t.intermediate_values[view.step] for t in judged])
                 final = sign * np.array([t.value for t in judged], dtype=np.float64)
-                share = _rule.gate_share(
-                    quantiles,
-                    raw,
-                    final,
-                    n_resamples=self._n_resamples,
-                    seed=self._seed,
-                    groups=[configuration_key(t) for t in judged],
+                share = float(
+                    _rule.gate_share(
+                        quantiles,
+                        raw,
+                        final,
+                        n_resamples=self._n_resamples,
+                        seed=self._seed,
+                        groups=[configuration_key(t) for t in judged],
+                    )
                 )
             with self._lock:
                 self._prior_gates[key] = share
                 while len(self._prior_gates) > _CACHE_SIZE:
                     self._prior_gates.popitem(last=False)
-        return float(share)
+        return share
+
+    def _warn_unblended(self, trial: FrozenTrial) -> None:
+        """One ``RuntimeWarning`` per process: ``prior_weight`` was asked for, but the prior
+        reads nothing of this trial, so its rungs are ranked by the raw value alone."""
+        with self._lock:
+            if self._warned_unblended:
+                return
+            self._warned_unblended = True
+        from optuna_lyap._prediction._prior import PARAM_ALIASES
+
+        looked_for = ", ".join(alias for aliases in PARAM_ALIASES.values() for alias in aliases)
+        warnings.warn(
+            f"LyapunovPruner(prior_weight={self._prior_weight}) cannot blend at trial "
+            f"{trial.number}'s rung: its prior reads the hyperparameters from the parameter "
+            f"names {looked_for} (or a reported spectrum), and found none among "
+            f"{sorted(trial.params)}. Rename the parameters so or report spectra; until then "
+            "such trials are ranked by their raw value alone, as by successive halving.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def _prior_fields(self, prediction: Any) -> dict[str, Any]:
         return {
@@ -911,7 +948,11 @@ class LyapunovPruner(BasePruner):
             "prior_digest": str(getattr(self._prior, "digest", "")),
         }
 
-    def _prior_gate_fields(self, share: float) -> dict[str, Any]:
+    def _prior_gate_fields(self, share: float | None) -> dict[str, Any]:
+        # A gate not judged yet (too few completed trials) writes nothing: it is shut, but no
+        # share of resamples was measured.
+        if share is None:
+            return {}
         return {"prior_gate_share": share, "prior_gate_open": share >= self._gate}
 
     # --- the model: fit, gate, predictions ----------------------------------------------------

@@ -9,7 +9,8 @@ The decision records are those :class:`~optuna_lyap.LyapunovPruner` writes with
   the raw value's and the prior's ranks), ``"screen"`` and ``"prior_screen"``
   (a step-0 screen by prediction), ``"predict"`` (the prior predicted, nothing was decided),
   ``"fallback"``, ``"threshold"``, with ``rung``, ``scorer``, ``score_kind``, ``score``,
-  ``rank``, ``n_competitors``, ``n_promoted``, ``bar``, ``direction``; where a model predicted,
+  ``rank``, ``n_competitors``, ``n_promoted``, ``bar``, ``direction`` (and ``prior_weight``
+  for ``"blend_rung"``); where a model predicted,
   ``predicted``, ``predicted_std``, ``inputs``, ``rank_corr``, ``raw_rank_corr``,
   ``gate_share``, ``gate_open``, ``n_train``; where the prior predicted, ``prior_quantile``,
   ``prior_top10``, ``prior_inputs``, ``prior_model_step``, ``prior_gate_share``,
@@ -187,7 +188,7 @@ def _model_sentence(record: Mapping[str, Any]) -> str | None:
 _SCORE_NAMES = {
     "predicted": "predicted final value",
     "quantile": "final quantile predicted by the prior",
-    "blend": "blended rank (raw value and prior, 1 is best)",
+    "blend": "blend score (rank fractions of the raw value and the prior, 1 is best)",
 }
 
 
@@ -211,6 +212,8 @@ def _prior_sentence(record: Mapping[str, Any]) -> str | None:
         trusted = record.get("prior_gate_open")
         text += "; trusted" if trusted else "; not trusted"
         text += f": out-ranked the raw value in {share:.0%} of bootstrap resamples"
+    elif record.get("rung") is not None:
+        text += "; not yet judged against the raw value (too few completed trials it predicts)"
     return text + "."
 
 
@@ -220,6 +223,12 @@ def _rank_sentence(record: Mapping[str, Any], metric: str) -> str:
     score = _num(record.get("score"))
     if score is None and kind == "predicted":
         score = _num(record.get("predicted"))
+    weight = _num(record.get("prior_weight"))
+    if kind == "blend" and weight is not None:
+        what = (
+            f"blend score ({1 - weight:.2g} x the raw value's rank fraction + {weight:.2g} x "
+            "the prior's, 1 is best)"
+        )
     text = f"its {what} {_fmt(score)}"
     rank, n = _num(record.get("rank")), _num(record.get("n_competitors"))
     if rank is not None and n is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,8 +171,11 @@ def test_a_prior_that_ranks_well_opens_the_gate_once_enough_trials_completed() -
     early = start(study, 0.9, 0.0)  # the worst raw value so far
     decide(study, early)
     record = records(study, early)[1]
-    assert record["prior_gate_share"] == 0.0 and not record["prior_gate_open"]
+    # Too few completed trials: the gate is not judged, so it is shut and no share is written
+    # (a share of 0 would claim a bootstrap that never ran).
+    assert "prior_gate_share" not in record and "prior_gate_open" not in record
     assert record["scorer"] == "raw" and record["rule"] == "rung"
+    assert "not yet judged" in explain(study, early.number)
 
     add_completed(study, QUALITIES[4:], seed=1)
     first = start(study, 0.5, 0.5)
@@ -212,7 +216,7 @@ def test_prior_weight_blends_the_prior_into_the_rung_without_its_gate(
     second = start(study, 0.1, 0.9)  # the reverse
     assert decide(study, second) is pruned
     record = records(study, second)[1]
-    assert not record["prior_gate_open"]  # no completed trial: the prior's gate is shut
+    assert "prior_gate_open" not in record  # no completed trial: the gate is not judged
     if weight == 0.0:
         assert record["scorer"] == "raw" and record["rule"] == "rung"
     else:
@@ -237,6 +241,46 @@ def test_prior_weight_half_and_half_between_two_rankings() -> None:
     record = records(study, judged)[1]
     assert record["rule"] == "blend_rung" and record["n_competitors"] == 4
     assert record["score"] == pytest.approx(0.5 * 3 / 4 + 0.5 * 3 / 4)
+    assert record["prior_weight"] == 0.5
+    assert "0.5 x the raw value's rank fraction + 0.5 x the prior's" in explain(
+        study, judged.number
+    )
+
+
+def test_prior_weight_never_lifts_a_diverged_value() -> None:
+    # Minimising a loss: an infinite one diverged. The prior's best quantile must not carry it
+    # over finite values; it is ranked by the raw value alone, at the end, and pruned.
+    study = optuna.create_study(
+        direction="minimize", pruner=pruner(quality_prior(), prior_weight=1.0)
+    )
+    for quality, value in ((0.1, 0.5), (0.2, 0.6), (0.3, 0.7)):
+        decide(study, start(study, quality, value))
+    diverged = start(study, 0.99, math.inf)
+    assert decide(study, diverged)
+    record = records(study, diverged)[1]
+    assert record["rule"] == "rung" and record["scorer"] == "raw"
+    assert record["rank"] == 4 and record["n_competitors"] == 4
+
+
+def test_prior_weight_says_once_when_the_prior_reads_nothing() -> None:
+    # Parameters the prior does not know: the blend cannot act, and the user is told so once
+    # rather than silently getting successive halving.
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner(quality_prior(), prior_weight=0.5)
+    )
+    unread = []
+    for x in (0.3, 0.6):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.report(x, 0)
+        trial.report(x, 1)
+        unread.append(trial)
+    with pytest.warns(RuntimeWarning, match=r"prior_weight=0\.5\) cannot blend .*\['x'\]"):
+        decide(study, unread[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decide(study, unread[1])
+    assert records(study, unread[1])[1]["rule"] == "rung"
 
 
 def test_prior_weight_out_of_range_is_refused() -> None:
