@@ -449,7 +449,9 @@ def save_run(
         payload["prior"] = str(prior_path(task).relative_to(HERE.parent))
         # Per run: a retraining on another machine can give other float bits (and digest)
         # for the same tables and settings, so each run names the bundle it replayed.
-        run = {**run, "prior_digest": _file_digest(prior_path(task))}
+        from optuna_lyap.aelle._prior import PriorBundle
+
+        run = {**run, "prior_digest": PriorBundle.load(prior_path(task)).digest()}
     payload["runs"][str(run["seed"])] = run
     path = runs_path(task, method, sampler)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -457,13 +459,6 @@ def save_run(
     with gzip.open(tmp, "wt") as f:
         json.dump(payload, f)
     os.replace(tmp, path)
-
-
-def _file_digest(path: Path) -> str:
-    """``PriorBundle.digest`` of the bundle saved at ``path`` (its file bytes' SHA-256)."""
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def budget_of(table: dict[str, Any], trainings: float) -> int:
