@@ -192,20 +192,24 @@ _SCORE_NAMES = {
 }
 
 
-def _prior_sentence(record: Mapping[str, Any]) -> str | None:
-    """The prior's predicted quantile, its inputs, and the evidence it was (not) trusted."""
+def _prior_sentence(record: Mapping[str, Any], step: int) -> str | None:
+    """The prior's predicted quantile at ``step``, its inputs, and the evidence it was (not)
+    trusted."""
     quantile = _num(record.get("prior_quantile"))
     if quantile is None:
         return None
-    text = f"**Prior.** Predicted final quantile {quantile:.3g} in this study (1 is best"
+    text = (
+        f"**Prior, step {step}.** Predicted final quantile {quantile:.3g} in this study (1 is best"
+    )
     top = _num(record.get("prior_top10"))
     if top is not None:
         text += f"; P(top 10%) {top:.2f}"
     if record.get("prior_inputs"):
         text += f"; inputs: {record['prior_inputs']}"
-    step = _num(record.get("prior_model_step"))
-    if step is not None:
-        text += f"; model of step {int(step)}"
+    model_step = _num(record.get("prior_model_step"))
+    if model_step is not None:
+        # The bundle holds models for a few steps; a later step uses the latest of them.
+        text += f"; the prior's model for step {int(model_step)}"
     text += ")"
     share = _num(record.get("prior_gate_share"))
     if share is not None:
@@ -434,7 +438,7 @@ def explain(
         model = _model_sentence(record)
         if model is not None:
             lines.append(model)
-        prior = _prior_sentence(record)
+        prior = _prior_sentence(record, s)
         if prior is not None:
             lines.append(prior)
     lines.extend(_dynamics_lines(trial))

@@ -223,7 +223,10 @@ def test_prior_weight_blends_the_prior_into_the_rung_without_its_gate(
         assert record["scorer"] == "blend" and record["rule"] == "blend_rung"
         assert record["score_kind"] == "blend" and record["rank"] == 2
         assert record["score"] == pytest.approx(0.5)  # last of two by the prior
-        assert "blend of the raw value's and the prior's ranks" in explain(study, second.number)
+        note = explain(study, second.number)
+        assert "blend of the raw value's and the prior's ranks" in note
+        # Each prior paragraph names the step it predicted at.
+        assert "**Prior, step 1.**" in note and "the prior's model for step 1" in note
     # Successive halving's bookkeeping keeps the raw value either way.
     frozen = study._storage.get_trial(second._trial_id)
     assert frozen.system_attrs["completed_rung_0"] == 0.9
