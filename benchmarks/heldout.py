@@ -34,8 +34,9 @@ min_resource=1)``), ``tpe+median`` (``MedianPruner(n_startup_trials=5, n_warmup_
 initialisation + ``LyapunovPruner(prior=...)``; ``ours_pruner_only`` (TPE + our pruner) and
 ``ours_sampler_only`` (our sampler + ``SuccessiveHalvingPruner(min_resource=1)``), so the
 source of a gain shows; a diagnostic, ``ours_sampler_nop`` (our sampler, no pruner); and an
-option, ``ours_blend`` (TPE + ``LyapunovPruner(prior=..., prior_weight=0.5)``, rungs ranked by
-a rank blend of the raw value and the prior wherever no gate opens).
+option, ``ours_blend`` and ``ours_blend_30`` (TPE + ``LyapunovPruner(prior=...,
+prior_weight=0.5`` or ``0.3)``, rungs ranked by a rank blend of the raw value and the prior
+wherever no gate opens).
 ``--sampler random`` replays every method on ``RandomSampler`` instead of TPE (runs in
 ``heldout_runs/random/``, summary in ``heldout_summary_random``).
 
@@ -110,10 +111,10 @@ BASELINES = (
     "tpe+median",
     "tpe+topk_epoch1",
 )
-OURS = ("ours", "ours_pruner_only", "ours_sampler_only", "ours_sampler_nop", "ours_blend")
-# LyapunovPruner(prior_weight=BLEND_WEIGHT): rungs ranked by the equal rank average of the raw
-# value and the held-out prior wherever no gate opens (an option, not the default).
-BLEND_WEIGHT = 0.5
+# TPE + LyapunovPruner(prior_weight=w): rungs ranked by a rank blend of the raw value and the
+# held-out prior wherever no gate opens (an option, not the default), by method.
+BLEND_WEIGHTS = {"ours_blend": 0.5, "ours_blend_30": 0.3}
+OURS = ("ours", "ours_pruner_only", "ours_sampler_only", "ours_sampler_nop", *BLEND_WEIGHTS)
 METHODS = BASELINES + OURS
 # Ours with LyapunovSampler (n_candidates spectra at initialisation per screened trial).
 SAMPLER_SCREENS = ("ours", "ours_sampler_only", "ours_sampler_nop")
@@ -284,8 +285,10 @@ def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
         return replay.TopKAfterFirstEpoch()
     if method in ("ours", "ours_pruner_only"):
         return optuna_lyap.LyapunovPruner(seed=seed, prior=prior)
-    if method == "ours_blend":
-        return optuna_lyap.LyapunovPruner(seed=seed, prior=prior, prior_weight=BLEND_WEIGHT)
+    if method in BLEND_WEIGHTS:
+        return optuna_lyap.LyapunovPruner(
+            seed=seed, prior=prior, prior_weight=BLEND_WEIGHTS[method]
+        )
     raise ValueError(f"method must be one of {METHODS}, but got {method!r}.")
 
 
@@ -534,7 +537,7 @@ def run_seconds(table: dict[str, Any], method: str, run: dict[str, Any]) -> np.n
     spectrum = np.nan_to_num(table["spectrum_seconds"])
     n_epochs = epoch.shape[1] - 1
     screen_cost = N_CANDIDATES * float(spectrum[:, 0].mean())
-    pruner_spectra = method in ("ours", "ours_pruner_only", "ours_blend")
+    pruner_spectra = method in ("ours", "ours_pruner_only", *BLEND_WEIGHTS)
     out = []
     for t in run["trials"]:
         i, stop = t["i"], t["stop"]
@@ -749,7 +752,7 @@ def model_decided(run: dict[str, Any]) -> bool:
 RULE_REFERENCE = {
     "ours_pruner_only": "tpe+sha",
     "ours": "ours_sampler_only",
-    "ours_blend": "tpe+sha",
+    **dict.fromkeys(BLEND_WEIGHTS, "tpe+sha"),
 }
 
 
@@ -839,7 +842,10 @@ def compact_table(summary: dict[str, Any]) -> list[str]:
 
 
 # The pruner-alone methods of ``pruner_table``, and how its rows name them.
-PRUNER_ROWS = {"ours_pruner_only": "default", "ours_blend": f"prior_weight={BLEND_WEIGHT}"}
+PRUNER_ROWS = {
+    "ours_pruner_only": "default",
+    **{method: f"prior_weight={w}" for method, w in BLEND_WEIGHTS.items()},
+}
 
 
 def pruner_table(summary: dict[str, Any]) -> list[str]:
