@@ -1,8 +1,9 @@
 """The prior blend's CPU against the default pruner's, on the same seeds in one process.
 
-For each grid and each seed, ``benchmarks/heldout.py``'s ``run_one`` replays the study twice
-(TPE, the held-out prior, the budget of the stored runs): the default pruner
-(``ours_pruner_only``) and each blend of ``heldout.BLEND_WEIGHTS``. The median over seeds of
+For each grid and each seed, ``benchmarks/heldout.py``'s ``run_one`` replays the study once
+per method (TPE, the held-out prior, a budget of ``heldout.BUDGET_TRAININGS`` full trainings,
+as the stored runs): the default pruner (``ours_pruner_only``) and each blend of
+``heldout.BLEND_WEIGHTS``, in that order. The median over seeds of
 the process CPU of the whole run and of the pruner alone (``process_time`` inside ``prune``)
 is reported per method. Measured in one process on one machine, so the ratio is comparable,
 which per-run CPU stored by runs made on other days is not. One discarded run first takes
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for task in args.tasks:
-        budget = heldout.budget_of(heldout._table(task), 40.0)
+        budget = heldout.budget_of(heldout._table(task), heldout.BUDGET_TRAININGS)
         heldout.run_one(task, methods[-1], 0, budget)  # discarded: one-time costs
         for method in methods:
             runs = [heldout.run_one(task, method, seed, budget) for seed in range(args.seeds)]

@@ -63,6 +63,7 @@ finishes (``--resume`` skips stored seeds); the summary goes to
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import itertools
 import json
@@ -116,6 +117,8 @@ BASELINES = (
 BLEND_WEIGHTS = {"ours_blend": 0.5, "ours_blend_30": 0.3}
 OURS = ("ours", "ours_pruner_only", "ours_sampler_only", "ours_sampler_nop", *BLEND_WEIGHTS)
 METHODS = BASELINES + OURS
+# A study's budget: this many full trainings' epochs (``--budget-trainings``).
+BUDGET_TRAININGS = 40.0
 # Ours with LyapunovSampler (n_candidates spectra at initialisation per screened trial).
 SAMPLER_SCREENS = ("ours", "ours_sampler_only", "ours_sampler_nop")
 # Candidates our sampler screens per trial (LyapunovSampler's default).
@@ -452,9 +455,8 @@ def save_run(
         payload["prior"] = str(prior_path(task).relative_to(HERE.parent))
         # Per run: a retraining on another machine can give other float bits (and digest)
         # for the same tables and settings, so each run names the bundle it replayed.
-        from optuna_lyap.aelle._prior import PriorBundle
-
-        run = {**run, "prior_digest": PriorBundle.load(prior_path(task)).digest()}
+        path = prior_path(task)
+        run = {**run, "prior_digest": _bundle_digest(str(path), path.stat().st_mtime_ns)}
     payload["runs"][str(run["seed"])] = run
     path = runs_path(task, method, sampler)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -462,6 +464,14 @@ def save_run(
     with gzip.open(tmp, "wt") as f:
         json.dump(payload, f)
     os.replace(tmp, path)
+
+
+@functools.lru_cache(maxsize=16)
+def _bundle_digest(path: str, mtime_ns: int) -> str:
+    """``PriorBundle.digest`` of the file at ``path``, loaded once per version of the file."""
+    from optuna_lyap.aelle._prior import PriorBundle
+
+    return PriorBundle.load(path).digest()
 
 
 def budget_of(table: dict[str, Any], trainings: float) -> int:
@@ -1107,7 +1117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(BASELINES), choices=METHODS)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--budget-trainings", type=float, default=40.0)
+    parser.add_argument("--budget-trainings", type=float, default=BUDGET_TRAININGS)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="skip seeds already stored")
     parser.add_argument("--train-priors", action="store_true", help="(re)train the LOTO priors")
