@@ -70,6 +70,11 @@ DRIVER_EXTRAS = {
 }
 
 
+# Settings that studies made by older versions of ``run`` do not store, with the value those
+# studies ran with.
+UNSTORED_SETTINGS = {"prior_weight": 0.0}
+
+
 class CLIError(Exception):
     """An error the user can act on: printed as one line, exit status 2."""
 
@@ -78,12 +83,25 @@ class CLIError(Exception):
 
 
 def make_pruner(
-    name: str, *, n_startup_trials: int, seed: int, prior: Any = None, aelle: Any = None
+    name: str,
+    *,
+    n_startup_trials: int,
+    seed: int,
+    prior: Any = None,
+    aelle: Any = None,
+    prior_weight: float = 0.0,
 ) -> optuna.pruners.BasePruner:
     """The pruner called ``name`` (one of ``PRUNERS``), with the settings ``run`` uses.
 
     ``prior`` (a ``PriorBundle``) and ``aelle`` (a fitted AeLLE), for ``lyapunov`` only,
     predict from the first trial; None leaves the pruner's default (the shipped prior).
+    ``prior_weight`` (``--prior-weight``, in ``[0, 1]``, default 0) is
+    ``LyapunovPruner(prior_weight=...)``: the weight of the prior's rank in each rung's
+    ranking where no gate opens (``docs/pruner.md``).
+
+    Raises:
+        CLIError: For a prior or a ``prior_weight > 0`` given to another pruner than
+            ``lyapunov``, or a prior or weight the pruner refuses.
     """
     from optuna import pruners
 
@@ -91,6 +109,12 @@ def make_pruner(
         raise CLIError(
             f"--prior gives a fitted AeLLE to the lyapunov pruner, but the study's pruner is "
             f"{name!r}"
+        )
+    if prior_weight and name != "lyapunov":
+        raise CLIError(
+            f"--prior-weight {prior_weight} blends the prior into the lyapunov pruner's rungs, "
+            f"but the study's pruner is {name!r}; leave --prior-weight at 0 or use --pruner "
+            "lyapunov"
         )
     warmup = 1  # step 0 is the untrained network: never prune on it alone
     if name == "lyapunov":
@@ -103,6 +127,7 @@ def make_pruner(
                 n_warmup_steps=warmup,
                 seed=seed,
                 aelle=aelle,
+                prior_weight=prior_weight,
                 **extra,
             )
         except ValueError as err:
@@ -337,6 +362,7 @@ def build_study(
         seed=config["seed"],
         prior=bundle if config["pruner"] == "lyapunov" else None,
         aelle=aelle,
+        prior_weight=config.get("prior_weight", UNSTORED_SETTINGS["prior_weight"]),
     )
     sampler = make_sampler(
         config["sampler"],
@@ -659,6 +685,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "pruner": args.pruner,
         "sampler": args.sampler,
         "n_startup_trials": args.n_startup_trials,
+        "prior_weight": args.prior_weight,
     }
     task = builtin_tasks.get_task(args.task, seed=0 if args.seed is None else args.seed)
     config = {
@@ -668,6 +695,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "pruner": "lyapunov",
         "sampler": "tpe",
         "n_startup_trials": 8,
+        "prior_weight": 0.0,
         "spectrum_steps": [0, 1],
     }
     config |= {k: v for k, v in given.items() if v is not None}
@@ -683,11 +711,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "--study-name or the same --task"
             )
         for key, value in given.items():
-            if value is not None and previous.get(key) != value:
+            stored = previous.get(key, UNSTORED_SETTINGS.get(key))
+            if value is not None and stored != value:
                 option = "--" + key.replace("_", "-")
                 _warn(
                     "run",
-                    f"study {name!r} was made with {option} {previous.get(key)}; its stored "
+                    f"study {name!r} was made with {option} {stored}; its stored "
                     f"settings win over {option} {value}",
                 )
         config = previous  # resuming: keep the settings the study was made with
@@ -699,7 +728,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     study.set_user_attr(CONFIG_KEY, config)
     print(
         f"study {name!r} on {args.storage}: task {config['task']}, {config['n_epochs']} epochs a "
-        f"trial, pruner {config['pruner']}, sampler {config['sampler']}; running "
+        f"trial, pruner {config['pruner']}{_weight_note(config)}, sampler "
+        f"{config['sampler']}; running "
         f"{args.n_trials} more trials (the study has {len(study.trials)})",
         file=sys.stderr,
     )
@@ -708,6 +738,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
     return _exit_status(stop)
+
+
+def _weight_note(config: dict[str, Any]) -> str:
+    weight = config.get("prior_weight", UNSTORED_SETTINGS["prior_weight"])
+    return f" (prior weight {weight})" if weight else ""
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -956,6 +991,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 8)",
     )  # fmt: skip
     run.add_argument(
+        "--prior-weight",
+        type=_unit_interval,
+        default=None,
+        help="lyapunov pruner only: where no gate opens, rank each rung by (1-w) x the raw "
+        "value's rank + w x the prior's (default 0: successive halving's ranking). Stored with "
+        "a new study, so its workers and resumed runs use the same weight",
+    )
+    run.add_argument(
         "--seed",
         type=_non_negative,
         default=None,
@@ -1061,6 +1104,16 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
     return value
 
 

@@ -13,7 +13,15 @@ import pytest
 
 from optuna_lyap import AeLLE, load_predictions, report_spectrum
 from optuna_lyap._storage import record_prediction
-from optuna_lyap.cli import CONFIG_KEY, CLIError, format_summary, main, open_storage, summarize
+from optuna_lyap.cli import (
+    CONFIG_KEY,
+    CLIError,
+    build_study,
+    format_summary,
+    main,
+    open_storage,
+    summarize,
+)
 from optuna_lyap.cli._workers import GRACE_BEATS, HEARTBEAT_INTERVAL
 from tests.cli_tests._support import run_cli, storage_url, study_name_on
 
@@ -247,3 +255,72 @@ def test_run_and_worker_take_a_prior_from_fit(tmp_path: Path):
         # With 8 start-up trials the study's own model cannot act yet: the prior predicts, at
         # the step after the warm-up where the trial stored a spectrum.
         assert [sorted(load_predictions(t)) for t in study.trials] == [[1], [1]]
+
+
+# --- --prior-weight ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["1.5", "-0.1", "nan", "half"])
+def test_prior_weight_outside_the_unit_interval_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--storage", str(tmp_path / "j.log"), "--prior-weight", text])
+    assert exit_info.value.code == 2
+    assert f"must be a number in [0, 1], got {text}" in capsys.readouterr().err
+    assert not (tmp_path / "j.log").exists()
+
+
+def test_prior_weight_for_another_pruner_is_one_line_and_leaves_no_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    url = str(tmp_path / "j.log")
+    status, _, err = cli(capsys, "run", "--storage", url, "--pruner", "median",
+                         "--prior-weight", "0.3")  # fmt: skip
+    assert status == 2
+    assert "--prior-weight 0.3 blends the prior into the lyapunov pruner's rungs" in err
+    assert "the study's pruner is 'median'" in err
+    assert optuna.get_all_study_summaries(open_storage(url)) == []
+
+
+def test_prior_weight_is_stored_and_every_process_of_the_study_uses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    url = str(tmp_path / "j.log")
+    common = ("--storage", url, "--study-name", "s", "--no-progress")
+    status, _, err = cli(capsys, "run", *common, "--task", "adding", "--n-trials", "1",
+                         "--n-epochs", "1", "--prior-weight", "0.3")  # fmt: skip
+    assert status == 0
+    assert "pruner lyapunov (prior weight 0.3)" in err
+    storage = open_storage(url)
+    config = optuna.load_study(study_name="s", storage=storage).user_attrs[CONFIG_KEY]
+    assert config["prior_weight"] == 0.3
+    # What a worker or a resumed run builds from the stored settings.
+    study, _ = build_study(storage, "s", config, stream_seed=1)
+    assert study.pruner._prior_weight == 0.3
+
+    # A resumed run asking for another weight is told that the stored one wins.
+    status, _, err = cli(capsys, "run", *common, "--task", "adding", "--n-trials", "1",
+                         "--prior-weight", "0.5")  # fmt: skip
+    assert status == 0
+    assert "was made with --prior-weight 0.3; its stored settings win over --prior-weight 0.5" in (
+        err
+    )
+
+
+def test_a_study_stored_without_a_weight_never_blends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    url = spectra_study(tmp_path)  # its stored settings predate --prior-weight
+    storage = open_storage(url)
+    config = optuna.load_study(study_name="s", storage=storage).user_attrs[CONFIG_KEY]
+    assert "prior_weight" not in config
+    study, _ = build_study(storage, "s", config, stream_seed=0)
+    assert study.pruner._prior_weight == 0.0
+    status, _, err = cli(capsys, "run", "--storage", url, "--study-name", "s", "--task",
+                         "adding", "--n-trials", "1", "--no-progress", "--prior-weight",
+                         "0.3")  # fmt: skip
+    assert status == 0
+    assert "was made with --prior-weight 0.0; its stored settings win over --prior-weight 0.3" in (
+        err
+    )
