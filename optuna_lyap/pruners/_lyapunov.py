@@ -87,6 +87,16 @@ class _Model:
         return self.fitted.evidence.get("residual_spread", math.nan)
 
 
+@dataclass(frozen=True)
+class _Unfitted:
+    """No model fitted for one step, because none could pass the gate: on its training set
+    even perfect predictions out-rank the raw value in fewer resamples than the gate asks
+    (:func:`_rule.gate_share_bound`), so a fit would change no decision."""
+
+    bound: float
+    n_train: int
+
+
 def gate_evidence(
     fitted: FittedPredictor, direction: StudyDirection, *, n_resamples: int, seed: int
 ) -> dict[str, float]:
@@ -490,6 +500,8 @@ class LyapunovPruner(BasePruner):
             tuple[Any, ...], dict[tuple[int, ...], dict[int, Any]]
         ] = OrderedDict()
         self._prior_gates: OrderedDict[tuple[Any, ...], float | None] = OrderedDict()
+        # The gate's bound per (step, spectrum step, training set): whether a fit could matter.
+        self._gate_bounds: OrderedDict[tuple[Any, ...], float] = OrderedDict()
         # prior_weight > 0 and a judged trial the prior cannot read: said once per process.
         self._warned_unblended = False
 
@@ -497,7 +509,7 @@ class LyapunovPruner(BasePruner):
         state = self.__dict__.copy()
         for name in ("_lock", "_cache", "_predictions", "_settings"):
             del state[name]
-        for name in ("_prior_predictions", "_prior_gates"):
+        for name in ("_prior_predictions", "_prior_gates", "_gate_bounds"):
             del state[name]
         if self._prior_spec is not None:
             del state["_prior"]
@@ -572,12 +584,14 @@ class LyapunovPruner(BasePruner):
             if view is not None and prior_own is not None:
                 prior_share = self._prior_gate(study, view)
                 record.update(self._prior_gate_fields(prior_share))
-            scorer = self._scorer(None if judged is None else judged[2]["gate_share"], prior_share)
+            study_share = None if judged is None else judged[2].get("gate_share")
+            scorer = self._scorer(study_share, prior_share)
             record["scorer"] = scorer
         sign = _sign(study.direction)
         if scorer == "study":
             assert judged is not None and self._screen_fraction is not None
             model, own, _ = judged
+            assert model is not None  # an open gate had a fitted model
             others = [t for t in trials if t.number != trial.number and 0 in t.intermediate_values]
             competing = self._competing_scores(model, others, 0, study.direction, own)
             ranking = _rule.screen(sign * own, competing, self._screen_fraction)
@@ -679,7 +693,8 @@ class LyapunovPruner(BasePruner):
                 prior_share = self._prior_gate(study, view)
                 fields.update(self._prior_fields(prior_own))
                 fields.update(self._prior_gate_fields(prior_share))
-            scorer = self._scorer(None if judged is None else judged[2]["gate_share"], prior_share)
+            study_share = None if judged is None else judged[2].get("gate_share")
+            scorer = self._scorer(study_share, prior_share)
             if step == closes and self._prior_weight > 0.0 and prior_own is None:
                 self._warn_unblended(trial)
             if (
@@ -697,6 +712,7 @@ class LyapunovPruner(BasePruner):
             if scorer == "study":
                 assert judged is not None
                 model, own, _ = judged
+                assert model is not None  # an open gate had a fitted model
                 scores = self._competing_scores(model, others, step, study.direction, own)
                 ranking = _rule.promote(sign * own, scores, self._reduction_factor)
                 record = {**base, **fields, "rule": "model_rung"}
@@ -774,13 +790,24 @@ class LyapunovPruner(BasePruner):
         }
 
     def _judged(
-        self, study: optuna.Study, trial: FrozenTrial, step: int
-    ) -> tuple[_Model, float, dict[str, Any]] | None:
+        self, study: optuna.Study, trial: FrozenTrial, step: int, *, always_fit: bool = False
+    ) -> tuple[_Model | None, float, dict[str, Any]] | None:
         """The model for ``trial`` at ``step``, its predicted final value for the trial, and
-        the model fields of the record; None where no model predicts it."""
-        model = self._model(study, trial, step)
+        the model fields of the record; None where no model predicts it.
+
+        Where no fit could pass the gate (and not ``always_fit``), no model is fitted: the
+        model is None, the prediction NaN, and the fields say why (``gate_share_bound``)."""
+        model = self._model(study, trial, step, always_fit=always_fit)
         if model is None:
             return None
+        if isinstance(model, _Unfitted):
+            record = {
+                "gate_share_bound": model.bound,
+                "gate": self._gate,
+                "gate_open": False,
+                "n_train": model.n_train,
+            }
+            return None, math.nan, record
         own = self._own(model, trial, step, study.direction)
         if own is None:
             return None
@@ -995,7 +1022,7 @@ class LyapunovPruner(BasePruner):
             if step is None:
                 return None
         check_int("step", step, 0)
-        judged = self._judged(study, trial, step)
+        judged = self._judged(study, trial, step, always_fit=True)
         if judged is None:
             return None
         record = judged[2]
@@ -1008,8 +1035,13 @@ class LyapunovPruner(BasePruner):
             return True
         return spectrum_key(step) in trial.system_attrs
 
-    def _model(self, study: optuna.Study, trial: FrozenTrial, step: int) -> _Model | None:
-        """The model for ``trial`` at ``step`` (fitted once per training set, cached), or None."""
+    def _model(
+        self, study: optuna.Study, trial: FrozenTrial, step: int, *, always_fit: bool = False
+    ) -> _Model | _Unfitted | None:
+        """The model for ``trial`` at ``step`` (fitted once per training set, cached), or None.
+
+        :class:`_Unfitted` instead of a fit where the training set could not open the gate for
+        any model, unless ``always_fit``."""
         direction = study.direction
         curve = curve_features(trial.intermediate_values, step, direction)
         if not math.isfinite(curve[0]):
@@ -1034,6 +1066,10 @@ class LyapunovPruner(BasePruner):
             if self._pretrained is None:
                 return None
             training = []
+        if training and not always_fit:
+            bound = self._gate_bound(training, step, spectrum_step, direction)
+            if bound < self._gate:
+                return _Unfitted(bound, len(training))
         unlabelled: list[FrozenTrial] = []
         if self._use_unlabelled and spectrum_step is not None:
             pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
@@ -1114,6 +1150,49 @@ class LyapunovPruner(BasePruner):
         mean, std = fitted.predict(rows, add_residuals=False)
         return rows.numbers, mean, std
 
+    def _gate_bound(
+        self,
+        completed: list[FrozenTrial],
+        step: int,
+        spectrum_step: int | None,
+        direction: StudyDirection,
+    ) -> float:
+        """:func:`_rule.gate_share_bound` on the rows a fit on ``completed`` would judge: the
+        highest gate share any model fitted there could reach (cached per training set)."""
+        key = (step, spectrum_step, tuple(t.number for t in completed))
+        with self._lock:
+            bound = self._gate_bounds.get(key)
+            if bound is not None:
+                self._gate_bounds.move_to_end(key)
+                return bound
+        rows, _ = self._labelled_rows(completed, step, spectrum_step, direction)
+        sign = _sign(direction)
+        bound = _rule.gate_share_bound(
+            sign * rows.raw,
+            sign * rows.targets,
+            n_resamples=self._n_resamples,
+            seed=self._seed,
+            groups=rows.group_keys(),
+        )
+        with self._lock:
+            self._gate_bounds[key] = bound
+            while len(self._gate_bounds) > _CACHE_SIZE:
+                self._gate_bounds.popitem(last=False)
+        return bound
+
+    def _labelled_rows(
+        self,
+        completed: list[FrozenTrial],
+        step: int,
+        spectrum_step: int | None,
+        direction: StudyDirection,
+    ) -> tuple[Any, Any]:
+        """The rows a model at ``step`` is fitted on, and the hyperparameter encoder."""
+        encoder = param_encoder(completed) if self._use_params else None
+        names = (*_row_inputs(spectrum_step), "params")
+        context = ReadContext(step, direction, spectrum_step, encoder)
+        return read_rows(completed, names, context), encoder
+
     def _fit(
         self,
         completed: list[FrozenTrial],
@@ -1122,10 +1201,8 @@ class LyapunovPruner(BasePruner):
         spectrum_step: int | None,
         direction: StudyDirection,
     ) -> FittedPredictor | None:
-        encoder = param_encoder(completed) if self._use_params else None
+        rows, encoder = self._labelled_rows(completed, step, spectrum_step, direction)
         names = (*_row_inputs(spectrum_step), "params")
-        context = ReadContext(step, direction, spectrum_step, encoder)
-        rows = read_rows(completed, names, context)
         extra = None
         if unlabelled and spectrum_step is not None:
             exact = ReadContext(step, direction, spectrum_step, encoder, exact_spectrum_step=True)

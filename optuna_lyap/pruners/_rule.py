@@ -250,15 +250,83 @@ def gate_share(
     n = predicted.size
     if n < 3:
         return 0.0
+    index, final_ranks, raw_rho = _resampled(raw, final, n_resamples, seed)
+    model_rho = _row_spearman(_rows_of_ranks(_ordinal(predicted), index), final_ranks)
+    wins = np.isfinite(model_rho) & (model_rho > np.maximum(raw_rho, 0.0) + _WIN_MARGIN)
+    return float(wins.mean())
 
+
+# How far the model's correlation must exceed the raw value's in a resample, so that equal
+# rankings (a model repeating the raw value) never win.
+_WIN_MARGIN = 1e-9
+
+
+def _resampled(
+    raw: np.ndarray, final: np.ndarray, n_resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The resamples :func:`gate_share` draws for ``n`` (grouped) trials: their ``B x n``
+    indices, the final values' ranks in each, and the raw value's Spearman there (an undefined
+    one as 0)."""
+    n = raw.size
     index = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
     final_ranks = _rows_of_ranks(_ordinal(final), index)
-    model_rho = _row_spearman(_rows_of_ranks(_ordinal(predicted), index), final_ranks)
     raw_rho = _row_spearman(_rows_of_ranks(_ordinal(raw), index), final_ranks)
-    raw_rho = np.nan_to_num(raw_rho, nan=0.0)
-    # A margin of 1e-9 so that equal rankings (a model repeating the raw value) never win.
-    wins = np.isfinite(model_rho) & (model_rho > np.maximum(raw_rho, 0.0) + 1e-9)
-    return float(wins.mean())
+    return index, final_ranks, np.nan_to_num(raw_rho, nan=0.0)
+
+
+def gate_share_bound(
+    raw: np.ndarray,
+    final: np.ndarray,
+    *,
+    n_resamples: int = 500,
+    seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
+) -> float:
+    """The highest :func:`gate_share` any predictions could reach on these trials.
+
+    A model can win a resample only where the final values are not all equal (else its
+    correlation is undefined) and the raw value's correlation leaves room above it (below 1).
+    The share of such resamples bounds the gate share of every model, a perfect one included,
+    on the same resamples (same ``n_resamples``, ``seed`` and ``groups``). Where it is below
+    the gate, no fit can open the gate, and a pruner may skip the fit without changing a
+    decision.
+
+    Args:
+        raw: ``n`` intermediate values at the step judged, as scores (higher is better).
+        final: ``n`` final values, as scores.
+        n_resamples: ``B``, at least 1.
+        seed: Seed of the resampling.
+        groups: ``n`` configuration keys, as for :func:`gate_share`.
+
+    Returns:
+        The bound in ``[0, 1]``; 0 with fewer than 3 groups.
+
+    Raises:
+        ValueError: When the arrays (or ``groups``) differ in length or ``n_resamples < 1``.
+    """
+    raw, final = (np.asarray(a, dtype=np.float64) for a in (raw, final))
+    if not raw.shape == final.shape or raw.ndim != 1:
+        raise ValueError(
+            "`raw` and `final` must be 1-D arrays of one length, but got shapes "
+            f"{raw.shape}, {final.shape}."
+        )
+    if n_resamples < 1:
+        raise ValueError(f"`n_resamples` must be at least 1, but got {n_resamples=}.")
+    if groups is not None:
+        if len(groups) != raw.size:
+            raise ValueError(
+                f"`groups` must have one key per trial ({raw.size}), but got {len(groups)}."
+            )
+        raw, final = group_means(groups, raw, _ordinal(final))
+    if raw.size < 3:
+        return 0.0
+    _, final_ranks, raw_rho = _resampled(raw, final, n_resamples, seed)
+    centred = final_ranks - final_ranks.mean(axis=1, keepdims=True)
+    varied = (centred * centred).sum(axis=1) > 0.0
+    # A correlation is at most 1; the 1e-12 covers its rounding, so the bound never falls
+    # below a share gate_share can return.
+    room = np.maximum(raw_rho, 0.0) + _WIN_MARGIN < 1.0 + 1e-12
+    return float((varied & room).mean())
 
 
 def group_means(groups: Sequence[Hashable], *columns: np.ndarray) -> tuple[np.ndarray, ...]:

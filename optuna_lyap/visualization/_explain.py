@@ -152,7 +152,7 @@ def _model_sentence(record: Mapping[str, Any]) -> str | None:
     """The model's prediction, its inputs, and the evidence it was (not) trusted."""
     predicted = _num(record.get("predicted"))
     if predicted is None:
-        return None
+        return _unfitted_sentence(record)
     std = _num(record.get("predicted_std"))
     text = f"**Model.** Predicted final value {predicted:.4g}"
     if std is not None:
@@ -182,6 +182,22 @@ def _model_sentence(record: Mapping[str, Any]) -> str | None:
         text += "; trusted" if gate else "; not trusted"
     text += (": " + ", ".join(evidence) if evidence else "") + "."
     return text
+
+
+def _unfitted_sentence(record: Mapping[str, Any]) -> str | None:
+    """Why no model was fitted where the gate's bound ruled every model out."""
+    bound = _num(record.get("gate_share_bound"))
+    if bound is None:
+        return None
+    n_train = _num(record.get("n_train"))
+    gate = _num(record.get("gate"))
+    on = "" if n_train is None else f" on the {int(n_train)} completed trials"
+    below = "below the gate" if gate is None else f"below the gate's {gate:.0%}"
+    return (
+        f"**Model.** Not fitted{on}: even predictions ranking every final value right would "
+        f"out-rank the raw value in at most {bound:.0%} of bootstrap resamples, {below}, so no "
+        "model could have decided here."
+    )
 
 
 # What a record's ``score`` is, by its ``score_kind`` (the raw value is named by the metric).

@@ -135,11 +135,41 @@ def test_a_closed_gate_leaves_the_raw_value_to_decide() -> None:
     assert not decide(study, bad)  # the best raw value so far
     assert decide(study, good)
     record = record_of(study, good)
-    assert RECORD_KEYS | MODEL_KEYS <= set(record)
+    assert RECORD_KEYS <= set(record)
     assert record["rule"] == "rung" and record["score_kind"] == "raw"
-    assert not record["gate_open"] and record["gate_share"] < 0.9
-    assert record["raw_rank_corr"] == pytest.approx(1.0)
     assert record["score"] == 0.0 and record["bar"] == 0.9
+    # No model can out-rank a perfect raw value in any resample, so none was fitted: the
+    # record says so instead of holding a prediction.
+    assert record["gate_share_bound"] == 0.0 and record["gate"] == 0.9
+    assert not record["gate_open"] and record["n_train"] == len(QUALITIES)
+    assert "predicted" not in record and "gate_share" not in record
+    assert len(study.pruner._cache) == 0
+
+    # Asked for a prediction, the pruner fits the model all the same.
+    prediction = study.pruner.predict(study, study._storage.get_trial(good._trial_id))
+    assert prediction is not None and MODEL_KEYS <= set(prediction)
+    assert prediction["gate_share"] == 0.0 and not prediction["acts"]
+    assert prediction["raw_rank_corr"] == pytest.approx(1.0)
+
+
+def test_a_model_is_fitted_only_where_it_could_open_the_gate() -> None:
+    # The spectrum encodes the final value and the raw value is chance: a model may win, so
+    # the training set is fitted; with a perfect raw value it is not, and the decisions agree
+    # with a pruner that fits regardless.
+    for curve_is_final, fitted in ((False, True), (True, False)):
+        decisions = []
+        for skip in (True, False):
+            pruner = make_pruner()
+            if not skip:
+                pruner._gate_bound = lambda *args: 1.0  # type: ignore[method-assign]
+            study = optuna.create_study(direction="maximize", pruner=pruner)
+            add_completed(study, QUALITIES, curve_is_final=curve_is_final)
+            _, bad, good = rung_of_three(study)
+            decisions.append((decide(study, bad), decide(study, good)))
+            if skip:
+                assert (len(pruner._cache) > 0) is fitted
+                assert ("gate_share" in record_of(study, good)) is fitted
+        assert decisions[0] == decisions[1]
 
 
 def test_records_only_at_decision_points() -> None:
@@ -241,8 +271,12 @@ def test_with_a_closed_gate_it_is_successive_halving() -> None:
     ours_pruner = LyapunovPruner(n_startup_trials=5)
     ours = table_study(ours_pruner, n_trials=60)
     assert ours == table_study(SuccessiveHalvingPruner(min_resource=1), n_trials=60)
+    # Each training set was either fitted and failed the gate, or not fitted because no
+    # model could have passed it.
     models = [m for m in ours_pruner._cache.values() if m is not None]
-    assert models and all(m.evidence["gate_share"] < 0.9 for m in models)
+    assert all(m.evidence["gate_share"] < 0.9 for m in models)
+    bounds = list(ours_pruner._gate_bounds.values())
+    assert bounds and len(models) == sum(b >= 0.9 for b in bounds)
 
 
 # --- stateful fallbacks (optuna#3088) -------------------------------------------------------

@@ -162,6 +162,43 @@ def test_a_configuration_trained_again_is_one_piece_of_evidence() -> None:
     )
 
 
+def test_no_predictions_beat_the_gate_share_bound() -> None:
+    # Random studies, with ties, copies of a configuration and a diverged trial: the bound is
+    # at least every model's share on the same resamples, and a perfect model reaches it.
+    rng = np.random.default_rng(0)
+    for case in range(60):
+        n = int(rng.integers(3, 15))
+        final = rng.integers(0, 4 if case % 3 == 0 else 100, size=n).astype(float)
+        raw = final + rng.normal(0.0, [0.0, 0.5, 5.0, 50.0][case % 4], size=n)
+        if case % 5 == 0:
+            final[0] = -math.inf
+        groups = None if case % 2 else [int(g) for g in rng.integers(0, n, size=n)]
+        kwargs = {"seed": case, "n_resamples": 100, "groups": groups}
+        bound = _rule.gate_share_bound(raw, final, **kwargs)
+        for predicted in (final, -final, rng.normal(size=n), final + rng.normal(size=n)):
+            assert _rule.gate_share(predicted, raw, final, **kwargs) <= bound
+        if groups is None and np.isfinite(final).all():
+            assert _rule.gate_share(final, raw, final, **kwargs) == bound
+
+
+def test_gate_share_bound_is_zero_where_no_model_could_win() -> None:
+    # The raw value ranks every final value right: no resample leaves room above it.
+    assert _rule.gate_share_bound(FINAL, FINAL) == 0.0
+    assert _rule.gate_share_bound(FINAL, 2.0 * FINAL + 1.0) == 0.0
+    # Fewer than three configurations: nothing to judge.
+    assert _rule.gate_share_bound([1.0, 2.0, 1.0], [1.0, 2.0, 1.0], groups=["a", "b", "a"]) == 0
+    # Three configurations ranked backwards: every resample whose finals vary (those not
+    # drawing one configuration thrice, 24 in 27) leaves room.
+    share = _rule.gate_share_bound([3.0, 2.0, 1.0], [1.0, 2.0, 3.0], n_resamples=20000)
+    assert share == pytest.approx(24 / 27, abs=0.01)
+    with pytest.raises(ValueError, match="one length"):
+        _rule.gate_share_bound([1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="one key per trial"):
+        _rule.gate_share_bound([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], groups=["a"])
+    with pytest.raises(ValueError, match="n_resamples"):
+        _rule.gate_share_bound([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], n_resamples=0)
+
+
 def test_group_means_keep_first_appearance_order() -> None:
     x, y = _rule.group_means(["b", "a", "b", "c"], [1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, 1.0])
     np.testing.assert_array_equal(x, [2.0, 2.0, 4.0])
