@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -233,19 +234,10 @@ def gate_share(
     Raises:
         ValueError: When the arrays (or ``groups``) differ in length or ``n_resamples < 1``.
     """
-    predicted, raw, final = (np.asarray(a, dtype=np.float64) for a in (predicted, raw, final))
-    if not predicted.shape == raw.shape == final.shape or predicted.ndim != 1:
-        raise ValueError(
-            "`predicted`, `raw` and `final` must be 1-D arrays of one length, but got shapes "
-            f"{predicted.shape}, {raw.shape}, {final.shape}."
-        )
-    if n_resamples < 1:
-        raise ValueError(f"`n_resamples` must be at least 1, but got {n_resamples=}.")
+    predicted, raw, final = _checked(
+        {"predicted": predicted, "raw": raw, "final": final}, n_resamples, groups
+    )
     if groups is not None:
-        if len(groups) != predicted.size:
-            raise ValueError(
-                f"`groups` must have one key per trial ({predicted.size}), but got {len(groups)}."
-            )
         predicted, raw, final = group_means(groups, _ordinal(predicted), raw, _ordinal(final))
     n = predicted.size
     if n < 3:
@@ -254,6 +246,27 @@ def gate_share(
     model_rho = _row_spearman(_rows_of_ranks(_ordinal(predicted), index), final_ranks)
     wins = np.isfinite(model_rho) & (model_rho > np.maximum(raw_rho, 0.0) + _WIN_MARGIN)
     return float(wins.mean())
+
+
+def _checked(
+    named: dict[str, Any], n_resamples: int, groups: Sequence[Hashable] | None
+) -> list[np.ndarray]:
+    """The arrays of ``named`` as float64, after the checks :func:`gate_share` documents."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in named.values()]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+        names = [f"`{name}`" for name in named]
+        shapes = ", ".join(str(a.shape) for a in arrays)
+        raise ValueError(
+            f"{', '.join(names[:-1])} and {names[-1]} must be 1-D arrays of one length, but got "
+            f"shapes {shapes}."
+        )
+    if n_resamples < 1:
+        raise ValueError(f"`n_resamples` must be at least 1, but got {n_resamples=}.")
+    if groups is not None and len(groups) != arrays[0].size:
+        raise ValueError(
+            f"`groups` must have one key per trial ({arrays[0].size}), but got {len(groups)}."
+        )
+    return arrays
 
 
 # How far the model's correlation must exceed the raw value's in a resample, so that equal
@@ -304,19 +317,8 @@ def gate_share_bound(
     Raises:
         ValueError: When the arrays (or ``groups``) differ in length or ``n_resamples < 1``.
     """
-    raw, final = (np.asarray(a, dtype=np.float64) for a in (raw, final))
-    if not raw.shape == final.shape or raw.ndim != 1:
-        raise ValueError(
-            "`raw` and `final` must be 1-D arrays of one length, but got shapes "
-            f"{raw.shape}, {final.shape}."
-        )
-    if n_resamples < 1:
-        raise ValueError(f"`n_resamples` must be at least 1, but got {n_resamples=}.")
+    raw, final = _checked({"raw": raw, "final": final}, n_resamples, groups)
     if groups is not None:
-        if len(groups) != raw.size:
-            raise ValueError(
-                f"`groups` must have one key per trial ({raw.size}), but got {len(groups)}."
-            )
         raw, final = group_means(groups, raw, _ordinal(final))
     if raw.size < 3:
         return 0.0

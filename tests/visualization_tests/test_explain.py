@@ -102,37 +102,27 @@ def test_model_rung_gives_the_prediction_and_the_evidence_it_was_trusted():
     assert "0.62 against the raw value's 0.41" in text and "93%" in text
 
 
+# A trial pruned at its rung by its raw value: last of four, one promoted.
+RAW_RUNG = {
+    "pruned": True,
+    "rule": "rung",
+    "score_kind": "raw",
+    "score": 0.2,
+    "rank": 4,
+    "n_competitors": 4,
+    "n_promoted": 1,
+    "bar": 0.6,
+}
+
+
 def test_closed_gate_says_the_model_was_not_trusted():
-    record = {
-        "pruned": True,
-        "rule": "rung",
-        "score_kind": "raw",
-        "score": 0.2,
-        "rank": 4,
-        "n_competitors": 4,
-        "n_promoted": 1,
-        "bar": 0.6,
-        **{**MODEL, "gate_open": False, "gate_share": 0.2},
-    }
+    record = {**RAW_RUNG, **MODEL, "gate_open": False, "gate_share": 0.2}
     text = explain(*_study_with({2: record}))
     assert "not trusted" in text and "20% of bootstrap resamples" in text
 
 
 def test_an_unfitted_model_says_why_none_could_decide():
-    record = {
-        "pruned": True,
-        "rule": "rung",
-        "score_kind": "raw",
-        "score": 0.2,
-        "rank": 4,
-        "n_competitors": 4,
-        "n_promoted": 1,
-        "bar": 0.6,
-        "gate_share_bound": 0.42,
-        "gate": 0.9,
-        "gate_open": False,
-        "n_train": 10,
-    }
+    record = {**RAW_RUNG, "gate_share_bound": 0.42, "gate": 0.9, "gate_open": False, "n_train": 10}
     text = explain(*_study_with({2: record}))
     assert "**Model.** Not fitted on the 10 completed trials" in text
     assert "at most 42% of bootstrap resamples, below the gate's 90%" in text
