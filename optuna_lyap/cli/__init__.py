@@ -679,6 +679,13 @@ def _optimize_and_summarize(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.prior_weight and args.pruner not in (None, "lyapunov"):
+        # Refused before the storage is opened, so a new storage file is not left behind.
+        raise CLIError(
+            f"--prior-weight {args.prior_weight} blends the prior into the lyapunov pruner's "
+            f"rungs, but --pruner is {args.pruner!r}; leave --prior-weight at 0 or use --pruner "
+            "lyapunov"
+        )
     storage = open_storage(args.storage)
     given = {
         "n_epochs": args.n_epochs,
@@ -726,13 +733,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     prior = load_prior(args.prior, config["pruner"], config["sampler"])
     study, objective = build_study(storage, name, config, stream_seed=stream_seed, prior=prior)
     study.set_user_attr(CONFIG_KEY, config)
-    print(
-        f"study {name!r} on {args.storage}: task {config['task']}, {config['n_epochs']} epochs a "
-        f"trial, pruner {config['pruner']}{_weight_note(config)}, sampler "
-        f"{config['sampler']}; running "
-        f"{args.n_trials} more trials (the study has {len(study.trials)})",
-        file=sys.stderr,
-    )
+    _print_header(study, args.storage, config, f"running {args.n_trials} more trials")
     stop, summary = _optimize_and_summarize(study, objective, args)
     print(format_summary(summary))
     if args.json:
@@ -740,9 +741,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _exit_status(stop)
 
 
-def _weight_note(config: dict[str, Any]) -> str:
+def _print_header(study: optuna.Study, url: str, config: dict[str, Any], doing: str) -> None:
+    """One line on stderr: the study, the settings every process of it uses, what this does."""
     weight = config.get("prior_weight", UNSTORED_SETTINGS["prior_weight"])
-    return f" (prior weight {weight})" if weight else ""
+    note = f" (prior weight {weight})" if weight else ""
+    print(
+        f"study {study.study_name!r} on {url}: task {config['task']}, {config['n_epochs']} "
+        f"epochs a trial, pruner {config['pruner']}{note}, sampler {config['sampler']}; "
+        f"{doing} (the study has {len(study.trials)})",
+        file=sys.stderr,
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -753,6 +761,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     study, objective = build_study(
         storage, args.study_name, config, stream_seed=stream_seed, prior=prior
     )
+    doing = (
+        "running trials until stopped"
+        if args.n_trials is None
+        else (f"running {args.n_trials} more trials")
+    )
+    _print_header(study, args.storage, config, doing)
     stop, summary = _optimize_and_summarize(study, objective, args)
     print(format_summary(summary))
     return _exit_status(stop)

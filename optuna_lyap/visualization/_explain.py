@@ -191,12 +191,17 @@ def _unfitted_sentence(record: Mapping[str, Any]) -> str | None:
         return None
     n_train = _num(record.get("n_train"))
     gate = _num(record.get("gate"))
-    on = "" if n_train is None else f" on the {int(n_train)} completed trials"
+    on = "" if n_train is None else f" on its training set of {int(n_train)} completed trials"
     below = "below the gate" if gate is None else f"below the gate's {gate:.0%}"
+    reach = (
+        "in no bootstrap resample"
+        if bound == 0.0
+        else f"in at most {bound:.0%} of bootstrap resamples, {below}"
+    )
     return (
-        f"**Model.** Not fitted{on}: even predictions ranking every final value right would "
-        f"out-rank the raw value in at most {bound:.0%} of bootstrap resamples, {below}, so no "
-        "model could have decided here."
+        f"**Model.** The study's own model was not fitted{on}: even predictions ranking every "
+        f"final value right would out-rank the raw value {reach}, so it could not have ranked "
+        "this step."
     )
 
 
@@ -233,7 +238,11 @@ def _prior_sentence(record: Mapping[str, Any], step: int) -> str | None:
         text += "; trusted" if trusted else "; not trusted"
         text += f": out-ranked the raw value in {share:.0%} of bootstrap resamples"
     elif record.get("rung") is not None:
-        text += "; not yet judged against the raw value (too few completed trials it predicts)"
+        text += "; not yet judged against the raw value (it predicts too few completed trials)"
+    weight = _num(record.get("prior_weight"))
+    if record.get("rule") == "blend_rung" and weight is not None:
+        text += f". Its rank is blended in at weight {weight:.2g} all the same: the blend does "
+        text += "not wait for the gate"
     return text + "."
 
 

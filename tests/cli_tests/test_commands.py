@@ -274,13 +274,14 @@ def test_prior_weight_outside_the_unit_interval_is_refused(
 def test_prior_weight_for_another_pruner_is_one_line_and_leaves_no_study(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    url = str(tmp_path / "j.log")
-    status, _, err = cli(capsys, "run", "--storage", url, "--pruner", "median",
-                         "--prior-weight", "0.3")  # fmt: skip
-    assert status == 2
-    assert "--prior-weight 0.3 blends the prior into the lyapunov pruner's rungs" in err
-    assert "the study's pruner is 'median'" in err
-    assert optuna.get_all_study_summaries(open_storage(url)) == []
+    for url in (str(tmp_path / "j.log"), f"sqlite:///{tmp_path / 's.db'}"):
+        status, _, err = cli(capsys, "run", "--storage", url, "--pruner", "median",
+                             "--prior-weight", "0.3")  # fmt: skip
+        assert status == 2
+        assert "--prior-weight 0.3 blends the prior into the lyapunov pruner's rungs" in err
+        assert "but --pruner is 'median'" in err
+    # Refused before the storage was opened: no file is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_prior_weight_is_stored_and_every_process_of_the_study_uses_it(
@@ -298,6 +299,10 @@ def test_prior_weight_is_stored_and_every_process_of_the_study_uses_it(
     # What a worker or a resumed run builds from the stored settings.
     study, _ = build_study(storage, "s", config, stream_seed=1)
     assert study.pruner._prior_weight == 0.3
+    status, _, err = cli(capsys, "worker", "--storage", url, "--study-name", "s",
+                         "--n-trials", "1", "--no-progress")  # fmt: skip
+    assert status == 0
+    assert "pruner lyapunov (prior weight 0.3)" in err and "running 1 more trials" in err
 
     # A resumed run asking for another weight is told that the stored one wins.
     status, _, err = cli(capsys, "run", *common, "--task", "adding", "--n-trials", "1",

@@ -245,9 +245,10 @@ def test_prior_weight_half_and_half_between_two_rankings() -> None:
     assert record["rule"] == "blend_rung" and record["n_competitors"] == 4
     assert record["score"] == pytest.approx(0.5 * 3 / 4 + 0.5 * 3 / 4)
     assert record["prior_weight"] == 0.5
-    assert "0.5 x the raw value's rank fraction + 0.5 x the prior's" in explain(
-        study, judged.number
-    )
+    note = explain(study, judged.number)
+    assert "0.5 x the raw value's rank fraction + 0.5 x the prior's" in note
+    # The prior's gate is not judged yet, and the note says the blend went ahead regardless.
+    assert "Its rank is blended in at weight 0.5 all the same" in note
 
 
 def test_prior_weight_never_lifts_a_diverged_value() -> None:

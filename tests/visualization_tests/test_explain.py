@@ -124,8 +124,11 @@ def test_closed_gate_says_the_model_was_not_trusted():
 def test_an_unfitted_model_says_why_none_could_decide():
     record = {**RAW_RUNG, "gate_share_bound": 0.42, "gate": 0.9, "gate_open": False, "n_train": 10}
     text = explain(*_study_with({2: record}))
-    assert "**Model.** Not fitted on the 10 completed trials" in text
-    assert "at most 42% of bootstrap resamples, below the gate's 90%" in text
+    assert "**Model.** The study's own model was not fitted on its training set of 10" in text
+    assert "in at most 42% of bootstrap resamples, below the gate's 90%" in text
+    # A raw value no model can beat in any resample says so, not "at most 0%".
+    text = explain(*_study_with({2: {**record, "gate_share_bound": 0.0}}))
+    assert "out-rank the raw value in no bootstrap resample, so it could not" in text
 
 
 @pytest.mark.parametrize(
