@@ -71,7 +71,7 @@ DRIVER_EXTRAS = {
 
 
 # Settings that studies made by older versions of ``run`` do not store, with the value those
-# studies ran with.
+# studies ran with (``study_config`` fills them in).
 UNSTORED_SETTINGS = {"prior_weight": 0.0}
 
 
@@ -110,12 +110,7 @@ def make_pruner(
             f"--prior gives a fitted AeLLE to the lyapunov pruner, but the study's pruner is "
             f"{name!r}"
         )
-    if prior_weight and name != "lyapunov":
-        raise CLIError(
-            f"--prior-weight {prior_weight} blends the prior into the lyapunov pruner's rungs, "
-            f"but the study's pruner is {name!r}; leave --prior-weight at 0 or use --pruner "
-            "lyapunov"
-        )
+    check_prior_weight(prior_weight, name)
     warmup = 1  # step 0 is the untrained network: never prune on it alone
     if name == "lyapunov":
         from optuna_lyap import LyapunovPruner
@@ -150,6 +145,20 @@ def make_pruner(
     if name == "none":
         return pruners.NopPruner()
     raise CLIError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+
+
+def check_prior_weight(prior_weight: float | None, pruner: str | None) -> None:
+    """Refuse a ``prior_weight > 0`` for a pruner other than ``lyapunov`` (None: the default,
+    lyapunov).
+
+    Raises:
+        CLIError: Naming the weight and the pruner.
+    """
+    if prior_weight and pruner not in (None, "lyapunov"):
+        raise CLIError(
+            f"--prior-weight {prior_weight} blends the prior into the lyapunov pruner's rungs, "
+            f"but the pruner is {pruner!r}; leave --prior-weight at 0 or use --pruner lyapunov"
+        )
 
 
 def make_sampler(
@@ -297,13 +306,19 @@ def load_study(storage: optuna.storages.BaseStorage, url: str, name: str) -> opt
 
 
 def study_config(study: optuna.Study) -> dict[str, Any]:
+    """The settings ``run`` stored with ``study``, with those older versions did not store
+    filled in as the study ran them (``UNSTORED_SETTINGS``).
+
+    Raises:
+        CLIError: For a study that ``run`` did not create.
+    """
     config = study.user_attrs.get(CONFIG_KEY)
     if not isinstance(config, dict):
         raise CLIError(
             f"study {study.study_name!r} was not created by 'optuna-lyap run', so its task and "
             "settings are unknown"
         )
-    return config
+    return {**UNSTORED_SETTINGS, **config}
 
 
 def load_prior(path: str | None, pruner: str, sampler: str = "tpe") -> tuple[Any, Any]:
@@ -362,7 +377,7 @@ def build_study(
         seed=config["seed"],
         prior=bundle if config["pruner"] == "lyapunov" else None,
         aelle=aelle,
-        prior_weight=config.get("prior_weight", UNSTORED_SETTINGS["prior_weight"]),
+        prior_weight=config["prior_weight"],
     )
     sampler = make_sampler(
         config["sampler"],
@@ -679,13 +694,8 @@ def _optimize_and_summarize(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.prior_weight and args.pruner not in (None, "lyapunov"):
-        # Refused before the storage is opened, so a new storage file is not left behind.
-        raise CLIError(
-            f"--prior-weight {args.prior_weight} blends the prior into the lyapunov pruner's "
-            f"rungs, but --pruner is {args.pruner!r}; leave --prior-weight at 0 or use --pruner "
-            "lyapunov"
-        )
+    # Refused before the storage is opened, so that no new storage file is left behind.
+    check_prior_weight(args.prior_weight, args.pruner)
     storage = open_storage(args.storage)
     given = {
         "n_epochs": args.n_epochs,
@@ -718,7 +728,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "--study-name or the same --task"
             )
         for key, value in given.items():
-            stored = previous.get(key, UNSTORED_SETTINGS.get(key))
+            stored = previous.get(key)
             if value is not None and stored != value:
                 option = "--" + key.replace("_", "-")
                 _warn(
@@ -743,7 +753,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_header(study: optuna.Study, url: str, config: dict[str, Any], doing: str) -> None:
     """One line on stderr: the study, the settings every process of it uses, what this does."""
-    weight = config.get("prior_weight", UNSTORED_SETTINGS["prior_weight"])
+    weight = config["prior_weight"]
     note = f" (prior weight {weight})" if weight else ""
     print(
         f"study {study.study_name!r} on {url}: task {config['task']}, {config['n_epochs']} "

@@ -20,6 +20,7 @@ from optuna_lyap.cli import (
     format_summary,
     main,
     open_storage,
+    study_config,
     summarize,
 )
 from optuna_lyap.cli._workers import GRACE_BEATS, HEARTBEAT_INTERVAL
@@ -279,7 +280,7 @@ def test_prior_weight_for_another_pruner_is_one_line_and_leaves_no_study(
                              "--prior-weight", "0.3")  # fmt: skip
         assert status == 2
         assert "--prior-weight 0.3 blends the prior into the lyapunov pruner's rungs" in err
-        assert "but --pruner is 'median'" in err
+        assert "but the pruner is 'median'" in err
     # Refused before the storage was opened: no file is left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
@@ -318,8 +319,11 @@ def test_a_study_stored_without_a_weight_never_blends(
 ):
     url = spectra_study(tmp_path)  # its stored settings predate --prior-weight
     storage = open_storage(url)
-    config = optuna.load_study(study_name="s", storage=storage).user_attrs[CONFIG_KEY]
-    assert "prior_weight" not in config
+    stored = optuna.load_study(study_name="s", storage=storage)
+    assert "prior_weight" not in stored.user_attrs[CONFIG_KEY]
+    # Read as a worker reads it: the weight the study ran with, 0, filled in.
+    config = study_config(stored)
+    assert config["prior_weight"] == 0.0
     study, _ = build_study(storage, "s", config, stream_seed=0)
     assert study.pruner._prior_weight == 0.0
     status, _, err = cli(capsys, "run", "--storage", url, "--study-name", "s", "--task",
