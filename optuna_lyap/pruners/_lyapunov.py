@@ -46,6 +46,22 @@ _CACHE_SIZE = 64
 # up to twice successive halving's epochs to a top-2% trial (docs/benchmarks.md, round 8).
 _REMOVED = ("quantile", "confidence", "min_unpruned_share", "require_beating_raw")
 
+# Samplers that draw each configuration without reading earlier results: later trials then come
+# from the same distribution as the completed trials the prior's gate was judged on.
+_INDEPENDENT_SAMPLERS: tuple[type, ...] = (
+    optuna.samplers.RandomSampler,
+    optuna.samplers.QMCSampler,
+    optuna.samplers.GridSampler,
+    optuna.samplers.BruteForceSampler,
+)
+
+
+def draws_independently(sampler: optuna.samplers.BaseSampler) -> bool:
+    """Whether ``sampler`` picks configurations without reading earlier trials' results:
+    Optuna's ``RandomSampler``, ``QMCSampler``, ``GridSampler`` or ``BruteForceSampler`` (or
+    a subclass). Any other sampler, TPE and CMA-ES included, counts as adaptive."""
+    return isinstance(sampler, _INDEPENDENT_SAMPLERS)
+
 
 def _is_check_step(
     step: int, reported_steps: Sequence[int], n_warmup_steps: int, interval_steps: int
@@ -231,7 +247,14 @@ class LyapunovPruner(BasePruner):
     ``max(n_startup_trials, 3)`` completed trials have a prediction; before, the gate is not
     judged and stays shut). The competitor ranking the rung
     is the one with the larger gate share (the in-study model on a tie) where that share is at
-    least ``gate``; else the raw value.
+    least ``gate``; else the raw value. By default (``prior_decides=None``) the prior's gate is
+    judged only where the study's sampler draws configurations independently of earlier results
+    (``RandomSampler``, ``QMCSampler``, ``GridSampler``, ``BruteForceSampler``). An adaptive
+    sampler such as TPE concentrates later trials where it found good ones. The completed trials
+    the gate judged are then no sample of the rung's later competitors, and in replays with
+    TPE the prior's open gate pruned top-2% trials that the raw value kept
+    (``benchmarks/rung_decisions.py``). There the prior predicts, and blends where
+    ``prior_weight`` asks, but does not rank a rung alone.
 
     At each decision point (a rung, the screen, and step 0 where the prior predicts) a record
     is written to the trial (see :func:`optuna_lyap.pruners.load_predictions`): ``pruned``,
@@ -248,7 +271,9 @@ class LyapunovPruner(BasePruner):
     ``gate_open``, ``n_train``; where the prior predicted: ``prior_quantile``,
     ``prior_top10`` (calibrated probability of ending in the study's top 10%, NaN where the
     prior has no calibration), ``prior_inputs``, ``prior_model_step``, ``prior_digest`` and,
-    where its gate was judged, ``prior_gate_share`` and ``prior_gate_open``; with a fallback,
+    where its gate was judged, ``prior_gate_share`` and ``prior_gate_open``, or where the
+    prior may not decide in the study (see ``prior_decides``), ``prior_decides`` (false); with a
+    fallback,
     ``fallback`` (its class name). The numeric user attrs ``lyap_predicted``,
     ``lyap_predicted_std``, ``lyap_n_train``, ``lyap_prior_quantile`` and ``lyap_prior_top10``
     follow the record.
@@ -354,11 +379,19 @@ class LyapunovPruner(BasePruner):
             decisions stay successive halving's wherever the gates are shut. A trial the prior
             cannot read, or whose value is infinite, is ranked by its raw value alone (the
             first unreadable one raises a ``RuntimeWarning``).
+        prior_decides: Whether the prior may rank a rung (or the screen) by itself where its
+            gate opens. None (the default): only with a sampler that draws configurations
+            independently of earlier results (:func:`draws_independently`; e.g.
+            ``RandomSampler``, not ``TPESampler``), where the completed trials the gate
+            judges are a sample of the later competitors. True: with any sampler (the
+            behaviour before this option). False: never. Where it may not, the prior's
+            gate is not judged, and the decisions are those of a shut gate.
 
     Raises:
         ValueError: For an argument out of its range, ``bootstrap_count > 0`` with
             ``min_resource="auto"``, a ``prior`` that is no bundle (naming it), or
-            ``prior_weight > 0`` with ``prior=None``.
+            ``prior_weight > 0`` with ``prior=None``, or a ``prior_decides`` other than
+            True, False or None.
         TypeError: For an argument the pruner does not take. The threshold rule's
             ``quantile``, ``confidence``, ``min_unpruned_share`` and ``require_beating_raw``
             are accepted with a ``FutureWarning`` and ignored.
@@ -392,6 +425,7 @@ class LyapunovPruner(BasePruner):
         artifact_store: Any = None,
         prior: Any = "shipped",
         prior_weight: float = 0.0,
+        prior_decides: bool | None = None,
         **removed: Any,
     ) -> None:
         for name in removed:
@@ -476,6 +510,12 @@ class LyapunovPruner(BasePruner):
                 "needs a prior, but got prior=None. Pass prior='shipped' (the default), a "
                 "bundle path or object, or leave prior_weight at 0."
             )
+        if prior_decides is not None and not isinstance(prior_decides, bool):
+            raise ValueError(
+                f"`prior_decides` must be True, False or None (decide by the study's sampler), "
+                f"but got {prior_decides=}."
+            )
+        self._prior_decides = prior_decides
         self._init_cache()
 
     def _init_cache(self) -> None:
@@ -582,8 +622,7 @@ class LyapunovPruner(BasePruner):
         if self._screen_fraction is not None:
             prior_share = None
             if view is not None and prior_own is not None:
-                prior_share = self._prior_gate(study, view)
-                record.update(self._prior_gate_fields(prior_share))
+                prior_share = self._judged_prior_gate(study, view, record)
             study_share = None if judged is None else judged[2].get("gate_share")
             scorer = self._scorer(study_share, prior_share)
             record["scorer"] = scorer
@@ -690,9 +729,8 @@ class LyapunovPruner(BasePruner):
             if judged is not None:
                 fields.update(judged[2])
             if view is not None and prior_own is not None:
-                prior_share = self._prior_gate(study, view)
                 fields.update(self._prior_fields(prior_own))
-                fields.update(self._prior_gate_fields(prior_share))
+                prior_share = self._judged_prior_gate(study, view, fields)
             study_share = None if judged is None else judged[2].get("gate_share")
             scorer = self._scorer(study_share, prior_share)
             if step == closes and self._prior_weight > 0.0 and prior_own is None:
@@ -896,6 +934,28 @@ class LyapunovPruner(BasePruner):
         with self._lock:
             view.batches[batch_key] = found
         return found
+
+    def prior_decides(self, study: optuna.Study) -> bool:
+        """Whether the prior may replace the raw value in ``study`` (where its gate opens).
+
+        ``prior_decides`` as given; where it was None, True exactly when the study's sampler
+        draws configurations independently of earlier results (:func:`draws_independently`).
+        """
+        if self._prior_decides is not None:
+            return self._prior_decides
+        return draws_independently(study.sampler)
+
+    def _judged_prior_gate(
+        self, study: optuna.Study, view: _PriorView, record: dict[str, Any]
+    ) -> float | None:
+        """The prior's gate share at ``view.step`` where the prior may decide in ``study``
+        (None, not judged, where it may not), its fields written into ``record``."""
+        if not self.prior_decides(study):
+            record["prior_decides"] = False
+            return None
+        share = self._prior_gate(study, view)
+        record.update(self._prior_gate_fields(share))
+        return share
 
     def _prior_gate(self, study: optuna.Study, view: _PriorView) -> float | None:
         """The prior's gate share at ``view.step``: the paired bootstrap of

@@ -16,6 +16,7 @@ from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap.pruners import LyapunovPruner, load_predictions
+from optuna_lyap.pruners._lyapunov import draws_independently
 from optuna_lyap.visualization import explain, prunes_by_rule
 from tests.pruners_tests.test_lyapunov import table_study
 
@@ -75,13 +76,15 @@ def quality_prior(sign: float = 1.0) -> FakePrior:
 
 def pruner(prior: Any, **kwargs: Any) -> LyapunovPruner:
     # model_steps=(): the in-study model is never consulted, so the prior alone competes
-    # with the raw value (and the tests stay fast).
+    # with the raw value (and the tests stay fast). prior_decides=True: these studies use
+    # Optuna's default sampler (TPE), where the default would never judge the prior's gate.
     options: dict[str, Any] = {
         "n_startup_trials": 5,
         "min_resource": 1,
         "reduction_factor": 2,
         "model_steps": (),
         "prior": prior,
+        "prior_decides": True,
     }
     options.update(kwargs)
     return LyapunovPruner(**options)
@@ -199,6 +202,120 @@ def test_a_prior_that_ranks_well_opens_the_gate_once_enough_trials_completed() -
     study.tell(bad, state=TrialState.PRUNED)
     assert prunes_by_rule(study) == {"prior_rung": 1}
     assert "quantile" in explain(study, bad.number)
+
+
+# --- prior_decides: the prior ranks alone only where the sampler draws independently ---------
+
+
+def _judged_once_enough_completed(sampler: optuna.samplers.BaseSampler, **kwargs: Any) -> Any:
+    """The rung-1 record of a trial the raw value would promote and a perfect prior would
+    prune, judged after 10 completed trials, and the pruner's decision."""
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler, pruner=pruner(quality_prior(), **kwargs)
+    )
+    add_completed(study, QUALITIES)
+    decide(study, start(study, 0.5, 0.5))
+    bad = start(study, 0.1, 0.9)
+    pruned = decide(study, bad)
+    return study, bad, records(study, bad)[1], pruned
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        optuna.samplers.TPESampler(seed=0),
+        optuna.samplers.CmaEsSampler(seed=0),
+        optuna.samplers.NSGAIISampler(seed=0),
+    ],
+    ids=["tpe", "cmaes", "nsga2"],
+)
+def test_by_default_the_prior_never_ranks_alone_with_an_adaptive_sampler(
+    sampler: optuna.samplers.BaseSampler,
+) -> None:
+    # A prior ranking every final value right, on 10 completed trials: with
+    # prior_decides=True its gate opens and it prunes the trial (see below). By default, with
+    # an adaptive sampler, its gate is not even judged: the raw value promotes the trial.
+    study, bad, record, pruned = _judged_once_enough_completed(sampler, prior_decides=None)
+    assert not pruned
+    assert record["rule"] == "rung" and record["scorer"] == "raw"
+    assert record["prior_decides"] is False
+    assert "prior_gate_share" not in record and "prior_gate_open" not in record
+    assert record["prior_quantile"] == pytest.approx(0.01 + 0.98 * 0.1)  # it still predicts
+    assert not study.pruner.prior_decides(study)
+    assert "prior_decides=True" in explain(study, bad.number)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        optuna.samplers.RandomSampler(seed=0),
+        optuna.samplers.QMCSampler(seed=0),
+        optuna.samplers.GridSampler({"quality": [0.1, 0.5]}),
+    ],
+    ids=["random", "qmc", "grid"],
+)
+def test_by_default_the_prior_ranks_alone_with_an_independent_sampler(
+    sampler: optuna.samplers.BaseSampler,
+) -> None:
+    study, _, record, pruned = _judged_once_enough_completed(sampler, prior_decides=None)
+    assert pruned
+    assert record["rule"] == "prior_rung" and record["prior_gate_open"]
+    assert "prior_decides" not in record
+    assert study.pruner.prior_decides(study)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "decides"),
+    [
+        (optuna.samplers.TPESampler(seed=0), True),
+        (optuna.samplers.RandomSampler(seed=0), False),
+    ],
+    ids=["tpe-true", "random-false"],
+)
+def test_prior_decides_overrides_the_sampler(
+    sampler: optuna.samplers.BaseSampler, decides: bool
+) -> None:
+    _, _, record, pruned = _judged_once_enough_completed(sampler, prior_decides=decides)
+    assert pruned is decides
+    assert record["rule"] == ("prior_rung" if decides else "rung")
+    assert ("prior_gate_share" in record) is decides
+
+
+def test_the_screen_uses_the_prior_only_where_it_may_decide() -> None:
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=0),
+        pruner=pruner(quality_prior(), screen_fraction=0.5, prior_decides=None),
+    )
+    add_completed(study, QUALITIES)
+    bad = start(study, 0.02, 0.5, step=0)
+    assert not decide(study, bad)
+    record = records(study, bad)[0]
+    assert record["rule"] == "predict" and record["scorer"] == "raw"
+    assert record["prior_decides"] is False
+
+
+def test_which_samplers_draw_independently() -> None:
+    independent = [
+        optuna.samplers.RandomSampler(),
+        optuna.samplers.QMCSampler(),
+        optuna.samplers.GridSampler({"x": [0, 1]}),
+        optuna.samplers.BruteForceSampler(),
+    ]
+    adaptive = [
+        optuna.samplers.TPESampler(),
+        optuna.samplers.CmaEsSampler(),
+        optuna.samplers.NSGAIISampler(),
+        optuna.samplers.GPSampler(),
+    ]
+    assert all(draws_independently(s) for s in independent)
+    assert not any(draws_independently(s) for s in adaptive)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, np.bool_(True)])
+def test_prior_decides_must_be_a_bool_or_none(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"prior_decides.*True, False or None.*got"):
+        LyapunovPruner(prior=None, prior_decides=value)
 
 
 # --- prior_weight: the rung ranked by a blend of raw and predicted ranks ---------------------
