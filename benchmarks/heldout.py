@@ -33,7 +33,9 @@ min_resource=1)``), ``tpe+median`` (``MedianPruner(n_startup_trials=5, n_warmup_
 ``LyapunovSampler(TPE, prior=...)`` screening candidates with their recorded spectra at
 initialisation + ``LyapunovPruner(prior=...)``; ``ours_pruner_only`` (TPE + our pruner) and
 ``ours_sampler_only`` (our sampler + ``SuccessiveHalvingPruner(min_resource=1)``), so the
-source of a gain shows; a diagnostic, ``ours_sampler_nop`` (our sampler, no pruner); and an
+source of a gain shows; a diagnostic, ``ours_sampler_nop`` (our sampler, no pruner); a
+variant, ``ours_prior_rungs`` (TPE + ``LyapunovPruner(prior=..., prior_decides=True)``: the
+prior's gate judged with TPE too, the default before ``prior_decides`` existed); an
 option, ``ours_blend`` and ``ours_blend_30`` (TPE + ``LyapunovPruner(prior=...,
 prior_weight=0.5`` or ``0.3)``, rungs ranked by a rank blend of the raw value and the prior
 wherever no gate opens).
@@ -115,7 +117,14 @@ BASELINES = (
 # TPE + LyapunovPruner(prior_weight=w): rungs ranked by a rank blend of the raw value and the
 # held-out prior wherever no gate opens (an option, not the default), by method.
 BLEND_WEIGHTS = {"ours_blend": 0.5, "ours_blend_30": 0.3}
-OURS = ("ours", "ours_pruner_only", "ours_sampler_only", "ours_sampler_nop", *BLEND_WEIGHTS)
+OURS = (
+    "ours",
+    "ours_pruner_only",
+    "ours_prior_rungs",
+    "ours_sampler_only",
+    "ours_sampler_nop",
+    *BLEND_WEIGHTS,
+)
 METHODS = BASELINES + OURS
 # A study's budget: this many full trainings' epochs (``--budget-trainings``).
 BUDGET_TRAININGS = 40.0
@@ -288,6 +297,8 @@ def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
         return replay.TopKAfterFirstEpoch()
     if method in ("ours", "ours_pruner_only"):
         return optuna_lyap.LyapunovPruner(seed=seed, prior=prior)
+    if method == "ours_prior_rungs":
+        return optuna_lyap.LyapunovPruner(seed=seed, prior=prior, prior_decides=True)
     if method in BLEND_WEIGHTS:
         return optuna_lyap.LyapunovPruner(
             seed=seed, prior=prior, prior_weight=BLEND_WEIGHTS[method]
@@ -547,7 +558,7 @@ def run_seconds(table: dict[str, Any], method: str, run: dict[str, Any]) -> np.n
     spectrum = np.nan_to_num(table["spectrum_seconds"])
     n_epochs = epoch.shape[1] - 1
     screen_cost = N_CANDIDATES * float(spectrum[:, 0].mean())
-    pruner_spectra = method in ("ours", "ours_pruner_only", *BLEND_WEIGHTS)
+    pruner_spectra = method in ("ours", "ours_pruner_only", "ours_prior_rungs", *BLEND_WEIGHTS)
     out = []
     for t in run["trials"]:
         i, stop = t["i"], t["stop"]
@@ -761,6 +772,7 @@ def model_decided(run: dict[str, Any]) -> bool:
 # when no model passes the gate. Seeds where the model ranked a rung are paired against it.
 RULE_REFERENCE = {
     "ours_pruner_only": "tpe+sha",
+    "ours_prior_rungs": "tpe+sha",
     "ours": "ours_sampler_only",
     **dict.fromkeys(BLEND_WEIGHTS, "tpe+sha"),
 }
@@ -854,6 +866,7 @@ def compact_table(summary: dict[str, Any]) -> list[str]:
 # The pruner-alone methods of ``pruner_table``, and how its rows name them.
 PRUNER_ROWS = {
     "ours_pruner_only": "default",
+    "ours_prior_rungs": "prior_decides=True",
     **{method: f"prior_weight={w}" for method, w in BLEND_WEIGHTS.items()},
 }
 
