@@ -127,6 +127,13 @@ class PerTrialSeededSampler(BaseSampler):
         # Seeds come from trial numbers; there is no process-wide generator to reseed.
         pass
 
+    def draws_independently(self) -> bool:
+        """Whether the samplers made by ``make`` read no earlier results (see
+        :func:`optuna_lyap.pruners.draws_independently`): a wrapper draws as what it wraps."""
+        from optuna_lyap.pruners import draws_independently
+
+        return draws_independently(self._current())
+
 
 def tpe_sampler(seed: int) -> BaseSampler:
     """Optuna's default sampler, seeded."""

@@ -9,13 +9,14 @@ from optuna_lyap._storage import (
     report_configuration,
     report_spectrum,
 )
-from optuna_lyap.pruners._lyapunov import LyapunovPruner
+from optuna_lyap.pruners._lyapunov import LyapunovPruner, draws_independently
 from optuna_lyap.pruners._monitor import LyapunovMonitor
 
 __all__ = [
     "LyapunovMonitor",
     "LyapunovPruner",
     "curve_features",
+    "draws_independently",
     "fit_aelle",
     "load_predictions",
     "load_spectra",

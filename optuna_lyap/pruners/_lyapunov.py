@@ -57,10 +57,29 @@ _INDEPENDENT_SAMPLERS: tuple[type, ...] = (
 
 
 def draws_independently(sampler: optuna.samplers.BaseSampler) -> bool:
-    """Whether ``sampler`` picks configurations without reading earlier trials' results:
-    Optuna's ``RandomSampler``, ``QMCSampler``, ``GridSampler`` or ``BruteForceSampler`` (or
-    a subclass). Any other sampler, TPE and CMA-ES included, counts as adaptive."""
-    return isinstance(sampler, _INDEPENDENT_SAMPLERS)
+    """Whether ``sampler`` picks configurations without reading earlier trials' results.
+
+    True for Optuna's ``RandomSampler``, ``QMCSampler``, ``GridSampler`` and
+    ``BruteForceSampler`` (or a subclass). A wrapper counts as the sampler it wraps:
+    ``PartialFixedSampler`` (its fixed values read no results), and any sampler with a
+    ``draws_independently()`` method, which answers for itself (the CLI's per-trial seeded
+    sampler does). Any other sampler, TPE, CMA-ES, NSGA-II, GP and ``LyapunovSampler``
+    included, counts as adaptive.
+
+    Args:
+        sampler: The study's sampler (``study.sampler``).
+
+    Returns:
+        Whether the completed trials are a sample of the same distribution as later ones.
+    """
+    if isinstance(sampler, _INDEPENDENT_SAMPLERS):
+        return True
+    if isinstance(sampler, optuna.samplers.PartialFixedSampler):
+        return draws_independently(sampler._base_sampler)
+    own = getattr(sampler, "draws_independently", None)
+    if callable(own):
+        return own() is True
+    return False
 
 
 def _is_check_step(

@@ -333,3 +333,14 @@ def test_a_study_stored_without_a_weight_never_blends(
     assert "was made with --prior-weight 0.0; its stored settings win over --prior-weight 0.3" in (
         err
     )
+
+
+@pytest.mark.parametrize(("sampler", "decides"), [("random", True), ("tpe", False)])
+def test_the_prior_decides_with_the_clis_random_sampler_only(sampler: str, decides: bool):
+    # The CLI wraps its samplers to seed each trial; the pruner must see through the wrapper,
+    # or --sampler random would never let the prior rank a rung (docs/pruner.md).
+    config = {"task": "adding", "n_epochs": 1, "seed": 0, "pruner": "lyapunov",
+              "sampler": sampler, "n_startup_trials": 8, "prior_weight": 0.0,
+              "spectrum_steps": [0, 1]}  # fmt: skip
+    study, _ = build_study(optuna.storages.InMemoryStorage(), "s", config, stream_seed=0)
+    assert study.pruner.prior_decides(study) is decides

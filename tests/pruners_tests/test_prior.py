@@ -15,8 +15,8 @@ import pytest
 from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap.pruners import LyapunovPruner, load_predictions
-from optuna_lyap.pruners._lyapunov import draws_independently
+from optuna_lyap.cli._workers import PerTrialSeededSampler, random_sampler, tpe_sampler
+from optuna_lyap.pruners import LyapunovPruner, draws_independently, load_predictions
 from optuna_lyap.visualization import explain, prunes_by_rule
 from tests.pruners_tests.test_lyapunov import table_study
 
@@ -310,6 +310,30 @@ def test_which_samplers_draw_independently() -> None:
     ]
     assert all(draws_independently(s) for s in independent)
     assert not any(draws_independently(s) for s in adaptive)
+
+
+class _SaysSo(optuna.samplers.TPESampler):
+    """An adaptive sampler's subclass that answers for itself."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def draws_independently(self) -> Any:
+        return self.answer
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_wrapper_draws_as_what_it_wraps() -> None:
+    fixed = optuna.samplers.PartialFixedSampler
+    assert draws_independently(fixed({"x": 1}, optuna.samplers.RandomSampler()))
+    assert not draws_independently(fixed({"x": 1}, optuna.samplers.TPESampler()))
+    assert draws_independently(PerTrialSeededSampler(random_sampler, 0))
+    assert not draws_independently(PerTrialSeededSampler(tpe_sampler, 0))
+    assert draws_independently(_SaysSo(True))
+    # Only a plain True counts: anything else leaves the sampler adaptive.
+    assert not draws_independently(_SaysSo(False))
+    assert not draws_independently(_SaysSo(1))
 
 
 @pytest.mark.parametrize("value", ["yes", 1, 0, np.bool_(True)])
