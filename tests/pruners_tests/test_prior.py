@@ -428,6 +428,40 @@ def test_prior_weight_says_once_when_the_prior_reads_nothing() -> None:
     assert records(study, unread[1])[1]["rule"] == "rung"
 
 
+@pytest.mark.parametrize(
+    ("sampler", "decides", "warned"),
+    [
+        (optuna.samplers.TPESampler(seed=0), None, True),
+        (optuna.samplers.TPESampler(seed=0), False, True),
+        (optuna.samplers.TPESampler(seed=0), True, False),
+        (optuna.samplers.RandomSampler(seed=0), None, False),
+    ],
+    ids=["tpe", "tpe-never", "tpe-true", "random"],
+)
+def test_prior_weight_with_an_adaptive_sampler_says_so_once(
+    sampler: optuna.samplers.BaseSampler, decides: bool | None, warned: bool
+) -> None:
+    # The replays found the blend pruning top configurations with TPE: the user is told once,
+    # and the blend still acts, as asked.
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner(quality_prior(), prior_weight=1.0, prior_decides=decides),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not decide(study, start(study, 0.9, 0.0))
+        assert decide(study, start(study, 0.1, 0.9))
+        assert decide(study, start(study, 0.1, 0.95))
+    said = [w for w in caught if "reads earlier results" in str(w.message)]
+    if warned:
+        assert len(said) == 1 and said[0].category is UserWarning
+        assert type(sampler).__name__ in str(said[0].message)
+        assert "prior_weight=0" in str(said[0].message)
+    else:
+        assert said == []
+
+
 def test_prior_weight_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="prior_weight"):
         LyapunovPruner(prior=None, prior_weight=1.5)
