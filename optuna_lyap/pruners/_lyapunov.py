@@ -331,7 +331,7 @@ class LyapunovPruner(BasePruner):
             trials with a prediction before the prior's gate is judged (the pruning itself
             starts at once, as successive halving's does; the gate needs at least 3). At
             least 0.
-        n_warmup_steps: No trial is judged before this step.
+        n_warmup_steps: No trial is judged before this step (the prior still predicts step 0).
         interval_steps: Steps between checks, offset by the warm-up (as in Optuna's pruners).
         min_resource: Steps of the first rung (``r``), or ``"auto"``: the longest completed
             trial's last step / 100, at least 1, as
@@ -385,9 +385,10 @@ class LyapunovPruner(BasePruner):
             bundle), a ``PriorBundle``, a path to one saved with ``PriorBundle.save``, or None
             (no prior: the decisions are those without it). Anything else goes through
             ``TrialPrior.resolve``; an object with ``TrialPrior``'s ``predict_trials`` is used
-            as given. It is consulted at step 0 and at every rung step whatever
-            ``model_steps`` says (where the trial is checked: from ``n_warmup_steps`` on,
-            every ``interval_steps``); a trial it cannot read (no hyperparameters under names
+            as given. It is consulted at step 0 (also within the warm-up, where it predicts
+            and decides nothing) and at every rung step whatever ``model_steps`` says (where
+            the trial is checked: from ``n_warmup_steps`` on, every ``interval_steps``); a
+            trial it cannot read (no hyperparameters under names
             ``network_of`` knows and no spectrum) simply gets no prediction.
         prior_weight: At a rung where no gate opens and the prior predicts the judged trial,
             rank the competitors it predicts by ``(1 - w) * rank by raw value + w * rank by
@@ -597,7 +598,13 @@ class LyapunovPruner(BasePruner):
                 f"{len(study.directions)} objectives."
             )
         step = trial.last_step
-        if step is None or step < self._n_warmup_steps:
+        if step is None:
+            return False
+        if step < self._n_warmup_steps:
+            # Warm-up prunes nothing, but the prior still predicts the untrained network, so
+            # every trial carries a prediction from its first report.
+            if step == 0 and self._prior is not None:
+                self._step0(study, trial, None, screen=False)
             return False
         if not _is_check_step(
             step, list(trial.intermediate_values), self._n_warmup_steps, self._interval_steps
@@ -613,20 +620,26 @@ class LyapunovPruner(BasePruner):
         return self._rungs(study, trial, step, fallback_pruned)
 
     def _step0(
-        self, study: optuna.Study, trial: FrozenTrial, fallback_pruned: bool | None
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        fallback_pruned: bool | None,
+        screen: bool = True,
     ) -> bool | None:
-        """Step 0 (the untrained network): the prior's prediction and the optional screen.
+        """Step 0 (the untrained network): the prior's prediction and the optional screen
+        (``screen=False``: the prediction alone, as in the warm-up).
 
         Returns the decision where one is recorded, None where nothing predicts the trial (and
         no screen acts) so that successive halving, which closes nothing at step 0, goes on.
         """
-        if self._prior is None and self._screen_fraction is None:
+        screen_fraction = self._screen_fraction if screen else None
+        if self._prior is None and screen_fraction is None:
             return None
         trials = study.get_trials(deepcopy=False)
         found = self._prior_view(study, trial, trials, 0)
         view, prior_own = (None, None) if found is None else found
         judged = None
-        if self._screen_fraction is not None and self._consults_model(trial, 0):
+        if screen_fraction is not None and self._consults_model(trial, 0):
             judged = self._judged(study, trial, 0)
         if judged is None and prior_own is None:
             return None
@@ -640,7 +653,7 @@ class LyapunovPruner(BasePruner):
         if prior_own is not None:
             record.update(self._prior_fields(prior_own))
         scorer = "raw"
-        if self._screen_fraction is not None:
+        if screen_fraction is not None:
             prior_share = None
             if view is not None and prior_own is not None:
                 prior_share = self._judged_prior_gate(study, view, record)
@@ -649,22 +662,22 @@ class LyapunovPruner(BasePruner):
             record["scorer"] = scorer
         sign = _sign(study.direction)
         if scorer == "study":
-            assert judged is not None and self._screen_fraction is not None
+            assert judged is not None and screen_fraction is not None
             model, own, _ = judged
             assert model is not None  # an open gate had a fitted model
             others = [t for t in trials if t.number != trial.number and 0 in t.intermediate_values]
             competing = self._competing_scores(model, others, 0, study.direction, own)
-            ranking = _rule.screen(sign * own, competing, self._screen_fraction)
+            ranking = _rule.screen(sign * own, competing, screen_fraction)
             record.update(self._ranking_fields(ranking, sign, "predicted", own))
             record.update({"rule": "screen", "pruned": not ranking.promoted})
         elif scorer == "prior":
             assert view is not None and prior_own is not None
-            assert self._screen_fraction is not None
+            assert screen_fraction is not None
             # Every trial at step 0 with a prediction competes, the completed ones too.
             every = self._prior_batch(view, [t.number for t in view.reached])
             quantiles = [p.quantile for n, p in every.items() if n != trial.number]
             quantiles.append(prior_own.quantile)
-            ranking = _rule.screen(prior_own.quantile, quantiles, self._screen_fraction)
+            ranking = _rule.screen(prior_own.quantile, quantiles, screen_fraction)
             record.update(self._ranking_fields(ranking, 1.0, "quantile", prior_own.quantile))
             record.update({"rule": "prior_screen", "pruned": not ranking.promoted})
         elif fallback_pruned is not None:

@@ -64,4 +64,6 @@ def test_workers_share_a_study_with_the_pruner(kind: str, tmp_path: Path) -> Non
         # The workers reached rung decisions with a fitted model (whether its gate opened
         # depends on a handful of labels; the worker's low gate lets its training sets be fitted).
         assert any("gate_share" in r for r in records)
-        assert {r["rule"] for r in records} <= {"rung", "model_rung"}
+        assert {r["rule"] for r in records} <= {"predict", "rung", "model_rung"}
+        # Within the warm-up (step 0) the prior only predicts.
+        assert all(r["step"] == 0 and not r["pruned"] for r in records if r["rule"] == "predict")

@@ -145,6 +145,31 @@ def test_every_trial_carries_the_prior_from_trial_0() -> None:
     assert "prior" in explain(study, trials[0].number).lower()
 
 
+@pytest.mark.parametrize("screen_fraction", [None, 0.5])
+def test_the_warm_up_still_predicts_step_0_and_decides_nothing(
+    screen_fraction: float | None,
+) -> None:
+    # n_warmup_steps=1, as in the README: no decision at step 0, but the prediction from the
+    # first report that the docs promise. A screen that would prune the worst trial does not act.
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=pruner(quality_prior(), n_warmup_steps=1, screen_fraction=screen_fraction),
+    )
+    add_completed(study, QUALITIES)
+    worst = start(study, 0.01, 0.5, step=0)
+    assert not decide(study, worst)
+    record = records(study, worst)[0]
+    assert record["rule"] == "predict" and record["pruned"] is False
+    assert record["prior_quantile"] == pytest.approx(0.01 + 0.98 * 0.01)
+    assert "prior_gate_share" not in record and "scorer" not in record
+    attrs = study._storage.get_trial(worst._trial_id).user_attrs
+    assert attrs["lyap_prior_quantile"] == record["prior_quantile"]
+    if screen_fraction is not None:  # without the warm-up the screen prunes it
+        study.pruner._n_warmup_steps = 0
+        assert decide(study, start(study, 0.01, 0.5, step=0))
+
+
 def test_no_record_at_step_0_where_the_prior_cannot_predict() -> None:
     study = optuna.create_study(direction="maximize", pruner=pruner(FakePrior(lambda t: None)))
     trial = start(study, 0.5, 0.5, step=0)
