@@ -239,7 +239,7 @@ class TrialPrior:
                 )
             return cls(PriorBundle.load(path))
         raise ValueError(
-            f"prior must be 'shipped', a PriorBundle, a path to a saved bundle or None but got "
+            f"prior must be 'shipped', a PriorBundle, a path to a saved bundle or None, but got "
             f"{prior!r}."
         )
 

@@ -99,25 +99,25 @@ class NetworkDescription:
     def __post_init__(self) -> None:
         if self.cell is not None and self.cell not in CELL_NAMES:
             raise ValueError(
-                f"cell must be one of {list(CELL_NAMES)} or None but got {self.cell=}."
+                f"cell must be one of {list(CELL_NAMES)} or None, but got {self.cell=}."
             )
         for name in ("hidden_size", "num_layers"):
             value = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer or None but got {value=}.")
+                raise ValueError(f"{name} must be a positive integer or None, but got {value=}.")
         for name in ("init_scale", "lr", "recurrent_norm"):
             value = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise ValueError(
-                    f"{name} must be a positive finite number or None but got {value=}."
+                    f"{name} must be a positive finite number or None, but got {value=}."
                 )
             if not (math.isfinite(float(value)) and float(value) > 0):
                 raise ValueError(
-                    f"{name} must be a positive finite number or None but got {value=}."
+                    f"{name} must be a positive finite number or None, but got {value=}."
                 )
 
     @classmethod

@@ -134,6 +134,12 @@ class PerTrialSeededSampler(BaseSampler):
 
         return draws_independently(self._current())
 
+    def sampler_name(self) -> str:
+        """The class name of the samplers ``make`` makes, for messages."""
+        from optuna_lyap.pruners._lyapunov import sampler_name
+
+        return sampler_name(self._current())
+
 
 def tpe_sampler(seed: int) -> BaseSampler:
     """Optuna's default sampler, seeded."""

@@ -17,7 +17,12 @@ from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._checks import check_aelle_params, check_int, check_real
+from optuna_lyap._checks import (
+    InvalidParameterError,
+    check_aelle_params,
+    check_int,
+    check_real,
+)
 from optuna_lyap._prediction import (
     INPUTS,
     SPECTRUM,
@@ -59,12 +64,12 @@ _INDEPENDENT_SAMPLERS: tuple[type, ...] = (
 def draws_independently(sampler: optuna.samplers.BaseSampler) -> bool:
     """Whether ``sampler`` picks configurations without reading earlier trials' results.
 
-    True for Optuna's ``RandomSampler``, ``QMCSampler``, ``GridSampler`` and
-    ``BruteForceSampler`` (or a subclass). A wrapper counts as the sampler it wraps:
-    ``PartialFixedSampler`` (its fixed values read no results), and any sampler with a
-    ``draws_independently()`` method, which answers for itself (the CLI's per-trial seeded
-    sampler does). Any other sampler, TPE, CMA-ES, NSGA-II, GP and ``LyapunovSampler``
-    included, counts as adaptive.
+    A sampler with a ``draws_independently()`` method answers for itself (the CLI's
+    per-trial seeded sampler asks the sampler it wraps); an answer other than a bool counts
+    as False. Otherwise True for Optuna's ``RandomSampler``, ``QMCSampler``, ``GridSampler``
+    and ``BruteForceSampler`` (or a subclass), and for a ``PartialFixedSampler`` around one
+    (its fixed values read no results). Any other sampler, TPE, CMA-ES, NSGA-II, GP and
+    ``LyapunovSampler`` included, counts as adaptive.
 
     Args:
         sampler: The study's sampler (``study.sampler``).
@@ -72,14 +77,25 @@ def draws_independently(sampler: optuna.samplers.BaseSampler) -> bool:
     Returns:
         Whether the completed trials are a sample of the same distribution as later ones.
     """
-    if isinstance(sampler, _INDEPENDENT_SAMPLERS):
-        return True
-    if isinstance(sampler, optuna.samplers.PartialFixedSampler):
-        return draws_independently(sampler._base_sampler)
     own = getattr(sampler, "draws_independently", None)
     if callable(own):
-        return own() is True
-    return False
+        answer = own()
+        return isinstance(answer, (bool, np.bool_)) and bool(answer)
+    if isinstance(sampler, optuna.samplers.PartialFixedSampler):
+        return draws_independently(sampler._base_sampler)
+    return isinstance(sampler, _INDEPENDENT_SAMPLERS)
+
+
+def sampler_name(sampler: optuna.samplers.BaseSampler) -> str:
+    """The class name of ``sampler`` for messages, with what a wrapper wraps:
+    ``"PartialFixedSampler(TPESampler)"``; a sampler may name itself with a
+    ``sampler_name()`` method (the CLI's per-trial seeded sampler names its base)."""
+    own = getattr(sampler, "sampler_name", None)
+    if callable(own):
+        return str(own())
+    if isinstance(sampler, optuna.samplers.PartialFixedSampler):
+        return f"PartialFixedSampler({sampler_name(sampler._base_sampler)})"
+    return type(sampler).__name__
 
 
 def _is_check_step(
@@ -531,9 +547,15 @@ class LyapunovPruner(BasePruner):
                 "bundle path or object, or leave prior_weight at 0."
             )
         if prior_decides is not None and not isinstance(prior_decides, bool):
+            raise InvalidParameterError(
+                "prior_decides must be True, False or None (None: decide by the study's "
+                f"sampler), but got prior_decides={prior_decides!r}."
+            )
+        if prior_decides is True and self._prior is None:
             raise ValueError(
-                f"`prior_decides` must be True, False or None (decide by the study's sampler), "
-                f"but got {prior_decides=}."
+                "prior_decides=True lets the prior rank rungs, so it needs a prior, but got "
+                "prior=None. Pass prior='shipped' (the default), a bundle path or object, or "
+                "leave prior_decides at None."
             )
         self._prior_decides = prior_decides
         self._init_cache()
@@ -564,7 +586,7 @@ class LyapunovPruner(BasePruner):
         self._gate_bounds: OrderedDict[tuple[Any, ...], float] = OrderedDict()
         # prior_weight > 0 and a judged trial the prior cannot read: said once per process.
         self._warned_unblended = False
-        # prior_weight > 0 in a study whose sampler is adaptive: said once per process.
+        # prior_weight > 0 in a study whose sampler is adaptive: said once per pruner object.
         self._warned_adaptive_blend = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -780,7 +802,7 @@ class LyapunovPruner(BasePruner):
                 and math.isfinite(value)
             ):
                 scorer = "blend"
-                if not self.prior_decides(study):
+                if not draws_independently(study.sampler):
                     self._warn_adaptive_blend(study)
             fields["scorer"] = scorer
             if scorer == "study":
@@ -988,6 +1010,8 @@ class LyapunovPruner(BasePruner):
         (None, not judged, where it may not), its fields written into ``record``."""
         if not self.prior_decides(study):
             record["prior_decides"] = False
+            # Why not: the sampler (None given) or the argument (False given).
+            record["sampler_independent"] = draws_independently(study.sampler)
             return None
         share = self._prior_gate(study, view)
         record.update(self._prior_gate_fields(share))
@@ -1063,21 +1087,22 @@ class LyapunovPruner(BasePruner):
         )
 
     def _warn_adaptive_blend(self, study: optuna.Study) -> None:
-        """One ``UserWarning`` per process: ``prior_weight`` blends the prior into rungs of a
-        study whose sampler is adaptive, where the replays found the blend pruning more top
-        configurations than it kept (``benchmarks/results/rung_decisions.md``)."""
+        """One ``UserWarning`` per pruner object: ``prior_weight`` blends the prior into rungs
+        of a study whose sampler is adaptive, where the replays found the blend pruning more
+        top configurations than it kept (``benchmarks/results/rung_decisions.md``)."""
         with self._lock:
             if self._warned_adaptive_blend:
                 return
             self._warned_adaptive_blend = True
         warnings.warn(
             f"LyapunovPruner(prior_weight={self._prior_weight}) blends the prior into the rungs "
-            f"of a study whose sampler, {type(study.sampler).__name__}, reads earlier results. "
-            "In replays with TPE the blend at weight 0.3 pruned a top-2% configuration that "
-            "the raw value kept in 206 (seed, configuration) pairs and kept one the raw value "
-            "pruned in 44; with RandomSampler, 11 and 62 (benchmarks/results/rung_decisions.md "
-            "in the source). Use prior_weight=0 with an adaptive sampler, or "
-            "prior_decides=True to say the prior may decide with this one.",
+            f"of a study whose sampler, {sampler_name(study.sampler)}, reads earlier results. "
+            "In replays with TPE, where a blended rung and the raw value disagreed on a top-2% "
+            "configuration, the blend pruned one the raw value kept in 206 (seed, "
+            "configuration) pairs and kept one it pruned in 44 at weight 0.3 (269 and 127 at "
+            "0.5); with RandomSampler, 11 and 62 (benchmarks/results/rung_decisions.md in "
+            "the source). Use prior_weight=0 with an adaptive sampler, or a sampler that "
+            "draws independently (RandomSampler, QMCSampler).",
             UserWarning,
             stacklevel=2,
         )

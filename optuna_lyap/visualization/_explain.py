@@ -14,7 +14,8 @@ The decision records are those :class:`~optuna_lyap.LyapunovPruner` writes with
   ``predicted``, ``predicted_std``, ``inputs``, ``rank_corr``, ``raw_rank_corr``,
   ``gate_share``, ``gate_open``, ``n_train``; where the prior predicted, ``prior_quantile``,
   ``prior_top10``, ``prior_inputs``, ``prior_model_step``, ``prior_gate_share``,
-  ``prior_gate_open`` (or ``prior_decides``: false where the prior may not rank alone);
+  ``prior_gate_open`` (or ``prior_decides``: false where the prior may not rank alone, with
+  ``sampler_independent`` saying whether the sampler or the argument forbade it);
 * threshold-rule records: ``rule`` in ``"model"``, ``"fallback"``, ``"kept"`` with
   ``predicted``, ``predicted_std``, ``threshold``, ``p_worse``, ``inputs``, ``rank_corr``,
   ``raw_rank_corr``, ``n_train``.
@@ -237,6 +238,8 @@ def _prior_sentence(record: Mapping[str, Any], step: int) -> str | None:
         trusted = record.get("prior_gate_open")
         text += "; trusted" if trusted else "; not trusted"
         text += f": out-ranked the raw value in {share:.0%} of bootstrap resamples"
+    elif record.get("prior_decides") is False and record.get("sampler_independent") is True:
+        text += "; not judged against the raw value: LyapunovPruner(prior_decides=False) was given"
     elif record.get("prior_decides") is False:
         text += (
             "; not judged against the raw value: with an adaptive sampler (TPE, for one) the "

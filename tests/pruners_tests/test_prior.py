@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap.cli._workers import PerTrialSeededSampler, random_sampler, tpe_sampler
 from optuna_lyap.pruners import LyapunovPruner, draws_independently, load_predictions
+from optuna_lyap.pruners._lyapunov import sampler_name
 from optuna_lyap.visualization import explain, prunes_by_rule
 from tests.pruners_tests.test_lyapunov import table_study
 
@@ -76,15 +77,16 @@ def quality_prior(sign: float = 1.0) -> FakePrior:
 
 def pruner(prior: Any, **kwargs: Any) -> LyapunovPruner:
     # model_steps=(): the in-study model is never consulted, so the prior alone competes
-    # with the raw value (and the tests stay fast). prior_decides=True: these studies use
-    # Optuna's default sampler (TPE), where the default would never judge the prior's gate.
+    # with the raw value (and the tests stay fast). prior_decides=True (with a prior): these
+    # studies use Optuna's default sampler (TPE), where the default would never judge the
+    # prior's gate.
     options: dict[str, Any] = {
         "n_startup_trials": 5,
         "min_resource": 1,
         "reduction_factor": 2,
         "model_steps": (),
         "prior": prior,
-        "prior_decides": True,
+        "prior_decides": None if prior is None else True,
     }
     options.update(kwargs)
     return LyapunovPruner(**options)
@@ -263,7 +265,7 @@ def test_by_default_the_prior_never_ranks_alone_with_an_adaptive_sampler(
     study, bad, record, pruned = _judged_once_enough_completed(sampler, prior_decides=None)
     assert not pruned
     assert record["rule"] == "rung" and record["scorer"] == "raw"
-    assert record["prior_decides"] is False
+    assert record["prior_decides"] is False and record["sampler_independent"] is False
     assert "prior_gate_share" not in record and "prior_gate_open" not in record
     assert record["prior_quantile"] == pytest.approx(0.01 + 0.98 * 0.1)  # it still predicts
     assert not study.pruner.prior_decides(study)
@@ -300,10 +302,21 @@ def test_by_default_the_prior_ranks_alone_with_an_independent_sampler(
 def test_prior_decides_overrides_the_sampler(
     sampler: optuna.samplers.BaseSampler, decides: bool
 ) -> None:
-    _, _, record, pruned = _judged_once_enough_completed(sampler, prior_decides=decides)
+    study, bad, record, pruned = _judged_once_enough_completed(sampler, prior_decides=decides)
     assert pruned is decides
     assert record["rule"] == ("prior_rung" if decides else "rung")
     assert ("prior_gate_share" in record) is decides
+    if not decides:
+        # The argument forbade it, not the sampler, and explain says which.
+        assert record["sampler_independent"] is True
+        note = explain(study, bad.number)
+        assert "LyapunovPruner(prior_decides=False) was given" in note
+        assert "adaptive" not in note
+
+
+def test_prior_decides_true_without_a_prior_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"prior_decides=True .*prior=None"):
+        LyapunovPruner(prior=None, prior_decides=True)
 
 
 def test_the_screen_uses_the_prior_only_where_it_may_decide() -> None:
@@ -355,10 +368,24 @@ def test_a_wrapper_draws_as_what_it_wraps() -> None:
     assert not draws_independently(fixed({"x": 1}, optuna.samplers.TPESampler()))
     assert draws_independently(PerTrialSeededSampler(random_sampler, 0))
     assert not draws_independently(PerTrialSeededSampler(tpe_sampler, 0))
-    assert draws_independently(_SaysSo(True))
-    # Only a plain True counts: anything else leaves the sampler adaptive.
+    assert draws_independently(_SaysSo(True)) and draws_independently(_SaysSo(np.bool_(True)))
+    # Only a bool answers: anything else leaves the sampler adaptive.
     assert not draws_independently(_SaysSo(False))
     assert not draws_independently(_SaysSo(1))
+
+    # The method wins over the class: a RandomSampler that reads results may say so.
+    class AdaptiveRandom(optuna.samplers.RandomSampler):
+        def draws_independently(self) -> bool:
+            return False
+
+    assert not draws_independently(AdaptiveRandom())
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_sampler_is_named_by_what_it_wraps() -> None:
+    fixed = optuna.samplers.PartialFixedSampler({"x": 1}, optuna.samplers.TPESampler())
+    assert sampler_name(fixed) == "PartialFixedSampler(TPESampler)"
+    assert sampler_name(PerTrialSeededSampler(random_sampler, 0)) == "RandomSampler"
 
 
 @pytest.mark.parametrize("value", ["yes", 1, 0, np.bool_(True)])
@@ -370,6 +397,12 @@ def test_prior_decides_must_be_a_bool_or_none(value: Any) -> None:
 # --- prior_weight: the rung ranked by a blend of raw and predicted ranks ---------------------
 
 
+_BLEND_WITH_TPE = pytest.mark.filterwarnings(
+    r"ignore:LyapunovPruner\(prior_weight=.*reads earlier results:UserWarning"
+)  # said once per pruner; its own test is test_prior_weight_with_an_adaptive_sampler_says_so_once
+
+
+@_BLEND_WITH_TPE
 @pytest.mark.parametrize(("weight", "pruned"), [(0.0, False), (1.0, True)])
 def test_prior_weight_blends_the_prior_into_the_rung_without_its_gate(
     weight: float, pruned: bool
@@ -398,6 +431,7 @@ def test_prior_weight_blends_the_prior_into_the_rung_without_its_gate(
     assert frozen.system_attrs["completed_rung_0"] == 0.9
 
 
+@_BLEND_WITH_TPE
 def test_prior_weight_half_and_half_between_two_rankings() -> None:
     study = optuna.create_study(
         direction="minimize", pruner=pruner(quality_prior(), prior_weight=0.5)
@@ -417,6 +451,7 @@ def test_prior_weight_half_and_half_between_two_rankings() -> None:
     assert "Its rank is blended in at weight 0.5 all the same" in note
 
 
+@_BLEND_WITH_TPE
 def test_prior_weight_never_lifts_a_diverged_value() -> None:
     # Minimising a loss: an infinite one diverged. The prior's best quantile must not carry it
     # over finite values; it is ranked by the raw value alone, at the end, and pruned.
@@ -458,16 +493,18 @@ def test_prior_weight_says_once_when_the_prior_reads_nothing() -> None:
     [
         (optuna.samplers.TPESampler(seed=0), None, True),
         (optuna.samplers.TPESampler(seed=0), False, True),
-        (optuna.samplers.TPESampler(seed=0), True, False),
+        (optuna.samplers.TPESampler(seed=0), True, True),
         (optuna.samplers.RandomSampler(seed=0), None, False),
+        (optuna.samplers.RandomSampler(seed=0), False, False),
     ],
-    ids=["tpe", "tpe-never", "tpe-true", "random"],
+    ids=["tpe", "tpe-never", "tpe-true", "random", "random-never"],
 )
 def test_prior_weight_with_an_adaptive_sampler_says_so_once(
     sampler: optuna.samplers.BaseSampler, decides: bool | None, warned: bool
 ) -> None:
     # The replays found the blend pruning top configurations with TPE: the user is told once,
-    # and the blend still acts, as asked.
+    # and the blend still acts, as asked. Whether the prior may rank alone does not matter:
+    # the sampler does.
     study = optuna.create_study(
         direction="maximize",
         sampler=sampler,
@@ -483,6 +520,7 @@ def test_prior_weight_with_an_adaptive_sampler_says_so_once(
         assert len(said) == 1 and said[0].category is UserWarning
         assert type(sampler).__name__ in str(said[0].message)
         assert "prior_weight=0" in str(said[0].message)
+        assert "at weight 0.3" in str(said[0].message)  # the weight the numbers are for
     else:
         assert said == []
 
