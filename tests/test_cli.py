@@ -54,9 +54,13 @@ def wsgi_get(app, path: str) -> tuple[str, bytes]:
 
 def test_help_for_every_command(tmp_path: Path):
     out = run_cli("--help", cwd=tmp_path).stdout
-    for command in ("run", "worker", "fit", "embed", "dashboard"):
+    for command in ("run", "worker", "fit", "embed", "explain", "dashboard"):
         assert command in out
         assert "usage" in run_cli(command, "--help", cwd=tmp_path).stdout
+    # A worker joins an existing study: its --storage is required and has no default to name.
+    worker = " ".join(run_cli("worker", "--help", cwd=tmp_path).stdout.split())
+    assert "--storage STORAGE" in worker and "(default: sqlite" not in worker
+    assert "(default: sqlite" in " ".join(run_cli("run", "--help", cwd=tmp_path).stdout.split())
 
 
 def test_run_leaves_a_study_the_dashboard_serves(tmp_path: Path):

@@ -38,6 +38,7 @@ from optuna.pruners import BasePruner, PercentilePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_lyap._checks import InvalidParameterError
 from optuna_lyap._storage import load_predictions, load_spectra
 from optuna_lyap.lyapunov._diagnosis import describe, describe_change, diagnose
 
@@ -396,7 +397,10 @@ def _dynamics_lines(trial: FrozenTrial) -> list[str]:
 
 
 def explain(
-    study: optuna.Study, trial: FrozenTrial | int, *, pruner: BasePruner | None = None
+    study: optuna.Study,
+    trial: FrozenTrial | optuna.Trial | int,
+    *,
+    pruner: BasePruner | None = None,
 ) -> str:
     """Why ``trial`` was pruned or kept, and what its dynamics were, as Markdown.
 
@@ -409,7 +413,8 @@ def explain(
 
     Args:
         study: The study the trial belongs to.
-        trial: A :class:`~optuna.trial.FrozenTrial` of ``study``, or its number.
+        trial: A :class:`~optuna.trial.FrozenTrial` or :class:`optuna.Trial` of ``study``, or
+            its number.
         pruner: The pruner that ran the trial, to name it when the trial was pruned without a
             decision record. None: ``study.pruner`` (a loaded study's pruner is the one passed
             to ``optuna.load_study``).
@@ -419,6 +424,7 @@ def explain(
 
     Raises:
         ValueError: ``trial`` is a number with no trial in ``study``.
+        InvalidParameterError: ``trial`` is none of those (a string, a bool), naming it.
 
     Example:
 
@@ -426,16 +432,28 @@ def explain(
 
             print(optuna_lyap.explain(study, study.trials[3]))
     """
+    if isinstance(trial, optuna.Trial):  # a running trial, as the objective holds it
+        trial = trial.number
     if not isinstance(trial, FrozenTrial):
-        number = trial
+        if not isinstance(trial, (int, np.integer)) or isinstance(trial, (bool, np.bool_)):
+            raise InvalidParameterError(
+                "trial must be a FrozenTrial, an optuna.Trial or a trial number (an int), "
+                f"but got trial={trial!r}."
+            )
+        number = int(trial)
         found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
         if not found:
             raise ValueError(
                 f"study {study.study_name!r} has no trial with that number, but got {trial=}."
             )
         trial = found[0]
-    if pruner is None:
-        pruner = study.pruner
+    return explain_trial(study, trial, study.pruner if pruner is None else pruner)
+
+
+def explain_trial(study: optuna.Study, trial: FrozenTrial, pruner: BasePruner | None) -> str:
+    """:func:`explain` of a frozen trial, with ``pruner=None`` meaning the pruner is unknown
+    (a study loaded from a storage that does not say which pruner ran it): a trial pruned
+    without a record is then said to be pruned "by the study's pruner"."""
     metric = metric_name(study)
     records = load_predictions(trial)
     lines: list[str] = []

@@ -181,7 +181,8 @@ def test_summary_says_why_it_has_no_spearman(tmp_path: Path):
     url = spectra_study(tmp_path, n=2)
     study = optuna.load_study(study_name="s", storage=open_storage(url))
     text = format_summary(summarize(study))
-    assert "no predictions recorded: the model starts after 8 completed trials" in text
+    reason = "no in-study model predictions recorded: the model starts after 8 completed trials"
+    assert reason in text
     assert "2 have completed" in text
 
     for _ in range(2):  # two completed trials with a prediction: too few to rank
@@ -237,7 +238,7 @@ def test_resuming_with_other_settings_warns_that_the_stored_ones_win(tmp_path: P
     assert "was made with --pruner none; its stored settings win over --pruner median" in (
         proc.stderr
     )
-    assert "running 1 more trials (the study has 1)" in proc.stderr
+    assert "running 1 more trial (the study has 1)" in proc.stderr
     study = optuna.load_study(study_name="s", storage=open_storage(journal))
     assert [t.user_attrs["epochs_trained"] for t in study.trials] == [1, 1]
 
@@ -286,14 +287,21 @@ def test_prior_weight_for_another_pruner_is_one_line_and_leaves_no_study(
 
 
 def test_prior_weight_is_stored_and_every_process_of_the_study_uses_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
 ):
     url = str(tmp_path / "j.log")
     common = ("--storage", url, "--study-name", "s", "--no-progress")
-    status, _, err = cli(capsys, "run", *common, "--task", "adding", "--n-trials", "1",
-                         "--n-epochs", "1", "--prior-weight", "0.3")  # fmt: skip
+    status, _, err = cli(capsys, "run", *common, "--task", "adding", "--n-trials", "2",
+                         "--n-epochs", "3", "--prior-weight", "0.3")  # fmt: skip
     assert status == 0
     assert "pruner lyapunov (prior weight 0.3)" in err
+    blended = [
+        r
+        for t in optuna.load_study(study_name="s", storage=open_storage(url)).trials
+        for r in load_predictions(t).values()
+        if r.get("rule") == "blend_rung"
+    ]
+    assert blended  # so the pruner did blend with TPE, and its warning was silenced
     storage = open_storage(url)
     config = optuna.load_study(study_name="s", storage=storage).user_attrs[CONFIG_KEY]
     assert config["prior_weight"] == 0.3
@@ -303,7 +311,11 @@ def test_prior_weight_is_stored_and_every_process_of_the_study_uses_it(
     status, _, err = cli(capsys, "worker", "--storage", url, "--study-name", "s",
                          "--n-trials", "1", "--no-progress")  # fmt: skip
     assert status == 0
-    assert "pruner lyapunov (prior weight 0.3)" in err and "running 1 more trials" in err
+    assert "pruner lyapunov (prior weight 0.3)" in err and "running 1 more trial " in err
+    # Said once, as the CLI's own one-line warning, naming the sampler and the options.
+    assert err.count("warning: --prior-weight 0.3 blends the prior") == 1
+    assert "sampler tpe reads earlier results" in err and "--sampler random" in err
+    assert not [w for w in recwarn if "reads earlier results" in str(w.message)]
 
     # A resumed run asking for another weight is told that the stored one wins.
     status, _, err = cli(capsys, "run", *common, "--task", "adding", "--n-trials", "1",
@@ -344,3 +356,28 @@ def test_the_prior_decides_with_the_clis_random_sampler_only(sampler: str, decid
               "spectrum_steps": [0, 1]}  # fmt: skip
     study, _ = build_study(optuna.storages.InMemoryStorage(), "s", config, stream_seed=0)
     assert study.pruner.prior_decides(study) is decides
+
+
+def test_explain_prints_the_notes_of_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    url = str(tmp_path / "j.log")
+    common = ("--storage", url, "--study-name", "s")
+    status, _, _ = cli(capsys, "run", *common, "--task", "adding", "--n-trials", "3",
+                       "--n-epochs", "2", "--no-progress")  # fmt: skip
+    assert status == 0
+    status, out, _ = cli(capsys, "explain", *common, "0", "2")
+    assert status == 0
+    assert out.startswith("### Trial 0") and "### Trial 2" in out and "### Trial 1" not in out
+    # Numbers the study lacks: one line naming them and what there is.
+    status, out, err = cli(capsys, "explain", *common, "7")
+    assert status == 2 and out == ""
+    assert "no trial 7 (its trial numbers: 0 to 2)" in err
+
+    # A study 'run' did not make: its pruner is unknown, and the note does not guess one.
+    storage = open_storage(url)
+    other = optuna.create_study(storage=storage, study_name="other")
+    trial = other.ask()
+    trial.report(0.3, 1)
+    other.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    status, out, _ = cli(capsys, "explain", "--storage", url, "--study-name", "other")
+    assert status == 0
+    assert "### Trial 0" in out and "by the study's pruner" in out and "Median" not in out

@@ -103,7 +103,7 @@ def test_every_pruned_trial_is_explained_and_the_study_has_figures(made: dict[st
     summary = made["summary"]
     assert isinstance(summary, dict)
     assert sum(summary["pruned_by"].values()) == len(pruned)
-    assert "pruned by" in str(made["stdout"]) and "dashboard" in str(made["stdout"])
+    assert "pruned, by rule" in str(made["stdout"]) and "dashboard" in str(made["stdout"])
     assert summary["dashboard"]["trials"] == len(trials)
     assert 0 < summary["dashboard"]["seconds"] < summary["dashboard"]["wall_seconds"]
 

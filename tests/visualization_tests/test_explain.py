@@ -273,3 +273,19 @@ def test_prunes_are_counted_by_rule():
     assert prunes_by_rule(study) == {"rung": 1}
     study, _ = _study_with(None, pruner=optuna.pruners.MedianPruner())
     assert prunes_by_rule(study) == {"MedianPruner": 1}
+
+
+def test_explain_takes_a_trial_or_its_number_and_names_anything_else():
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.report(0.5, 0)
+    by_number = explain(study, trial.number)
+    assert by_number.startswith("### Trial 0")
+    assert explain(study, np.int64(0)) == by_number
+    assert explain(study, trial) == by_number  # the running optuna.Trial an objective holds
+    with pytest.raises(ValueError, match="no trial with that number"):
+        explain(study, 7)
+    # A string or a bool is no trial number, though int("0") and True == 1 would pass for one.
+    for bad in ("0", True, 0.0):
+        with pytest.raises(ValueError, match=r"trial must be .*but got trial="):
+            explain(study, bad)
