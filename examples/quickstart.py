@@ -34,7 +34,8 @@ def objective(trial: optuna.Trial) -> float:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        monitor.step(rnn, accuracy(), epoch)  # reports, stores spectra, prunes
+        # Reports, stores spectra, prunes; a finished training is kept, not pruned.
+        monitor.step(rnn, accuracy(), epoch, prune=epoch < 8)
     return accuracy()
 
 
