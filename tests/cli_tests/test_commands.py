@@ -255,8 +255,9 @@ def test_run_and_worker_take_a_prior_from_fit(tmp_path: Path):
         run_cli("worker", *common, "--n-trials", "1", cwd=tmp_path)
         study = optuna.load_study(study_name=name, storage=open_storage(url))
         # With 8 start-up trials the study's own model cannot act yet: the prior predicts, at
-        # the step after the warm-up where the trial stored a spectrum.
-        assert [sorted(load_predictions(t)) for t in study.trials] == [[1], [1]]
+        # step 0 within the warm-up (deciding nothing) and at the step after it.
+        assert [sorted(load_predictions(t)) for t in study.trials] == [[0, 1], [0, 1]]
+        assert all(load_predictions(t)[0]["rule"] == "predict" for t in study.trials)
 
 
 # --- --prior-weight ----------------------------------------------------------------------------
