@@ -147,21 +147,33 @@ def test_every_trial_carries_the_prior_from_trial_0() -> None:
     assert "prior" in explain(study, trials[0].number).lower()
 
 
+def _step_0_after_enough_completed(
+    sampler: optuna.samplers.BaseSampler, quality: float, **kwargs: Any
+) -> tuple[optuna.Study, optuna.Trial, dict[str, Any], bool]:
+    """A trial of ``quality`` at step 0 after 10 completed trials: the study, the trial, its
+    step-0 record and the pruner's decision."""
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler, pruner=pruner(quality_prior(), **kwargs)
+    )
+    add_completed(study, QUALITIES)
+    trial = start(study, quality, 0.5, step=0)
+    pruned = decide(study, trial)
+    return study, trial, records(study, trial)[0], pruned
+
+
 @pytest.mark.parametrize("screen_fraction", [None, 0.5])
 def test_the_warm_up_still_predicts_step_0_and_decides_nothing(
     screen_fraction: float | None,
 ) -> None:
     # n_warmup_steps=1, as in the README: no decision at step 0, but the prediction from the
     # first report that the docs promise. A screen that would prune the worst trial does not act.
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(seed=0),
-        pruner=pruner(quality_prior(), n_warmup_steps=1, screen_fraction=screen_fraction),
+    study, worst, record, pruned = _step_0_after_enough_completed(
+        optuna.samplers.RandomSampler(seed=0),
+        0.01,
+        n_warmup_steps=1,
+        screen_fraction=screen_fraction,
     )
-    add_completed(study, QUALITIES)
-    worst = start(study, 0.01, 0.5, step=0)
-    assert not decide(study, worst)
-    record = records(study, worst)[0]
+    assert not pruned
     assert record["rule"] == "predict" and record["pruned"] is False
     assert record["prior_quantile"] == pytest.approx(0.01 + 0.98 * 0.01)
     assert "prior_gate_share" not in record and "scorer" not in record
@@ -320,15 +332,10 @@ def test_prior_decides_true_without_a_prior_is_refused() -> None:
 
 
 def test_the_screen_uses_the_prior_only_where_it_may_decide() -> None:
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=0),
-        pruner=pruner(quality_prior(), screen_fraction=0.5, prior_decides=None),
+    _, _, record, pruned = _step_0_after_enough_completed(
+        optuna.samplers.TPESampler(seed=0), 0.02, screen_fraction=0.5, prior_decides=None
     )
-    add_completed(study, QUALITIES)
-    bad = start(study, 0.02, 0.5, step=0)
-    assert not decide(study, bad)
-    record = records(study, bad)[0]
+    assert not pruned
     assert record["rule"] == "predict" and record["scorer"] == "raw"
     assert record["prior_decides"] is False
 
