@@ -323,10 +323,31 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+# Code that must not be interrupted half-way: Optuna's storages (a journal file's lock, a
+# database transaction). A KeyboardInterrupt raised inside JournalFileOpenLock.release, after
+# its unlink, makes it unlink again and fail with FileNotFoundError; raised inside acquire, it
+# can leave the lock file that every other worker waits on.
+_STORAGE_CODE = os.sep + os.path.join("optuna", "storages") + os.sep
+# How soon a signal that arrived inside storage code is acted on again (seconds).
+RETRY_INTERVAL = 0.01
+
+
+def inside_storage(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a frame that called it runs Optuna's storage code."""
+    while frame is not None:
+        if _STORAGE_CODE in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class StopRequests:
     """SIGINT and SIGTERM as a stop request: at once inside a trial, after it between trials.
 
-    A second signal interrupts at once wherever the process is.
+    "At once" waits for any storage call the trial is making to return (a few milliseconds):
+    the request is looked at again every ``RETRY_INTERVAL`` seconds with ``SIGALRM`` until the
+    process has left Optuna's storage code. A second signal interrupts at once wherever the
+    process is.
     """
 
     def __init__(self) -> None:
@@ -334,6 +355,7 @@ class StopRequests:
         self.in_trial = False
         self.interrupted_trial: int | None = None  # trial id of the trial a signal interrupted
         self._previous: dict[int, Any] = {}
+        self._deferred = False  # a signal arrived inside storage code and waits for its end
 
     def install(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -341,9 +363,14 @@ class StopRequests:
             # the foreground job; keep it that way.
             if signal.getsignal(signum) is not signal.SIG_IGN:
                 self._previous[signum] = signal.signal(signum, self._handle)
+        if hasattr(signal, "setitimer"):
+            self._previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._retry)
 
     def restore(self) -> None:
-        """Put back the handlers :meth:`install` replaced."""
+        """Put back the handlers :meth:`install` replaced (and cancel a pending retry)."""
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0.0)
+        self._deferred = False
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
@@ -351,10 +378,32 @@ class StopRequests:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         again = self.signum is not None
         self.signum = signum
-        if self.in_trial or again:
-            # Optuna logs a failed trial's traceback at WARNING; this failure is deliberate.
-            optuna.logging.set_verbosity(optuna.logging.ERROR)
-            raise Interrupted(signum)
+        if not (self.in_trial or again):
+            return
+        if not again and inside_storage(frame) and signal.SIGALRM in self._previous:
+            self._deferred = True
+            signal.setitimer(signal.ITIMER_REAL, RETRY_INTERVAL)
+            return
+        self._interrupt(signum)
+
+    def _retry(self, signum: int, frame: FrameType | None) -> None:
+        """SIGALRM after a deferred request: interrupt now, unless still inside storage code
+        (then look again) or the trial has ended meanwhile (then stop after it, as between
+        trials)."""
+        if not self._deferred or self.signum is None:
+            return
+        if self.in_trial and inside_storage(frame):
+            signal.setitimer(signal.ITIMER_REAL, RETRY_INTERVAL)
+            return
+        self._deferred = False
+        if self.in_trial:
+            self._interrupt(self.signum)
+
+    def _interrupt(self, signum: int) -> None:
+        self._deferred = False
+        # Optuna logs a failed trial's traceback at WARNING; this failure is deliberate.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        raise Interrupted(signum)
 
     @property
     def name(self) -> str:

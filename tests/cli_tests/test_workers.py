@@ -18,7 +18,9 @@ from optuna.trial import TrialState
 
 from optuna_lyap.cli._workers import (
     OWNER_KEY,
+    Interrupted,
     PerTrialSeededSampler,
+    StopRequests,
     TrialKeeper,
     abandoned_reason,
     sampler_seed,
@@ -326,3 +328,41 @@ def test_a_signal_fails_the_trial_queues_it_again_and_stops(
     assert study.trials[2].params == study.trials[1].params
     err = capsys.readouterr().err
     assert err.strip() == "stopped by SIGTERM; trial 1 failed and is queued again as trial 2"
+
+
+def test_a_signal_inside_a_journal_write_waits_for_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # SIGTERM right after Optuna's journal lock unlinks its renamed file: raised there, the
+    # interrupt made the lock unlink it again and the worker died of FileNotFoundError.
+    study = optuna.create_study(
+        storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
+    )
+    trial = study.ask()
+    real_unlink = os.unlink
+    sent: list[str] = []
+
+    def unlink_then_signal(path: str, *args: object, **kwargs: object) -> None:
+        real_unlink(path, *args, **kwargs)
+        if not sent and str(path).endswith(".rename"):
+            sent.append(str(path))
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stop = StopRequests()
+    stop.install()
+    try:
+        stop.in_trial = True
+        monkeypatch.setattr(os, "unlink", unlink_then_signal)
+        with pytest.raises(Interrupted):
+            trial.set_user_attr("x", 1)
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:  # the deferred interrupt lands here
+                pass
+        monkeypatch.undo()
+    finally:
+        stop.in_trial = False
+        stop.restore()
+    assert sent and stop.signum == signal.SIGTERM
+    # The write completed and released its lock: the next one goes through.
+    trial.set_user_attr("y", 2)
+    assert study.trials[0].user_attrs == {"x": 1, "y": 2}
