@@ -1133,6 +1133,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget-trainings", type=float, default=BUDGET_TRAININGS)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="skip seeds already stored")
+    parser.add_argument(
+        "--seed-list",
+        nargs="+",
+        type=int,
+        default=None,
+        help="replay exactly these seeds, replacing their stored runs (instead of --seeds)",
+    )
     parser.add_argument("--train-priors", action="store_true", help="(re)train the LOTO priors")
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument(
@@ -1179,8 +1186,13 @@ def main(argv: list[str] | None = None) -> None:
                 done = set()
                 if stored is not None and stored["budget_epochs"] == budget:
                     done = {int(s) for s in stored["runs"]}
-                for seed in range(args.first_seed, args.first_seed + args.seeds):
-                    if seed not in done:
+                wanted = (
+                    args.seed_list
+                    if args.seed_list is not None
+                    else range(args.first_seed, args.first_seed + args.seeds)
+                )
+                for seed in wanted:
+                    if args.seed_list is not None or seed not in done:
                         jobs.append((task, method, seed, budget, args.sampler))
         started = time.time()
         with ProcessPoolExecutor(args.workers) as pool:

@@ -15,7 +15,7 @@ The decision records are those :class:`~optuna_lyap.LyapunovPruner` writes with
   ``gate_share``, ``gate_open``, ``n_train``; where the prior predicted, ``prior_quantile``,
   ``prior_top10``, ``prior_inputs``, ``prior_model_step``, ``prior_gate_share``,
   ``prior_gate_open`` (or ``prior_decides``: false where the prior may not rank alone, with
-  ``sampler_independent`` saying whether the sampler or the argument forbade it);
+  ``prior_decides_by``: ``"argument"`` or ``"sampler"``, what forbade it);
 * threshold-rule records: ``rule`` in ``"model"``, ``"fallback"``, ``"kept"`` with
   ``predicted``, ``predicted_std``, ``threshold``, ``p_worse``, ``inputs``, ``rank_corr``,
   ``raw_rank_corr``, ``n_train``.
@@ -239,14 +239,19 @@ def _prior_sentence(record: Mapping[str, Any], step: int) -> str | None:
         trusted = record.get("prior_gate_open")
         text += "; trusted" if trusted else "; not trusted"
         text += f": out-ranked the raw value in {share:.0%} of bootstrap resamples"
-    elif record.get("prior_decides") is False and record.get("sampler_independent") is True:
-        text += "; not judged against the raw value: LyapunovPruner(prior_decides=False) was given"
-    elif record.get("prior_decides") is False:
+    elif record.get("prior_decides") is False and record.get("prior_decides_by") == "sampler":
         text += (
             "; not judged against the raw value: with an adaptive sampler (TPE, for one) the "
             "prior does not rank a rung alone, since the completed trials it would be judged "
             "on are no sample of the later competitors (LyapunovPruner(prior_decides=True) "
             "lets it)"
+        )
+    elif record.get("prior_decides") is False:
+        text += (
+            "; not judged against the raw value: the prior does not rank a rung alone unless "
+            "LyapunovPruner(prior_decides=None) (with a sampler that draws independently) or "
+            "prior_decides=True lets it, since in replays it was faster than successive "
+            "halving in no more seeds than slower"
         )
     elif record.get("rung") is not None:
         text += "; not yet judged against the raw value (it predicts too few completed trials)"

@@ -24,6 +24,7 @@ from optuna_lyap.cli import (
     summarize,
 )
 from optuna_lyap.cli._workers import GRACE_BEATS, HEARTBEAT_INTERVAL
+from optuna_lyap.pruners import draws_independently
 from tests.cli_tests._support import run_cli, storage_url, study_name_on
 
 REPO = Path(__file__).resolve().parents[2]
@@ -348,15 +349,16 @@ def test_a_study_stored_without_a_weight_never_blends(
     )
 
 
-@pytest.mark.parametrize(("sampler", "decides"), [("random", True), ("tpe", False)])
-def test_the_prior_decides_with_the_clis_random_sampler_only(sampler: str, decides: bool):
-    # The CLI wraps its samplers to seed each trial; the pruner must see through the wrapper,
-    # or --sampler random would never let the prior rank a rung (docs/pruner.md).
+@pytest.mark.parametrize(("sampler", "independent"), [("random", True), ("tpe", False)])
+def test_the_clis_random_sampler_draws_independently(sampler: str, independent: bool):
+    # The CLI wraps its samplers to seed each trial; draws_independently must see through the
+    # wrapper, or LyapunovPruner(prior_decides=None) would never judge the prior's gate there.
     config = {"task": "adding", "n_epochs": 1, "seed": 0, "pruner": "lyapunov",
               "sampler": sampler, "n_startup_trials": 8, "prior_weight": 0.0,
               "spectrum_steps": [0, 1]}  # fmt: skip
     study, _ = build_study(optuna.storages.InMemoryStorage(), "s", config, stream_seed=0)
-    assert study.pruner.prior_decides(study) is decides
+    assert draws_independently(study.sampler) is independent
+    assert study.pruner.prior_decides(study) is False  # the default never lets the prior rank
 
 
 def test_explain_prints_the_notes_of_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

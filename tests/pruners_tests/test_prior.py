@@ -243,7 +243,7 @@ def test_a_prior_that_ranks_well_opens_the_gate_once_enough_trials_completed() -
     assert "quantile" in explain(study, bad.number)
 
 
-# --- prior_decides: the prior ranks alone only where the sampler draws independently ---------
+# --- prior_decides: never by default; None: only where the sampler draws independently ------
 
 
 def _judged_once_enough_completed(sampler: optuna.samplers.BaseSampler, **kwargs: Any) -> Any:
@@ -268,16 +268,16 @@ def _judged_once_enough_completed(sampler: optuna.samplers.BaseSampler, **kwargs
     ],
     ids=["tpe", "cmaes", "nsga2"],
 )
-def test_by_default_the_prior_never_ranks_alone_with_an_adaptive_sampler(
+def test_with_none_the_prior_never_ranks_alone_with_an_adaptive_sampler(
     sampler: optuna.samplers.BaseSampler,
 ) -> None:
     # A prior ranking every final value right, on 10 completed trials: with
-    # prior_decides=True its gate opens and it prunes the trial (see below). By default, with
+    # prior_decides=True its gate opens and it prunes the trial (see below). With None, under
     # an adaptive sampler, its gate is not even judged: the raw value promotes the trial.
     study, bad, record, pruned = _judged_once_enough_completed(sampler, prior_decides=None)
     assert not pruned
     assert record["rule"] == "rung" and record["scorer"] == "raw"
-    assert record["prior_decides"] is False and record["sampler_independent"] is False
+    assert record["prior_decides"] is False and record["prior_decides_by"] == "sampler"
     assert "prior_gate_share" not in record and "prior_gate_open" not in record
     assert record["prior_quantile"] == pytest.approx(0.01 + 0.98 * 0.1)  # it still predicts
     assert not study.pruner.prior_decides(study)
@@ -293,7 +293,7 @@ def test_by_default_the_prior_never_ranks_alone_with_an_adaptive_sampler(
     ],
     ids=["random", "qmc", "grid"],
 )
-def test_by_default_the_prior_ranks_alone_with_an_independent_sampler(
+def test_with_none_the_prior_ranks_alone_with_an_independent_sampler(
     sampler: optuna.samplers.BaseSampler,
 ) -> None:
     study, _, record, pruned = _judged_once_enough_completed(sampler, prior_decides=None)
@@ -320,10 +320,30 @@ def test_prior_decides_overrides_the_sampler(
     assert ("prior_gate_share" in record) is decides
     if not decides:
         # The argument forbade it, not the sampler, and explain says which.
-        assert record["sampler_independent"] is True
+        assert record["prior_decides_by"] == "argument"
         note = explain(study, bad.number)
-        assert "LyapunovPruner(prior_decides=False) was given" in note
+        assert "unless LyapunovPruner(prior_decides=None)" in note
         assert "adaptive" not in note
+
+
+def test_by_default_the_prior_never_ranks_alone_even_with_random_sampling() -> None:
+    # The default is False: the same perfect prior, a RandomSampler, and the raw value decides.
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=LyapunovPruner(
+            n_startup_trials=5, min_resource=1, reduction_factor=2, model_steps=(),
+            prior=quality_prior(),
+        ),
+    )  # fmt: skip
+    add_completed(study, QUALITIES)
+    decide(study, start(study, 0.5, 0.5))
+    bad = start(study, 0.1, 0.9)
+    assert not decide(study, bad)
+    record = records(study, bad)[1]
+    assert record["rule"] == "rung" and record["prior_decides"] is False
+    assert record["prior_decides_by"] == "argument"
+    assert not study.pruner.prior_decides(study)
 
 
 def test_prior_decides_true_without_a_prior_is_refused() -> None:
@@ -397,7 +417,7 @@ def test_a_sampler_is_named_by_what_it_wraps() -> None:
 
 @pytest.mark.parametrize("value", ["yes", 1, 0, np.bool_(True)])
 def test_prior_decides_must_be_a_bool_or_none(value: Any) -> None:
-    with pytest.raises(ValueError, match=r"prior_decides.*True, False or None.*got"):
+    with pytest.raises(ValueError, match=r"prior_decides.*False, None or True.*got"):
         LyapunovPruner(prior=None, prior_decides=value)
 
 
