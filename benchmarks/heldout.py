@@ -35,7 +35,9 @@ initialisation + ``LyapunovPruner(prior=...)``; ``ours_pruner_only`` (TPE + our 
 ``ours_sampler_only`` (our sampler + ``SuccessiveHalvingPruner(min_resource=1)``), so the
 source of a gain shows; a diagnostic, ``ours_sampler_nop`` (our sampler, no pruner); a
 variant, ``ours_prior_rungs`` (TPE + ``LyapunovPruner(prior=..., prior_decides=True)``: the
-prior's gate judged with TPE too, the default before ``prior_decides`` existed); an
+prior's gate judged with TPE too, the default before ``prior_decides`` existed), and
+``ours_prior_by_sampler`` (``prior_decides=None``: judged only with an independent sampler, the
+default of round 15; its runs lie under ``heldout_runs/random/``); an
 option, ``ours_blend`` and ``ours_blend_30`` (TPE + ``LyapunovPruner(prior=...,
 prior_weight=0.5`` or ``0.3)``, rungs ranked by a rank blend of the raw value and the prior
 wherever no gate opens).
@@ -121,6 +123,7 @@ OURS = (
     "ours",
     "ours_pruner_only",
     "ours_prior_rungs",
+    "ours_prior_by_sampler",
     "ours_sampler_only",
     "ours_sampler_nop",
     *BLEND_WEIGHTS,
@@ -299,6 +302,8 @@ def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
         return optuna_lyap.LyapunovPruner(seed=seed, prior=prior)
     if method == "ours_prior_rungs":
         return optuna_lyap.LyapunovPruner(seed=seed, prior=prior, prior_decides=True)
+    if method == "ours_prior_by_sampler":
+        return optuna_lyap.LyapunovPruner(seed=seed, prior=prior, prior_decides=None)
     if method in BLEND_WEIGHTS:
         return optuna_lyap.LyapunovPruner(
             seed=seed, prior=prior, prior_weight=BLEND_WEIGHTS[method]
@@ -558,7 +563,13 @@ def run_seconds(table: dict[str, Any], method: str, run: dict[str, Any]) -> np.n
     spectrum = np.nan_to_num(table["spectrum_seconds"])
     n_epochs = epoch.shape[1] - 1
     screen_cost = N_CANDIDATES * float(spectrum[:, 0].mean())
-    pruner_spectra = method in ("ours", "ours_pruner_only", "ours_prior_rungs", *BLEND_WEIGHTS)
+    pruner_spectra = method in (
+        "ours",
+        "ours_pruner_only",
+        "ours_prior_rungs",
+        "ours_prior_by_sampler",
+        *BLEND_WEIGHTS,
+    )
     out = []
     for t in run["trials"]:
         i, stop = t["i"], t["stop"]
@@ -773,6 +784,7 @@ def model_decided(run: dict[str, Any]) -> bool:
 RULE_REFERENCE = {
     "ours_pruner_only": "tpe+sha",
     "ours_prior_rungs": "tpe+sha",
+    "ours_prior_by_sampler": "tpe+sha",
     "ours": "ours_sampler_only",
     **dict.fromkeys(BLEND_WEIGHTS, "tpe+sha"),
 }
@@ -867,6 +879,7 @@ def compact_table(summary: dict[str, Any]) -> list[str]:
 PRUNER_ROWS = {
     "ours_pruner_only": "default",
     "ours_prior_rungs": "prior_decides=True",
+    "ours_prior_by_sampler": "prior_decides=None",
     **{method: f"prior_weight={w}" for method, w in BLEND_WEIGHTS.items()},
 }
 

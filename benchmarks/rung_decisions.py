@@ -45,7 +45,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # The default pruner's reduction factor: what its replays promoted with.
 REDUCTION_FACTOR = 4
 MODEL_RULES = ("prior_rung", "model_rung", "blend_rung")
-METHODS = ("ours_pruner_only", "ours_prior_rungs", "ours", "ours_blend_30", "ours_blend")
+METHODS = (
+    "ours_pruner_only",
+    "ours_prior_rungs",
+    "ours_prior_by_sampler",
+    "ours",
+    "ours_blend_30",
+    "ours_blend",
+)
 KINDS = (
     ("top", "model pruned"),
     ("top", "model kept"),
