@@ -250,8 +250,8 @@ def _prior_sentence(record: Mapping[str, Any], step: int) -> str | None:
         text += (
             "; not judged against the raw value: the prior does not rank a rung alone unless "
             "LyapunovPruner(prior_decides=None) (with a sampler that draws independently) or "
-            "prior_decides=True lets it, since in replays it was faster than successive "
-            "halving in no more seeds than slower"
+            "prior_decides=True lets it, since in replays its rankings did not reach a top "
+            "trial sooner than successive halving on every table"
         )
     elif record.get("rung") is not None:
         text += "; not yet judged against the raw value (it predicts too few completed trials)"
