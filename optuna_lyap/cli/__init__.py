@@ -684,9 +684,11 @@ def _optimize_and_summarize(
 
         callback = DashboardCallback(artifact_store=_artifact_store(args.artifact_dir))
     start, cpu = time.perf_counter(), time.process_time()
+    from optuna_lyap.pruners import PriorBlendWarning
+
     with warnings.catch_warnings():
         # _print_header said it as a CLI warning, naming the options.
-        warnings.filterwarnings("ignore", r"LyapunovPruner\(prior_weight=.*reads earlier results")
+        warnings.simplefilter("ignore", PriorBlendWarning)
         stop = optimize(
             study,
             objective,
@@ -761,14 +763,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _exit_status(stop)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def _noun(n: int, word: str) -> str:
+    """``word`` as ``n`` of it reads: "1 epoch", "10 epochs"."""
+    return word if n == 1 else f"{word}s"
 
 
 def _doing(n_trials: int | None) -> str:
     if n_trials is None:
         return "running trials until stopped"
-    return f"running {n_trials} more {'trial' if n_trials == 1 else 'trials'}"
+    return f"running {n_trials} more {_noun(n_trials, 'trial')}"
 
 
 def _print_header(
@@ -776,11 +779,11 @@ def _print_header(
 ) -> None:
     """One line on stderr: the study, the settings every process of it uses, what this does;
     then a warning where the stored prior weight blends with an adaptive sampler."""
-    weight = config["prior_weight"]
+    weight, epochs = config["prior_weight"], config["n_epochs"]
     note = f" (prior weight {weight})" if weight else ""
     print(
-        f"study {study.study_name!r} on {url}: task {config['task']}, "
-        f"{_plural(config['n_epochs'], 'epoch')} a trial, pruner {config['pruner']}{note}, "
+        f"study {study.study_name!r} on {url}: task {config['task']}, {epochs} "
+        f"{_noun(epochs, 'epoch')} a trial, pruner {config['pruner']}{note}, "
         f"sampler {config['sampler']}; {doing} (the study has {len(study.trials)})",
         file=sys.stderr,
     )

@@ -9,12 +9,17 @@ from optuna_lyap._storage import (
     report_configuration,
     report_spectrum,
 )
-from optuna_lyap.pruners._lyapunov import LyapunovPruner, draws_independently
+from optuna_lyap.pruners._lyapunov import (
+    LyapunovPruner,
+    PriorBlendWarning,
+    draws_independently,
+)
 from optuna_lyap.pruners._monitor import LyapunovMonitor
 
 __all__ = [
     "LyapunovMonitor",
     "LyapunovPruner",
+    "PriorBlendWarning",
     "curve_features",
     "draws_independently",
     "fit_aelle",

@@ -61,6 +61,12 @@ _INDEPENDENT_SAMPLERS: tuple[type, ...] = (
 )
 
 
+class PriorBlendWarning(UserWarning):
+    """``LyapunovPruner(prior_weight > 0)`` blends the prior into the rungs of a study whose
+    sampler reads earlier results, where the replays found the blend pruning top
+    configurations (``benchmarks/results/rung_decisions.md``). Filter it by this category."""
+
+
 def draws_independently(sampler: optuna.samplers.BaseSampler) -> bool:
     """Whether ``sampler`` picks configurations without reading earlier trials' results.
 
@@ -803,7 +809,7 @@ class LyapunovPruner(BasePruner):
                 and math.isfinite(value)
             ):
                 scorer = "blend"
-                if not draws_independently(study.sampler):
+                if not self._warned_adaptive_blend and not draws_independently(study.sampler):
                     self._warn_adaptive_blend(study)
             fields["scorer"] = scorer
             if scorer == "study":
@@ -1088,9 +1094,7 @@ class LyapunovPruner(BasePruner):
         )
 
     def _warn_adaptive_blend(self, study: optuna.Study) -> None:
-        """One ``UserWarning`` per pruner object: ``prior_weight`` blends the prior into rungs
-        of a study whose sampler is adaptive, where the replays found the blend pruning more
-        top configurations than it kept (``benchmarks/results/rung_decisions.md``)."""
+        """One :class:`PriorBlendWarning` per pruner object."""
         with self._lock:
             if self._warned_adaptive_blend:
                 return
@@ -1104,7 +1108,7 @@ class LyapunovPruner(BasePruner):
             "0.5); with RandomSampler, 11 and 62 (benchmarks/results/rung_decisions.md in "
             "the source). Use prior_weight=0 with an adaptive sampler, or a sampler that "
             "draws independently (RandomSampler, QMCSampler).",
-            UserWarning,
+            PriorBlendWarning,
             stacklevel=2,
         )
 

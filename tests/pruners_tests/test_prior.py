@@ -16,7 +16,12 @@ from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap.cli._workers import PerTrialSeededSampler, random_sampler, tpe_sampler
-from optuna_lyap.pruners import LyapunovPruner, draws_independently, load_predictions
+from optuna_lyap.pruners import (
+    LyapunovPruner,
+    PriorBlendWarning,
+    draws_independently,
+    load_predictions,
+)
 from optuna_lyap.pruners._lyapunov import sampler_name
 from optuna_lyap.visualization import explain, prunes_by_rule
 from tests.pruners_tests.test_lyapunov import table_study
@@ -425,7 +430,7 @@ def test_prior_decides_must_be_a_bool_or_none(value: Any) -> None:
 
 
 _BLEND_WITH_TPE = pytest.mark.filterwarnings(
-    r"ignore:LyapunovPruner\(prior_weight=.*reads earlier results:UserWarning"
+    "ignore::optuna_lyap.pruners.PriorBlendWarning"
 )  # said once per pruner; its own test is test_prior_weight_with_an_adaptive_sampler_says_so_once
 
 
@@ -544,7 +549,7 @@ def test_prior_weight_with_an_adaptive_sampler_says_so_once(
         assert decide(study, start(study, 0.1, 0.95))
     said = [w for w in caught if "reads earlier results" in str(w.message)]
     if warned:
-        assert len(said) == 1 and said[0].category is UserWarning
+        assert len(said) == 1 and said[0].category is PriorBlendWarning
         assert type(sampler).__name__ in str(said[0].message)
         assert "prior_weight=0" in str(said[0].message)
         assert "at weight 0.3" in str(said[0].message)  # the weight the numbers are for
