@@ -51,7 +51,10 @@ _TIME_KEYS = ("train_seconds", "eval_seconds", "spectrum_seconds")
 def _commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=Path(__file__).resolve().parent,
         )
     except (OSError, subprocess.CalledProcessError):
@@ -156,9 +159,7 @@ def _meta(design: design_lib.Design, task: SequenceTask, argv: Sequence[str]) ->
     }
 
 
-def record_design(
-    design: design_lib.Design, stop: int, out_dir: Path, argv: Sequence[str]
-) -> int:
+def record_design(design: design_lib.Design, stop: int, out_dir: Path, argv: Sequence[str]) -> int:
     """Record configurations ``0 .. stop - 1`` of ``design`` not yet in its table.
 
     Returns:
@@ -199,10 +200,19 @@ def record_design(
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--designs", nargs="+", default=design_lib.design_names(),
-                        choices=design_lib.design_names())
-    parser.add_argument("--passes", nargs="+", type=int, default=list(DEFAULT_PASSES),
-                        help="configurations per design after each pass (increasing)")
+    parser.add_argument(
+        "--designs",
+        nargs="+",
+        default=design_lib.design_names(),
+        choices=design_lib.design_names(),
+    )
+    parser.add_argument(
+        "--passes",
+        nargs="+",
+        type=int,
+        default=list(DEFAULT_PASSES),
+        help="configurations per design after each pass (increasing)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the tables")
     args = parser.parse_args(argv)
     if any(p < 1 for p in args.passes) or sorted(args.passes) != args.passes:
@@ -210,8 +220,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(1)
     for stop in args.passes:
         for name in args.designs:
-            print(f"== {name} up to {stop} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
-                  flush=True)
+            print(
+                f"== {name} up to {stop} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
+                flush=True,
+            )
             record_design(design_lib.DESIGNS[name], stop, args.out, argv)
     print(f"== done {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}", flush=True)
 

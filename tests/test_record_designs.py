@@ -92,8 +92,11 @@ def test_build_is_seeded_and_leaves_the_global_generator_alone(init: str) -> Non
 
 def test_make_optimizer_builds_each_kind_and_refuses_others() -> None:
     model, _ = D.build(_tiny_task(), D.Setting(cell="rnn", hidden_size=4), seed=0)
-    for kind, cls in (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
-                      ("sgd", torch.optim.SGD)):
+    for kind, cls in (
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("sgd", torch.optim.SGD),
+    ):
         setting = D.Setting(cell="rnn", hidden_size=4, optimizer=kind, momentum=0.9)
         assert isinstance(D.make_optimizer(model, setting), cls)
     with pytest.raises(ValueError, match="optimizer must be"):
