@@ -788,3 +788,20 @@ def describe(designs: Sequence[str] | None = None) -> str:
             + " |"
         )
     return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print the designs as the Markdown table of ``benchmarks/data/README.md``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="List the corpus designs as a Markdown table.")
+    parser.add_argument("designs", nargs="*", help=f"some of {design_names()} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.designs) - set(DESIGNS))
+    if unknown:
+        parser.error(f"unknown designs {unknown}; choose from {design_names()}.")
+    print(describe(args.designs or None))
+
+
+if __name__ == "__main__":
+    main()
