@@ -128,3 +128,17 @@ def test_record_design_writes_rows_and_resumes(tmp_path) -> None:
     changed = D.Design(**{**design.__dict__, "n_epochs": 3})
     with pytest.raises(SystemExit, match="another definition"):
         R.record_design(changed, 2, tmp_path, [])
+
+
+def test_the_fixed_rule_prefers_gated_bigger_faster_networks() -> None:
+    from benchmarks.design_transfer import final_scores, fixed_rule
+    from optuna_lyap.aelle._prior import NetworkDescription
+
+    small = NetworkDescription("rnn", 8, lr=1e-4)
+    big = NetworkDescription("lstm", 128, lr=1e-2)
+    mid = NetworkDescription("gru", 32, lr=1e-3)
+    score = fixed_rule([small, big, mid])
+    assert list(np.argsort(score)) == [0, 2, 1]
+    # Minimised metrics turn into scores; a tie is broken by the validation loss.
+    scores = final_scores(np.array([0.5, 0.5, 0.2]), np.array([1.0, 2.0, 0.1]), "minimize")
+    assert list(np.argsort(-scores)) == [2, 0, 1]
