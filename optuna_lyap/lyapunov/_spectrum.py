@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from optuna_lyap._checks import check_int as _check_int
+from optuna_lyap._random import caller_rng_kept, fresh_seed
 from optuna_lyap._threads import limited_threads
 from optuna_lyap.lyapunov._result import LyapunovSpectrum
 from optuna_lyap.lyapunov._tangents import CellFn, CellTangent, StackedRNNTangent, Tangent
@@ -201,7 +202,7 @@ def _initial_basis(
     depend on ``k``: a thin basis is exactly the start of the full one.
     """
     if seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
+        seed = fresh_seed()
     gen = torch.Generator().manual_seed(seed)
     columns = [torch.randn(batch, dim, generator=gen, dtype=torch.float64) for _ in range(k)]
     gauss = torch.stack(columns, dim=2)
@@ -410,8 +411,10 @@ def lyapunov_spectrum(
             float64. ``torch.float64`` computes everything in float64 (a float64 copy of the
             weights is used; the model is not modified). A custom cell is evaluated in this
             dtype (default: ``h0``'s); a 16-bit cell's products are converted to float32.
-        seed: Seed of the random orthonormal initial basis (drawn from torch's global
-            generator if ``None``).
+        seed: Seed of the random orthonormal initial basis (``None``: a fresh seed from the
+            operating system's entropy). The basis is drawn from a generator of its own:
+            torch's and numpy's global generators are left as they were, so measuring a network
+            does not change the training around it.
 
     Returns:
         A :class:`LyapunovSpectrum` with ``exponents`` (``k``, descending, natural log per
@@ -452,7 +455,7 @@ def lyapunov_spectrum(
         _check_int("seed", seed, 0)
 
     tangent: Tangent
-    with torch.no_grad(), limited_threads(), _deterministic(model):
+    with torch.no_grad(), limited_threads(), caller_rng_kept(), _deterministic(model):
         if isinstance(model, nn.RNNBase):
             model_dtype = _iteration_dtype(next(model.parameters()).dtype)
             tangent = _rnn_tangent(model, inputs, h0, state, dtype or model_dtype)

@@ -80,16 +80,18 @@ def _single_layer(model: nn.RNNBase, layer: int, dtype: torch.dtype) -> nn.RNNBa
     in_size = model.input_size if layer == 0 else model.proj_size or model.hidden_size
     device = next(model.parameters()).device
     cls: Any = type(model)  # RNNBase itself takes a mode string first; its subclasses do not
+    # Built on the meta device, then given uninitialised storage: the copy below overwrites the
+    # weights, and initialising them would draw from torch's global generator.
     single = cls(
         in_size,
         model.hidden_size,
         num_layers=1,
         bias=model.bias,
         batch_first=False,
-        device=device,
+        device="meta",
         dtype=dtype,
         **kwargs,
-    )
+    ).to_empty(device=device)
     with torch.no_grad():
         for name in single._flat_weights_names:
             source = getattr(model, name.replace("_l0", f"_l{layer}"))
