@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-import optuna_lyap.pruners._monitor as monitor
+import optuna_lyap._monitor as monitor
 from optuna_lyap.aelle import _estimator as estimator
 
 spent: collections.Counter[str] = collections.Counter()

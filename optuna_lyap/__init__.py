@@ -7,12 +7,12 @@ import no Optuna; the pruner, the sampler, the monitor and the storage helpers a
 from __future__ import annotations
 
 from optuna_lyap._checks import InvalidParameterError
+from optuna_lyap._monitor import LyapunovMonitor
 from optuna_lyap._threads import use_threads
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
 from optuna_lyap.lyapunov._diagnosis import Diagnosis, diagnose
 from optuna_lyap.pruners import (
-    LyapunovMonitor,
     LyapunovPruner,
     load_predictions,
     load_spectra,

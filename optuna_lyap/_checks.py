@@ -1,4 +1,4 @@
-"""Argument checks shared by the package, and the recurrent part of a model.
+"""Argument checks shared by the package.
 
 One exception type per kind of mistake:
 
@@ -12,7 +12,9 @@ One exception type per kind of mistake:
 * Data that contradict each other or the model (shapes, lengths, too few labels) raise
   :class:`ValueError`.
 
-Nothing here imports Optuna: the spectrum engine and AeLLE use these checks too.
+Nothing here imports Optuna or any module of the package: it is the ground floor that the
+spectrum engine, AeLLE and the Optuna glue all build on. The checks of one component's own
+arguments live with it (``lyapunov/_arguments.py``, ``aelle/_estimator.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -158,107 +158,3 @@ def check_keywords(
             f"{valid}, but got {name}={dict(kwargs)!r}."
         )
     return dict(kwargs)
-
-
-# ------------------------------------------------------------------ lyapunov_spectrum arguments
-
-SPECTRUM_STATES = ("full", "h")
-
-
-def check_spectrum_kwargs(kwargs: Mapping[str, Any], name: str = "spectrum_kwargs") -> dict:
-    """Check keyword arguments meant for :func:`~optuna_lyap.lyapunov_spectrum` up front.
-
-    Used where the arguments are stored now and the spectrum is computed later (the monitor,
-    the sampler), so that a mistake fails at construction, not inside ``study.optimize``. What
-    depends on the model and the inputs (``k <= D``, ``warmup < T``, the shape of ``h0``) is
-    checked when the spectrum is computed.
-
-    Args:
-        kwargs: Any of ``k`` (None or an integer >= 1), ``warmup`` (integer >= 0),
-            ``qr_interval`` (integer >= 1), ``state`` (``"full"`` or ``"h"``), ``h0`` (None, a
-            tensor, or a pair of tensors), ``dtype`` (None or a floating ``torch.dtype``) and
-            ``seed`` (None or an integer >= 0).
-        name: The argument's name, for the messages.
-
-    Returns:
-        The keyword arguments as a new dict.
-
-    Raises:
-        InvalidParameterError: An unknown name or an invalid value; the message names it.
-    """
-    from optuna_lyap.lyapunov import lyapunov_spectrum
-
-    out = check_keywords(name, kwargs, lyapunov_spectrum, exclude=("model", "inputs"))
-    if "k" in out:
-        check_optional_int("k", out["k"], 1)
-    if "warmup" in out:
-        check_int("warmup", out["warmup"], 0)
-    if "qr_interval" in out:
-        check_int("qr_interval", out["qr_interval"], 1)
-    if "state" in out:
-        check_choice("state", out["state"], SPECTRUM_STATES)
-    if "seed" in out:
-        check_optional_int("seed", out["seed"], 0)
-    dtype = out.get("dtype")
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise InvalidParameterError(
-            f"dtype must be None or a floating torch.dtype, but got {dtype=}."
-        )
-    h0 = out.get("h0")
-    pair = isinstance(h0, (tuple, list)) and len(h0) == 2
-    if (
-        h0 is not None
-        and not isinstance(h0, torch.Tensor)
-        and not (pair and all(isinstance(t, torch.Tensor) for t in h0))
-    ):
-        raise InvalidParameterError(
-            "h0 must be None, a tensor, or a pair of tensors (h0, c0) for an LSTM, but got "
-            f"{type(h0).__name__}."
-        )
-    return out
-
-
-# ---------------------------------------------------------------------------------- AeLLE params
-
-
-def check_aelle_params(params: Any, name: str = "aelle_params") -> dict[str, Any]:
-    """Check keyword arguments of the :class:`~optuna_lyap.AeLLE` models a pruner or sampler fits.
-
-    The names and every value are checked now, with the rules :meth:`AeLLE.fit` applies, so
-    that ``n_models=0`` fails at construction rather than inside ``study.optimize``.
-
-    Args:
-        params: A mapping of :class:`~optuna_lyap.AeLLE` keyword arguments. ``seed`` is
-            dropped: the pruner's or sampler's own ``seed`` sets it.
-        name: The argument's name, for the messages.
-
-    Returns:
-        The parameters as a new dict, without ``seed``.
-
-    Raises:
-        InvalidParameterError: An unknown name or an invalid value; the message names it.
-    """
-    from optuna_lyap.aelle import AeLLE
-
-    out = check_keywords(name, params, AeLLE)
-    out.pop("seed", None)
-    AeLLE(**out).check_params()
-    return out
-
-
-# ------------------------------------------------------------------------------ model structure
-
-
-def recurrent_part(model: Any) -> Any:
-    """The object whose spectrum is computed: the model itself or its one ``nn.RNNBase``."""
-    if isinstance(model, (nn.RNNBase, nn.RNNCellBase)) or not isinstance(model, nn.Module):
-        return model
-    found = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        raise ValueError(
-            f"The model holds {len(found)} nn.RNNBase modules, so which one to analyse is "
-            "ambiguous; pass that module (e.g. model.encoder) to step()."
-        )
-    return model  # a custom cell: step(state (B, D), x_t (B, I)) -> state (B, D)

@@ -43,7 +43,7 @@ import numpy as np
 import optuna
 
 from optuna_lyap._checks import check_int
-from optuna_lyap.lyapunov._diagnosis import diagnosis_attrs
+from optuna_lyap.lyapunov._diagnosis import diagnosis_values
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -75,6 +75,31 @@ USER_ATTR_PRIOR_TOP10 = "lyap_prior_top10"
 USER_ATTR_SCREEN_PREDICTED = "lyap_screen_predicted"
 USER_ATTR_SCREEN_STD = "lyap_screen_std"
 USER_ATTR_SCREEN_RANK_CORR = "lyap_screen_rank_corr"
+
+# ------------------------------------------- keys of the run, the workers and the diagnosis
+# Named here so that the Optuna-free engine, the tasks and the CLI define no key of their own.
+
+#: The study user attr holding the ``optuna-lyap`` command's run configuration (a JSON object).
+CONFIG_KEY = "optuna_lyap"
+#: The trial system attr of the CLI worker running the trial (``host``, ``pid``, ``start``,
+#: ``trial``) and, on journal storages, its last heartbeat (``beat``, Unix seconds) and
+#: ``interval``.
+OWNER_KEY = "optuna_lyap:worker"
+#: The trial user attr counting the epochs the trial has trained so far (the built-in tasks'
+#: objective writes it; figures and the run summary read it).
+USER_ATTR_EPOCHS = "epochs_trained"
+#: The user attrs of the dynamics diagnosis, by the name
+#: :func:`~optuna_lyap.lyapunov._diagnosis.diagnosis_values` gives each value.
+DIAGNOSIS_ATTRS = {
+    "regime": "lyap_regime",
+    "memory_horizon": "lyap_memory_horizon",
+    "ky_dimension": "lyap_ky_dimension",
+    "max_change": "lyap_max_change",
+    "ky_dimension_change": "lyap_ky_dimension_change",
+}
+USER_ATTR_REGIME = DIAGNOSIS_ATTRS["regime"]
+
+# ------------------------------------------------------------------------------------------
 
 _NON_FINITE_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -209,11 +234,13 @@ def report_configuration(trial: optuna.trial.BaseTrial, key: str) -> None:
         key: A non-empty string; trials with equal keys are one configuration.
 
     Raises:
-        ValueError: When ``key`` is not a non-empty string.
-        TypeError: When ``trial`` is not a running trial.
+        TypeError: When ``key`` is not a string, or ``trial`` is not a running trial.
+        ValueError: When ``key`` is the empty string.
     """
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"`key` must be a non-empty string, but got {key!r}.")
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a non-empty string, but got {key=!r}.")
+    if not key:
+        raise ValueError(f"key must be a non-empty string, but got {key=!r}.")
     if isinstance(trial, optuna.trial.FixedTrial):
         return
     if not isinstance(trial, optuna.Trial):
@@ -288,6 +315,33 @@ def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> 
     spectra = {s: e for s, e in load_spectra(trial).items() if s <= step}
     for key, value in diagnosis_attrs(spectra).items():
         trial.set_user_attr(key, value)
+
+
+def diagnosis_attrs(spectra: Mapping[int, np.ndarray]) -> dict[str, float]:
+    """The user attrs of a trial's dynamics diagnosis: ``{attr name: finite float}``.
+
+    Args:
+        spectra: ``{step: exponents}`` of one trial (as :func:`load_spectra` returns).
+
+    Returns:
+        :func:`~optuna_lyap.lyapunov._diagnosis.diagnosis_values` under the names of
+        :data:`DIAGNOSIS_ATTRS` (``lyap_regime``, ``lyap_memory_horizon``,
+        ``lyap_ky_dimension``, ``lyap_max_change``, ``lyap_ky_dimension_change``).
+    """
+    return {DIAGNOSIS_ATTRS[name]: value for name, value in diagnosis_values(spectra).items()}
+
+
+def report_network(trial: optuna.trial.BaseTrial, description: Mapping[str, Any]) -> None:
+    """Store what the cross-task prior reads about a running trial's network.
+
+    Args:
+        trial: The running :class:`optuna.Trial` (on any other trial, such as an
+            :class:`optuna.trial.FixedTrial`, this does nothing).
+        description: ``NetworkDescription.to_json()``: cell, hidden size, layers,
+            initialisation scale, learning rate, recurrent spectral norm (null where unknown).
+    """
+    if isinstance(trial, optuna.Trial):
+        trial.storage.set_trial_system_attr(trial._trial_id, NETWORK_ATTR, dict(description))
 
 
 def steps_with_spectra(system_attrs: Mapping[str, Any]) -> list[int]:

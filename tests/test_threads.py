@@ -156,7 +156,10 @@ def test_built_in_objective_trains_on_the_package_setting(forward_threads: list[
 def test_monitor_leaves_the_training_loop_alone() -> None:
     seen: list[int] = []
     monitor = optuna_lyap.LyapunovMonitor(
-        optuna.trial.FixedTrial({}), torch.randn(2, 8, 3), h0=torch.zeros(2, 3), steps=(0,)
+        optuna.trial.FixedTrial({}),
+        torch.randn(2, 8, 3),
+        spectrum_kwargs={"h0": torch.zeros(2, 3)},
+        steps=(0,),
     )
     monitor.step(_recording_cell(seen), 0.0, 0)
     assert set(seen) == {1}

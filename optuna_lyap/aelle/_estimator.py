@@ -17,6 +17,7 @@ from optuna_lyap._checks import (
     InvalidParameterError,
     check_choice,
     check_int,
+    check_keywords,
     check_optional_int,
     check_real,
 )
@@ -99,7 +100,6 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
     return out
 
 
-_INTEGERS = (int, np.integer)
 _CONFIG_KEYS = (
     "params",
     "seed_",
@@ -292,9 +292,7 @@ class AeLLE:
         """
         check_int("latent_dim", self.latent_dim, 1)
         check_int("n_models", self.n_models, 1)
-        seed = self.seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, _INTEGERS)):
-            raise InvalidParameterError(f"seed must be None or an integer, but got {seed=}.")
+        check_optional_int("seed", self.seed, 0)
         check_int("grid_size", self.grid_size, 2)
         check_int("hidden_dim", self.hidden_dim, 1)
         check_int("head_hidden_dim", self.head_hidden_dim, 0)
@@ -328,8 +326,6 @@ class AeLLE:
             )
         check_optional_int("n_threads", self.n_threads, 1)
         return self
-
-    _check_params = check_params  # the private name fit called before; kept for callers of it
 
     # ------------------------------------------------------------------------------ inputs
 
@@ -822,3 +818,26 @@ class AeLLE:
         changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
         args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         return f"AeLLE({args})"
+
+
+def check_aelle_params(params: Any, name: str = "aelle_params") -> dict[str, Any]:
+    """Check keyword arguments of the :class:`AeLLE` models a pruner or sampler fits.
+
+    The names and every value are checked now, with the rules :meth:`AeLLE.fit` applies, so
+    that ``n_models=0`` fails at construction rather than inside ``study.optimize``.
+
+    Args:
+        params: A mapping of :class:`AeLLE` keyword arguments. ``seed`` is dropped: the
+            pruner's or sampler's own ``seed`` sets it.
+        name: The argument's name, for the messages.
+
+    Returns:
+        The parameters as a new dict, without ``seed``.
+
+    Raises:
+        InvalidParameterError: An unknown name or an invalid value; the message names it.
+    """
+    out = check_keywords(name, params, AeLLE)
+    out.pop("seed", None)
+    AeLLE(**out).check_params()
+    return out

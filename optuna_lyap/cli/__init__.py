@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 
 from optuna_lyap import tasks as builtin_tasks
 from optuna_lyap import use_threads
+from optuna_lyap._storage import CONFIG_KEY, USER_ATTR_EPOCHS
 from optuna_lyap.cli._workers import (
     GRACE_BEATS,
     HEARTBEAT_INTERVAL,
@@ -46,7 +47,6 @@ from optuna_lyap.cli._workers import (
     tpe_sampler,
 )
 
-CONFIG_KEY = "optuna_lyap"
 DEFAULT_STORAGE = "sqlite:///optuna_lyap.db"
 PRUNERS = (
     "lyapunov",
@@ -499,7 +499,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
     for t in trials:
         counts[t.state.name.lower()] += 1
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    spent = sum(int(t.user_attrs.get("epochs_trained", 0)) for t in finished)
+    spent = sum(int(t.user_attrs.get(USER_ATTR_EPOCHS, 0)) for t in finished)
     n_epochs = config.get("n_epochs")
     summary: dict[str, Any] = {
         "study": study.study_name,

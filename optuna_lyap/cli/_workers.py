@@ -35,9 +35,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-OWNER_KEY = "optuna_lyap:worker"
-"""Trial system attr: the process running the trial (``host``, ``pid``, ``start``, ``trial``)
-and, on journal storages, its last heartbeat (``beat``, Unix seconds) and ``interval``."""
+from optuna_lyap._storage import OWNER_KEY
 
 HEARTBEAT_INTERVAL = 30
 """Seconds between heartbeats (the RDB storages use the same interval for Optuna's own)."""

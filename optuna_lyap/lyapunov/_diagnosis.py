@@ -53,13 +53,7 @@ MAX_MEMORY_HORIZON = 1e6
 would make it infinite, which an attr cannot hold)."""
 
 REGIME_CODES = {"ordered": -1, "edge": 0, "chaotic": 1}
-"""The numeric code of each regime, as stored in the user attr ``lyap_regime``."""
-
-ATTR_REGIME = "lyap_regime"
-ATTR_MEMORY_HORIZON = "lyap_memory_horizon"
-ATTR_KY_DIMENSION = "lyap_ky_dimension"
-ATTR_MAX_CHANGE = "lyap_max_change"
-ATTR_KY_DIMENSION_CHANGE = "lyap_ky_dimension_change"
+"""The numeric code of each regime (the value ``regime`` of :func:`diagnosis_values`)."""
 
 
 @dataclass(frozen=True)
@@ -175,22 +169,23 @@ def diagnose(
     )
 
 
-def diagnosis_attrs(
+def diagnosis_values(
     spectra: Mapping[int, np.ndarray], *, margin: float = EDGE_MARGIN
 ) -> dict[str, float]:
-    """Numeric attributes of a trial's latest diagnosis, and its change since the first one.
+    """Numbers that sum up a trial's latest diagnosis, and its change since the first one.
+
+    ``optuna_lyap._storage`` stores them as user attrs under its own names.
 
     Args:
         spectra: ``{step: exponents}`` of one trial (as ``optuna_lyap.load_spectra`` returns).
         margin: As in :func:`diagnose`.
 
     Returns:
-        ``{name: value}``, finite floats only: ``lyap_regime`` (-1 ordered, 0 edge,
-        1 chaotic; see :data:`REGIME_CODES`), ``lyap_memory_horizon`` (steps, at most
-        :data:`MAX_MEMORY_HORIZON`), ``lyap_ky_dimension``, ``lyap_max_change``
-        (``lambda_1`` at the latest step minus at the first, nats per step; 0 with one step)
-        and ``lyap_ky_dimension_change``. A value the latest spectrum leaves undefined (all
-        NaN) is left out. Empty when there is no spectrum.
+        ``{name: value}``, finite floats only: ``regime`` (-1 ordered, 0 edge, 1 chaotic; see
+        :data:`REGIME_CODES`), ``memory_horizon`` (steps, at most :data:`MAX_MEMORY_HORIZON`),
+        ``ky_dimension``, ``max_change`` (``lambda_1`` at the latest step minus at the first,
+        nats per step; 0 with one step) and ``ky_dimension_change``. A value the latest
+        spectrum leaves undefined (all NaN) is left out. Empty when there is no spectrum.
     """
     if not spectra:
         return {}
@@ -200,11 +195,11 @@ def diagnosis_attrs(
         return {}
     first = diagnose(spectra[steps[0]], margin=margin)
     out = {
-        ATTR_REGIME: float(REGIME_CODES[last.regime]),
-        ATTR_MEMORY_HORIZON: min(last.memory_horizon, MAX_MEMORY_HORIZON),
-        ATTR_KY_DIMENSION: last.kaplan_yorke_dimension,
-        ATTR_MAX_CHANGE: last.lambda_1 - first.lambda_1,
-        ATTR_KY_DIMENSION_CHANGE: last.kaplan_yorke_dimension - first.kaplan_yorke_dimension,
+        "regime": float(REGIME_CODES[last.regime]),
+        "memory_horizon": min(last.memory_horizon, MAX_MEMORY_HORIZON),
+        "ky_dimension": last.kaplan_yorke_dimension,
+        "max_change": last.lambda_1 - first.lambda_1,
+        "ky_dimension_change": last.kaplan_yorke_dimension - first.kaplan_yorke_dimension,
     }
     return {k: float(v) for k, v in out.items() if math.isfinite(v)}
 

@@ -45,6 +45,11 @@ from optuna_lyap.lyapunov._result import LyapunovSpectrum
 from optuna_lyap.lyapunov._tangents import CellFn, CellTangent, StackedRNNTangent, Tangent
 
 _BUILTIN_CELLS = (nn.RNNCell, nn.GRUCell, nn.LSTMCell)
+_ACCEPTED = (
+    "an nn.RNN, nn.GRU or nn.LSTM, a built-in cell (nn.RNNCell, nn.GRUCell, nn.LSTMCell), a "
+    "module containing exactly one nn.RNNBase (the monitor and the sampler pick it out), or a "
+    "custom cell step(state (B, D), x_t (B, I)) -> state (B, D) given with h0"
+)
 _FLUSH = 128  # QR diagonals buffered before their logs are summed in float64
 
 
@@ -142,7 +147,8 @@ def _cell_tangent(
 ) -> CellTangent:
     if h0 is None:
         raise ValueError(
-            "A custom cell needs h0, a (B, D) tensor with the initial state; got h0=None."
+            "A custom cell needs h0, a (B, D) tensor with the initial state; got h0=None. "
+            f"The model must be {_ACCEPTED}."
         )
     if not isinstance(h0, torch.Tensor) or h0.dim() != 2:
         shape = tuple(h0.shape) if isinstance(h0, torch.Tensor) else type(h0).__name__
@@ -424,7 +430,9 @@ def lyapunov_spectrum(
         restored afterwards.
 
     Raises:
-        TypeError: ``model`` is not a supported module or callable, or ``inputs`` is no tensor.
+        TypeError: ``model`` is not a supported module or callable (an ``nn.Module`` that is
+            neither recurrent nor holds an ``nn.RNNBase``, such as ``nn.Linear``, is refused
+            unless ``h0`` makes it a custom cell), or ``inputs`` is no tensor.
         ValueError: bad shapes, ``warmup >= T``, ``k`` outside ``1..D``, a custom cell without
             ``h0``, an unknown ``state``, a ``dtype`` other than float32/float64, or a
             bidirectional module.
@@ -485,6 +493,10 @@ def lyapunov_spectrum(
                             "the inputs it receives, or give h0 to treat the module as a "
                             "custom cell step(state, x) -> state."
                         )
+                    raise TypeError(
+                        f"{type(model).__name__} is neither a recurrent module nor a cell. The "
+                        f"model must be {_ACCEPTED}; a custom cell also needs h0."
+                    )
                 tangent = _cell_tangent(model, inputs, h0, dtype)
         else:
             raise TypeError(

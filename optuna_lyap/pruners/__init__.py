@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from optuna_lyap._monitor import LyapunovMonitor
 from optuna_lyap._prediction import curve_features, fit_aelle
 from optuna_lyap._storage import (
     load_predictions,
@@ -14,7 +15,6 @@ from optuna_lyap.pruners._lyapunov import (
     PriorBlendWarning,
     draws_independently,
 )
-from optuna_lyap.pruners._monitor import LyapunovMonitor
 
 __all__ = [
     "LyapunovMonitor",

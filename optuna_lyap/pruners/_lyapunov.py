@@ -19,7 +19,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import (
     InvalidParameterError,
-    check_aelle_params,
     check_int,
     check_real,
 )
@@ -43,6 +42,7 @@ from optuna_lyap._prediction import (
 )
 from optuna_lyap._storage import record_prediction, spectrum_at, spectrum_key
 from optuna_lyap.aelle import AeLLE
+from optuna_lyap.aelle._estimator import check_aelle_params
 from optuna_lyap.pruners import _rule
 
 _CACHE_SIZE = 64

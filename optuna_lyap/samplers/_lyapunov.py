@@ -26,11 +26,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import (
-    check_aelle_params,
     check_int,
     check_real,
-    check_spectrum_kwargs,
-    recurrent_part,
 )
 from optuna_lyap._prediction import (
     SPECTRUM,
@@ -62,7 +59,9 @@ from optuna_lyap._storage import (
     spectrum_dim,
 )
 from optuna_lyap.aelle import AeLLE
+from optuna_lyap.aelle._estimator import check_aelle_params
 from optuna_lyap.lyapunov import lyapunov_spectrum
+from optuna_lyap.lyapunov._arguments import check_spectrum_kwargs, recurrent_part
 from optuna_lyap.samplers._view import PredictedStudyView
 
 ModelFactory = Callable[..., torch.nn.Module]

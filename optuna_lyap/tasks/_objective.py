@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from optuna_lyap._checks import check_optional_int, check_steps
+from optuna_lyap._monitor import LyapunovMonitor
+from optuna_lyap._storage import USER_ATTR_EPOCHS
 from optuna_lyap._threads import limited_threads
 from optuna_lyap.tasks._base import SequenceTask
 
@@ -67,8 +69,6 @@ def make_objective(
         >>> study = optuna.create_study(direction=task.direction)
         >>> study.optimize(make_objective(task, n_epochs=2), n_trials=2)  # doctest: +SKIP
     """
-    from optuna_lyap import LyapunovMonitor
-
     given = check_optional_int("n_epochs", n_epochs, 0)
     total = task.n_epochs if given is None else given
     steps = tuple(sorted(check_steps("spectrum_steps", spectrum_steps)))
@@ -82,13 +82,17 @@ def make_objective(
         # The probe closes over this trial's model so that embedded tasks see its embedding,
         # whichever module the monitor passes along.
         monitor = LyapunovMonitor(
-            trial, lambda _: task.probe_inputs(model), steps=steps, k=k, optimizer=optimizer
+            trial,
+            lambda _: task.probe_inputs(model),
+            steps=steps,
+            spectrum_kwargs={"k": k},
+            optimizer=optimizer,
         )
         value = task.worst_value
         for step in range(total + 1):
             if step > 0:
                 task.train_epoch(model, optimizer)
-            trial.set_user_attr("epochs_trained", step)
+            trial.set_user_attr(USER_ATTR_EPOCHS, step)
             value = task.evaluate(model)
             monitor.step(model, value, step, prune=step < total)
         return value

@@ -39,7 +39,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import InvalidParameterError
-from optuna_lyap._storage import load_predictions, load_spectra
+from optuna_lyap._storage import CONFIG_KEY, load_predictions, load_spectra
 from optuna_lyap.lyapunov._diagnosis import describe, describe_change, diagnose
 
 NOTE_TITLE = "### Trial {number}"
@@ -100,7 +100,7 @@ def metric_name(study: optuna.Study) -> str:
     names = study.metric_names
     if names:
         return str(names[0])
-    config = study.user_attrs.get("optuna_lyap")
+    config = study.user_attrs.get(CONFIG_KEY)
     if isinstance(config, Mapping) and "task" in config:
         try:
             from optuna_lyap.tasks import get_task

@@ -15,7 +15,12 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._storage import load_predictions, load_spectra
+from optuna_lyap._storage import (
+    CONFIG_KEY,
+    USER_ATTR_EPOCHS,
+    load_predictions,
+    load_spectra,
+)
 from optuna_lyap.visualization._explain import metric_name
 
 _PRUNED_COLOUR = "rgba(150, 150, 150, 0.7)"
@@ -194,10 +199,10 @@ def epochs_spent(study: optuna.Study) -> tuple[list[int], list[int], list[int], 
     finished.sort(key=lambda t: t.datetime_complete)  # type: ignore[arg-type, return-value]
 
     def epochs(t: FrozenTrial) -> int:
-        value = t.user_attrs.get("epochs_trained", t.last_step)
+        value = t.user_attrs.get(USER_ATTR_EPOCHS, t.last_step)
         return int(value) if isinstance(value, (int, float)) else 0
 
-    config = study.user_attrs.get("optuna_lyap")
+    config = study.user_attrs.get(CONFIG_KEY)
     n_epochs = config.get("n_epochs") if isinstance(config, dict) else None
     if not isinstance(n_epochs, int):
         n_epochs = max((epochs(t) for t in finished if t.state == TrialState.COMPLETE), default=0)

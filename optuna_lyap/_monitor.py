@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import optuna
 import torch
 
-from optuna_lyap._checks import check_int, check_spectrum_kwargs, check_steps, recurrent_part
-from optuna_lyap._storage import NETWORK_ATTR, report_spectrum, reported_steps
+from optuna_lyap._checks import check_int, check_real, check_steps
+from optuna_lyap._random import caller_rng_kept
+from optuna_lyap._storage import report_network, report_spectrum, reported_steps
 from optuna_lyap.aelle._prior import NetworkDescription
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from optuna_lyap.lyapunov._arguments import check_spectrum_kwargs, recurrent_part
 
 ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
 
@@ -34,7 +36,10 @@ class LyapunovMonitor:
 
     The spectrum runs on the package's torch thread setting (one thread unless
     :func:`~optuna_lyap.use_threads` or ``OPTUNA_LYAP_NUM_THREADS`` says otherwise); the
-    training loop around the monitor keeps its own.
+    training loop around the monitor keeps its own. Its random state is kept too: a call of
+    :meth:`step` leaves torch's CPU and CUDA generators, numpy's global state and Python's
+    ``random`` as they were, so a seeded training loop trains the same weights with the
+    monitor as without it.
 
     Example:
 
@@ -59,15 +64,12 @@ class LyapunovMonitor:
             depend on the model's embedding). May be given per call instead.
         steps: The steps whose spectrum is computed and stored, non-negative integers; None
             computes it on every step.
-        k: Number of leading exponents (None: all ``D``). The pruner compares spectra on a
-            grid of normalised index, so full spectra serve it best.
-        warmup: Inputs that evolve the state before averaging starts (see
-            :func:`~optuna_lyap.lyapunov_spectrum`).
-        qr_interval: Jacobian products between QR factorisations.
-        state: ``"full"`` or ``"h"`` (LSTM cell state held fixed).
-        h0: Initial state; required for a custom cell.
-        dtype: Dtype of the Jacobian products (the model's if None).
-        seed: Seed of the initial orthonormal basis, so spectra are reproducible.
+        spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum` (``k``,
+            ``warmup``, ``qr_interval``, ``state``, ``h0``, ``dtype``, ``seed``), as
+            :class:`~optuna_lyap.LyapunovSampler` takes them; checked now. Default
+            ``{"seed": 0}``: the full spectrum (the pruner compares spectra on a grid of
+            normalised index, so full spectra serve it best) from a seeded initial basis, so
+            spectra are reproducible. A custom cell needs ``h0``.
         optimizer: The model's optimiser; its learning rate (``param_groups[0]["lr"]`` at the
             first step) is stored with the network's description (see below).
         lr: The learning rate, when no optimiser is given (or to override it).
@@ -81,9 +83,10 @@ class LyapunovMonitor:
 
     Raises:
         InvalidParameterError: A step that is not a non-negative integer (``0.7`` is not
-            rounded), or a spectrum argument of the wrong type or range (a subclass of
-            ``ValueError`` and ``TypeError``).
-        TypeError: ``probe_inputs`` is neither a tensor nor a callable.
+            rounded), a spectrum argument of the wrong name, type or range, or an ``lr`` that
+            is not a positive finite number (a subclass of ``ValueError`` and ``TypeError``).
+        TypeError: ``probe_inputs`` is neither a tensor nor a callable, or ``optimizer`` has
+            no ``param_groups``.
     """
 
     def __init__(
@@ -92,28 +95,17 @@ class LyapunovMonitor:
         probe_inputs: ProbeInputs | None = None,
         *,
         steps: Iterable[int] | None = (0, 1),
-        k: int | None = None,
-        warmup: int = 0,
-        qr_interval: int = 1,
-        state: str = "full",
-        h0: Any = None,
-        dtype: torch.dtype | None = None,
-        seed: int | None = 0,
+        spectrum_kwargs: Mapping[str, Any] | None = None,
         optimizer: Any = None,
         lr: float | None = None,
     ) -> None:
         if optimizer is not None and not hasattr(optimizer, "param_groups"):
             raise TypeError(
-                "`optimizer` must be a torch optimizer (with param_groups) or None, but got "
+                "optimizer must be a torch optimizer (with param_groups) or None, but got "
                 f"{type(optimizer).__name__}."
             )
-        if lr is not None and not (
-            isinstance(lr, (int, float))
-            and not isinstance(lr, bool)
-            and math.isfinite(lr)
-            and lr > 0
-        ):
-            raise ValueError(f"`lr` must be a positive finite number or None, but got {lr!r}.")
+        if lr is not None:
+            lr = check_real("lr", lr, 0.0, math.inf, closed=False)
         self.optimizer = optimizer
         self.lr = lr
         self._described = False
@@ -121,22 +113,14 @@ class LyapunovMonitor:
             isinstance(probe_inputs, torch.Tensor) or callable(probe_inputs)
         ):
             raise TypeError(
-                "`probe_inputs` must be a tensor or a callable(model) -> tensor, but got "
+                "probe_inputs must be a tensor or a callable(model) -> tensor, but got "
                 f"{type(probe_inputs).__name__}."
             )
         self.trial = trial
         self.probe_inputs = probe_inputs
         self.steps = None if steps is None else check_steps("steps", steps)
         self.spectrum_kwargs: dict[str, Any] = check_spectrum_kwargs(
-            {
-                "k": k,
-                "warmup": warmup,
-                "qr_interval": qr_interval,
-                "state": state,
-                "h0": h0,
-                "dtype": dtype,
-                "seed": seed,
-            }
+            {"seed": 0, **(spectrum_kwargs or {})}
         )
         self.spectra: dict[int, LyapunovSpectrum] = {}
         self._reported: set[int] = set()
@@ -179,6 +163,17 @@ class LyapunovMonitor:
             InvalidParameterError: ``step`` is not a non-negative integer.
         """
         step = check_int("step", step, 0)
+        with caller_rng_kept():
+            return self._step(model, value, step, probe_inputs, prune)
+
+    def _step(
+        self,
+        model: Any,
+        value: float,
+        step: int,
+        probe_inputs: ProbeInputs | None,
+        prune: bool,
+    ) -> LyapunovSpectrum | None:
         if not self._described:
             self._describe(model)
         spectrum = None
@@ -188,7 +183,7 @@ class LyapunovMonitor:
                 f"{getattr(self.trial, 'number', '?')}; Optuna keeps the value first reported "
                 f"at a step, so this call's value {value!r} and spectrum are not stored.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         else:
             if self.wants_spectrum(step):
@@ -217,10 +212,7 @@ class LyapunovMonitor:
         if lr is None and self.optimizer is not None and self.optimizer.param_groups:
             value = self.optimizer.param_groups[0].get("lr")
             lr = float(value) if isinstance(value, (int, float)) and value > 0 else None
-        network = NetworkDescription.from_module(rnn, lr)
-        self.trial.storage.set_trial_system_attr(
-            self.trial._trial_id, NETWORK_ATTR, network.to_json()
-        )
+        report_network(self.trial, NetworkDescription.from_module(rnn, lr).to_json())
 
     def _spectrum(
         self, model: Any, step: int, probe_inputs: ProbeInputs | None

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import optuna_lyap
+from optuna_lyap._storage import diagnosis_attrs
 from optuna_lyap.lyapunov import LyapunovSpectrum
 from optuna_lyap.lyapunov._diagnosis import (
     EDGE_MARGIN,
@@ -18,7 +19,6 @@ from optuna_lyap.lyapunov._diagnosis import (
     describe,
     describe_change,
     diagnose,
-    diagnosis_attrs,
     kaplan_yorke_dimension,
 )
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from optuna_lyap import InvalidParameterError
-from optuna_lyap.pruners import LyapunovMonitor, load_spectra
+from optuna_lyap import InvalidParameterError, LyapunovMonitor, load_spectra
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):
@@ -59,7 +58,7 @@ def test_finds_the_recurrent_module_and_calls_probe_with_the_model() -> None:
         return _probe()
 
     study = optuna.create_study()
-    monitor = LyapunovMonitor(study.ask(), probe, steps=None, k=3)
+    monitor = LyapunovMonitor(study.ask(), probe, steps=None, spectrum_kwargs={"k": 3})
     spectrum = monitor.step(model, 1.0, 0)
     assert seen == [model]
     assert spectrum is not None and spectrum.dim == 6 and spectrum.k == 3
@@ -92,7 +91,10 @@ def test_custom_cell_and_fixed_trial() -> None:
         return torch.tanh(state @ weight.T + x)
 
     monitor = LyapunovMonitor(
-        optuna.trial.FixedTrial({}), _probe(2, 30, 3), h0=torch.zeros(2, 3), steps=(0,)
+        optuna.trial.FixedTrial({}),
+        _probe(2, 30, 3),
+        spectrum_kwargs={"h0": torch.zeros(2, 3)},
+        steps=(0,),
     )
     spectrum = monitor.step(cell, 0.0, 0)
     assert spectrum is not None
