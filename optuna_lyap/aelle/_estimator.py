@@ -21,6 +21,7 @@ from optuna_lyap._checks import (
     check_optional_int,
     check_real,
 )
+from optuna_lyap._random import caller_rng_kept
 from optuna_lyap._threads import limited_threads
 from optuna_lyap.aelle._network import AeLLENetwork, TrainingSettings, train_ensemble
 from optuna_lyap.aelle._preprocessing import (
@@ -165,7 +166,11 @@ class AeLLE:
     Args:
         latent_dim: Size of the latent code.
         n_models: Ensemble members (their spread is the ``std`` of :meth:`predict`).
-        seed: Seed of every random choice in :meth:`fit`; None draws one (kept in ``seed_``).
+        seed: Seed of every random choice in :meth:`fit`; None draws one (kept in ``seed_``)
+            from the operating system's entropy. Every draw comes from generators of the
+            estimator's own: :meth:`fit`, :meth:`predict`, :meth:`transform`,
+            :meth:`reconstruct` and :meth:`embed` leave torch's and numpy's global generators
+            as they were.
         grid_size: Points of the normalised-index grid each spectrum is resampled on.
         hidden_dim: Width of the encoder's and decoder's hidden layer.
         head_hidden_dim: Width of the head's tanh hidden layer; 0 makes the head affine.
@@ -407,6 +412,7 @@ class AeLLE:
 
     # --------------------------------------------------------------------------------- fit
 
+    @caller_rng_kept()
     def fit(self, spectra: Any, targets: Any, features: Any = None) -> AeLLE:
         """Train the ensemble.
 
@@ -567,6 +573,7 @@ class AeLLE:
         self, spectra: Any, features: Any, return_std: Literal[True]
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
+    @caller_rng_kept()
     def predict(
         self, spectra: Any, features: Any = None, return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -593,6 +600,7 @@ class AeLLE:
             return mean, std
         return mean
 
+    @caller_rng_kept()
     def transform(self, spectra: Any, member: int = 0) -> np.ndarray:
         """Latent codes of spectra.
 
@@ -612,6 +620,7 @@ class AeLLE:
             latent = self.network_.encode(x_spec)[member]
         return latent.double().numpy()
 
+    @caller_rng_kept()
     def reconstruct(self, spectra: Any) -> np.ndarray:
         """The autoencoder's reconstruction of spectra on the grid, averaged over the ensemble.
 
@@ -637,6 +646,7 @@ class AeLLE:
             self._raw_spectrum_inputs(spectra), self._spec_centre, self._spec_scale
         )
 
+    @caller_rng_kept()
     def embed(
         self, spectra: Any, method: str = "umap", *, n_neighbors: int = 15, member: int = 0
     ) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from optuna_lyap._random import caller_rng_kept
 from optuna_lyap.tasks._model import CELLS, SequenceModel, _check_cell, init_uniform_
 
 if TYPE_CHECKING:
@@ -268,9 +269,9 @@ class SequenceTask:
         """
         self.check_params(params)
         init_seed, order_seed = _derive_seeds(seed, 2)
-        # Module constructors draw default weights from the global generator; fork it so that
+        # Module constructors draw default weights from the global generator; keep it so that
         # building a model leaves the caller's random state untouched (we overwrite them anyway).
-        with torch.random.fork_rng(devices=[]):
+        with caller_rng_kept():
             model = SequenceModel(
                 params["cell"],
                 self.input_size,
