@@ -14,7 +14,7 @@ import torch
 from optuna_lyap import _storage
 from optuna_lyap.lyapunov import LyapunovSpectrum
 from optuna_lyap.pruners import load_predictions, load_spectra, report_spectrum
-from tests.pruners_tests.storages import KINDS, storage_url, study_factory
+from tests._support.storages import KINDS, storage_url, study_factory
 
 SPECIAL = np.array([0.25, math.nan, 1e-300, -math.inf, math.inf, -1.0 / 3.0])
 
@@ -265,7 +265,7 @@ def test_decode_floats_names_the_bad_entry() -> None:
 
 def test_a_damaged_record_does_not_stop_a_study_with_the_pruner() -> None:
     from optuna_lyap import LyapunovPruner
-    from tests.pruners_tests.synthetic import add_completed, start_running
+    from tests._support.synthetic import add_completed, start_running
 
     # refit_growth=1.25 refits at the fifth completed trial, so the damaged one is read.
     pruner = LyapunovPruner(

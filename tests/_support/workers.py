@@ -1,4 +1,8 @@
-"""Run worker processes of one shared study, and read what they logged."""
+"""Run worker processes of one shared study, and read what they logged.
+
+The workers themselves are ``tests/_support/pruner_worker.py`` and ``sampler_worker.py``
+(``python -m tests._support.pruner_worker KIND LOCATION NAME N_TRIALS SEED``).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,15 @@ from pathlib import Path
 
 import optuna
 
-from tests.pruners_tests.storages import storage_url, study_factory
+from tests._support.storages import storage_url, study_factory
 
 ROOT = Path(__file__).resolve().parents[2]
+PRUNER_WORKER = "tests._support.pruner_worker"
+SAMPLER_WORKER = "tests._support.sampler_worker"
+
+# The AeLLE models the workers fit, even smaller than the in-process tests' models: these runs
+# check coordination, not accuracy.
+TINY_AELLE = {"n_models": 1, "max_steps": 60, "hidden_dim": 8, "head_hidden_dim": 0}
 
 # What optuna_lyap._prediction._store logs at DEBUG level, one line per predictor.
 _FITTED = re.compile(r"fitted predictor ([0-9a-f]{64})")

@@ -12,10 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
-import pytest
 
-POSTGRES_ENV = "OPTUNA_LYAP_TEST_POSTGRES_URL"
-REDIS_ENV = "OPTUNA_LYAP_TEST_REDIS_URL"
+from tests._support.storages import server_url
 
 
 def cli_command(*args: str) -> list[str]:
@@ -37,16 +35,13 @@ def run_cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
 
 
 def storage_url(kind: str, tmp_path: Path) -> str:
-    """The ``--storage`` argument for ``kind``: journal, sqlite, postgres or redis."""
+    """The ``--storage`` argument for ``kind``: journal, sqlite, postgres, mysql or redis (a
+    server's test is skipped when its environment variable is unset)."""
     if kind == "journal":
         return str(tmp_path / "study.log")
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'study.db'}"
-    env = {"postgres": POSTGRES_ENV, "redis": REDIS_ENV}[kind]
-    url = os.environ.get(env)
-    if not url:
-        pytest.skip(f"{env} is not set")
-    return url
+    return server_url(kind)
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:

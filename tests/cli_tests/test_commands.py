@@ -84,6 +84,7 @@ def test_read_only_commands_create_no_storage_file(
 
 
 @pytest.mark.parametrize(("module", "kind", "extra"), [("psycopg2", "postgres", "[postgres]"),
+                                                      ("pymysql", "mysql", "[mysql]"),
                                                       ("redis", "redis", "[redis]")])  # fmt: skip
 def test_a_missing_driver_names_the_install_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, kind: str, extra: str
@@ -98,7 +99,7 @@ def test_a_missing_driver_names_the_install_extra(
         open_storage(url)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres", "redis", "journal"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql", "redis", "journal"])
 def test_storages_open_without_warnings(
     tmp_path: Path, recwarn: pytest.WarningsRecorder, kind: str
 ):

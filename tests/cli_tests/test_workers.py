@@ -16,8 +16,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from optuna_lyap._storage import OWNER_KEY
 from optuna_lyap.cli._workers import (
-    OWNER_KEY,
     Interrupted,
     PerTrialSeededSampler,
     StopRequests,
@@ -242,9 +242,11 @@ def wait_mid_trial(url: str, name: str) -> optuna.trial.FrozenTrial:
         ("journal", signal.SIGTERM),
         ("sqlite", signal.SIGTERM),
         ("postgres", signal.SIGTERM),
+        ("mysql", signal.SIGTERM),
         ("journal", signal.SIGKILL),
         ("sqlite", signal.SIGKILL),
         ("postgres", signal.SIGKILL),
+        ("mysql", signal.SIGKILL),
     ],
 )
 def test_a_killed_worker_leaves_no_trial_running(tmp_path: Path, kind: str, signum: int):

@@ -9,17 +9,16 @@ from optuna.trial import TrialState
 
 from optuna_lyap._prediction._store import claim_study_name
 from optuna_lyap.pruners import load_predictions
-from tests._support.workers import fits_and_loads, workers_on_one_study
+from tests._support.workers import PRUNER_WORKER, fits_and_loads, workers_on_one_study
 
 N_WORKERS = 4
 N_TRIALS = 6  # per worker
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["postgres", "journal"])
+@pytest.mark.parametrize("kind", ["postgres", "mysql", "journal"])
 def test_each_training_set_is_fitted_once_across_workers(kind: str, tmp_path: Path) -> None:
-    worker = "tests.prediction_tests._worker"
-    with workers_on_one_study(worker, kind, tmp_path, N_WORKERS, N_TRIALS) as run:
+    with workers_on_one_study(PRUNER_WORKER, kind, tmp_path, N_WORKERS, N_TRIALS) as run:
         study, outputs = run.study, run.outputs
         fitted, loaded = fits_and_loads(outputs)
         assert fitted, "no predictor was fitted"

@@ -19,7 +19,7 @@ from optuna_lyap._prediction import (
     training_set,
     unlabelled_trials,
 )
-from tests.pruners_tests.synthetic import add_completed
+from tests._support.synthetic import add_completed
 
 DIST = {"x": FloatDistribution(0.0, 1.0)}
 

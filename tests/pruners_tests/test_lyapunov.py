@@ -25,7 +25,7 @@ from optuna_lyap.pruners import (
     load_predictions,
     report_spectrum,
 )
-from tests.pruners_tests.synthetic import (
+from tests._support.synthetic import (
     FAST_AELLE,
     add_completed,
     chance,

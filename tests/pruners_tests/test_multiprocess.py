@@ -1,59 +1,25 @@
-"""Several worker processes share one study through a journal file, PostgreSQL or Redis."""
+"""Several worker processes share one study through a journal file, PostgreSQL, MySQL or
+Redis."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
 from optuna_lyap.pruners import load_predictions
-from tests.pruners_tests.storages import storage_url, study_factory
+from tests._support.workers import PRUNER_WORKER, workers_on_one_study
 
-ROOT = Path(__file__).resolve().parents[2]
 N_WORKERS = 2
 N_TRIALS = 8  # per worker
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["journal", "postgres", "redis"])
+@pytest.mark.parametrize("kind", ["journal", "postgres", "mysql", "redis"])
 def test_workers_share_a_study_with_the_pruner(kind: str, tmp_path: Path) -> None:
-    with study_factory(kind, tmp_path) as make:
-        study = make(direction="maximize")
-        location = storage_url(kind, tmp_path)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-        workers = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.pruners_tests._worker",
-                    kind,
-                    location,
-                    study.study_name,
-                    str(N_TRIALS),
-                    str(seed),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for seed in range(N_WORKERS)
-        ]
-        try:
-            outputs = [w.communicate(timeout=240)[0] for w in workers]
-        finally:
-            for w in workers:
-                if w.poll() is None:
-                    w.kill()
-        for worker, output in zip(workers, outputs, strict=True):
-            assert worker.returncode == 0, output
-
+    with workers_on_one_study(PRUNER_WORKER, kind, tmp_path, N_WORKERS, N_TRIALS) as run:
+        study = run.study
         trials = study.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         assert len(trials) == N_WORKERS * N_TRIALS

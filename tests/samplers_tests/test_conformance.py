@@ -14,8 +14,7 @@ from optuna.testing.pytest_samplers import (
 )
 
 from optuna_lyap.samplers import LyapunovSampler
-
-from .gain_rnn import PROBE, gain_rnn, pretrained
+from tests._support.gain_rnn import PROBE, gain_rnn, pretrained
 
 _AELLE = pretrained()
 

@@ -20,8 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap import report_spectrum
 from optuna_lyap.samplers import LyapunovSampler, PredictedStudyView
-
-from .gain_rnn import (
+from tests._support.gain_rnn import (
     FAST_AELLE,
     PROBE,
     gain_rnn,

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests._support.workers import fits_and_loads, workers_on_one_study
+from tests._support.workers import SAMPLER_WORKER, fits_and_loads, workers_on_one_study
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["journal", "postgres", "redis"])
+@pytest.mark.parametrize("kind", ["journal", "postgres", "mysql", "redis"])
 def test_workers_share_a_study_with_the_sampler(kind: str, tmp_path: Path) -> None:
-    with workers_on_one_study("tests.samplers_tests._worker", kind, tmp_path, 2, 7) as run:
+    with workers_on_one_study(SAMPLER_WORKER, kind, tmp_path, 2, 7) as run:
         study, outputs = run.study, run.outputs
         for output in outputs:
             assert "could not" not in output, output

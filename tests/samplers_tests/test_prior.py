@@ -158,8 +158,8 @@ def test_unknown_parameter_names_warn_once_and_leave_the_base_in_charge() -> Non
 
 
 def test_unknown_names_warn_once_also_with_a_model_factory() -> None:
-    from .gain_rnn import PROBE as GAIN_PROBE
-    from .gain_rnn import gain_rnn, objective
+    from tests._support.gain_rnn import PROBE as GAIN_PROBE
+    from tests._support.gain_rnn import gain_rnn, objective
 
     sampler = LyapunovSampler(
         RandomSampler(seed=4), model_factory=gain_rnn, probe_inputs=GAIN_PROBE, seed=0

@@ -1,8 +1,10 @@
-"""A worker process of a shared study: ``python -m tests.pruners_tests._worker KIND LOCATION NAME
-N_TRIALS SEED``. Trials report fake spectra whose level encodes their final value."""
+"""A pruner worker of a shared study: ``python -m tests._support.pruner_worker KIND LOCATION
+NAME N_TRIALS SEED``. Trials report fake spectra whose level encodes their final value; every
+predictor the worker fits or loads is logged (see ``workers.fits_and_loads``)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import numpy as np
@@ -10,11 +12,9 @@ import optuna
 import torch
 
 from optuna_lyap.pruners import LyapunovPruner, report_spectrum
-from tests.pruners_tests.storages import open_storage
-from tests.pruners_tests.synthetic import chance, spectrum_for
-
-# Even smaller than the in-process tests' models: these runs check coordination, not accuracy.
-TINY_AELLE = {"n_models": 1, "max_steps": 60, "hidden_dim": 8, "head_hidden_dim": 0}
+from tests._support.storages import open_storage
+from tests._support.synthetic import chance, spectrum_for
+from tests._support.workers import TINY_AELLE
 
 
 def make_pruner() -> LyapunovPruner:
@@ -59,5 +59,7 @@ def main(kind: str, location: str, study_name: str, n_trials: int, seed: int) ->
 
 
 if __name__ == "__main__":
+    logging.basicConfig(stream=sys.stdout, format="%(message)s")
+    logging.getLogger("optuna_lyap._prediction").setLevel(logging.DEBUG)
     kind, location, name, n, seed = sys.argv[1:]
     main(kind, location, name, int(n), int(seed))

@@ -1,4 +1,4 @@
-"""A worker process of a shared study: ``python -m tests.samplers_tests._worker KIND LOCATION
+"""A sampler worker of a shared study: ``python -m tests._support.sampler_worker KIND LOCATION
 NAME N_TRIALS SEED``. Trials with a large gain are pruned with a predicted final value."""
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ import torch
 from optuna.samplers import TPESampler
 
 from optuna_lyap.samplers import LyapunovSampler
-from tests.pruners_tests.storages import open_storage
-from tests.samplers_tests.gain_rnn import PROBE, gain_rnn, objective, value_of
-
-# Even smaller than the in-process tests' models: these runs check coordination, not accuracy.
-TINY_AELLE = {"n_models": 1, "max_steps": 60, "hidden_dim": 8, "head_hidden_dim": 0}
+from tests._support.gain_rnn import PROBE, gain_rnn, objective, value_of
+from tests._support.storages import open_storage
+from tests._support.workers import TINY_AELLE
 
 
 def pruning_objective(trial: optuna.Trial) -> float:

@@ -1,4 +1,13 @@
-"""Storages the pruner tests run on, and studies that are always deleted afterwards."""
+"""Storages the tests run on, and studies that are always deleted afterwards.
+
+The servers are named by environment variables; a test of a server whose variable is unset is
+skipped (``.ci/run`` sets all three):
+
+* ``OPTUNA_LYAP_TEST_POSTGRES_URL``, e.g. ``postgresql+psycopg2://postgres@127.0.0.1:5432/test``;
+* ``OPTUNA_LYAP_TEST_MYSQL_URL``, e.g. ``mysql+pymysql://root@127.0.0.1:3306/test`` (MySQL or
+  MariaDB);
+* ``OPTUNA_LYAP_TEST_REDIS_URL``, e.g. ``redis://127.0.0.1:6379`` (a journal on Redis).
+"""
 
 from __future__ import annotations
 
@@ -16,24 +25,27 @@ from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBSto
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
 POSTGRES_ENV = "OPTUNA_LYAP_TEST_POSTGRES_URL"
+MYSQL_ENV = "OPTUNA_LYAP_TEST_MYSQL_URL"
 REDIS_ENV = "OPTUNA_LYAP_TEST_REDIS_URL"
-KINDS = ("inmemory", "sqlite", "journal", "postgres", "redis")
+SERVER_ENVS = {"postgres": POSTGRES_ENV, "mysql": MYSQL_ENV, "redis": REDIS_ENV}
+KINDS = ("inmemory", "sqlite", "journal", "postgres", "mysql", "redis")
+#: The storages several processes can share through a server.
+SERVERS = tuple(SERVER_ENVS)
 
 
-def postgres_url() -> str | None:
-    return os.environ.get(POSTGRES_ENV) or None
-
-
-def skip_without_postgres() -> None:
-    if postgres_url() is None:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
+def server_url(kind: str) -> str:
+    """The URL of the ``kind`` server (``postgres``, ``mysql`` or ``redis``) the tests run on;
+    the test is skipped when its environment variable is unset."""
+    env = SERVER_ENVS[kind]
+    url = os.environ.get(env)
+    if not url:
+        pytest.skip(f"{env} is not set")
+    return url
 
 
 def _redis_location(tmp_path: Path) -> str:
     """``URL#PREFIX``: a key prefix of this test's own, so its journal can be deleted whole."""
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"{REDIS_ENV} is not set")
+    url = server_url("redis")
     digest = hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
     return f"{url}#optuna_lyap_test_{digest}"
 
@@ -52,17 +64,14 @@ def _delete_redis_journal(location: str) -> None:
 
 
 def storage_url(kind: str, tmp_path: Path) -> str:
-    """A URL or path several processes can open: ``sqlite``, ``journal``, ``postgres`` or
-    ``redis`` (a journal on Redis)."""
+    """A URL or path several processes can open: ``sqlite``, ``journal``, ``postgres``,
+    ``mysql`` or ``redis`` (a journal on Redis)."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'optuna.sqlite3'}"
     if kind == "journal":
         return str(tmp_path / "optuna.journal")
-    if kind == "postgres":
-        skip_without_postgres()
-        url = postgres_url()
-        assert url is not None
-        return url
+    if kind in ("postgres", "mysql"):
+        return server_url(kind)
     if kind == "redis":
         return _redis_location(tmp_path)
     raise ValueError(f"no URL for {kind=}")

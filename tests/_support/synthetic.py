@@ -1,4 +1,5 @@
-"""Trials whose final value is a known function of their spectrum, for pruner tests."""
+"""Trials whose final value is a known function of their spectrum, for the pruner, storage and
+reader tests and the pruner worker."""
 
 from __future__ import annotations
 
