@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from optuna_lyap._checks import check_int
 from optuna_lyap.tasks._base import SequenceData, SequenceTask
 from optuna_lyap.tasks._registry import register_task
 
@@ -40,13 +41,9 @@ class Adding(SequenceTask):
     def __init__(
         self, *, length: int = 30, n_train: int = 1024, n_val: int = 256, **kwargs: Any
     ) -> None:
-        if length < 2:
-            raise ValueError(f"length must be an integer >= 2 but got {length=}.")
-        if n_train < 1 or n_val < 2:
-            raise ValueError(f"n_train must be >= 1 and n_val >= 2 but got {n_train=}, {n_val=}.")
-        self.length = length
-        self.n_train = n_train
-        self.n_val = n_val
+        self.length = check_int("length", length, 2)
+        self.n_train = check_int("n_train", n_train, 1)
+        self.n_val = check_int("n_val", n_val, 2)
         super().__init__(**kwargs)
 
     def _generate(self, rng: np.random.Generator) -> tuple[SequenceData, SequenceData]:

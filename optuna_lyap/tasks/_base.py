@@ -17,6 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from optuna_lyap._checks import (
+    InvalidParameterError,
+    check_int,
+    check_optional_int,
+    check_real,
+)
 from optuna_lyap._random import caller_rng_kept
 from optuna_lyap.tasks._model import CELLS, SequenceModel, _check_cell, init_uniform_
 
@@ -49,12 +55,35 @@ class SequenceData:
         return int(self.inputs.shape[0])
 
 
+def real_pair(name: str, value: Any) -> tuple[float, float]:
+    """``value`` as ``(low, high)`` floats if it is a pair of finite real numbers.
+
+    Raises:
+        InvalidParameterError: ``value`` is not a tuple or list of two finite numbers
+            (booleans and strings are refused).
+    """
+    ok = isinstance(value, (tuple, list)) and len(value) == 2
+    ok = ok and all(
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        for v in value
+    )
+    if not ok:
+        raise InvalidParameterError(
+            f"{name} must be a pair (low, high) of finite numbers, but got {name}={value!r}."
+        )
+    return float(value[0]), float(value[1])
+
+
 def _check_range(name: str, value: Sequence[float], *, integer: bool = False) -> tuple[Any, Any]:
-    low, high = value
+    low, high = real_pair(name, value)
     if not (0 < low <= high) or (integer and (int(low) != low or int(high) != high)):
         kind = "positive integers" if integer else "positive numbers"
-        raise ValueError(f"{name} must be (low, high) {kind} with low <= high but got {value=}.")
-    return (int(low), int(high)) if integer else (float(low), float(high))
+        raise InvalidParameterError(
+            f"{name} must be (low, high) {kind} with low <= high, but got {name}={value!r}."
+        )
+    return (int(low), int(high)) if integer else (low, high)
 
 
 def _derive_seeds(seed: int | None, n: int) -> list[int]:
@@ -113,26 +142,21 @@ class SequenceTask:
     ) -> None:
         if n_epochs is None:
             n_epochs = self.default_n_epochs
-        if n_epochs < 1:
-            raise ValueError(f"n_epochs must be a positive integer but got {n_epochs=}.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer but got {batch_size=}.")
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer but got {num_layers=}.")
-        if isinstance(cells, str) or len(cells) == 0:
-            raise ValueError(
-                f"cells must be a non-empty list of {sorted(CELLS)} but got {cells=}."
+        n_epochs = check_int("n_epochs", n_epochs, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
+        num_layers = check_int("num_layers", num_layers, 1)
+        if isinstance(cells, str) or not isinstance(cells, Sequence) or len(cells) == 0:
+            raise InvalidParameterError(
+                f"cells must be a non-empty list of {sorted(CELLS)}, but got {cells=}."
             )
         for cell in cells:
             _check_cell(cell)
-        if not grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive but got {grad_clip=}.")
-        if probe_length is not None and probe_length < 1:
-            raise ValueError(f"probe_length must be a positive integer but got {probe_length=}.")
-        self.seed = seed
-        self.n_epochs = int(n_epochs)
-        self.batch_size = int(batch_size)
-        self.num_layers = int(num_layers)
+        grad_clip = check_real("grad_clip", grad_clip, 0.0, math.inf, closed=False)
+        probe_length = check_optional_int("probe_length", probe_length, 1)
+        self.seed = check_optional_int("seed", seed, 0)
+        self.n_epochs = n_epochs
+        self.batch_size = batch_size
+        self.num_layers = num_layers
         self.cells = tuple(cells)
         self.hidden_size_range = _check_range("hidden_size_range", hidden_size_range, integer=True)
         self.init_scale_range = _check_range("init_scale_range", init_scale_range)
@@ -422,8 +446,7 @@ class SequenceTask:
             A ``B x probe_length x I`` float tensor on the model's device and dtype
             (``I = model.rnn.input_size``).
         """
-        if n < 1:
-            raise ValueError(f"n must be a positive integer but got {n=}.")
+        n = check_int("n", n, 1)
         parameter = next(model.parameters())
         inputs = self._probe_sequences(n).to(parameter.device)
         if model.embedding is None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from optuna_lyap._checks import InvalidParameterError, check_int, check_real
 from optuna_lyap.tasks._base import SequenceData, SequenceTask
 from optuna_lyap.tasks._registry import register_task
 
@@ -108,17 +109,14 @@ class CharLM(SequenceTask):
         val_fraction: float = 0.2,
         **kwargs: Any,
     ) -> None:
-        if seq_len < 1 or embedding_dim < 1:
-            raise ValueError(
-                f"seq_len and embedding_dim must be positive but got {seq_len=}, {embedding_dim=}."
-            )
-        if max_chars < 4 * (seq_len + 1):
-            raise ValueError(
-                f"max_chars must hold at least 4 sequences ({4 * (seq_len + 1)}) "
+        seq_len = check_int("seq_len", seq_len, 1)
+        embedding_dim = check_int("embedding_dim", embedding_dim, 1)
+        if check_int("max_chars", max_chars, 1) < 4 * (seq_len + 1):
+            raise InvalidParameterError(
+                f"max_chars must hold at least 4 sequences ({4 * (seq_len + 1)} characters), "
                 f"but got {max_chars=}."
             )
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1) but got {val_fraction=}.")
+        val_fraction = check_real("val_fraction", val_fraction, 0.0, 1.0, closed=False)
         self._chunk_len = seq_len
         self.max_chars = max_chars
         self.embedding_dim = embedding_dim

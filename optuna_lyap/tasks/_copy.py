@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
+from optuna_lyap._checks import check_int, check_real
 from optuna_lyap.tasks._base import SequenceData, SequenceTask
 from optuna_lyap.tasks._registry import register_task
 
@@ -50,22 +52,12 @@ class Copy(SequenceTask):
         n_val: int = 256,
         **kwargs: Any,
     ) -> None:
-        if n_symbols < 2:
-            raise ValueError(f"n_symbols must be an integer >= 2 but got {n_symbols=}.")
-        if delay < 0 or n_recall < 1:
-            raise ValueError(
-                f"delay must be >= 0 and n_recall >= 1 but got {delay=}, {n_recall=}."
-            )
-        if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0 but got {noise_std=}.")
-        if n_train < 1 or n_val < 1:
-            raise ValueError(f"n_train and n_val must be >= 1 but got {n_train=}, {n_val=}.")
-        self.n_symbols = n_symbols
-        self.delay = delay
-        self.n_recall = n_recall
-        self.noise_std = noise_std
-        self.n_train = n_train
-        self.n_val = n_val
+        self.n_symbols = check_int("n_symbols", n_symbols, 2)
+        self.delay = check_int("delay", delay, 0)
+        self.n_recall = check_int("n_recall", n_recall, 1)
+        self.noise_std = check_real("noise_std", noise_std, 0.0, math.inf)
+        self.n_train = check_int("n_train", n_train, 1)
+        self.n_val = check_int("n_val", n_val, 1)
         self.input_size = n_symbols + 2
         self.output_size = n_symbols
         super().__init__(**kwargs)

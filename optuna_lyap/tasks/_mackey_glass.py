@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
+from optuna_lyap._checks import check_int, check_real
 from optuna_lyap.tasks._base import SequenceData, SequenceTask
 from optuna_lyap.tasks._registry import register_task
 
@@ -88,23 +90,14 @@ class MackeyGlass(SequenceTask):
         n_val: int = 200,
         **kwargs: Any,
     ) -> None:
-        if not 0 <= burn_in < length:
-            raise ValueError(f"burn_in must be in [0, length) but got {burn_in=} with {length=}.")
-        if horizon < 0:
-            raise ValueError(f"horizon must be >= 0 but got {horizon=}.")
-        if not (sample_every >= 0.1 and tau >= 0.1):
-            raise ValueError(
-                f"sample_every and tau must be >= 0.1 time units but got {sample_every=}, {tau=}."
-            )
-        if n_train < 1 or n_val < 1:
-            raise ValueError(f"n_train and n_val must be >= 1 but got {n_train=}, {n_val=}.")
-        self.length = length
-        self.sample_every = float(sample_every)
-        self.horizon = horizon
-        self.tau = float(tau)
-        self.burn_in = burn_in
-        self.n_train = n_train
-        self.n_val = n_val
+        self.length = check_int("length", length, 1)
+        self.burn_in = check_int("burn_in", burn_in, 0, self.length - 1)
+        self.horizon = check_int("horizon", horizon, 0)
+        # Time units of the delay equation; the integrator's step is 1 / 10.
+        self.sample_every = check_real("sample_every", sample_every, 0.1, math.inf)
+        self.tau = check_real("tau", tau, 0.1, math.inf)
+        self.n_train = check_int("n_train", n_train, 1)
+        self.n_val = check_int("n_val", n_val, 1)
         super().__init__(**kwargs)
 
     def _generate(self, rng: np.random.Generator) -> tuple[SequenceData, SequenceData]:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from optuna_lyap._checks import InvalidParameterError, check_int, check_real
 from optuna_lyap.tasks._base import SequenceData, SequenceTask
 from optuna_lyap.tasks._registry import register_task
 
@@ -49,10 +50,14 @@ class SDigits(SequenceTask):
         val_fraction: float = 0.2,
         **kwargs: Any,
     ) -> None:
-        if order not in ORDERS:
-            raise ValueError(f"order must be one of {list(ORDERS)} but got {order=}.")
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1) but got {val_fraction=}.")
+        if not isinstance(order, str) or order not in ORDERS:
+            raise InvalidParameterError(
+                f"order must be one of {list(ORDERS)}, but got {order=}."
+            )
+        if not isinstance(permute, (bool, np.bool_)):
+            raise InvalidParameterError(f"permute must be a bool, but got {permute=}.")
+        permutation_seed = check_int("permutation_seed", permutation_seed, 0)
+        val_fraction = check_real("val_fraction", val_fraction, 0.0, 1.0, closed=False)
         self.order = order
         self.permute = permute
         self.permutation_seed = permutation_seed

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from optuna_lyap.tasks._base import SequenceData, SequenceTask
+from optuna_lyap._checks import InvalidParameterError, check_int, check_real
+from optuna_lyap.tasks._base import SequenceData, SequenceTask, real_pair
 from optuna_lyap.tasks._registry import register_task
 
 
@@ -57,29 +59,19 @@ class Sines(SequenceTask):
         n_val: int = 256,
         **kwargs: Any,
     ) -> None:
-        if n_components < 1:
-            raise ValueError(f"n_components must be a positive integer but got {n_components=}.")
-        low, high = freq_range
+        self.length = check_int("length", length, 1)
+        self.n_components = check_int("n_components", n_components, 1)
+        low, high = real_pair("freq_range", freq_range)
         if not 0 < low <= high < 0.5:
-            raise ValueError(
-                f"freq_range must satisfy 0 < low <= high < 0.5 but got {freq_range=}."
+            raise InvalidParameterError(
+                f"freq_range must satisfy 0 < low <= high < 0.5, but got {freq_range=}."
             )
-        if horizon < 0 or noise_std < 0:
-            raise ValueError(
-                f"horizon and noise_std must be >= 0 but got {horizon=}, {noise_std=}."
-            )
-        if not 0 <= burn_in < length:
-            raise ValueError(f"burn_in must be in [0, length) but got {burn_in=} with {length=}.")
-        if n_train < 1 or n_val < 1:
-            raise ValueError(f"n_train and n_val must be >= 1 but got {n_train=}, {n_val=}.")
-        self.length = length
-        self.n_components = n_components
-        self.freq_range = (float(low), float(high))
-        self.horizon = horizon
-        self.noise_std = noise_std
-        self.burn_in = burn_in
-        self.n_train = n_train
-        self.n_val = n_val
+        self.freq_range = (low, high)
+        self.horizon = check_int("horizon", horizon, 0)
+        self.noise_std = check_real("noise_std", noise_std, 0.0, math.inf)
+        self.burn_in = check_int("burn_in", burn_in, 0, self.length - 1)
+        self.n_train = check_int("n_train", n_train, 1)
+        self.n_val = check_int("n_val", n_val, 1)
         super().__init__(**kwargs)
 
     def _generate(self, rng: np.random.Generator) -> tuple[SequenceData, SequenceData]:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from optuna_lyap import InvalidParameterError
 from optuna_lyap.tasks import TASKS, SDigits, get_task, list_tasks
 from optuna_lyap.tasks._charlm import VOCAB, encode, python_text
 from optuna_lyap.tasks._mackey_glass import mackey_glass
@@ -199,4 +201,30 @@ def test_mackey_glass_series_is_bounded_chaotic_and_targets_lead_inputs() -> Non
 )
 def test_bad_options_name_the_value(name: str, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
+        get_task(name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("copy", {"n_symbols": True}, r"n_symbols=True"),
+        ("copy", {"noise_std": "1"}, r"noise_std='1'"),
+        ("adding", {"length": 30.0}, r"length=30.0"),
+        ("xor", {"n_train": 0.5}, r"n_train=0.5"),
+        ("mackey_glass", {"horizon": 1.5}, r"horizon=1.5"),
+        ("sines", {"freq_range": (True, 0.1)}, r"freq_range=\(True, 0.1\)"),
+        ("sines", {"burn_in": 2.0}, r"burn_in=2.0"),
+        ("charlm", {"seq_len": False}, r"seq_len=False"),
+        ("sdigits", {"permute": 1}, r"permute=1"),
+        ("sdigits", {"n_epochs": 2.5}, r"n_epochs=2.5"),
+        ("sdigits", {"seed": -1}, r"seed=-1"),
+        ("sdigits", {"grad_clip": math.inf}, r"grad_clip=inf"),
+    ],
+)
+def test_options_of_the_wrong_type_are_refused_not_truncated(
+    name: str, kwargs: dict[str, Any], match: str
+) -> None:
+    # One exception type for a bad option, as everywhere in the package: both a TypeError and
+    # a ValueError, naming the option and the value given.
+    with pytest.raises(InvalidParameterError, match=match):
         get_task(name, **kwargs)
