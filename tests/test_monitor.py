@@ -188,3 +188,25 @@ def test_prune_false_does_not_ask_the_pruner() -> None:
     assert monitor.step(nn.RNN(4, 3, batch_first=True), 0.5, 0, prune=False) is None
     with pytest.raises(optuna.TrialPruned):
         monitor.step(nn.RNN(4, 3, batch_first=True), 0.5, 1)
+
+
+def test_a_model_that_is_no_recurrent_network_is_told_what_is_accepted() -> None:
+    monitor = LyapunovMonitor(optuna.trial.FixedTrial({}), _probe(), steps=(0,))
+    with pytest.raises(TypeError, match=r"Linear is neither a recurrent module nor a cel") as info:
+        monitor.step(nn.Linear(4, 4), 0.0, 0)
+    for accepted in ("nn.RNN, nn.GRU or nn.LSTM", "exactly one nn.RNNBase", "given with h0"):
+        assert accepted in str(info.value)
+
+
+def test_spectrum_options_come_as_one_mapping_like_the_samplers() -> None:
+    monitor = LyapunovMonitor(optuna.trial.FixedTrial({}), spectrum_kwargs={"k": 2})
+    assert monitor.spectrum_kwargs == {"seed": 0, "k": 2}  # seeded unless told otherwise
+    assert LyapunovMonitor(optuna.trial.FixedTrial({})).spectrum_kwargs == {"seed": 0}
+    with pytest.raises(TypeError):
+        LyapunovMonitor(optuna.trial.FixedTrial({}), k=2)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("lr", [0.0, -1.0, True, "0.1", float("nan")])
+def test_a_bad_learning_rate_is_refused_with_one_error_type(lr: object) -> None:
+    with pytest.raises(InvalidParameterError, match=r"lr"):
+        LyapunovMonitor(optuna.trial.FixedTrial({}), lr=lr)  # type: ignore[arg-type]
