@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
-from optuna_lyap._checks import check_int
+from optuna_lyap._checks import InvalidParameterError, check_int
 from optuna_lyap.lyapunov._diagnosis import diagnosis_values
 
 if TYPE_CHECKING:
@@ -234,13 +234,12 @@ def report_configuration(trial: optuna.trial.BaseTrial, key: str) -> None:
         key: A non-empty string; trials with equal keys are one configuration.
 
     Raises:
-        TypeError: When ``key`` is not a string, or ``trial`` is not a running trial.
-        ValueError: When ``key`` is the empty string.
+        InvalidParameterError: When ``key`` is not a non-empty string (a subclass of
+            ``ValueError`` and ``TypeError``).
+        TypeError: When ``trial`` is not a running trial.
     """
-    if not isinstance(key, str):
-        raise TypeError(f"key must be a non-empty string, but got {key=!r}.")
-    if not key:
-        raise ValueError(f"key must be a non-empty string, but got {key=!r}.")
+    if not isinstance(key, str) or not key:
+        raise InvalidParameterError(f"key must be a non-empty string, but got {key=!r}.")
     if isinstance(trial, optuna.trial.FixedTrial):
         return
     if not isinstance(trial, optuna.Trial):

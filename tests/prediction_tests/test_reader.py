@@ -57,6 +57,8 @@ def test_a_named_configuration_replaces_the_params() -> None:
     for bad in ("", 3, None):
         with pytest.raises(ValueError, match="non-empty string"):
             report_configuration(study.ask(), bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=rf"but got key={bad!r}\."):  # one error type for both
+            report_configuration(study.ask(), bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="running optuna.Trial"):
         report_configuration(study.trials[0], "a")  # type: ignore[arg-type]
 
