@@ -13,6 +13,13 @@ Layout (schema version 1):
 * ``optuna_lyap:network`` (trial system attr): what :class:`LyapunovMonitor` read about the
   network at the first step, ``NetworkDescription.to_json()`` (cell, hidden size, layers,
   initialisation scale, learning rate, recurrent spectral norm; null where unknown).
+* ``optuna_lyap:configuration`` (trial system attr): the configuration a trial trains, where its
+  params do not say it (see :func:`report_configuration`).
+* ``optuna_lyap:worker`` (trial system attr, :data:`OWNER_KEY`): the ``optuna-lyap`` worker
+  process running the trial and its heartbeat.
+* ``optuna_lyap`` (study user attr, :data:`CONFIG_KEY`): the ``optuna-lyap`` command's run
+  configuration; ``epochs_trained`` (trial user attr, :data:`USER_ATTR_EPOCHS`): the epochs a
+  trial has trained so far.
 * User attrs ``lyap_max`` and ``lyap_mean`` (the latest spectrum reported, finite floats only),
   ``lyap_step`` (that step), and the latest decision's ``lyap_predicted``, ``lyap_predicted_std``,
   ``lyap_threshold``, ``lyap_n_train``, ``lyap_prior_quantile``, ``lyap_prior_top10``, and the
