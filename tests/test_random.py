@@ -112,6 +112,20 @@ def test_a_monitor_step_leaves_the_generators() -> None:
     assert ol.load_spectra(study.trials[0])
 
 
+def test_the_samplers_screening_leaves_the_generators() -> None:
+    probe = _probe()
+
+    def factory(params: dict[str, Any], seed: int = 0) -> nn.Module:
+        return nn.GRU(3, int(params["hidden_size"]), batch_first=True)
+
+    sampler = ol.LyapunovSampler(model_factory=factory, probe_inputs=probe, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda t: t.suggest_int("hidden_size", 4, 16) / 16, n_trials=2)
+    with _generators_untouched("LyapunovSampler's screening"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.optimize(lambda t: t.suggest_int("hidden_size", 4, 16) / 16, n_trials=1)
+
+
 def test_aelle_leaves_the_generators() -> None:
     spectra, targets, _ = spectrum_family(24, seed=0)
     fast = {"n_models": 2, "max_steps": 20, "latent_dim": 2}
