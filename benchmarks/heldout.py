@@ -90,7 +90,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import optuna_lyap
 from optuna_lyap._storage import NETWORK_ATTR
-from optuna_lyap.aelle._prior import NetworkDescription
+from optuna_lyap.aelle import NetworkDescription
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -485,7 +485,7 @@ def save_run(
 @functools.lru_cache(maxsize=16)
 def _bundle_digest(path: str, mtime_ns: int) -> str:
     """``PriorBundle.digest`` of the file at ``path``, loaded once per version of the file."""
-    from optuna_lyap.aelle._prior import PriorBundle
+    from optuna_lyap.aelle import PriorBundle
 
     return PriorBundle.load(path).digest()
 
@@ -537,7 +537,7 @@ def train_loto_prior(held_out: str, out: Path) -> dict[str, Any]:
             prior_train._write_weights_report, prior_train._write_calibration_report = saved
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    from optuna_lyap.aelle._prior import PriorBundle
+    from optuna_lyap.aelle import PriorBundle
 
     bundle = PriorBundle.load(out)
     return {

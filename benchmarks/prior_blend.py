@@ -30,7 +30,8 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prior_loto  # noqa: E402
 
-from optuna_lyap.aelle._prior import PriorBundle, final_quantile  # noqa: E402
+from optuna_lyap.aelle import PriorBundle  # noqa: E402
+from optuna_lyap.aelle._features import final_quantile  # noqa: E402
 from optuna_lyap.pruners._rule import blend_ranks  # noqa: E402
 
 PRIORS = prior_loto.RESULTS / "heldout_priors"

@@ -36,7 +36,7 @@ from optuna_lyap import report_spectrum
 from optuna_lyap._prediction import rank_correlation
 from optuna_lyap._prediction._prior import VAL_LOSS_ATTR, TrialPrior
 from optuna_lyap._storage import NETWORK_ATTR
-from optuna_lyap.aelle._prior import NetworkDescription, load_shipped_prior
+from optuna_lyap.aelle import NetworkDescription, load_shipped_prior
 from optuna_lyap.cli._fit import PSEUDO_COUNT, fit_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,7 +1,7 @@
 """Train the cross-task prior on every recorded table and write the bundle the package ships.
 
 For each step (0 = at initialisation, 1, 2) and each input set of
-``optuna_lyap.aelle._prior.INPUT_SETS`` (hyperparameters; hyperparameters+spectrum;
+``optuna_lyap.aelle._bundle.INPUT_SETS`` (hyperparameters; hyperparameters+spectrum;
 hyperparameters+curve; all three; spectrum+curve), one ``CrossTaskPrior(model="aelle")`` is
 fitted (hyperparameters alone only at the first step: its rows do not change with the step)
 on every table with at least ``--min-configs`` configurations, and all of them are saved as
@@ -45,14 +45,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from optuna_lyap.aelle._prior import (
-    INPUT_SETS,
-    SHIPPED_PATH,
-    CrossTaskPrior,
-    PriorBundle,
-    PriorInputs,
-    final_quantile,
-)
+from optuna_lyap.aelle import CrossTaskPrior, PriorBundle
+from optuna_lyap.aelle._bundle import INPUT_SETS, SHIPPED_PATH
+from optuna_lyap.aelle._features import PriorInputs, final_quantile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

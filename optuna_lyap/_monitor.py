@@ -13,7 +13,7 @@ import torch
 from optuna_lyap._checks import check_int, check_real, check_steps
 from optuna_lyap._random import caller_rng_kept
 from optuna_lyap._storage import report_network, report_spectrum, reported_steps
-from optuna_lyap.aelle._prior import NetworkDescription
+from optuna_lyap.aelle._features import NetworkDescription
 from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
 from optuna_lyap.lyapunov._arguments import check_spectrum_kwargs, recurrent_part
 
@@ -76,7 +76,7 @@ class LyapunovMonitor:
 
     At the first call of :meth:`step` the monitor also stores what the cross-task prior reads
     about the network, read from the recurrent module itself
-    (:meth:`~optuna_lyap.aelle._prior.NetworkDescription.from_module`: cell, hidden size,
+    (:meth:`~optuna_lyap.aelle.NetworkDescription.from_module`: cell, hidden size,
     layers, initialisation scale, recurrent spectral norm) with the learning rate, as the
     trial's system attr ``optuna_lyap:network`` (a JSON object). A custom cell, or a model
     that holds no single ``nn.RNN``/``nn.GRU``/``nn.LSTM``, is skipped silently.

@@ -1,6 +1,6 @@
 """The shipped cross-task prior as Optuna sees it: which trials it reads, and how.
 
-:class:`TrialPrior` wraps a :class:`~optuna_lyap.aelle._prior.PriorBundle` and predicts, for
+:class:`TrialPrior` wraps a :class:`~optuna_lyap.aelle.PriorBundle` and predicts, for
 Optuna trials, the final quantile within their study (in ``(0, 1)``, 1 = best, whatever the
 direction) and a calibrated probability of ending in the study's top 10%.
 
@@ -8,7 +8,7 @@ What is read from a trial at ``step``:
 
 * **hyperparameters**: :func:`network_of`: the system attr ``optuna_lyap:network`` that
   :class:`~optuna_lyap.LyapunovMonitor` writes (a JSON object of
-  :class:`~optuna_lyap.aelle._prior.NetworkDescription`), else the trial's params under
+  :class:`~optuna_lyap.aelle.NetworkDescription`), else the trial's params under
   common names (:data:`PARAM_ALIASES`); unknown fields are NaN features, which the models read
   as the corpus median.
 * **spectrum**: the latest spectrum at or before ``step``
@@ -40,14 +40,13 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from optuna_lyap._storage import NETWORK_ATTR, spectrum_at, spectrum_dim
-from optuna_lyap.aelle._prior import (
+from optuna_lyap.aelle._bundle import PriorBundle, load_shipped_prior
+from optuna_lyap.aelle._cross_task import CrossTaskPrior
+from optuna_lyap.aelle._features import (
     CURVE_NAMES,
-    CrossTaskPrior,
     NetworkDescription,
-    PriorBundle,
     PriorInputs,
     hyperparameter_features,
-    load_shipped_prior,
     study_ranks,
     study_zscores,
     top_fraction,
@@ -194,7 +193,7 @@ class TrialPrior:
     """A prior bundle applied to Optuna trials (see the module docstring for what is read).
 
     Args:
-        bundle: The :class:`~optuna_lyap.aelle._prior.PriorBundle`.
+        bundle: The :class:`~optuna_lyap.aelle.PriorBundle`.
 
     Attributes:
         bundle: The bundle.

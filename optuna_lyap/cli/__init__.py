@@ -338,7 +338,7 @@ def load_prior(path: str | None, pruner: str, sampler: str = "tpe") -> tuple[Any
     if not Path(path).is_file():
         raise CLIError(f"--prior {path!r} is not a file; give the file 'optuna-lyap fit' wrote")
     from optuna_lyap import AeLLE
-    from optuna_lyap.aelle._prior import PriorBundle
+    from optuna_lyap.aelle._bundle import PriorBundle
 
     try:
         return PriorBundle.load(path), None
@@ -838,7 +838,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     studies = [load_study(storage, args.storage, name) for name in args.studies]
     if args.format == "aelle":
         return _fit_aelle(args, studies, output)
-    from optuna_lyap.aelle._prior import load_shipped_prior
+    from optuna_lyap.aelle._bundle import load_shipped_prior
     from optuna_lyap.cli._fit import fit_bundle
 
     info = {

@@ -36,12 +36,11 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_lyap._prediction import rank_correlation
 from optuna_lyap._prediction._prior import VAL_LOSS_ATTR, network_of
 from optuna_lyap._storage import spectrum_at, spectrum_dim
-from optuna_lyap.aelle._prior import (
+from optuna_lyap.aelle._bundle import INPUT_SETS, PriorBundle
+from optuna_lyap.aelle._cross_task import CrossTaskPrior
+from optuna_lyap.aelle._features import (
     CURVE_NAMES,
-    INPUT_SETS,
-    CrossTaskPrior,
     NetworkDescription,
-    PriorBundle,
     PriorInputs,
     final_quantile,
     hyperparameter_features,

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-# MAD * 1.4826 estimates the standard deviation of a normal sample (Rousseeuw & Croux 1993).
-MAD_TO_STD = 1.4826
+from optuna_lyap._numeric import MAD_TO_STD
 
 
 def rung_step(

@@ -7,17 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_lyap.aelle._prior import (
+from optuna_lyap.aelle import CrossTaskPrior, NetworkDescription, PriorBundle, load_shipped_prior
+from optuna_lyap.aelle._bundle import INPUT_SETS
+from optuna_lyap.aelle._features import (
     HYPERPARAMETER_NAMES,
-    INPUT_SETS,
-    CrossTaskPrior,
-    NetworkDescription,
-    PriorBundle,
     PriorInputs,
-    curve_features,
+    curve_rank_features,
     final_quantile,
     hyperparameter_features,
-    load_shipped_prior,
 )
 
 _FAST = {"max_steps": 15, "n_models": 2}
@@ -30,7 +27,7 @@ def _rows(rng: np.random.Generator, n: int) -> tuple[PriorInputs, np.ndarray]:
     spectra = [np.sort(np.r_[l1, rng.uniform(-2, l1, 3)])[::-1] for l1 in lam1]
     quality = np.log10(lr) - 2 * np.abs(lam1) + 0.1 * rng.standard_normal(n)
     values = np.column_stack([0.0 * quality, quality])
-    curve = curve_features(values, "maximize", 1)
+    curve = curve_rank_features(values, "maximize", 1)
     rows = PriorInputs(hyperparameter_features(nets), spectra, np.full(n, 16), curve)
     return rows, final_quantile(quality, "maximize")
 
@@ -255,3 +252,31 @@ def test_shipped_bundle_is_cached_and_complete() -> None:
     for prior in bundle.models.values():
         predicted = prior.predict(rows)
         assert predicted.shape == (20,) and np.isfinite(predicted).all()
+
+
+def test_shipped_bundle_predicts_as_recorded() -> None:
+    # Pins the shipped file and its reading: moving code must not change its digest or what it
+    # predicts. Rebuilding the weights changes these numbers, and this test is then updated.
+    bundle = load_shipped_prior()
+    assert bundle.digest() == "82b4822e463b3b91"
+    nets = [
+        NetworkDescription("rnn", 16, 1, 1.0, 1e-3),
+        NetworkDescription("gru", 32, 1, 0.5, 1e-2),
+        NetworkDescription("lstm", 64, 1, 2.0, 3e-4),
+        NetworkDescription(None, None),
+    ]
+    dims = np.array([16, 32, 128, 32])
+    spectra = [np.linspace(0.1, -2.0, d)[: math.ceil(d / 4)] for d in dims]
+    values = np.array([[0.1, 0.3], [0.2, 0.5], [0.1, 0.2], [0.3, 0.4]])
+    curve = curve_rank_features(values, "maximize", 1)
+    rows = PriorInputs(hyperparameter_features(nets), spectra, dims, curve)
+    recorded = {
+        (0, ("hyperparameters",)): [0.28916923354659135, 0.7383775224790705, 0.3921002031181602,
+                                    0.5060589807194932],
+        (1, ("hyperparameters", "spectrum", "curve")): [0.37848806525079426, 0.8541993857375898,
+                                                        0.38973321645524944, 0.6284133422107507],
+        (2, ("spectrum", "curve")): [0.4187646550186671, 0.6852476377329839, 0.3759386676461025,
+                                     0.6334361166446136],
+    }  # fmt: skip
+    for key, expected in recorded.items():
+        np.testing.assert_allclose(bundle.models[key].predict(rows), expected, rtol=1e-9, atol=0)

@@ -8,12 +8,11 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from optuna_lyap.aelle._prior import (
+from optuna_lyap.aelle import CrossTaskPrior, NetworkDescription
+from optuna_lyap.aelle._features import (
     HYPERPARAMETER_NAMES,
-    CrossTaskPrior,
-    NetworkDescription,
     PriorInputs,
-    curve_features,
+    curve_rank_features,
     final_quantile,
     hyperparameter_features,
     spectrum_features,
@@ -49,20 +48,21 @@ def test_study_ranks_and_zscores_per_step_higher_is_better() -> None:
     np.testing.assert_array_equal(study_zscores(np.ones(4), "maximize"), np.zeros(4))
 
 
-def test_curve_features_read_only_up_to_the_step() -> None:
+def test_curve_rank_features_read_only_up_to_the_step() -> None:
     rng = np.random.default_rng(0)
     values = rng.uniform(size=(20, 5))
     loss = rng.uniform(size=(20, 5))
-    at0 = curve_features(values, "maximize", 0, loss)
+    at0 = curve_rank_features(values, "maximize", 0, loss)
     assert at0.shape == (20, 4) and (at0[:, 2] == 0).all()
     later = values.copy()
     later[:, 3:] = 0.0  # the future must not matter
     np.testing.assert_array_equal(
-        curve_features(values, "maximize", 2, loss), curve_features(later, "maximize", 2, loss)
+        curve_rank_features(values, "maximize", 2, loss),
+        curve_rank_features(later, "maximize", 2, loss),
     )
     np.testing.assert_allclose(at0[:, 3], study_ranks(loss[:, 0], "minimize"))
     with pytest.raises(ValueError, match="step=5"):
-        curve_features(values, "maximize", 5)
+        curve_rank_features(values, "maximize", 5)
 
 
 def test_network_description_reads_the_module_like_the_params() -> None:
@@ -125,7 +125,7 @@ def _synthetic_study(
     quality = np.log10(lr) - 2 * np.abs(lam1) + 0.1 * rng.standard_normal(n)
     target = final_quantile(quality, "maximize")
     values = np.column_stack([shift + 0.0 * quality, shift + quality])
-    curve = curve_features(values, "maximize", 0)
+    curve = curve_rank_features(values, "maximize", 0)
     inputs = PriorInputs(hyperparameter_features(nets), spectra, np.full(n, 16), curve)
     return inputs, target
 

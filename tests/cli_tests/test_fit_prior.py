@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optuna_lyap.aelle._prior import PriorBundle, load_shipped_prior
+from optuna_lyap.aelle import PriorBundle, load_shipped_prior
 from optuna_lyap.cli import main, open_storage
 from tests.cli_tests._prior_studies import make_study
 
@@ -89,7 +89,7 @@ def _rows(params: list[dict]) -> object:
     import numpy as np
 
     from optuna_lyap._prediction._prior import network_from_params
-    from optuna_lyap.aelle._prior import PriorInputs, hyperparameter_features
+    from optuna_lyap.aelle._features import PriorInputs, hyperparameter_features
 
     nets = [network_from_params(p) for p in params]
     n = len(params)

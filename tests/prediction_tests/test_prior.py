@@ -16,7 +16,7 @@ from optuna_lyap._prediction._prior import (
     network_of,
 )
 from optuna_lyap._storage import encode_floats, spectrum_key
-from optuna_lyap.aelle._prior import NetworkDescription, load_shipped_prior
+from optuna_lyap.aelle import NetworkDescription, load_shipped_prior
 from optuna_lyap.tasks import get_task, make_objective
 
 
@@ -190,7 +190,7 @@ def test_monitor_skips_custom_cells_and_reads_lr_from_the_optimizer() -> None:
 
 def test_curve_group_matches_the_training_features() -> None:
     from optuna_lyap._prediction._prior import _curve
-    from optuna_lyap.aelle._prior import curve_features
+    from optuna_lyap.aelle._features import curve_rank_features
 
     rng = np.random.default_rng(1)
     values = rng.uniform(size=(7, 3))
@@ -200,7 +200,7 @@ def test_curve_group_matches_the_training_features() -> None:
         trial.user_attrs = {"val_loss:2": float(loss[i, 2])}
     for direction in ("maximize", "minimize"):
         np.testing.assert_allclose(
-            _curve(trials, 2, direction), curve_features(values, direction, 2, loss)
+            _curve(trials, 2, direction), curve_rank_features(values, direction, 2, loss)
         )
     # Without the loss attr its rank is unknown; at the first step the change is 0.
     at0 = _curve(trials, 0, "maximize")
