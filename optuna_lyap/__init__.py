@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from optuna_lyap._checks import InvalidParameterError
 from optuna_lyap._monitor import LyapunovMonitor
+from optuna_lyap._prediction import fit_aelle
+from optuna_lyap._storage import DamagedRecordWarning
 from optuna_lyap._threads import use_threads
-from optuna_lyap.aelle import AeLLE
-from optuna_lyap.lyapunov import LyapunovSpectrum, lyapunov_spectrum
-from optuna_lyap.lyapunov._diagnosis import Diagnosis, diagnose
+from optuna_lyap.aelle import AeLLE, PriorBundle
+from optuna_lyap.lyapunov import Diagnosis, LyapunovSpectrum, diagnose, lyapunov_spectrum
 from optuna_lyap.pruners import (
     LyapunovPruner,
+    PriorBlendWarning,
     load_predictions,
     load_spectra,
     report_configuration,
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AeLLE",
+    "DamagedRecordWarning",
     "DashboardCallback",
     "Diagnosis",
     "InvalidParameterError",
@@ -33,8 +36,11 @@ __all__ = [
     "LyapunovPruner",
     "LyapunovSampler",
     "LyapunovSpectrum",
+    "PriorBlendWarning",
+    "PriorBundle",
     "diagnose",
     "explain",
+    "fit_aelle",
     "load_predictions",
     "load_spectra",
     "lyapunov_spectrum",
