@@ -27,6 +27,14 @@ class Adding(SequenceTask):
         n_train: Training sequences.
         n_val: Validation sequences.
         **kwargs: Common options, see ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import Adding
+        >>> task = Adding(length=20, n_train=64, n_val=32, seed=0)
+        >>> task.val_data.inputs.shape, task.val_data.targets.shape
+        (torch.Size([32, 20, 2]), torch.Size([32, 1, 1]))
+        >>> task.metric, task.direction
+        ('val_nmse', 'minimize')
     """
 
     name = "adding"
@@ -75,6 +83,11 @@ class AddingLong(Adding):
         n_train: Training sequences.
         n_val: Validation sequences.
         **kwargs: Other options of ``Adding`` and ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import AddingLong
+        >>> AddingLong(n_train=64, n_val=32, seed=0).val_data.inputs.shape
+        torch.Size([32, 100, 2])
     """
 
     name = "adding_long"

@@ -46,6 +46,13 @@ class SequenceData:
         inputs: A ``N x T x I`` float32 tensor, or a ``N x T`` int64 tensor of token ids.
         targets: A ``N x S`` int64 tensor of classes (classification) or a ``N x S x O`` float32
             tensor (regression), for the last ``S`` steps.
+
+    Example:
+        >>> import torch
+        >>> from optuna_lyap.tasks import SequenceData
+        >>> data = SequenceData(torch.zeros(8, 20, 2), torch.zeros(8, 1, 1))
+        >>> len(data)
+        8
     """
 
     inputs: torch.Tensor
@@ -112,6 +119,17 @@ class SequenceTask:
         grad_clip: Largest global gradient norm of one training step.
         probe_length: Time steps of the sequences ``probe_inputs`` returns (``None``: the
             sequence length, at least 64).
+
+    Example:
+        >>> import torch
+        >>> from optuna_lyap.tasks import Adding
+        >>> task = Adding(length=20, n_train=64, n_val=32, seed=0)
+        >>> model = task.build_model(task.default_params(), seed=0)
+        >>> task.probe_inputs(model, n=4).shape
+        torch.Size([4, 64, 2])
+        >>> loss = task.train_epoch(model, task.make_optimizer(model, task.default_params()))
+        >>> loss > 0 and task.evaluate(model) > 0
+        True
     """
 
     name: ClassVar[str] = ""

@@ -89,6 +89,14 @@ class CharLM(SequenceTask):
         embedding_dim: Width of the character embedding (the recurrent layer's input size).
         val_fraction: Share of the chunks held out for validation.
         **kwargs: Common options, see ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import CharLM
+        >>> task = CharLM(seq_len=32, max_chars=4000, seed=0)
+        >>> task.val_data.inputs.dtype, task.val_data.inputs.shape[1]
+        (torch.int64, 32)
+        >>> task.metric, task.direction
+        ('val_accuracy', 'maximize')
     """
 
     name = "charlm"

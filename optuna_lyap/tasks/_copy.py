@@ -32,6 +32,12 @@ class Copy(SequenceTask):
         n_train: Training sequences.
         n_val: Validation sequences.
         **kwargs: Common options, see ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import Copy
+        >>> task = Copy(delay=10, n_train=64, n_val=32, seed=0)
+        >>> task.val_data.inputs.shape, task.val_data.targets.shape
+        (torch.Size([32, 12, 6]), torch.Size([32, 1]))
     """
 
     name = "copy"
@@ -89,6 +95,11 @@ class CopyLong(Copy):
         n_train: Training sequences.
         n_val: Validation sequences.
         **kwargs: Other options of ``Copy`` and ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import CopyLong
+        >>> CopyLong(n_train=64, n_val=32, seed=0).val_data.inputs.shape
+        torch.Size([32, 52, 6])
     """
 
     name = "copy_long"

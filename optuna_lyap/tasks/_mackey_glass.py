@@ -67,6 +67,12 @@ class MackeyGlass(SequenceTask):
         n_train: Training sequences.
         n_val: Validation sequences.
         **kwargs: Common options, see ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import MackeyGlass
+        >>> task = MackeyGlass(n_train=64, n_val=32, seed=0)
+        >>> task.val_data.inputs.shape, task.val_data.targets.shape
+        (torch.Size([32, 64, 1]), torch.Size([32, 56, 1]))
     """
 
     name = "mackey_glass"

@@ -52,6 +52,13 @@ class SequenceModel(nn.Module):
         vocab_size: Number of token ids for an embedded input, else ``None``.
         embedding_dim: Embedding width (the recurrent layer's input size) when ``vocab_size``
             is given.
+
+    Example:
+        >>> import torch
+        >>> from optuna_lyap.tasks import SequenceModel
+        >>> model = SequenceModel("gru", input_size=3, hidden_size=8, output_size=2)
+        >>> model(torch.zeros(4, 5, 3)).shape
+        torch.Size([4, 5, 2])
     """
 
     def __init__(
@@ -117,6 +124,14 @@ def init_uniform_(
 
     Returns:
         ``model``.
+
+    Example:
+        >>> import torch
+        >>> from optuna_lyap.tasks import SequenceModel, init_uniform_
+        >>> model = SequenceModel("rnn", input_size=3, hidden_size=16, output_size=1)
+        >>> model = init_uniform_(model, 2.0, torch.Generator().manual_seed(0))
+        >>> bool(model.rnn.weight_hh_l0.abs().max() <= 2.0 / 16 ** 0.5)
+        True
     """
     hidden_size = model.rnn.hidden_size
     bound = init_scale / math.sqrt(hidden_size)

@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 
 
 def trial_seed(seed: int | None, number: int) -> int:
-    """The model seed of trial ``number`` of a study run with ``seed`` (``None`` reads as 0)."""
+    """The model seed of trial ``number`` of a study run with ``seed`` (``None`` reads as 0).
+
+    Example:
+        >>> from optuna_lyap.tasks import trial_seed
+        >>> trial_seed(0, 3) == trial_seed(None, 3) != trial_seed(0, 4)
+        True
+    """
     state = np.random.SeedSequence([0 if seed is None else seed, number]).generate_state(1)
     return int(state[0])
 
@@ -65,9 +71,12 @@ def make_objective(
     Example:
         >>> import optuna
         >>> from optuna_lyap.tasks import get_task, make_objective
-        >>> task = get_task("sdigits")
+        >>> task = get_task("adding", length=20, n_train=64, n_val=32)
         >>> study = optuna.create_study(direction=task.direction)
-        >>> study.optimize(make_objective(task, n_epochs=2), n_trials=2)  # doctest: +SKIP
+        >>> study.optimize(make_objective(task, n_epochs=1, k=4, seed=0), n_trials=1)
+        >>> trial = study.trials[0]
+        >>> sorted(trial.intermediate_values), trial.user_attrs["epochs_trained"]
+        ([0, 1], 1)
     """
     given = check_optional_int("n_epochs", n_epochs, 0)
     total = task.n_epochs if given is None else given

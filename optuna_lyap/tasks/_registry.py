@@ -12,7 +12,18 @@ _T = TypeVar("_T", bound=type[SequenceTask])
 
 
 def register_task(task_class: _T) -> _T:
-    """Class decorator: make ``task_class`` available to ``get_task`` under its ``name``."""
+    """Class decorator: make ``task_class`` available to ``get_task`` under its ``name``.
+
+    Example:
+        >>> from optuna_lyap.tasks import TASKS, Adding, get_task, register_task
+        >>> @register_task
+        ... class ShortAdding(Adding):
+        ...     name = "short_adding"
+        ...     description = "the adding problem over 10 steps"
+        >>> get_task("short_adding", length=10).val_data.inputs.shape[1]
+        10
+        >>> del TASKS["short_adding"]  # leave the registry as it was
+    """
     name = task_class.name
     if not name or name in TASKS:
         raise ValueError(f"task names must be non-empty and unique but got {name=}.")
@@ -43,5 +54,11 @@ def get_task(name: str, seed: int = 0, **kwargs: Any) -> SequenceTask:
 
 
 def list_tasks() -> dict[str, str]:
-    """Names of the built-in tasks (sorted) with their one-line descriptions."""
+    """Names of the built-in tasks (sorted) with their one-line descriptions.
+
+    Example:
+        >>> from optuna_lyap.tasks import list_tasks
+        >>> "sdigits" in list_tasks()
+        True
+    """
     return {name: TASKS[name].description for name in sorted(TASKS)}

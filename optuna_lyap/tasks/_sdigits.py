@@ -31,6 +31,12 @@ class SDigits(SequenceTask):
         permutation_seed: Seeds that permutation.
         val_fraction: Share of the images held out for validation (split drawn from ``seed``).
         **kwargs: Common options, see ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import SDigits
+        >>> task = SDigits(seed=0)
+        >>> task.val_data.inputs.shape, task.val_data.targets.shape
+        (torch.Size([359, 8, 8]), torch.Size([359, 1]))
     """
 
     name = "sdigits"
@@ -98,6 +104,11 @@ class PermutedSDigits(SDigits):
         order: ``"pixel"`` by default.
         permute: ``True`` by default.
         **kwargs: Other options of ``SDigits`` and ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import PermutedSDigits
+        >>> PermutedSDigits(seed=0).val_data.inputs.shape
+        torch.Size([359, 64, 1])
     """
 
     name = "psdigits"

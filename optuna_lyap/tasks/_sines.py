@@ -35,6 +35,12 @@ class Sines(SequenceTask):
         n_train: Training sequences.
         n_val: Validation sequences.
         **kwargs: Common options, see ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import Sines
+        >>> task = Sines(n_train=64, n_val=32, seed=0)
+        >>> task.val_data.inputs.shape, task.val_data.targets.shape
+        (torch.Size([32, 48, 1]), torch.Size([32, 40, 1]))
     """
 
     name = "sines"

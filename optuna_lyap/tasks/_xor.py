@@ -29,6 +29,12 @@ class TemporalXOR(SequenceTask):
         n_train: Training sequences.
         n_val: Validation sequences.
         **kwargs: Common options, see ``SequenceTask``.
+
+    Example:
+        >>> from optuna_lyap.tasks import TemporalXOR
+        >>> task = TemporalXOR(length=20, n_train=64, n_val=32, seed=0)
+        >>> task.val_data.inputs.shape, task.val_data.targets.shape
+        (torch.Size([32, 20, 2]), torch.Size([32, 1]))
     """
 
     name = "xor"
