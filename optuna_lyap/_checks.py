@@ -28,7 +28,17 @@ import numpy as np
 
 
 class InvalidParameterError(ValueError, TypeError):
-    """An argument has the wrong type or a value outside its valid range."""
+    """An argument has the wrong type or a value outside its valid range.
+
+    Example:
+        >>> import optuna_lyap
+        >>> try:
+        ...     with optuna_lyap.use_threads(0):
+        ...         pass
+        ... except optuna_lyap.InvalidParameterError as err:
+        ...     print(isinstance(err, ValueError), isinstance(err, TypeError))
+        True True
+    """
 
 
 def _is_int(value: Any) -> bool:

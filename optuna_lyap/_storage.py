@@ -136,7 +136,20 @@ def encode_floats(values: np.ndarray) -> list[float | str]:
 
 
 class DamagedRecordWarning(UserWarning):
-    """A stored spectrum or decision record could not be read and was skipped."""
+    """A stored spectrum or decision record could not be read and was skipped.
+
+    Example:
+        >>> import warnings
+        >>> import optuna
+        >>> from optuna_lyap import DamagedRecordWarning, load_spectra
+        >>> damaged = {"optuna_lyap:v1:spectrum:0": "not a list of numbers"}
+        >>> trial = optuna.trial.create_trial(value=0.0, system_attrs=damaged)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always", DamagedRecordWarning)
+        ...     spectra = load_spectra(trial)
+        >>> spectra, caught[0].category.__name__
+        ({}, 'DamagedRecordWarning')
+    """
 
 
 def decode_floats(values: Any) -> np.ndarray:
@@ -244,6 +257,21 @@ def report_configuration(trial: optuna.trial.BaseTrial, key: str) -> None:
         InvalidParameterError: When ``key`` is not a non-empty string (a subclass of
             ``ValueError`` and ``TypeError``).
         TypeError: When ``trial`` is not a running trial.
+
+    Example:
+        >>> import optuna
+        >>> from optuna_lyap import report_configuration
+        >>> def objective(trial):
+        ...     hidden = trial.suggest_int("hidden", 8, 64)
+        ...     snapped = min(64, 8 * round(hidden / 8))  # the network trained: a grid of sizes
+        ...     report_configuration(trial, f"hidden={snapped}")
+        ...     return float(snapped)
+        >>> study = optuna.create_study()
+        >>> study.optimize(objective, n_trials=3)
+        >>> report_configuration(study.ask(), "")
+        Traceback (most recent call last):
+            ...
+        ValueError: `key` must be a non-empty string, but got ''.
     """
     if not isinstance(key, str) or not key:
         raise InvalidParameterError(f"key must be a non-empty string, but got {key=!r}.")
@@ -276,11 +304,16 @@ def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> 
             initialisation, ``e`` after epoch ``e``).
 
     Example:
-
-        .. code-block:: python
-
-            spectrum = optuna_lyap.lyapunov_spectrum(model.rnn, probe_inputs)
-            optuna_lyap.report_spectrum(trial, spectrum, step=epoch)
+        >>> import optuna
+        >>> import torch
+        >>> import optuna_lyap
+        >>> study = optuna.create_study()
+        >>> trial = study.ask()
+        >>> rnn = torch.nn.GRU(2, 8, batch_first=True)
+        >>> spectrum = optuna_lyap.lyapunov_spectrum(rnn, torch.randn(4, 30, 2), k=3, seed=0)
+        >>> optuna_lyap.report_spectrum(trial, spectrum, step=0)
+        >>> sorted(optuna_lyap.load_spectra(trial)), trial.user_attrs["lyap_step"]
+        ([0], 0)
     """
     step = _check_step(step)
     exponents, dim = as_exponents(spectrum)
@@ -411,6 +444,17 @@ def load_spectra(trial: FrozenTrial | optuna.Trial) -> dict[int, np.ndarray]:
         ``{step: exponents}`` in ascending step order, each a ``k`` float64 array (nats per
         step, descending as reported; NaN and infinities restored). A damaged record is left
         out with a :class:`DamagedRecordWarning`.
+
+    Example:
+        >>> import math
+        >>> import optuna
+        >>> from optuna_lyap import load_spectra, report_spectrum
+        >>> study = optuna.create_study()
+        >>> trial = study.ask()
+        >>> report_spectrum(trial, [0.1, -0.5, -math.inf], step=1)
+        >>> _ = study.tell(trial, 0.0)
+        >>> load_spectra(study.trials[0])
+        {1: array([ 0.1, -0.5, -inf])}
     """
     attrs = _system_attrs(trial)
     spectra = {}
@@ -499,6 +543,21 @@ def load_predictions(trial: FrozenTrial) -> dict[int, dict[str, Any]]:
 
     Non-finite numbers stored as strings are restored to floats. A record that is not a JSON
     object is left out with a :class:`DamagedRecordWarning`.
+
+    Example:
+        >>> import optuna
+        >>> from optuna_lyap import LyapunovPruner, load_predictions
+        >>> study = optuna.create_study(direction="maximize", pruner=LyapunovPruner(prior=None))
+        >>> def objective(trial):
+        ...     for step in range(4):
+        ...         trial.report(12.0 - trial.number, step)  # each trial worse than those before
+        ...         if trial.should_prune():
+        ...             raise optuna.TrialPruned()
+        ...     return 12.0 - trial.number
+        >>> study.optimize(objective, n_trials=12)
+        >>> record = load_predictions(study.trials[-1])[1]  # the pruner's record at step 1
+        >>> record["rule"], record["rank"], record["n_competitors"], record["pruned"]
+        ('rung', 12, 12, True)
     """
     records = {}
     for key, value in trial.system_attrs.items():

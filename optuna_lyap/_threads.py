@@ -103,11 +103,13 @@ def use_threads(n_threads: int | None) -> Iterator[None]:
         InvalidParameterError: ``n_threads`` is neither None nor a positive integer.
 
     Example:
-
-        .. code-block:: python
-
-            with optuna_lyap.use_threads(8):
-                spec = optuna_lyap.lyapunov_spectrum(big_lstm, inputs)
+        >>> import torch
+        >>> import optuna_lyap
+        >>> rnn = torch.nn.LSTM(2, 16, batch_first=True)
+        >>> with optuna_lyap.use_threads(2):
+        ...     spectrum = optuna_lyap.lyapunov_spectrum(rnn, torch.randn(4, 30, 2), seed=0)
+        >>> spectrum.dim  # an LSTM's state holds its hidden and its cell state
+        32
     """
     check_optional_int("n_threads", n_threads, 1)
     token = _override.set(n_threads)

@@ -236,6 +236,22 @@ def fit_aelle(
     Raises:
         ValueError: When fewer than 2 completed trials have a spectrum and a value at or
             before ``step``.
+
+    Example:
+        >>> import numpy as np
+        >>> import optuna
+        >>> from optuna_lyap import fit_aelle, report_spectrum
+        >>> study = optuna.create_study(direction="maximize")
+        >>> rng = np.random.default_rng(0)
+        >>> for _ in range(12):
+        ...     trial = study.ask()
+        ...     lam1 = rng.uniform(-1.0, 0.0)
+        ...     report_spectrum(trial, [lam1, lam1 - 0.5, lam1 - 1.0], step=0)
+        ...     trial.report(rng.uniform(), 0)
+        ...     _ = study.tell(trial, -abs(lam1 + 0.3))
+        >>> model = fit_aelle(study, step=0, n_models=2, max_steps=20)
+        >>> model.n_labelled_, model.n_features_in_
+        (12, 2)
     """
     context = ReadContext(step, study.direction, spectrum_step=step)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -68,6 +68,18 @@ class PriorBundle:
 
     Raises:
         ValueError: A key or model that does not fit the rules above.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from optuna_lyap.aelle import PriorBundle, load_shipped_prior
+        >>> bundle = load_shipped_prior()
+        >>> prior = bundle.select(2, {"hyperparameters", "curve"})  # step 2, and no spectrum
+        >>> bundle.key_of(prior)
+        (2, ('hyperparameters', 'curve'))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     bundle.save(pathlib.Path(tmp) / "prior.pt")
+        ...     PriorBundle.load(pathlib.Path(tmp) / "prior.pt").digest() == bundle.digest()
+        True
     """
 
     def __init__(
@@ -243,6 +255,13 @@ def load_shipped_prior() -> PriorBundle:
 
     Raises:
         ValueError: The shipped file is missing or unreadable (a broken installation).
+
+    Example:
+        >>> from optuna_lyap.aelle import load_shipped_prior
+        >>> load_shipped_prior() is load_shipped_prior()
+        True
+        >>> sorted({step for step, _ in load_shipped_prior().models})
+        [0, 1, 2]
     """
     if not SHIPPED_PATH.exists():
         raise ValueError(f"the shipped prior {str(SHIPPED_PATH)!r} is missing from the package.")

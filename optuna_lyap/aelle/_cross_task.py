@@ -70,6 +70,24 @@ class CrossTaskPrior:
             ``top_fraction`` (``set_calibration``); kept by ``save``.
         info_: Provenance kept by ``save`` and ``load`` (the tables and command of a shipped
             prior); empty unless set.
+
+    Example:
+        >>> import numpy as np
+        >>> from optuna_lyap.aelle import CrossTaskPrior, NetworkDescription
+        >>> from optuna_lyap.aelle._features import (
+        ...     PriorInputs, curve_rank_features, final_quantile, hyperparameter_features)
+        >>> rng = np.random.default_rng(0)
+        >>> lr = 10 ** rng.uniform(-4, -1, 80)
+        >>> final = -np.abs(np.log10(lr) + 2.5)  # the best runs used lr = 3e-3
+        >>> values = np.column_stack([rng.uniform(size=80), final])  # the curve at steps 0 and 1
+        >>> nets = [NetworkDescription("gru", 16, 1, 1.0, float(v)) for v in lr]
+        >>> rows = PriorInputs(hyperparameter_features(nets), [np.zeros(4)] * 80, np.full(80, 16),
+        ...                    curve_rank_features(values, "maximize", 0))
+        >>> prior = CrossTaskPrior(inputs=("hyperparameters",), seed=0)
+        >>> prior = prior.fit(rows, final_quantile(final, "maximize"))
+        >>> predicted = prior.predict(rows)
+        >>> predicted.shape, bool(np.corrcoef(predicted, final)[0, 1] > 0.8)
+        ((80,), True)
     """
 
     def __init__(

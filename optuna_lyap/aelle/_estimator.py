@@ -212,16 +212,15 @@ class AeLLE:
         fit_time_: Seconds :meth:`fit` took.
 
     Example:
-        .. code-block:: python
-
-            import numpy as np
-            from optuna_lyap import AeLLE
-
-            rng = np.random.default_rng(0)
-            spectra = [np.sort(rng.normal(-1.0, 0.5, d))[::-1] for d in rng.integers(8, 64, 40)]
-            targets = np.array([s[0] for s in spectra])
-            ae = AeLLE(seed=0).fit(spectra, targets)
-            mean, std = ae.predict(spectra[:5], return_std=True)
+        >>> import numpy as np
+        >>> from optuna_lyap import AeLLE
+        >>> rng = np.random.default_rng(0)
+        >>> spectra = [np.sort(rng.normal(-1.0, 0.5, d))[::-1] for d in rng.integers(8, 64, 40)]
+        >>> targets = np.array([s[0] for s in spectra])  # here: the largest exponent
+        >>> model = AeLLE(n_models=2, max_steps=20, seed=0).fit(spectra, targets)
+        >>> mean, std = model.predict(spectra[:5], return_std=True)
+        >>> mean.shape, bool((std >= 0).all())
+        ((5,), True)
     """
 
     def __init__(

@@ -74,6 +74,17 @@ class NetworkDescription:
     Raises:
         ValueError: A known field out of range (a cell not in ``CELL_NAMES``, a size that is
             not a positive integer, a scale, rate or norm that is not a positive finite number).
+
+    Example:
+        >>> import torch
+        >>> from optuna_lyap.aelle import NetworkDescription
+        >>> params = {"cell": "gru", "hidden_size": 32, "init_scale": 1.0, "lr": 1e-3}
+        >>> NetworkDescription.from_params(params)  # doctest: +NORMALIZE_WHITESPACE
+        NetworkDescription(cell='gru', hidden_size=32, num_layers=1, init_scale=1.0, lr=0.001,
+                           recurrent_norm=None)
+        >>> net = NetworkDescription.from_module(torch.nn.LSTM(3, 16), lr=1e-2)
+        >>> net.cell, net.hidden_size, net.recurrent_norm is not None
+        ('lstm', 16, True)
     """
 
     cell: str | None

@@ -70,6 +70,12 @@ class Diagnosis:
         kaplan_yorke_dimension: ``D_KY`` (NaN when undefined).
         n_positive: How many exponents are positive.
         k: How many finite or ``-inf`` exponents were read.
+
+    Example:
+        >>> from optuna_lyap import Diagnosis, diagnose
+        >>> diagnosis = diagnose([-0.5, -1.0])
+        >>> isinstance(diagnosis, Diagnosis), diagnosis.regime, diagnosis.memory_horizon
+        (True, 'ordered', 2.0)
     """
 
     regime: str
@@ -139,6 +145,14 @@ def diagnose(
 
     Raises:
         ValueError: ``margin`` or ``stderr`` negative or not finite, or ``exponents`` not 1-D.
+
+    Example:
+        >>> from optuna_lyap import diagnose
+        >>> diagnosis = diagnose([0.05, -0.2, -1.0])
+        >>> diagnosis.regime, diagnosis.n_positive, diagnosis.memory_horizon
+        ('chaotic', 1, 20.0)
+        >>> diagnosis.kaplan_yorke_dimension  # 1 + 0.05 / 0.2
+        1.25
     """
     if not (math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be a finite non-negative number, but got {margin=}.")

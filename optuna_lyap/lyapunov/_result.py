@@ -44,6 +44,16 @@ class LyapunovSpectrum:
             every sequence diverged.
         diverged: A ``B`` bool tensor, True where a sequence's state or basis became non-finite.
         dim: ``D``, the dimension of the state the spectrum was computed on.
+
+    Example:
+        >>> import torch
+        >>> from optuna_lyap import LyapunovSpectrum, lyapunov_spectrum
+        >>> rnn = torch.nn.RNN(2, 8, batch_first=True)
+        >>> spectrum = lyapunov_spectrum(rnn, torch.randn(4, 40, 2), seed=0)
+        >>> isinstance(spectrum, LyapunovSpectrum), spectrum.dim
+        (True, 8)
+        >>> spectrum.exponents.shape, spectrum.per_sequence.shape, spectrum.stderr.shape
+        (torch.Size([8]), torch.Size([4, 8]), torch.Size([8]))
     """
 
     exponents: torch.Tensor

@@ -59,13 +59,15 @@ class DashboardCallback:
     A note written by someone else is kept: the explanation is appended below it.
 
     Example:
-
-        .. code-block:: python
-
-            callback = optuna_lyap.DashboardCallback()
-            study.optimize(objective, n_trials=20, callbacks=[callback])
-            callback.publish(study)
-            # optuna-dashboard sqlite:///optuna_lyap.db
+        >>> import optuna
+        >>> from optuna_lyap import DashboardCallback
+        >>> callback = DashboardCallback(figures_every=0)
+        >>> study = optuna.create_study()
+        >>> study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2, callbacks=[callback])
+        >>> callback.calls_
+        2
+        >>> callback.publish(study)  # the final figures, for optuna-dashboard
+        ['lyap-epochs']
 
     Args:
         figures_every: Refresh the figures after every trial whose ``number + 1`` is a

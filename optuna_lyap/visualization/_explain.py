@@ -432,10 +432,18 @@ def explain(
         InvalidParameterError: ``trial`` is none of those (a string, a bool), naming it.
 
     Example:
-
-        .. code-block:: python
-
-            print(optuna_lyap.explain(study, study.trials[3]))
+        >>> import optuna
+        >>> from optuna_lyap import LyapunovPruner, explain
+        >>> study = optuna.create_study(direction="maximize", pruner=LyapunovPruner(prior=None))
+        >>> def objective(trial):
+        ...     for step in range(4):
+        ...         trial.report(12.0 - trial.number, step)  # each trial worse than those before
+        ...         if trial.should_prune():
+        ...             raise optuna.TrialPruned()
+        ...     return 12.0 - trial.number
+        >>> study.optimize(objective, n_trials=12)
+        >>> print(explain(study, 11).splitlines()[0])
+        ### Trial 11: pruned at step 1 by successive halving on the raw value
     """
     if isinstance(trial, optuna.Trial):  # a running trial, as the objective holds it
         trial = trial.number
