@@ -36,7 +36,7 @@ from torch import nn
 import optuna_lyap
 from benchmarks import designs as design_lib
 from benchmarks.record import SPECTRUM_OPTIONS, _append_line, _finite_or_none, read_records
-from optuna_lyap.aelle._prior import NetworkDescription
+from optuna_lyap.aelle import NetworkDescription
 from optuna_lyap.tasks import SequenceTask
 
 FORMAT_VERSION = 1
