@@ -36,13 +36,11 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from benchmarks.record import read_records
-from optuna_lyap.aelle._prior import (
-    NetworkDescription,
-    PriorBundle,
+from optuna_lyap.aelle import NetworkDescription, PriorBundle, load_shipped_prior
+from optuna_lyap.aelle._features import (
     PriorInputs,
-    curve_features,
+    curve_rank_features,
     hyperparameter_features,
-    load_shipped_prior,
     top_fraction,
 )
 
@@ -95,7 +93,7 @@ def design_rows(records: list[dict[str, Any]], meta: dict[str, Any], step: int) 
         spectra.append(top_fraction(values, r["dim"], FRACTION))
     values = _matrix(records, "values")
     losses = _matrix(records, "val_loss")
-    curve = curve_features(values, meta["direction"], step, losses)
+    curve = curve_rank_features(values, meta["direction"], step, losses)
     dims = np.array([r["dim"] for r in records])
     return PriorInputs(hyperparameter_features(networks), spectra, dims, curve)
 

@@ -17,7 +17,8 @@ from torch import nn
 
 import optuna_lyap as ol
 from optuna_lyap._random import caller_rng_kept, fresh_seed
-from optuna_lyap.aelle._prior import CrossTaskPrior, PriorInputs
+from optuna_lyap.aelle import CrossTaskPrior
+from optuna_lyap.aelle._features import PriorInputs
 from optuna_lyap.tasks import get_task
 from tests.aelle_tests._synthetic import spectrum_family
 
