@@ -271,7 +271,7 @@ def report_configuration(trial: optuna.trial.BaseTrial, key: str) -> None:
         >>> report_configuration(study.ask(), "")
         Traceback (most recent call last):
             ...
-        ValueError: `key` must be a non-empty string, but got ''.
+        optuna_lyap._checks.InvalidParameterError: key must be a non-empty string, but got key=''.
     """
     if not isinstance(key, str) or not key:
         raise InvalidParameterError(f"key must be a non-empty string, but got {key=!r}.")
