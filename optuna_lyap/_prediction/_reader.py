@@ -24,14 +24,37 @@ from optuna_lyap._storage import CONFIGURATION_ATTR, spectrum_key
 from optuna_lyap.aelle import AeLLE
 
 
-def _bounded_targets(values: list[float], direction: StudyDirection) -> np.ndarray:
-    """Final values as float64, infinite ones set to the worst finite one (a diverged loss)."""
-    y = np.array(values, dtype=np.float64)
-    finite = y[np.isfinite(y)]
-    if finite.size:
-        worst = finite.min() if direction == StudyDirection.MAXIMIZE else finite.max()
-        y = np.where(np.isfinite(y), y, worst)
+def final_targets(values: Sequence[float | None], direction: StudyDirection | str) -> np.ndarray:
+    """Final values as targets: the one rule for every path that learns from trial values.
+
+    None and NaN are no label (NaN). An infinite value (a diverged loss, which Optuna accepts
+    as COMPLETE) is the worst finite value among ``values``: the run was at least as bad as any
+    that finished; with no finite value to compare with it is no label (NaN).
+
+    Args:
+        values: Final values (``trial.value``), in row order.
+        direction: The study's direction (``StudyDirection`` or ``"maximize"`` /
+            ``"minimize"``), which says which end is worst.
+
+    Returns:
+        A float64 array of ``len(values)`` targets, finite or NaN.
+    """
+    y = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+    infinite = np.isinf(y)
+    if infinite.any():
+        finite = y[np.isfinite(y)]
+        maximize = direction in (StudyDirection.MAXIMIZE, "maximize")
+        worst = (finite.min() if maximize else finite.max()) if finite.size else math.nan
+        y[infinite] = worst
     return y
+
+
+def trial_targets(trials: Sequence[FrozenTrial], direction: StudyDirection | str) -> np.ndarray:
+    """:func:`final_targets` of ``trials``: NaN for a trial that is not COMPLETE."""
+    return final_targets(
+        [t.values[0] if t.state == TrialState.COMPLETE and t.values else None for t in trials],
+        direction,
+    )
 
 
 def _has_final_value(trial: FrozenTrial) -> bool:
@@ -131,7 +154,7 @@ def read_rows(
         else:
             width = INPUTS[name].width(context) or 0
             out[name] = np.array(values, dtype=np.float64).reshape(n, width)
-    y = _bounded_targets(targets, context.direction) if labelled else np.array(targets)
+    y = final_targets(targets, context.direction) if labelled else np.array(targets)
     return Rows(numbers, out, np.array(raw, dtype=np.float64), y.astype(np.float64), groups)
 
 

@@ -1,298 +1,137 @@
-"""``optuna-lyap fit``: build a prior bundle from earlier studies.
+"""``fit``: build a prior bundle (or, ``--format aelle``, one AeLLE) from earlier studies.
 
-Each study contributes its COMPLETE trials as rows: the inputs the prior reads (the
-hyperparameters as ``network_of`` reads them, the spectrum at a step cut to the bundle's top
-fraction, the learning curve at that step ranked among the study's trials that reported
-there) and the target, the final value's quantile within its own study (1 = best), so studies
-of different tasks, metrics and directions mix. One model is fitted per (step, input groups)
-of ``INPUT_SETS`` that enough rows support (``MIN_ROWS``), as the shipped bundle has.
-
-Warm start (``on_shipped``): the shipped bundle's models are kept for every (step, groups) the
-studies cannot train. For the others a model is fitted on the studies' rows with the target
-shrunk toward the shipped model's prediction, ``alpha * own + (1 - alpha) * shipped`` with
-``alpha = n / (n + pseudo_count)`` (``n`` the rows): with few rows the shipped prior dominates,
-with many the studies do. It replaces the shipped model only where its ``CV_FOLDS``-fold
-out-of-fold predictions rank the rows' final quantiles better (Spearman) than the shipped
-model's predictions do; otherwise the shipped model stays. Shrinkage alone lost to the shipped
-prior on some held-out splits (``benchmarks/prior_fit_warm.py``), hence the check. This is
-chosen over fine-tuning the shipped weights because it needs nothing from the shipped model but
-its predictions (the AeLLE is refitted from scratch, deterministic given the seed), and the
-result is an ordinary bundle model.
-
-Notation: ``n`` rows (completed trials), ``s`` the step a model reads.
+The fitting is library code (:func:`optuna_lyap._prediction.fit_prior`); this command reads
+its options, opens the studies, and saves what it returns.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+import argparse
+import sys
+from pathlib import Path
 
-import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._prediction import rank_correlation
-from optuna_lyap._prediction._prior import VAL_LOSS_ATTR, network_of
-from optuna_lyap._storage import spectrum_at, spectrum_dim
-from optuna_lyap.aelle._bundle import INPUT_SETS, PriorBundle
-from optuna_lyap.aelle._cross_task import CrossTaskPrior
-from optuna_lyap.aelle._features import (
-    CURVE_NAMES,
-    NetworkDescription,
-    PriorInputs,
-    final_quantile,
-    hyperparameter_features,
-    study_ranks,
-    study_zscores,
-    top_fraction,
-)
-
-#: Rows (over all studies) a model needs before it is fitted.
-MIN_ROWS = 12
-#: Folds of the warm start's check of a fitted model against the shipped one.
-CV_FOLDS = 3
-#: Rows worth as much as the shipped model in a warm start (``alpha = n / (n + 50)``): a
-#: typical study of 50 completed trials weighs half.
-PSEUDO_COUNT = 50.0
+from optuna_lyap.cli._base import CLIError, Command, add_storage, non_negative
+from optuna_lyap.cli._storage_url import load_study, open_storage
+from optuna_lyap.cli._study import check_spectrum_step
 
 
-@dataclass
-class StudyRows:
-    """One study's rows at one step.
-
-    Attributes:
-        inputs: ``n`` rows of all three groups (NaN where unknown).
-        target: ``n`` final quantiles within the study.
-        groups: ``n`` sets of the groups each row has.
-    """
-
-    inputs: PriorInputs
-    target: np.ndarray
-    groups: list[frozenset[str]]
-
-
-def _number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return number if math.isfinite(number) else math.nan
-
-
-def _value(trial: FrozenTrial, step: int) -> float:
-    return _number(trial.intermediate_values.get(step))
-
-
-def _curve(trials: Sequence[FrozenTrial], step: int, direction: str) -> np.ndarray:
-    """``len(trials) x 4`` curve features at ``step`` ranked among ``trials``, as
-    ``TrialPrior.predict_trials`` reads them (the validation loss from the user attr
-    ``val_loss:{step}``, NaN without it)."""
-    values = np.array([_value(t, step) for t in trials])
-    ranks = study_ranks(values, direction)  # type: ignore[arg-type]
-    z = study_zscores(values, direction)  # type: ignore[arg-type]
-    change = np.zeros(len(trials))
-    before = [s for t in trials for s in t.intermediate_values if s < step]
-    if before:
-        previous = np.array([_value(t, max(before)) for t in trials])
-        change = ranks - study_ranks(previous, direction)  # type: ignore[arg-type]
-    loss = np.array([_number(t.user_attrs.get(VAL_LOSS_ATTR.format(step=step))) for t in trials])
-    loss_rank = study_ranks(loss, "minimize")
-    return np.column_stack([ranks, z, change, loss_rank])
-
-
-def study_rows(study: optuna.Study, step: int, fraction: float) -> StudyRows:
-    """The rows of ``study``'s completed trials at ``step`` (see the module docstring).
-
-    Args:
-        study: A single-objective study.
-        step: The step whose spectrum (latest at or before it) and curve are read.
-        fraction: Share of each spectrum kept (the bundle's ``spectrum_fraction``).
-    """
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    direction: Literal["maximize", "minimize"] = "maximize" if maximize else "minimize"
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    completed = [
-        t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
-        and math.isfinite(t.value)
-    ]  # fmt: skip
-    reporting = [t for t in trials if math.isfinite(_value(t, step))]
-    curve_of: dict[int, np.ndarray] = {}
-    if reporting:
-        for trial, row in zip(reporting, _curve(reporting, step, direction), strict=True):
-            curve_of[trial.number] = row
-    n = len(completed)
-    target = final_quantile(np.array([t.value for t in completed], dtype=float), direction)
-    networks = [network_of(t) for t in completed]
-    hyperparameters = hyperparameter_features(
-        [net if net is not None else NetworkDescription(None, None) for net in networks]
-    )
-    spectra: list[np.ndarray] = []
-    dims = np.ones(n, dtype=np.int64)
-    curve = np.full((n, len(CURVE_NAMES)), np.nan)
-    groups: list[frozenset[str]] = []
-    for i, trial in enumerate(completed):
-        have = set()
-        if networks[i] is not None:
-            have.add("hyperparameters")
-        found = spectrum_at(trial, step)
-        cut = None
-        if found is not None and np.isfinite(found[1]).any():
-            dim = spectrum_dim(trial, found[0]) or int(found[1].size)
-            try:
-                cut = top_fraction(found[1], dim, fraction)
-                dims[i] = dim
-            except ValueError:
-                cut = None
-        if cut is not None:
-            have.add("spectrum")
-            spectra.append(cut)
-        else:
-            spectra.append(np.zeros(0))
-        if trial.number in curve_of:
-            curve[i] = curve_of[trial.number]
-            have.add("curve")
-        groups.append(frozenset(have))
-    return StudyRows(PriorInputs(hyperparameters, spectra, dims, curve), target, groups)
-
-
-def _fit(
-    rows: PriorInputs,
-    target: np.ndarray,
-    inputs: tuple[str, ...],
-    seed: int,
-    aelle_params: Mapping[str, Any] | None,
-) -> CrossTaskPrior:
-    return CrossTaskPrior(inputs=inputs, model="aelle", seed=seed, aelle_params=aelle_params).fit(
-        rows, target
+class FitCommand(Command):
+    name = "fit"
+    help = "build a prior from earlier studies and save it"
+    description = (
+        "Fit a prior bundle on the completed trials of one or more studies (any tasks; target: "
+        "each trial's final quantile within its study), one model per step and input set the "
+        "studies support, saved as one file for run/worker --prior. With --format aelle: an "
+        "AeLLE on one study's spectra at one step, for the lyapunov pruner."
     )
 
-
-def _out_of_fold(
-    rows: PriorInputs,
-    target: np.ndarray,
-    inputs: tuple[str, ...],
-    seed: int,
-    aelle_params: Mapping[str, Any] | None,
-) -> np.ndarray:
-    """Predictions of each row by a model fitted without its fold (``CV_FOLDS`` random folds,
-    seeded by ``seed``)."""
-    n = len(rows)
-    folds = np.random.default_rng(seed).permutation(n) % CV_FOLDS
-    out = np.full(n, np.nan)
-    for fold in range(CV_FOLDS):
-        held = folds == fold
-        if held.all() or not held.any():
-            continue
-        model = _fit(rows.subset(~held), target[~held], inputs, seed, aelle_params)
-        out[held] = model.predict(rows.subset(held))
-    return out
-
-
-def spectrum_steps(studies: Sequence[optuna.Study]) -> list[int]:
-    """Steps at which some completed trial of ``studies`` stored a spectrum, and step 0."""
-    from optuna_lyap._storage import load_spectra
-
-    steps = {0}
-    for study in studies:
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            steps.update(load_spectra(trial))
-    return sorted(steps)
-
-
-def fit_bundle(
-    studies: Sequence[optuna.Study],
-    *,
-    steps: Sequence[int] | None = None,
-    shipped: PriorBundle | None = None,
-    pseudo_count: float = PSEUDO_COUNT,
-    seed: int = 0,
-    aelle_params: Mapping[str, Any] | None = None,
-    info: Mapping[str, Any] | None = None,
-    progress: Any = None,
-) -> PriorBundle:
-    """A prior bundle fitted on ``studies``' completed trials.
-
-    Args:
-        studies: Single-objective studies (any tasks, metrics, directions).
-        steps: Model steps; None: step 0 and every step with a stored spectrum.
-        shipped: Warm start from this bundle (see the module docstring); None: the studies
-            alone.
-        pseudo_count: The warm start's ``alpha = n / (n + pseudo_count)``; positive.
-        seed: Seeds every model fit.
-        aelle_params: Extra ``AeLLE`` parameters of every model.
-        info: Provenance stored in the bundle (merged with the row counts).
-        progress: ``callable(str)`` told about each model; None: silent.
-
-    Returns:
-        The bundle: one model per (step, groups) with at least ``MIN_ROWS`` rows, plus with
-        ``shipped`` its models for the keys not fitted.
-
-    Raises:
-        ValueError: A multi-objective study, a non-positive ``pseudo_count``, or no
-            (step, groups) with ``MIN_ROWS`` rows (and no ``shipped``).
-    """
-    if not pseudo_count > 0:
-        raise ValueError(f"pseudo_count must be positive but got {pseudo_count=}.")
-    for study in studies:
-        if len(study.directions) != 1:
-            raise ValueError(
-                f"study {study.study_name!r} has {len(study.directions)} objectives; a prior "
-                "is fitted on single-objective studies."
-            )
-    fraction = shipped.spectrum_fraction if shipped is not None else 0.25
-    steps = spectrum_steps(studies) if steps is None else sorted(set(steps))
-    models: dict[tuple[int, Sequence[str]], CrossTaskPrior] = {}
-    counts: dict[str, int] = {}
-    checks: dict[str, dict[str, Any]] = {}
-    for step in steps:
-        parts = [study_rows(study, step, fraction) for study in studies]
-        rows = PriorInputs.concatenate([p.inputs for p in parts])
-        target = np.concatenate([p.target for p in parts])
-        groups = [g for p in parts for g in p.groups]
-        for inputs in INPUT_SETS:
-            mask = np.array([set(inputs) <= g for g in groups], dtype=bool)
-            n = int(mask.sum())
-            if n < MIN_ROWS:
-                continue
-            subset, y = rows.subset(mask), target[mask]
-            if progress is not None:
-                progress(f"fitting step {step} on {'+'.join(inputs)}: {n} rows")
-            reference = None
-            if shipped is not None:
-                reference = shipped.models.get((step, inputs)) or shipped.select(step, set(inputs))
-            if reference is None:
-                models[(step, inputs)] = _fit(subset, y, inputs, seed, aelle_params)
-                counts[f"{step}:{'+'.join(inputs)}"] = n
-                continue
-            shipped_pred = np.clip(reference.predict(subset), 0, 1)
-            alpha = n / (n + pseudo_count)
-            shrunk = alpha * y + (1 - alpha) * shipped_pred
-            oof = _out_of_fold(subset, shrunk, inputs, seed, aelle_params)
-            ours, theirs = rank_correlation(oof, y), rank_correlation(shipped_pred, y)
-            label = f"{step}:{'+'.join(inputs)}"
-            checks[label] = {
-                "rows": n,
-                "fitted_cv": ours if math.isfinite(ours) else None,
-                "shipped": theirs if math.isfinite(theirs) else None,
-            }
-            if math.isfinite(ours) and (not math.isfinite(theirs) or ours > theirs):
-                models[(step, inputs)] = _fit(subset, shrunk, inputs, seed, aelle_params)
-                counts[label] = n
-    if shipped is not None:
-        for key, model in shipped.models.items():
-            models.setdefault(key, model)
-    if not models:
-        raise ValueError(
-            f"no step and input set has {MIN_ROWS} completed trials with those inputs in "
-            f"{[s.study_name for s in studies]} (steps read: {steps})"
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_storage(parser)
+        parser.add_argument(
+            "--study",
+            "--study-name",
+            dest="studies",
+            action="append",
+            required=True,
+            metavar="NAME",
+            help="a study to learn from; repeat for several",
         )
-    provenance = {
-        **dict(info or {}),
-        "rows": counts,
-        "warm_start": None
-        if shipped is None
-        else {"pseudo_count": pseudo_count, "cv_folds": CV_FOLDS, "checks": checks},
-    }
-    return PriorBundle(models, provenance, spectrum_fraction=fraction)
+        parser.add_argument(
+            "--step",
+            type=non_negative,
+            action="append",
+            default=None,
+            help="a model step (repeatable; default: 0 and every step with stored spectra; "
+            "--format aelle: one step with spectra, default 1)",
+        )
+        parser.add_argument(
+            "--format",
+            choices=("prior", "aelle"),
+            default="prior",
+            help="prior: a prior bundle for the pruner and sampler (default); aelle: an AeLLE "
+            "for the lyapunov pruner",
+        )
+        parser.add_argument(
+            "--on-shipped",
+            action="store_true",
+            help="start from the shipped prior: keep its models for what the studies cannot "
+            "train, and shrink the others' targets toward its predictions",
+        )
+        parser.add_argument(
+            "--output",
+            required=True,
+            help="the file to save to (one file; give it to run/worker --prior)",
+        )
+        parser.add_argument("--seed", type=non_negative, default=0)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        output = Path(args.output)
+        if output.is_dir():
+            name = "aelle.pt" if args.format == "aelle" else "prior.pt"
+            raise CLIError(
+                f"--output {args.output!r} is a directory; give a file path, e.g. "
+                f"{str(output / name)!r}"
+            )
+        storage = open_storage(args.storage, must_exist=True)
+        studies = [load_study(storage, args.storage, name) for name in args.studies]
+        if args.format == "aelle":
+            return _fit_aelle(args, studies, output)
+        from optuna_lyap._prediction import fit_prior
+        from optuna_lyap.aelle._bundle import load_shipped_prior
+
+        info = {
+            "studies": [s.study_name for s in studies],
+            # The storage URL is left out: it may hold a password.
+            "command": "optuna-lyap fit "
+            + " ".join(f"--study {name}" for name in args.studies)
+            + "".join(f" --step {step}" for step in args.step or [])
+            + (" --on-shipped" if args.on_shipped else "")
+            + f" --seed {args.seed}",
+            "on_shipped": bool(args.on_shipped),
+            "seed": args.seed,
+        }
+        try:
+            bundle = fit_prior(
+                studies,
+                steps=args.step,
+                shipped=load_shipped_prior() if args.on_shipped else None,
+                seed=args.seed,
+                info=info,
+                progress=lambda line: print(line, file=sys.stderr),
+            )
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        output.parent.mkdir(parents=True, exist_ok=True)
+        bundle.save(output)
+        fitted = len(bundle.info.get("rows", {}))
+        kept = len(bundle.models) - fitted
+        print(
+            f"saved a prior bundle of {len(bundle.models)} models ({fitted} fitted on "
+            f"{', '.join(repr(s.study_name) for s in studies)}"
+            + (f", {kept} kept from the shipped prior" if kept else "")
+            + f") to {output}"
+        )
+        return 0
+
+
+def _fit_aelle(args: argparse.Namespace, studies: list[optuna.Study], output: Path) -> int:
+    """``fit --format aelle``: one AeLLE on one study's spectra at one step."""
+    from optuna_lyap._prediction import fit_aelle
+
+    if len(studies) != 1:
+        raise CLIError(f"--format aelle fits on one study, but {len(studies)} were given")
+    steps = args.step or [1]
+    if len(steps) != 1:
+        raise CLIError(f"--format aelle fits at one --step, but got {steps}")
+    study, step = studies[0], steps[0]
+    check_spectrum_step(study, step)
+    try:
+        ae = fit_aelle(study, step, seed=args.seed)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    output.parent.mkdir(parents=True, exist_ok=True)
+    ae.save(output)
+    print(f"saved an AeLLE fitted on {study.study_name!r} at step {step} to {output}")
+    return 0

@@ -14,7 +14,14 @@ from optuna_lyap.visualization._embedding import (
     publish_embedding,
     write_png,
 )
-from optuna_lyap.visualization._explain import explain, metric_name, pruned_by, prunes_by_rule
+from optuna_lyap.visualization._explain import (
+    explain,
+    explain_study,
+    metric_name,
+    pruned_by,
+    prunes_by_rule,
+    study_note,
+)
 from optuna_lyap.visualization._figures import (
     epochs_spent,
     plot_epochs,
@@ -30,6 +37,7 @@ __all__ = [
     "embedding_data",
     "epochs_spent",
     "explain",
+    "explain_study",
     "format_cost",
     "metric_name",
     "plot_embedding",
@@ -40,5 +48,6 @@ __all__ = [
     "pruned_by",
     "prunes_by_rule",
     "publish_embedding",
+    "study_note",
     "write_png",
 ]

@@ -14,7 +14,13 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import check_int
-from optuna_lyap.visualization._explain import NOTE_TITLE, explain, metric_name
+from optuna_lyap.visualization._explain import (
+    NOTE_TITLE,
+    STUDY_NOTE_TITLE,
+    explain,
+    metric_name,
+    study_note,
+)
 from optuna_lyap.visualization._figures import (
     plot_epochs,
     plot_predictions,
@@ -154,18 +160,27 @@ class DashboardCallback:
         """Write ``trial``'s note now and return its text."""
         from optuna_dashboard import get_note, save_note
 
-        body = explain(study, trial, pruner=self._pruner or study.pruner)
+        # What holds for the whole study is said once, in the study's note (write_study_note).
+        body = explain(study, trial, pruner=self._pruner or study.pruner, preface=False)
         image = self._upload_spectrum(study, trial)
         if image is not None:
             body += f"\n{image}\n"
         handle = _trial_handle(study, trial)
-        title = NOTE_TITLE.format(number=trial.number)
-        previous = get_note(handle)
-        if previous and not previous.startswith(title):
-            # Keep the user's words; replace an explanation written earlier below them.
-            own = previous.split(f"{_SEPARATOR}{title}", 1)[0]
-            body = f"{own}{_SEPARATOR}{body}"
+        body = _below_own_words(get_note(handle), NOTE_TITLE.format(number=trial.number), body)
         save_note(handle, body)
+        return body
+
+    def write_study_note(self, study: optuna.Study) -> str | None:
+        """Write what holds for the whole study (:func:`~optuna_lyap.visualization.study_note`)
+        as the study's note, below any words of the user's; return it (None: nothing to say,
+        and nothing is written)."""
+        from optuna_dashboard import get_note, save_note
+
+        body = study_note(study)
+        if body is None:
+            return None
+        body = _below_own_words(get_note(study), STUDY_NOTE_TITLE, body)
+        save_note(study, body)
         return body
 
     def _upload_spectrum(self, study: optuna.Study, trial: FrozenTrial) -> str | None:
@@ -237,6 +252,16 @@ class DashboardCallback:
             "lyap-epochs": lambda: plot_epochs(study),
         }
         saved = []
+        if self._notes:
+            try:
+                self.write_study_note(study)
+            except Exception as err:
+                warnings.warn(
+                    f"DashboardCallback could not write the study's note: "
+                    f"{type(err).__name__}: {err}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         for graph_id, make in makers.items():
             try:
                 figure = make()
@@ -250,6 +275,15 @@ class DashboardCallback:
                     stacklevel=2,
                 )
         return saved
+
+
+def _below_own_words(previous: str | None, title: str, body: str) -> str:
+    """``body`` below the user's words in ``previous``, replacing an explanation written
+    earlier under ``title``."""
+    if previous and not previous.startswith(title):
+        own = previous.split(f"{_SEPARATOR}{title}", 1)[0]
+        return f"{own}{_SEPARATOR}{body}"
+    return body
 
 
 def format_cost(cost: dict[str, float]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,14 +10,24 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
+from optuna_lyap._prediction import trial_targets
 from optuna_lyap._storage import spectrum_at
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.visualization._explain import metric_name
 
 # UMAP needs this many points (AeLLE.embed falls back to PCA below it).
 _UMAP_MIN_POINTS = 16
+
+AUTO_UMAP_POINTS = 200
+"""``method="auto"`` embeds this many points or more with UMAP, fewer with PCA.
+
+UMAP's cost hardly depends on the size of a study's map: its first run in a process compiles
+numba code (37 s and 794 MB for 20 points, against 6.8 s for PCA, measured with
+``optuna-lyap embed``), and on a few dozen points its 15-neighbour graph shows little that the
+first two principal components of the 4-number latent code do not. From a few hundred points,
+clusters that PCA lays over each other are what UMAP separates, and the compile is a small
+share of the study it maps."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,9 @@ class EmbeddingData:
 
     Attributes:
         xy: An ``n x 2`` array of embedded coordinates.
-        values: ``n`` final values (NaN for trials that did not complete).
+        values: ``n`` final values as targets (NaN for trials that did not complete; an
+            infinite value, a diverged run, is the worst finite one: see
+            ``optuna_lyap._prediction.final_targets``).
         numbers: ``n`` trial numbers.
         states: ``n`` trial state names (``"COMPLETE"``, ``"PRUNED"``, ...).
         method: ``"umap"`` or ``"pca"`` (what was actually used).
@@ -59,7 +70,8 @@ def embedding_data(
     Args:
         study: The study.
         step: Each trial's latest spectrum at or before this step is read.
-        method: ``"umap"`` or ``"pca"`` (see :meth:`optuna_lyap.AeLLE.embed`).
+        method: ``"umap"`` or ``"pca"`` (see :meth:`optuna_lyap.AeLLE.embed`), or ``"auto"``:
+            UMAP for :data:`AUTO_UMAP_POINTS` points or more, PCA below.
         seed: Seed of the AeLLE fit and of UMAP.
         aelle_params: Keyword arguments of the :class:`~optuna_lyap.AeLLE` (``seed`` is set by
             ``seed``); None: AeLLE's defaults. Only the first ensemble member is embedded, so
@@ -70,21 +82,23 @@ def embedding_data(
 
     Raises:
         ValueError: fewer than two completed trials with a spectrum at or before ``step``, or
-            ``method`` not ``"umap"`` or ``"pca"``.
+            ``method`` not ``"umap"``, ``"pca"`` or ``"auto"``.
     """
-    if method not in ("umap", "pca"):
-        raise ValueError(f"method must be 'umap' or 'pca', but got {method=!r}.")
-    spectra, values, numbers, states = [], [], [], []
+    if method not in ("umap", "pca", "auto"):
+        raise ValueError(f"method must be 'umap', 'pca' or 'auto', but got {method=!r}.")
+    spectra, trials = [], []
     for t in study.get_trials(deepcopy=False):
         found = spectrum_at(t, step)
         if found is None:
             continue
         spectra.append(found[1])
-        complete = t.state == TrialState.COMPLETE and t.value is not None
-        values.append(float(t.value) if complete else math.nan)  # type: ignore[arg-type]
-        numbers.append(t.number)
-        states.append(t.state.name)
-    labelled = int(np.isfinite(values).sum()) if values else 0
+        trials.append(t)
+    values = trial_targets(trials, study.direction)
+    numbers = [t.number for t in trials]
+    states = [t.state.name for t in trials]
+    if method == "auto":
+        method = "umap" if len(spectra) >= AUTO_UMAP_POINTS else "pca"
+    labelled = int(np.isfinite(values).sum())
     if labelled < 2:
         raise ValueError(
             f"study {study.study_name!r} has {labelled} completed trials with a spectrum at or "
@@ -93,7 +107,7 @@ def embedding_data(
     params = {**(aelle_params or {}), "seed": seed}
     if progress is not None:
         progress(f"fitting an AeLLE on {len(spectra)} spectra at step {step}")
-    ae = AeLLE(**params).fit(spectra, np.array(values))
+    ae = AeLLE(**params).fit(spectra, values)
     if progress is not None and method == "umap" and len(spectra) >= _UMAP_MIN_POINTS:
         progress(
             f"embedding {len(spectra)} latent codes with UMAP (its first run in a process "
@@ -103,7 +117,7 @@ def embedding_data(
         warnings.simplefilter("always")
         xy = ae.embed(spectra, method=method)
     used = "pca" if method == "umap" and any("PCA" in str(w.message) for w in caught) else method
-    return EmbeddingData(xy, np.array(values), np.array(numbers), states, used, metric_name(study))
+    return EmbeddingData(xy, values, np.array(numbers), states, used, metric_name(study))
 
 
 def plot_embedding(data: EmbeddingData, *, step: int = 1) -> Any:

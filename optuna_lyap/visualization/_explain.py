@@ -29,7 +29,7 @@ for a median or percentile rule, recomputes the bar from the completed trials.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -215,51 +215,127 @@ _SCORE_NAMES = {
 }
 
 
-def _prior_sentence(record: Mapping[str, Any], step: int) -> str | None:
+# What holds for the whole study rather than for one trial: said once, in the study's preface
+# ("About this study"); a trial's note then only points to it.
+STUDY_NOTE_TITLE = "### About this study"
+"""The heading of :func:`study_note`'s text (the study's note on the dashboard)."""
+
+_PRIOR_ALONE = {
+    "sampler": (
+        "**The prior ranks no rung alone here.** The study's sampler is adaptive (TPE, for "
+        "one): the completed trials the prior would be judged on are no sample of the trials "
+        "it would rank later, so each rung is ranked by the raw value while the prior's "
+        "predictions are only recorded. LyapunovPruner(prior_decides=True) lets it rank all "
+        "the same."
+    ),
+    "argument": (
+        "**The prior ranks no rung alone here.** It does so only with "
+        "LyapunovPruner(prior_decides=True), or prior_decides=None with a sampler that draws "
+        "independently, because in replays its rankings did not reach a top trial sooner "
+        "than successive halving on every table; each rung is ranked by the raw value and "
+        "the prior's predictions are only recorded."
+    ),
+}
+_SEE_PREFACE = 'see "About this study"'
+
+
+def _prior_alone_by(record: Mapping[str, Any]) -> str | None:
+    """What forbade the prior to rank alone (``"sampler"`` or ``"argument"``), or None."""
+    if record.get("prior_decides") is not False:
+        return None
+    return "sampler" if record.get("prior_decides_by") == "sampler" else "argument"
+
+
+def _prior_sentence(
+    record: Mapping[str, Any], step: int, said: set[str] | None = None, see: str = _SEE_PREFACE
+) -> str | None:
     """The prior's predicted quantile at ``step``, its inputs, and the evidence it was (not)
-    trusted."""
+    trusted. A reason already in ``said`` (of this note) is not given again; the ones given
+    are added to it. ``see`` points to where a study-wide reason is told."""
+    said = set() if said is None else said
     quantile = _num(record.get("prior_quantile"))
     if quantile is None:
         return None
-    text = (
-        f"**Prior, step {step}.** Predicted final quantile {quantile:.3g} in this study (1 is best"
-    )
+    text = f"**Prior, step {step}.** Predicted final quantile {quantile:.3g} in this study (1 is "
+    text += "best"
     top = _num(record.get("prior_top10"))
     if top is not None:
-        text += f"; P(top 10%) {top:.2f}"
+        text += f"; chance of ending in the top 10% {top:.2f}"
     if record.get("prior_inputs"):
         text += f"; inputs: {record['prior_inputs']}"
     model_step = _num(record.get("prior_model_step"))
-    if model_step is not None:
-        # The bundle holds models for a few steps; a later step uses the latest of them.
-        text += f"; the prior's model for step {int(model_step)}"
+    if model_step is not None and int(model_step) != step:
+        # The bundle holds models for a few steps; a later step is read by the latest of them.
+        text += (
+            f"; the prior has no model for step {step}, so its model for step "
+            f"{int(model_step)} read this step"
+        )
     text += ")"
     share = _num(record.get("prior_gate_share"))
+    alone = _prior_alone_by(record)
     if share is not None:
         trusted = record.get("prior_gate_open")
         text += "; trusted" if trusted else "; not trusted"
         text += f": out-ranked the raw value in {share:.0%} of bootstrap resamples"
-    elif record.get("prior_decides") is False and record.get("prior_decides_by") == "sampler":
-        text += (
-            "; not judged against the raw value: with an adaptive sampler (TPE, for one) the "
-            "prior does not rank a rung alone, since the completed trials it would be judged "
-            "on are no sample of the later competitors (LyapunovPruner(prior_decides=True) "
-            "lets it)"
-        )
-    elif record.get("prior_decides") is False:
-        text += (
-            "; not judged against the raw value: the prior does not rank a rung alone unless "
-            "LyapunovPruner(prior_decides=None) (with a sampler that draws independently) or "
-            "prior_decides=True lets it, since in replays its rankings did not reach a top "
-            "trial sooner than successive halving on every table"
-        )
-    elif record.get("rung") is not None:
+    elif alone is not None:
+        if f"alone:{alone}" not in said:
+            text += f"; not judged against the raw value ({see})"
+            said.add(f"alone:{alone}")
+    elif record.get("rung") is not None and "unjudged" not in said:
         text += "; not yet judged against the raw value (it predicts too few completed trials)"
+        said.add("unjudged")
     weight = _num(record.get("prior_weight"))
     if record.get("rule") == "blend_rung" and weight is not None:
         text += f". Its rank is blended in at weight {weight:.2g} all the same: the blend does "
         text += "not wait for the gate"
     return text + "."
+
+
+def _prior_ignored_sentence(record: Mapping[str, Any], see: str = _SEE_PREFACE) -> str | None:
+    """Why a prior that predicted at the deciding step did not rank it (a rule by the raw value
+    or the in-study model pruned the trial); None where the prior ranked or did not predict."""
+    quantile = _num(record.get("prior_quantile"))
+    if quantile is None or record.get("rule") in ("prior_rung", "prior_screen", "blend_rung"):
+        return None
+    top = _num(record.get("prior_top10"))
+    what = f"predicted final quantile {quantile:.3g}"
+    if top is not None:
+        what += f" (chance of the top 10% {top:.2f})"
+    alone = _prior_alone_by(record)
+    share = _num(record.get("prior_gate_share"))
+    if alone is not None:
+        why = f"the prior ranks no rung alone in this study ({see})"
+    elif share is not None and not record.get("prior_gate_open"):
+        why = (
+            f"it has not earned the right to rank: it out-ranked the raw value in only "
+            f"{share:.0%} of bootstrap resamples"
+        )
+    elif share is None and record.get("rung") is not None:
+        why = "it could not be judged yet: too few completed trials carry its prediction"
+    else:
+        why = "another rule ranked this rung first"
+    return f"**Why the prior did not count.** Its {what} was not used to rank this step: {why}."
+
+
+def study_notes(trials: Sequence[FrozenTrial]) -> list[str]:
+    """The paragraphs that hold for the whole study (say, the prior ranks no rung alone, and
+    why), from the decision records of ``trials``, each once; empty where none applies."""
+    reasons: set[str] = set()
+    for trial in trials:
+        for record in load_predictions(trial).values():
+            alone = _prior_alone_by(record)
+            if alone is not None and _num(record.get("prior_quantile")) is not None:
+                reasons.add(alone)
+    return [_PRIOR_ALONE[r] for r in ("sampler", "argument") if r in reasons]
+
+
+def study_note(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> str | None:
+    """:func:`study_notes` of ``trials`` (None: the study's) under :data:`STUDY_NOTE_TITLE`, as
+    Markdown; None where no note holds for the whole study."""
+    notes = study_notes(study.get_trials(deepcopy=False) if trials is None else trials)
+    if not notes:
+        return None
+    return "\n\n".join([STUDY_NOTE_TITLE, *notes]) + "\n"
 
 
 def _rank_sentence(record: Mapping[str, Any], metric: str) -> str:
@@ -406,6 +482,7 @@ def explain(
     trial: FrozenTrial | optuna.Trial | int,
     *,
     pruner: BasePruner | None = None,
+    preface: bool = True,
 ) -> str:
     """Why ``trial`` was pruned or kept, and what its dynamics were, as Markdown.
 
@@ -423,6 +500,10 @@ def explain(
         pruner: The pruner that ran the trial, to name it when the trial was pruned without a
             decision record. None: ``study.pruner`` (a loaded study's pruner is the one passed
             to ``optuna.load_study``).
+        preface: Close the note with what holds for the whole study, where the trial's records
+            touch it (see :func:`study_note`). False leaves it to the study's preface: each
+            such point is then one reference to "About this study" (what
+            :func:`explain_study` and the dashboard's study note say once).
 
     Returns:
         A Markdown string starting with ``### Trial {number}``.
@@ -460,15 +541,39 @@ def explain(
                 f"study {study.study_name!r} has no trial with that number, but got {trial=}."
             )
         trial = found[0]
-    return explain_trial(study, trial, study.pruner if pruner is None else pruner)
+    return explain_trial(study, trial, study.pruner if pruner is None else pruner, preface=preface)
 
 
-def explain_trial(study: optuna.Study, trial: FrozenTrial, pruner: BasePruner | None) -> str:
+def explain_study(
+    study: optuna.Study, trials: Sequence[FrozenTrial], pruner: BasePruner | None
+) -> str:
+    """The notes of ``trials``, after what holds for the whole study said once.
+
+    What ``optuna-lyap explain`` prints: :func:`study_note` of ``trials`` (if any applies),
+    then each trial's :func:`explain_trial` without it. An empty string for no trials.
+
+    Args:
+        study: The study.
+        trials: Its trials to explain, in order.
+        pruner: As in :func:`explain_trial` (None: unknown).
+    """
+    if not trials:
+        return ""
+    parts = [explain_trial(study, t, pruner, preface=False).rstrip() for t in trials]
+    note = study_note(study, trials)
+    return "\n\n".join(([] if note is None else [note.rstrip()]) + parts) + "\n"
+
+
+def explain_trial(
+    study: optuna.Study, trial: FrozenTrial, pruner: BasePruner | None, *, preface: bool = True
+) -> str:
     """:func:`explain` of a frozen trial, with ``pruner=None`` meaning the pruner is unknown
     (a study loaded from a storage that does not say which pruner ran it): a trial pruned
     without a record is then said to be pruned "by the study's pruner"."""
     metric = metric_name(study)
     records = load_predictions(trial)
+    said: set[str] = set()
+    see = "see the end of this note" if preface else _SEE_PREFACE
     lines: list[str] = []
     step = trial.last_step
     title = NOTE_TITLE.format(number=trial.number)
@@ -485,6 +590,11 @@ def explain_trial(study: optuna.Study, trial: FrozenTrial, pruner: BasePruner | 
                 if bar is not None:
                     sentence = f"{sentence[:-1]}: {bar}."
             lines.append("**Decision.** " + sentence)
+            ignored = _prior_ignored_sentence(deciding, see)
+            if ignored is not None:
+                lines.append(ignored)
+                if _prior_alone_by(deciding) is not None:
+                    said.add(f"alone:{_prior_alone_by(deciding)}")
         else:
             lines.append(
                 "**Decision.** " + _unrecorded_sentence(study, trial, step, pruner, metric)
@@ -504,8 +614,10 @@ def explain_trial(study: optuna.Study, trial: FrozenTrial, pruner: BasePruner | 
         model = _model_sentence(record)
         if model is not None:
             lines.append(model)
-        prior = _prior_sentence(record, s)
+        prior = _prior_sentence(record, s, said, see)
         if prior is not None:
             lines.append(prior)
     lines.extend(_dynamics_lines(trial))
+    if preface:
+        lines.extend(study_notes([trial]))
     return "\n\n".join(lines) + "\n"

@@ -45,7 +45,7 @@ def storage_url(kind: str, tmp_path: Path) -> str:
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    from optuna_lyap.cli import open_storage as cli_open_storage
+    from optuna_lyap.cli._storage_url import open_storage as cli_open_storage
 
     return cli_open_storage(url)
 

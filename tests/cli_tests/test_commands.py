@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 import socket
 import sys
@@ -12,17 +13,12 @@ import optuna
 import pytest
 
 from optuna_lyap import AeLLE, load_predictions, report_spectrum
-from optuna_lyap._storage import record_prediction
-from optuna_lyap.cli import (
-    CONFIG_KEY,
-    CLIError,
-    build_study,
-    format_summary,
-    main,
-    open_storage,
-    study_config,
-    summarize,
-)
+from optuna_lyap._storage import CONFIG_KEY, record_prediction
+from optuna_lyap.cli import main
+from optuna_lyap.cli._base import CLIError
+from optuna_lyap.cli._storage_url import open_storage
+from optuna_lyap.cli._study import build_study, study_config
+from optuna_lyap.cli._summary import format_summary, summarize
 from optuna_lyap.cli._workers import GRACE_BEATS, HEARTBEAT_INTERVAL
 from optuna_lyap.pruners import draws_independently
 from tests.cli_tests._support import run_cli, storage_url, study_name_on
@@ -370,7 +366,15 @@ def test_explain_prints_the_notes_of_trials(tmp_path: Path, capsys: pytest.Captu
     assert status == 0
     status, out, _ = cli(capsys, "explain", *common, "0", "2")
     assert status == 0
-    assert out.startswith("### Trial 0") and "### Trial 2" in out and "### Trial 1" not in out
+    assert "### Trial 0" in out and "### Trial 2" in out and "### Trial 1" not in out
+    assert out.index("### Trial 0") < out.index("### Trial 2")
+    # What holds for the whole study, if anything, comes first and once.
+    before = out[: out.index("### Trial 0")]
+    assert not before or before.startswith("### About this study")
+    assert out.count("### About this study") <= 1
+    # With one study in the storage, --study-name may be left out: the same text.
+    status, alone, _ = cli(capsys, "explain", "--storage", url, "0", "2")
+    assert status == 0 and alone == out
     # Numbers the study lacks: one line naming them and what there is.
     status, out, err = cli(capsys, "explain", *common, "7")
     assert status == 2 and out == ""
@@ -385,3 +389,55 @@ def test_explain_prints_the_notes_of_trials(tmp_path: Path, capsys: pytest.Captu
     status, out, _ = cli(capsys, "explain", "--storage", url, "--study-name", "other")
     assert status == 0
     assert "### Trial 0" in out and "by the study's pruner" in out and "Median" not in out
+
+
+def test_explain_and_embed_without_a_study_name_need_one_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    storage = open_storage(url)
+    # No study: said so, naming the storage.
+    for command in ("explain", "embed"):
+        status, out, err = cli(capsys, command, "--storage", url)
+        assert status == 2 and out == ""
+        assert f"storage {url!r} holds no study" in err
+    optuna.create_study(storage=storage, study_name="first")
+    optuna.create_study(storage=storage, study_name="second")
+    # Several: the error lists them and names the option that picks one.
+    for command in ("explain", "embed"):
+        status, out, err = cli(capsys, command, "--storage", url)
+        assert status == 2 and out == ""
+        assert "holds 2 studies (first, second); choose one with --study-name" in err
+
+
+def test_embed_reads_the_only_study_and_writes_one_self_contained_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    url = spectra_study(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    status, out, _ = cli(capsys, "embed", "--storage", url, "--method", "pca")
+    assert status == 0
+    # One file, the default name, plotly.js inside it: nothing else left in the folder.
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "embedding.html"}
+    page = (tmp_path / "embedding.html").read_text()
+    # plotly.js is inside the page (megabytes), and no script is loaded from elsewhere.
+    assert len(page) > 1_000_000 and not re.search(r"<script[^>]*\ssrc=", page)
+    assert "wrote embedding.html" in out and "(pca)" in out
+    # The PNG only when asked, beside the named page.
+    status, out, _ = cli(capsys, "embed", "--storage", url, "--method", "pca", "--output",
+                         str(tmp_path / "out" / "map.html"), "--png")  # fmt: skip
+    assert status == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["map.html", "map.png"]
+
+
+def test_embed_picks_pca_for_a_small_study_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from optuna_lyap.visualization._embedding import AUTO_UMAP_POINTS
+
+    url = spectra_study(tmp_path)  # 6 trials, far below the size where UMAP is worth it
+    assert AUTO_UMAP_POINTS > 6
+    status, out, err = cli(capsys, "embed", "--storage", url, "--output", str(tmp_path / "e"))
+    assert status == 0 and "(pca)" in out and "UMAP" not in err
+    assert (tmp_path / "e.html").is_file() and not (tmp_path / "plotly.min.js").exists()

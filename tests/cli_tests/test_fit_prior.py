@@ -8,7 +8,8 @@ import optuna
 import pytest
 
 from optuna_lyap.aelle import PriorBundle, load_shipped_prior
-from optuna_lyap.cli import main, open_storage
+from optuna_lyap.cli import main
+from optuna_lyap.cli._storage_url import open_storage
 from tests.cli_tests._prior_studies import make_study
 
 from .test_commands import cli

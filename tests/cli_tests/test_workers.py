@@ -308,7 +308,7 @@ class SignalWhileSampling(optuna.samplers.RandomSampler):
 def test_a_signal_fails_the_trial_queues_it_again_and_stops(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, when: str
 ):
-    from optuna_lyap.cli import optimize
+    from optuna_lyap.cli._run import optimize
 
     storage = open_storage(storage_url(kind, tmp_path))
     sampler = SignalWhileSampling(1) if when == "between trials" else None

@@ -712,7 +712,7 @@ def test_an_invalid_prior_is_a_clear_error() -> None:
 
 
 def test_the_cli_summary_reports_the_priors_rank_correlation() -> None:
-    from optuna_lyap.cli import format_summary, summarize
+    from optuna_lyap.cli._summary import format_summary, summarize
 
     rng = np.random.default_rng(0)
 
