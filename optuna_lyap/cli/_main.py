@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command_class in COMMANDS:
         command = command_class()
-        extra = {} if command.description is None else {"description": command.description}
-        command_parser = sub.add_parser(command.name, help=command.help, **extra)
+        command_parser = sub.add_parser(
+            command.name, help=command.help, description=command.description
+        )
         command.add_arguments(command_parser)
         command_parser.set_defaults(action=command.take_action)
     return parser
