@@ -441,3 +441,22 @@ def test_embed_picks_pca_for_a_small_study_by_default(
     status, out, err = cli(capsys, "embed", "--storage", url, "--output", str(tmp_path / "e"))
     assert status == 0 and "(pca)" in out and "UMAP" not in err
     assert (tmp_path / "e.html").is_file() and not (tmp_path / "plotly.min.js").exists()
+
+
+def test_a_complete_trial_with_an_infinite_value_is_the_worst_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # From a public report (optuna-dashboard#108): a diverged run, COMPLETE with +inf.
+    url = spectra_study(tmp_path)
+    study = optuna.load_study(study_name="s", storage=open_storage(url))
+    trial = study.ask()
+    report_spectrum(trial, np.array([0.3, -0.2, -1.0]), 1)
+    trial.report(0.5, 1)
+    study.tell(trial, float("inf"))
+    status, out, err = cli(capsys, "embed", "--storage", url, "--method", "pca", "--output",
+                           str(tmp_path / "emb"))  # fmt: skip
+    assert status == 0, err
+    assert "embedded 7 trials (pca)" in out
+    summary = summarize(study)
+    assert summary["counts"] == {"complete": 7}
+    assert "inf" not in format_summary(summary).split("best value")[1].splitlines()[0]

@@ -456,8 +456,9 @@ def test_prior_weight_blends_the_prior_into_the_rung_without_its_gate(
         assert record["score"] == pytest.approx(0.5)  # last of two by the prior
         note = explain(study, second.number)
         assert "blend of the raw value's and the prior's ranks" in note
-        # Each prior paragraph names the step it predicted at.
-        assert "**Prior, step 1.**" in note and "the prior's model for step 1" in note
+        # Each prior paragraph names the step it predicted at; the model that read it is
+        # named only where it was fitted for another step.
+        assert "**Prior, step 1.**" in note and "model for step" not in note
     # Successive halving's bookkeeping keeps the raw value either way.
     frozen = study._storage.get_trial(second._trial_id)
     assert frozen.system_attrs["completed_rung_0"] == 0.9

@@ -175,3 +175,27 @@ def test_cost_line_gives_per_trial_and_shares():
     line = format_cost(cost)
     assert "0.100 s a trial" in line and "2.0% of the 100.0 s wall time" in line
     assert "2.5% of the CPU time" in line
+
+
+def test_the_study_note_says_once_what_every_trial_note_would_repeat():
+    study = optuna.create_study(direction="maximize")
+    alone = {"pruned": False, "rule": "rung", "prior_quantile": 0.8, "prior_top10": 0.9,
+             "prior_decides": False, "prior_decides_by": "sampler"}  # fmt: skip
+    callback = DashboardCallback(figures_every=0)
+    for value in (0.1, 0.2, 0.3):
+        trial = study.ask()
+        trial.report(value, 1)
+        record_prediction(study, trial, 1, alone)
+        study.tell(trial, value)
+        callback(study, study.trials[-1])
+    notes = [get_note(_trial_handle(study, t)) for t in study.trials]
+    assert all(note.count('see "About this study"') == 1 for note in notes)
+    assert not any("no sample of the trials" in note for note in notes)
+    # The reason itself is in the study's note, once; the user's words there are kept.
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    optuna_dashboard.save_note(study, "my study")
+    callback.publish(study)
+    study_note = get_note(study)
+    assert study_note.startswith("my study")
+    assert study_note.count("### About this study") == 1
+    assert study_note.count("no sample of the trials") == 1

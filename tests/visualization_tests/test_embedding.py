@@ -99,3 +99,40 @@ def test_embed_command_writes_one_page_and_says_what_it_does(
     # One file that opens offline: plotly.js (4.8 MB) inside the page, nothing beside it.
     assert sorted(p.name for p in out.parent.iterdir()) == ["emb.html"]
     assert out.with_suffix(".html").stat().st_size > 1_000_000
+
+
+def _with_a_diverged_trial() -> optuna.Study:
+    """``_study()`` (maximize) plus one COMPLETE trial whose final value is -inf."""
+    study = _study()
+    trial = study.ask()
+    optuna_lyap.report_spectrum(trial, np.array([0.4, -0.1, -0.9]), 1)
+    study.tell(trial, -float("inf"))
+    return study
+
+
+def test_an_infinite_final_value_is_embedded_as_the_worst():
+    study = _with_a_diverged_trial()
+    data = embedding_data(study, step=1, method="pca", aelle_params={"n_models": 1})
+    assert data.xy.shape == (9, 2) and np.isfinite(data.xy).all()
+    # Coloured as the worst finite final value, as every model's target counts it.
+    assert data.values[-1] == pytest.approx(np.nanmin(data.values[:6]))
+    publish_embedding(study, step=1, method="pca", aelle_params={"n_models": 1})
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert any("lyap-embedding-step1" in key for key in attrs)
+
+
+def test_auto_picks_the_method_by_size(monkeypatch: pytest.MonkeyPatch):
+    from optuna_lyap.visualization import _embedding
+
+    data = embedding_data(_study(), step=1, method="auto", aelle_params={"n_models": 1})
+    assert data.method == "pca"  # 8 points, below AUTO_UMAP_POINTS
+    seen: list[str] = []
+
+    def fake_embed(self: object, spectra: object, method: str = "umap") -> np.ndarray:
+        seen.append(method)
+        return np.zeros((len(spectra), 2))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_embedding, "AUTO_UMAP_POINTS", 8)
+    monkeypatch.setattr(_embedding.AeLLE, "embed", fake_embed)
+    assert embedding_data(_study(), step=1, method="auto", aelle_params={"n_models": 1})
+    assert seen == ["umap"]

@@ -289,3 +289,111 @@ def test_explain_takes_a_trial_or_its_number_and_names_anything_else():
     for bad in ("0", True, 0.0):
         with pytest.raises(ValueError, match=r"trial must be .*but got trial="):
             explain(study, bad)
+
+
+# --- Notes a user reads once -------------------------------------------------------------------
+
+ALONE_BY_SAMPLER = {
+    "rule": "rung",
+    "rung": 0,
+    "score_kind": "raw",
+    "score": 0.2,
+    "rank": 5,
+    "n_competitors": 5,
+    "n_promoted": 2,
+    "prior_quantile": 0.81,
+    "prior_top10": 0.92,
+    "prior_model_step": 1,
+    "prior_decides": False,
+    "prior_decides_by": "sampler",
+}
+DISCLAIMER = "the completed trials the prior would be judged on are no sample"
+
+
+def _many_pruned(n: int) -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
+    """``n`` trials pruned at step 2 by the raw value, each with the prior's records at steps 1
+    and 2 saying it ranks no rung alone under this sampler."""
+    study = optuna.create_study(direction="maximize")
+    for _ in range(n):
+        t = study.ask()
+        for step in range(3):
+            t.report(0.2, step)
+        record_prediction(study, t, 1, {**ALONE_BY_SAMPLER, "pruned": False})
+        record_prediction(study, t, 2, {**ALONE_BY_SAMPLER, "pruned": True})
+        study.tell(t, state=TrialState.PRUNED)
+    return study, study.trials
+
+
+def test_what_holds_for_the_whole_study_is_said_once():
+    from optuna_lyap.visualization import explain_study, study_note
+
+    study, trials = _many_pruned(14)
+    text = explain_study(study, trials, None)
+    assert text.startswith("### About this study")
+    assert text.count(DISCLAIMER) == 1
+    assert text.count("LyapunovPruner(prior_decides=True)") == 1
+    # Each trial points to it, once per note, instead of repeating it.
+    notes = text.split("### Trial ")[1:]
+    assert len(notes) == 14
+    for note in notes:
+        assert note.count('see "About this study"') == 1
+    # The study's note (the dashboard's) is the same preface.
+    preface = study_note(study)
+    assert preface is not None and preface.rstrip() in text
+
+
+def test_a_single_trial_note_says_the_study_wide_reason_once_at_its_end():
+    study, trials = _many_pruned(1)
+    note = explain(study, trials[0])
+    assert note.count(DISCLAIMER) == 1
+    assert note.rstrip().endswith("rank all the same.")
+    assert note.count("see the end of this note") == 1
+    # Without the preface (the dashboard's trial notes): only the reference.
+    alone = explain(study, trials[0], preface=False)
+    assert DISCLAIMER not in alone and alone.count('see "About this study"') == 1
+
+
+def test_no_preface_when_nothing_holds_for_the_whole_study():
+    from optuna_lyap.visualization import explain_study, study_note
+
+    study, trial = _study_with({2: {"rule": "rung", "pruned": True, "rank": 5}})
+    assert study_note(study) is None
+    assert explain_study(study, [trial], None).startswith("### Trial 4")
+    assert explain_study(study, [], None) == ""
+
+
+def test_the_prior_paragraph_names_another_steps_model_in_plain_words():
+    record = {"rule": "rung", "pruned": True, "prior_quantile": 0.4, "prior_model_step": 2}
+    note = explain(*_study_with({4: record}, pruned_at=4))
+    assert "**Prior, step 4.**" in note
+    assert "the prior has no model for step 4, so its model for step 2 read this step" in note
+    same = explain(*_study_with({4: {**record, "prior_model_step": 4}}, pruned_at=4))
+    assert "**Prior, step 4.**" in same and "model for step" not in same
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        (
+            {"prior_decides": False, "prior_decides_by": "argument"},
+            'the prior ranks no rung alone in this study (see "About this study")',
+        ),
+        (
+            {"prior_gate_share": 0.41, "prior_gate_open": False},
+            "out-ranked the raw value in only 41% of bootstrap resamples",
+        ),
+        ({}, "too few completed trials carry its prediction"),
+    ],
+    ids=["forbidden", "gate-closed", "unjudged"],
+)
+def test_a_pruned_trial_the_prior_rated_well_says_why_the_prior_did_not_count(
+    fields: dict[str, Any], reason: str
+):
+    record = {"rule": "rung", "pruned": True, "rung": 0, "rank": 4, "n_competitors": 5,
+              "prior_quantile": 0.9, "prior_top10": 0.92, **fields}  # fmt: skip
+    note = explain(*_study_with({2: record}), preface=False)
+    assert "**Why the prior did not count.**" in note
+    assert "chance of the top 10% 0.92" in note and reason in note
+    # Where the prior ranked the rung, it did count: no such sentence.
+    ranked = explain(*_study_with({2: {**record, "rule": "prior_rung"}}))
+    assert "Why the prior did not count" not in ranked
