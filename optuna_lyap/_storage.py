@@ -27,7 +27,8 @@ Layout (schema version 1):
   ``lyap_screen_std``, ``lyap_screen_rank_corr``, and the dynamics diagnosis of the spectra
   reported so far, ``lyap_regime``, ``lyap_memory_horizon``, ``lyap_ky_dimension``,
   ``lyap_max_change``, ``lyap_ky_dimension_change`` (``optuna_lyap.diagnose`` explains them):
-  numbers that optuna-dashboard plots.
+  numbers that optuna-dashboard plots. User attr ``lyap``: the same read in one line for a
+  person, listed first on the trial's page (:data:`USER_ATTR_SUMMARY`).
 
 Strict JSON has no NaN or infinity, and storages differ in how they treat them, so non-finite
 exponents are stored as the strings ``"nan"``, ``"inf"`` and ``"-inf"``; every other number is a
@@ -50,7 +51,7 @@ import numpy as np
 import optuna
 
 from optuna_lyap._checks import InvalidParameterError, check_int
-from optuna_lyap.lyapunov._diagnosis import diagnosis_values
+from optuna_lyap.lyapunov._diagnosis import REGIME_CODES, diagnosis_values
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -108,7 +109,43 @@ USER_ATTR_REGIME = DIAGNOSIS_ATTRS["regime"]
 
 # ------------------------------------------------------------------------------------------
 
+USER_ATTR_SUMMARY = "lyap"
+"""A trial's user attr for a person: one line with the latest predictions first, then the
+regime and the largest exponent (see :func:`summary_line`). optuna-dashboard lists a trial's
+user attrs in the order the storage returns them: by key on SQLite (``"lyap"`` sorts before
+every ``lyap_*`` key, after only ``epochs_trained``), by first write on journal storages (it is
+the first attr the package writes). So it is the first thing of ours on the trial's page,
+whatever the storage, while the numbers stay in their own numeric attrs for the plots."""
+
 _NON_FINITE_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_REGIME_NAMES = {
+    code: "edge of chaos" if name == "edge" else name for name, code in REGIME_CODES.items()
+}
+
+
+def summary_line(attrs: Mapping[str, Any]) -> str | None:
+    """The :data:`USER_ATTR_SUMMARY` text of a trial's user ``attrs``; None with nothing to say.
+
+    Example: ``"prior: final quantile 0.81, top-10% chance 0.92; predicted 0.31 ± 0.04;
+    regime edge of chaos; λ1 0.004"``.
+    """
+    parts = []
+    quantile = finite_or_none(attrs.get(USER_ATTR_PRIOR_QUANTILE))
+    if quantile is not None:
+        top = finite_or_none(attrs.get(USER_ATTR_PRIOR_TOP10))
+        chance = "" if top is None else f", top-10% chance {top:.2f}"
+        parts.append(f"prior: final quantile {quantile:.2f}{chance}")
+    predicted = finite_or_none(attrs.get(USER_ATTR_PREDICTED))
+    if predicted is not None:
+        std = finite_or_none(attrs.get(USER_ATTR_PREDICTED_STD))
+        parts.append(f"predicted {predicted:.4g}" + ("" if std is None else f" ± {std:.2g}"))
+    regime = finite_or_none(attrs.get(USER_ATTR_REGIME))
+    if regime is not None and int(regime) in _REGIME_NAMES:
+        parts.append(f"regime {_REGIME_NAMES[int(regime)]}")
+    lyap_max = finite_or_none(attrs.get(USER_ATTR_MAX))
+    if lyap_max is not None:
+        parts.append(f"λ1 {lyap_max:.3g}")
+    return "; ".join(parts) or None
 
 
 def spectrum_key(step: int) -> str:
@@ -343,16 +380,22 @@ def report_spectrum(trial: optuna.trial.BaseTrial, spectrum: Any, step: int) -> 
     lyap_max = finite_or_none(exponents[0])
     finite = exponents[np.isfinite(exponents)]
     lyap_mean = finite_or_none(finite.mean()) if finite.size else None
-    if lyap_max is not None:
-        trial.set_user_attr(USER_ATTR_MAX, lyap_max)
-    if lyap_mean is not None:
-        trial.set_user_attr(USER_ATTR_MEAN, lyap_mean)
-    if lyap_max is not None or lyap_mean is not None:
-        trial.set_user_attr(USER_ATTR_STEP, step)
     # The dynamics diagnosis (regime, memory horizon, Kaplan-Yorke dimension, change since the
     # first spectrum), written while the trial runs: a finished trial's attrs are read-only.
     spectra = {s: e for s, e in load_spectra(trial).items() if s <= step}
-    for key, value in diagnosis_attrs(spectra).items():
+    attrs: dict[str, Any] = dict(diagnosis_attrs(spectra))
+    if lyap_max is not None:
+        attrs[USER_ATTR_MAX] = lyap_max
+    if lyap_mean is not None:
+        attrs[USER_ATTR_MEAN] = lyap_mean
+    if lyap_max is not None or lyap_mean is not None:
+        attrs[USER_ATTR_STEP] = step
+    # What a person looks for first is written first: storages that keep the order of first
+    # writes (journal, in-memory) then list it first; see USER_ATTR_SUMMARY.
+    summary = summary_line({**trial.user_attrs, **attrs})
+    if summary is not None:
+        trial.set_user_attr(USER_ATTR_SUMMARY, summary)
+    for key, value in attrs.items():
         trial.set_user_attr(key, value)
 
 
@@ -522,6 +565,7 @@ def record_prediction(
         else:
             stored[key] = value
     storage.set_trial_system_attr(trial._trial_id, prediction_key(step), stored)
+    written: dict[str, Any] = {}
     for key, user_key in (
         ("predicted", USER_ATTR_PREDICTED),
         ("predicted_std", USER_ATTR_PREDICTED_STD),
@@ -532,10 +576,11 @@ def record_prediction(
     ):
         value = finite_or_none(record.get(key))
         if value is not None:
-            if key == "n_train":
-                storage.set_trial_user_attr(trial._trial_id, user_key, int(value))
-            else:
-                storage.set_trial_user_attr(trial._trial_id, user_key, value)
+            written[user_key] = int(value) if key == "n_train" else value
+            storage.set_trial_user_attr(trial._trial_id, user_key, written[user_key])
+    summary = summary_line({**trial.user_attrs, **written})
+    if summary is not None:
+        storage.set_trial_user_attr(trial._trial_id, USER_ATTR_SUMMARY, summary)
 
 
 def load_predictions(trial: FrozenTrial) -> dict[int, dict[str, Any]]:

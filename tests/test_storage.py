@@ -98,11 +98,14 @@ def test_user_attrs_follow_the_latest_report_and_stay_finite() -> None:
     # horizon 1 / 0.5, Kaplan-Yorke dimension 1 + 0.5 / 1.5, no change yet.
     at_1 = {"lyap_regime": 1.0, "lyap_memory_horizon": 2.0, "lyap_ky_dimension": 4 / 3}
     at_1 |= {"lyap_max_change": 0.0, "lyap_ky_dimension_change": 0.0}
-    assert trial.user_attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1, **at_1}
+    # And one line for a person, listed first by the dashboard (see USER_ATTR_SUMMARY).
+    line = {"lyap": "regime chaotic; λ1 0.5"}
+    assert trial.user_attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1, **at_1, **line}
     report_spectrum(trial, [math.nan, math.nan], step=2)  # diverged: nothing non-finite
     attrs = trial.user_attrs
-    assert attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1, **at_1}
-    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in attrs.values())
+    assert attrs == {"lyap_max": 0.5, "lyap_mean": -0.5, "lyap_step": 1, **at_1, **line}
+    numbers = {k: v for k, v in attrs.items() if k != _storage.USER_ATTR_SUMMARY}
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers.values())
     report_spectrum(trial, [0.0, -2.0], step=3)
     assert trial.user_attrs == {
         "lyap_max": 0.0,
@@ -113,6 +116,7 @@ def test_user_attrs_follow_the_latest_report_and_stay_finite() -> None:
         "lyap_ky_dimension": 1.0,
         "lyap_max_change": -0.5,
         "lyap_ky_dimension_change": 1.0 - 4 / 3,
+        "lyap": "regime edge of chaos; λ1 0",
     }
     assert isinstance(trial.user_attrs["lyap_max"], float)
 
@@ -138,7 +142,10 @@ def test_a_retried_trial_shows_its_new_spectra() -> None:
     # The diagnosis reads the new run's spectra only (none after step 0): no stale change.
     diagnosis = {"lyap_regime": 1.0, "lyap_memory_horizon": 1 / 3, "lyap_ky_dimension": 1.0}
     diagnosis |= {"lyap_max_change": 0.0, "lyap_ky_dimension_change": 0.0}
-    assert retried.user_attrs == {"lyap_max": 3.0, "lyap_mean": 3.0, "lyap_step": 0, **diagnosis}
+    line = {"lyap": "regime chaotic; λ1 3"}
+    assert retried.user_attrs == {
+        "lyap_max": 3.0, "lyap_mean": 3.0, "lyap_step": 0, **diagnosis, **line
+    }  # fmt: skip
     assert load_spectra(retried)[0][0] == 3.0
 
 
@@ -193,6 +200,7 @@ def test_prediction_records_round_trip(make_study: Callable[..., optuna.Study]) 
         "lyap_predicted": 0.75,
         "lyap_predicted_std": 0.125,
         "lyap_n_train": 6,
+        "lyap": "predicted 0.75 ± 0.12",
     }
     loaded = load_predictions(frozen)[4]
     assert loaded["threshold"] == math.inf and math.isnan(loaded["rank_corr"])

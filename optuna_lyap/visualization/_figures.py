@@ -15,6 +15,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_lyap._prediction import rank_correlation, trial_targets
 from optuna_lyap._storage import (
     CONFIG_KEY,
     USER_ATTR_EPOCHS,
@@ -30,33 +31,53 @@ def _finite_or_none(values: np.ndarray) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values]
 
 
+def _earliest(
+    trials: list[FrozenTrial], targets: np.ndarray, field: str
+) -> list[tuple[int, int, float, Any, float]]:
+    """``(number, step, field, predicted_std, target)`` of each trial with a finite target and
+    a finite ``field`` in some record (the earliest such record)."""
+    rows = []
+    for t, target in zip(trials, targets, strict=True):
+        if not math.isfinite(target):
+            continue
+        for step, record in load_predictions(t).items():
+            value = record.get(field)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                rows.append((t.number, step, float(value), record.get("predicted_std"), target))
+                break
+    return rows
+
+
 def plot_predictions(study: optuna.Study) -> Any | None:
     """Each completed trial's earliest recorded prediction against its final value.
 
-    The title gives the Spearman rank correlation (``scipy.stats.spearmanr``) over the points.
+    The prediction is the in-study model's predicted final value where the pruner recorded
+    one for at least two completed trials; otherwise the prior's predicted final quantile
+    (1 is best), which the Lyapunov pruner records from the first trial. Final values are
+    read as targets (``optuna_lyap._prediction.final_targets``: an infinite one is the worst
+    finite one). The title gives Spearman's rank correlation over the points (the prior's
+    against the values oriented so that higher is better).
 
     Returns:
-        A ``plotly.graph_objects.Figure``, or None with fewer than two completed trials with a
-        prediction.
+        A ``plotly.graph_objects.Figure``, or None with fewer than two completed trials with
+        either prediction.
     """
     import plotly.graph_objects as go
-    from scipy.stats import spearmanr
 
     metric = metric_name(study)
-    rows = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        for step, record in load_predictions(t).items():
-            predicted = record.get("predicted")
-            if isinstance(predicted, (int, float)) and math.isfinite(predicted):
-                std = record.get("predicted_std")
-                rows.append((t.number, step, float(predicted), std, float(t.value)))  # type: ignore[arg-type]
-                break
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    targets = trial_targets(completed, study.direction)
+    rows = _earliest(completed, targets, "predicted")
+    prior = len(rows) < 2
+    if prior:
+        rows = _earliest(completed, targets, "prior_quantile")
     if len(rows) < 2:
         return None
     numbers, steps, predicted, stds, final = zip(*rows, strict=True)
-    varied = len(set(predicted)) > 1 and len(set(final)) > 1
-    rho = float(spearmanr(predicted, final).statistic) if varied else math.nan
+    sign = -1.0 if prior and study.direction == StudyDirection.MINIMIZE else 1.0
+    rho = rank_correlation(np.array(predicted), sign * np.array(final))
     step_text = ", ".join(f"{s}" for s in sorted(set(steps)))
+    what = "the prior's predicted final quantile" if prior else f"predicted final {metric}"
     figure = go.Figure(
         go.Scatter(
             x=predicted,
@@ -68,35 +89,37 @@ def plot_predictions(study: optuna.Study) -> Any | None:
                 "array": [
                     s if isinstance(s, (int, float)) and math.isfinite(s) else 0 for s in stds
                 ],
-                "visible": True,
+                "visible": not prior,
                 "thickness": 1,
             },
             customdata=np.array([numbers, steps], dtype=object).T,
             hovertemplate=(
-                "trial %{customdata[0]}<br>predicted at step %{customdata[1]}: %{x:.4g}"
+                f"trial %{{customdata[0]}}<br>{what} at step %{{customdata[1]}}: %{{x:.4g}}"
                 f"<br>final {metric}: %{{y:.4g}}<extra></extra>"
             ),
             name="completed trials",
         )
     )
-    low, high = min(*predicted, *final), max(*predicted, *final)
-    figure.add_trace(
-        go.Scatter(
-            x=[low, high],
-            y=[low, high],
-            mode="lines",
-            line={"dash": "dot", "color": "grey"},
-            name="prediction = final",
-            hoverinfo="skip",
+    if not prior:  # a quantile and a value have no common scale: no identity line
+        low, high = min(*predicted, *final), max(*predicted, *final)
+        figure.add_trace(
+            go.Scatter(
+                x=[low, high],
+                y=[low, high],
+                mode="lines",
+                line={"dash": "dot", "color": "grey"},
+                name="prediction = final",
+                hoverinfo="skip",
+            )
         )
-    )
     rho_text = "n/a" if not math.isfinite(rho) else f"{rho:.2f}"
+    title = "Prior's predicted quantile" if prior else "Predicted"
     figure.update_layout(
         title=(
-            f"Predicted vs final {metric}<br><sup>earliest prediction (step {step_text}), "
+            f"{title} vs final {metric}<br><sup>earliest prediction (step {step_text}), "
             f"Spearman {rho_text}, {len(rows)} completed trials</sup>"
         ),
-        xaxis_title=f"predicted final {metric} (± std)",
+        xaxis_title=f"{what} (1 is best)" if prior else f"predicted final {metric} (± std)",
         yaxis_title=f"final {metric}",
         legend={"orientation": "h", "y": -0.2},
     )

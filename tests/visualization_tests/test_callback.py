@@ -199,3 +199,46 @@ def test_the_study_note_says_once_what_every_trial_note_would_repeat():
     assert study_note.startswith("my study")
     assert study_note.count("### About this study") == 1
     assert study_note.count("no sample of the trials") == 1
+
+
+def _prior_only_objective(trial: optuna.Trial) -> float:
+    """As the default pruner records: the prior's quantile, no in-study prediction."""
+    x = trial.suggest_float("x", 0.0, 1.0)
+    rng = np.random.default_rng(trial.number)
+    for step in range(2):
+        trial.set_user_attr("epochs_trained", step)
+        optuna_lyap.report_spectrum(trial, np.sort(rng.normal(-0.4 + 0.3 * x, 0.2, 8))[::-1], step)
+        record = {"pruned": False, "rule": "rung", "prior_quantile": x, "prior_top10": x / 2}
+        record_prediction(trial.study, trial, step, record)
+        trial.report(x * (step + 1), step)
+    return x
+
+
+def test_the_four_figures_the_readme_promises_with_the_default_records():
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    callback = DashboardCallback(figures_every=0)
+    study.optimize(_prior_only_objective, n_trials=6, callbacks=[callback])
+    assert set(callback.publish(study)) == set(GRAPH_IDS)
+    assert len(GRAPH_IDS) == 4
+    figure = plot_predictions(study)
+    assert figure is not None and "Prior's predicted quantile" in figure.layout.title.text
+    assert "Spearman 1.00" in figure.layout.title.text  # the quantile is x, the value x
+
+
+def test_the_summary_attr_is_listed_first_of_ours_on_every_storage(tmp_path: Path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    for storage in (
+        f"sqlite:///{tmp_path / 'a.db'}",
+        JournalStorage(JournalFileBackend(str(tmp_path / "a.log"))),
+    ):
+        study = optuna.create_study(direction="maximize", storage=storage, study_name="s")
+        study.optimize(_prior_only_objective, n_trials=1)
+        attrs = optuna.load_study(study_name="s", storage=storage).trials[0].user_attrs
+        ours = [k for k in attrs if k.startswith("lyap")]
+        assert ours[0] == "lyap", ours
+        # The prediction first, then the regime, in one line.
+        line = attrs["lyap"]
+        assert line.startswith("prior: final quantile") and "regime" in line
+        assert line.index("prior") < line.index("regime")
