@@ -247,11 +247,17 @@ def _prior_alone_by(record: Mapping[str, Any]) -> str | None:
 
 
 def _prior_sentence(
-    record: Mapping[str, Any], step: int, said: set[str] | None = None, see: str = _SEE_PREFACE
+    record: Mapping[str, Any],
+    step: int,
+    said: set[str] | None = None,
+    see: str = _SEE_PREFACE,
+    ignored: str | None = None,
 ) -> str | None:
     """The prior's predicted quantile at ``step``, its inputs, and the evidence it was (not)
     trusted. A reason already in ``said`` (of this note) is not given again; the ones given
-    are added to it. ``see`` points to where a study-wide reason is told."""
+    are added to it. ``see`` points to where a study-wide reason is told. ``ignored``: why
+    the prediction did not count in the decision that pruned the trial at ``step``, said
+    instead of the gate's state."""
     said = set() if said is None else said
     quantile = _num(record.get("prior_quantile"))
     if quantile is None:
@@ -273,7 +279,12 @@ def _prior_sentence(
     text += ")"
     share = _num(record.get("prior_gate_share"))
     alone = _prior_alone_by(record)
-    if share is not None:
+    if ignored is not None:
+        text += f". It did not count in the decision that pruned the trial: {ignored}"
+        if alone is not None:
+            said.add(f"alone:{alone}")
+        said.add("unjudged")
+    elif share is not None:
         trusted = record.get("prior_gate_open")
         text += "; trusted" if trusted else "; not trusted"
         text += f": out-ranked the raw value in {share:.0%} of bootstrap resamples"
@@ -291,30 +302,25 @@ def _prior_sentence(
     return text + "."
 
 
-def _prior_ignored_sentence(record: Mapping[str, Any], see: str = _SEE_PREFACE) -> str | None:
+def _prior_ignored_reason(record: Mapping[str, Any], see: str = _SEE_PREFACE) -> str | None:
     """Why a prior that predicted at the deciding step did not rank it (a rule by the raw value
-    or the in-study model pruned the trial); None where the prior ranked or did not predict."""
-    quantile = _num(record.get("prior_quantile"))
-    if quantile is None or record.get("rule") in ("prior_rung", "prior_screen", "blend_rung"):
+    or the in-study model pruned the trial); None where the prior ranked or did not predict.
+    ``see`` points to the study-wide reason ("": it was pointed to already)."""
+    if _num(record.get("prior_quantile")) is None:
         return None
-    top = _num(record.get("prior_top10"))
-    what = f"predicted final quantile {quantile:.3g}"
-    if top is not None:
-        what += f" (chance of the top 10% {top:.2f})"
-    alone = _prior_alone_by(record)
+    if record.get("rule") in ("prior_rung", "prior_screen", "blend_rung"):
+        return None
     share = _num(record.get("prior_gate_share"))
-    if alone is not None:
-        why = f"the prior ranks no rung alone in this study ({see})"
-    elif share is not None and not record.get("prior_gate_open"):
-        why = (
+    if _prior_alone_by(record) is not None:
+        return "the prior ranks no rung alone in this study" + (f" ({see})" if see else "")
+    if share is not None and not record.get("prior_gate_open"):
+        return (
             f"it has not earned the right to rank: it out-ranked the raw value in only "
             f"{share:.0%} of bootstrap resamples"
         )
-    elif share is None and record.get("rung") is not None:
-        why = "it could not be judged yet: too few completed trials carry its prediction"
-    else:
-        why = "another rule ranked this rung first"
-    return f"**Why the prior did not count.** Its {what} was not used to rank this step: {why}."
+    if share is None and record.get("rung") is not None:
+        return "it could not be judged yet: too few completed trials carry its prediction"
+    return "another rule ranked this step"
 
 
 def study_notes(trials: Sequence[FrozenTrial]) -> list[str]:
@@ -590,11 +596,6 @@ def explain_trial(
                 if bar is not None:
                     sentence = f"{sentence[:-1]}: {bar}."
             lines.append("**Decision.** " + sentence)
-            ignored = _prior_ignored_sentence(deciding, see)
-            if ignored is not None:
-                lines.append(ignored)
-                if _prior_alone_by(deciding) is not None:
-                    said.add(f"alone:{_prior_alone_by(deciding)}")
         else:
             lines.append(
                 "**Decision.** " + _unrecorded_sentence(study, trial, step, pruner, metric)
@@ -607,14 +608,20 @@ def explain_trial(
         )
     else:
         lines.append(f"{title}: {trial.state.name.lower()}")
+    deciding_step = step if trial.state == TrialState.PRUNED else None
     for s, record in records.items():
-        if not (trial.state == TrialState.PRUNED and s == step and record.get("pruned")):
+        deciding_record = s == deciding_step and bool(record.get("pruned"))
+        if not deciding_record:
             sentence = _record_sentence(record, s, metric, _fallback_name(pruner))
             lines.append(f"**Step {s}.** {sentence}")
         model = _model_sentence(record)
         if model is not None:
             lines.append(model)
-        prior = _prior_sentence(record, s, said, see)
+        ignored = None
+        if deciding_record:
+            pointed = f"alone:{_prior_alone_by(record)}" in said
+            ignored = _prior_ignored_reason(record, "" if pointed else see)
+        prior = _prior_sentence(record, s, said, see, ignored)
         if prior is not None:
             lines.append(prior)
     lines.extend(_dynamics_lines(trial))

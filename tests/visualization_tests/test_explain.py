@@ -392,8 +392,11 @@ def test_a_pruned_trial_the_prior_rated_well_says_why_the_prior_did_not_count(
     record = {"rule": "rung", "pruned": True, "rung": 0, "rank": 4, "n_competitors": 5,
               "prior_quantile": 0.9, "prior_top10": 0.92, **fields}  # fmt: skip
     note = explain(*_study_with({2: record}), preface=False)
-    assert "**Why the prior did not count.**" in note
-    assert "chance of the top 10% 0.92" in note and reason in note
+    # Said once, in the paragraph of the prior's prediction at the step that pruned it.
+    prior = note.split("**Prior, step 2.**", 1)[1].split("\n", 1)[0]
+    assert "chance of ending in the top 10% 0.92" in prior
+    assert "It did not count in the decision that pruned the trial: " in prior
+    assert reason in prior and note.count(reason) == 1
     # Where the prior ranked the rung, it did count: no such sentence.
     ranked = explain(*_study_with({2: {**record, "rule": "prior_rung"}}))
-    assert "Why the prior did not count" not in ranked
+    assert "did not count" not in ranked
