@@ -229,10 +229,10 @@ _PRIOR_ALONE = {
         "the same."
     ),
     "argument": (
-        "**The prior ranks no rung alone here.** It does so only with "
-        "LyapunovPruner(prior_decides=True), or prior_decides=None with a sampler that draws "
-        "independently, because in replays its rankings did not reach a top trial sooner "
-        "than successive halving on every table; each rung is ranked by the raw value and "
+        "**The prior ranks no rung alone here.** It does not unless "
+        "LyapunovPruner(prior_decides=None) (with a sampler that draws independently) or "
+        "prior_decides=True lets it: in replays its rankings did not reach a top trial sooner "
+        "than successive halving on every table. Each rung is ranked by the raw value, and "
         "the prior's predictions are only recorded."
     ),
 }

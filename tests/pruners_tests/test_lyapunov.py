@@ -16,6 +16,7 @@ from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import TrialState
 
 from optuna_lyap._prediction import configuration_key, refit_size
+from optuna_lyap._storage import USER_ATTR_SUMMARY
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.pruners import (
     LyapunovPruner,
@@ -72,7 +73,10 @@ def record_of(study: optuna.Study, trial: optuna.Trial) -> dict[str, Any]:
 
 def assert_finite_user_attrs(study: optuna.Study) -> None:
     for t in study.get_trials(deepcopy=False):
-        for value in t.user_attrs.values():
+        for key, value in t.user_attrs.items():
+            if key == USER_ATTR_SUMMARY:  # the one line for a person, the only text attr
+                assert isinstance(value, str) and value
+                continue
             assert isinstance(value, (int, float)) and math.isfinite(value)
 
 

@@ -15,6 +15,7 @@ import pytest
 from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_lyap._storage import USER_ATTR_SUMMARY
 from optuna_lyap.cli._workers import PerTrialSeededSampler, random_sampler, tpe_sampler
 from optuna_lyap.pruners import (
     LyapunovPruner,
@@ -678,7 +679,10 @@ def test_nan_and_infinite_values_never_break_prediction() -> None:
         for record in records(study, trial).values():
             assert math.isfinite(record.get("prior_gate_share", 0.0))
     for t in study.get_trials(deepcopy=False):
-        for value in t.user_attrs.values():
+        for key, value in t.user_attrs.items():
+            if key == USER_ATTR_SUMMARY:  # the one line for a person, the only text attr
+                assert isinstance(value, str) and value
+                continue
             assert isinstance(value, (int, float)) and math.isfinite(value)
 
 
