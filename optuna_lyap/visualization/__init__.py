@@ -20,7 +20,6 @@ from optuna_lyap.visualization._explain import (
     metric_name,
     pruned_by,
     prunes_by_rule,
-    study_note,
 )
 from optuna_lyap.visualization._figures import (
     epochs_spent,
@@ -29,6 +28,7 @@ from optuna_lyap.visualization._figures import (
     plot_spectra,
     plot_trial_spectra,
 )
+from optuna_lyap.visualization._study_note import study_note
 
 __all__ = [
     "GRAPH_IDS",

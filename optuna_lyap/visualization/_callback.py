@@ -14,19 +14,14 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import check_int
-from optuna_lyap.visualization._explain import (
-    NOTE_TITLE,
-    STUDY_NOTE_TITLE,
-    explain,
-    metric_name,
-    study_note,
-)
+from optuna_lyap.visualization._explain import NOTE_TITLE, explain, metric_name
 from optuna_lyap.visualization._figures import (
     plot_epochs,
     plot_predictions,
     plot_spectra,
     plot_trial_spectra,
 )
+from optuna_lyap.visualization._study_note import STUDY_NOTE_TITLE, study_note
 
 GRAPH_IDS = ("lyap-predictions", "lyap-embedding", "lyap-spectra", "lyap-epochs")
 """The ``graph_object_id`` of each figure :meth:`DashboardCallback.publish` saves."""

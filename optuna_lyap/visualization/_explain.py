@@ -41,6 +41,12 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_lyap._checks import InvalidParameterError
 from optuna_lyap._storage import CONFIG_KEY, load_predictions, load_spectra
 from optuna_lyap.lyapunov._diagnosis import describe, describe_change, diagnose
+from optuna_lyap.visualization._study_note import (
+    SEE_PREFACE,
+    prior_alone_by,
+    study_note,
+    study_notes,
+)
 
 NOTE_TITLE = "### Trial {number}"
 """Every note this module writes starts with this heading (it tells our notes from others')."""
@@ -215,42 +221,11 @@ _SCORE_NAMES = {
 }
 
 
-# What holds for the whole study rather than for one trial: said once, in the study's preface
-# ("About this study"); a trial's note then only points to it.
-STUDY_NOTE_TITLE = "### About this study"
-"""The heading of :func:`study_note`'s text (the study's note on the dashboard)."""
-
-_PRIOR_ALONE = {
-    "sampler": (
-        "**The prior ranks no rung alone here.** The study's sampler is adaptive (TPE, for "
-        "one): the completed trials the prior would be judged on are no sample of the trials "
-        "it would rank later, so each rung is ranked by the raw value while the prior's "
-        "predictions are only recorded. LyapunovPruner(prior_decides=True) lets it rank all "
-        "the same."
-    ),
-    "argument": (
-        "**The prior ranks no rung alone here.** It does not unless "
-        "LyapunovPruner(prior_decides=None) (with a sampler that draws independently) or "
-        "prior_decides=True lets it: in replays its rankings did not reach a top trial sooner "
-        "than successive halving on every table. Each rung is ranked by the raw value, and "
-        "the prior's predictions are only recorded."
-    ),
-}
-_SEE_PREFACE = 'see "About this study"'
-
-
-def _prior_alone_by(record: Mapping[str, Any]) -> str | None:
-    """What forbade the prior to rank alone (``"sampler"`` or ``"argument"``), or None."""
-    if record.get("prior_decides") is not False:
-        return None
-    return "sampler" if record.get("prior_decides_by") == "sampler" else "argument"
-
-
 def _prior_sentence(
     record: Mapping[str, Any],
     step: int,
     said: set[str] | None = None,
-    see: str = _SEE_PREFACE,
+    see: str = SEE_PREFACE,
     ignored: str | None = None,
 ) -> str | None:
     """The prior's predicted quantile at ``step``, its inputs, and the evidence it was (not)
@@ -278,7 +253,7 @@ def _prior_sentence(
         )
     text += ")"
     share = _num(record.get("prior_gate_share"))
-    alone = _prior_alone_by(record)
+    alone = prior_alone_by(record)
     if ignored is not None:
         text += f". It did not count in the decision that pruned the trial: {ignored}"
         if alone is not None:
@@ -302,7 +277,7 @@ def _prior_sentence(
     return text + "."
 
 
-def _prior_ignored_reason(record: Mapping[str, Any], see: str = _SEE_PREFACE) -> str | None:
+def _prior_ignored_reason(record: Mapping[str, Any], see: str = SEE_PREFACE) -> str | None:
     """Why a prior that predicted at the deciding step did not rank it (a rule by the raw value
     or the in-study model pruned the trial); None where the prior ranked or did not predict.
     ``see`` points to the study-wide reason ("": it was pointed to already)."""
@@ -311,7 +286,7 @@ def _prior_ignored_reason(record: Mapping[str, Any], see: str = _SEE_PREFACE) ->
     if record.get("rule") in ("prior_rung", "prior_screen", "blend_rung"):
         return None
     share = _num(record.get("prior_gate_share"))
-    if _prior_alone_by(record) is not None:
+    if prior_alone_by(record) is not None:
         return "the prior ranks no rung alone in this study" + (f" ({see})" if see else "")
     if share is not None and not record.get("prior_gate_open"):
         return (
@@ -321,27 +296,6 @@ def _prior_ignored_reason(record: Mapping[str, Any], see: str = _SEE_PREFACE) ->
     if share is None and record.get("rung") is not None:
         return "it could not be judged yet: too few completed trials carry its prediction"
     return "another rule ranked this step"
-
-
-def study_notes(trials: Sequence[FrozenTrial]) -> list[str]:
-    """The paragraphs that hold for the whole study (say, the prior ranks no rung alone, and
-    why), from the decision records of ``trials``, each once; empty where none applies."""
-    reasons: set[str] = set()
-    for trial in trials:
-        for record in load_predictions(trial).values():
-            alone = _prior_alone_by(record)
-            if alone is not None and _num(record.get("prior_quantile")) is not None:
-                reasons.add(alone)
-    return [_PRIOR_ALONE[r] for r in ("sampler", "argument") if r in reasons]
-
-
-def study_note(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> str | None:
-    """:func:`study_notes` of ``trials`` (None: the study's) under :data:`STUDY_NOTE_TITLE`, as
-    Markdown; None where no note holds for the whole study."""
-    notes = study_notes(study.get_trials(deepcopy=False) if trials is None else trials)
-    if not notes:
-        return None
-    return "\n\n".join([STUDY_NOTE_TITLE, *notes]) + "\n"
 
 
 def _rank_sentence(record: Mapping[str, Any], metric: str) -> str:
@@ -579,7 +533,7 @@ def explain_trial(
     metric = metric_name(study)
     records = load_predictions(trial)
     said: set[str] = set()
-    see = "see the end of this note" if preface else _SEE_PREFACE
+    see = "see the end of this note" if preface else SEE_PREFACE
     lines: list[str] = []
     step = trial.last_step
     title = NOTE_TITLE.format(number=trial.number)
@@ -619,7 +573,7 @@ def explain_trial(
             lines.append(model)
         ignored = None
         if deciding_record:
-            pointed = f"alone:{_prior_alone_by(record)}" in said
+            pointed = f"alone:{prior_alone_by(record)}" in said
             ignored = _prior_ignored_reason(record, "" if pointed else see)
         prior = _prior_sentence(record, s, said, see, ignored)
         if prior is not None:
