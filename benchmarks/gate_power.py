@@ -3,7 +3,7 @@
 ``LyapunovPruner`` lets a model (the in-study one or the prior) rank a rung only when, in at
 least ``gate`` (0.9) of paired bootstrap resamples of the study's completed configurations, the
 model's ranking agrees better with the final values than the raw value's does
-(``optuna_lyap.pruners._rule.gate_share``; a configuration completed several times counts once).
+(``optuna_lyap._prediction._gate.gate_share``; a configuration completed several times counts once).
 This script answers two questions with numbers:
 
 1. **Evidence.** In the stored held-out replays of the default pruner with TPE
@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import heldout  # noqa: E402
 
-from optuna_lyap.pruners import _rule  # noqa: E402
+from optuna_lyap._prediction import _gate  # noqa: E402
 
 OUT = heldout.RESULTS / "gate_power.json"
 N_CONFIGURATIONS = (3, 4, 5, 6, 8, 10, 15, 20, 30)
@@ -79,7 +79,7 @@ def power(
     for k in range(repeats):
         final = rng.standard_normal(n)
         shares.append(
-            _rule.gate_share(
+            _gate.gate_share(
                 _noisy(final, model, rng),
                 _noisy(final, raw, rng),
                 final,

@@ -285,6 +285,7 @@ class TableSpectrumSampler(optuna_lyap.LyapunovSampler):
 
 def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
     p = optuna.pruners
+    model = optuna_lyap.InStudyModel(seed=seed)
     if method in ("tpe", "ours_sampler_nop"):
         return p.NopPruner()
     if method in ("tpe+sha", "ours_sampler_only"):
@@ -299,14 +300,14 @@ def make_pruner(method: str, seed: int, prior: Any) -> BasePruner:
     if method == "tpe+topk_epoch1":
         return replay.TopKAfterFirstEpoch()
     if method in ("ours", "ours_pruner_only"):
-        return optuna_lyap.LyapunovPruner(seed=seed, prior=prior)
+        return optuna_lyap.LyapunovPruner(model=model, prior=prior)
     if method == "ours_prior_rungs":
-        return optuna_lyap.LyapunovPruner(seed=seed, prior=prior, prior_decides=True)
+        return optuna_lyap.LyapunovPruner(model=model, prior=prior, prior_decides=True)
     if method == "ours_prior_by_sampler":
-        return optuna_lyap.LyapunovPruner(seed=seed, prior=prior, prior_decides=None)
+        return optuna_lyap.LyapunovPruner(model=model, prior=prior, prior_decides=None)
     if method in BLEND_WEIGHTS:
         return optuna_lyap.LyapunovPruner(
-            seed=seed, prior=prior, prior_weight=BLEND_WEIGHTS[method]
+            model=model, prior=prior, prior_weight=BLEND_WEIGHTS[method]
         )
     raise ValueError(f"method must be one of {METHODS}, but got {method!r}.")
 

@@ -40,13 +40,13 @@ from optuna.distributions import CategoricalDistribution
 
 from optuna_lyap._prediction import ParamEncoder, rank_correlation
 from optuna_lyap.aelle import AeLLE
-from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from record import load_table  # noqa: E402
 from replay import (  # noqa: E402
     AXES,
+    BENCHMARK_AELLE_PARAMS,
     DATA,
     RESULTS,
     curve_columns,
@@ -106,7 +106,7 @@ def held_out_scores(
     if "params" in feeds:
         columns.append(param_columns(table))
     features = np.concatenate(columns, axis=1) if columns else None
-    model = AeLLE(**_DEFAULT_AELLE_PARAMS, seed=seed)
+    model = AeLLE(**BENCHMARK_AELLE_PARAMS, seed=seed)
     model.fit(
         None if spectra is None else [spectra[i] for i in train],
         (finals if target_epoch is None else values[:, target_epoch])[train],

@@ -67,11 +67,13 @@ from optuna.trial import FrozenTrial, TrialState
 import optuna_lyap
 from optuna_lyap._prediction import rank_correlation
 from optuna_lyap.pruners import curve_features, load_predictions
-from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from record import load_table  # noqa: E402
+
+# Small AeLLE ensembles, as the benchmarks fit them (the pruner fits 2 members of 100 steps).
+BENCHMARK_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 150}
 
 RESULTS = HERE / "results"
 RUNS = RESULTS / "replay_runs"
@@ -247,18 +249,18 @@ def make_pruner(
             p.MedianPruner(n_startup_trials=5, n_warmup_steps=warm), patience=1
         ),
         "topk_epoch1": TopKAfterFirstEpoch,
-        "curve_only": lambda: optuna_lyap.LyapunovPruner(
-            use_spectrum=False, use_curve=True, **lyap
+        "curve_only": lambda: lyapunov_pruner(
+            **{"use_spectrum": False, "use_curve": True, **lyap}
         ),
-        "lyapunov_spectrum": lambda: optuna_lyap.LyapunovPruner(
-            use_spectrum=True, use_curve=False, **lyap
+        "lyapunov_spectrum": lambda: lyapunov_pruner(
+            **{"use_spectrum": True, "use_curve": False, **lyap}
         ),
-        "lyapunov_hybrid": lambda: optuna_lyap.LyapunovPruner(
-            use_spectrum=True, use_curve=True, **lyap
+        "lyapunov_hybrid": lambda: lyapunov_pruner(
+            **{"use_spectrum": True, "use_curve": True, **lyap}
         ),
         "rank_raw": RankRule,
         "successive_halving_auto": p.SuccessiveHalvingPruner,
-        "lyapunov": lambda: optuna_lyap.LyapunovPruner(
+        "lyapunov": lambda: lyapunov_pruner(
             seed=seed, **{k: rule[k] for k in LYAPUNOV_OPTIONS if k in rule}
         ),
         "oracle_epoch1": lambda: OraclePruner(_need(table), 1),
@@ -286,7 +288,7 @@ def prior_aelle(path: str) -> optuna_lyap.AeLLE:
         table = load_table(path)
         _, values, direction = objective_of(table)
         step = 1
-        model = optuna_lyap.AeLLE(**_DEFAULT_AELLE_PARAMS, seed=0)
+        model = optuna_lyap.AeLLE(**BENCHMARK_AELLE_PARAMS, seed=0)
         _PRIORS[path] = model.fit(
             spectra_at(table, step), values[:, -1], curve_columns(values, step, direction)
         )
@@ -331,6 +333,31 @@ METHODS = (
 OURS = ("lyapunov", "curve_only", "lyapunov_spectrum", "lyapunov_hybrid")
 # The arguments of the default pruner (``lyapunov``) that ``--gate`` and friends set.
 LYAPUNOV_OPTIONS = ("gate", "screen_fraction", "n_startup_trials")
+# InStudyModel's arguments among a rule's options (the others are LyapunovPruner's).
+_MODEL_OPTIONS = (
+    "aelle", "aelle_params", "select_inputs", "cv_folds", "use_unlabelled", "model_steps",
+    "refit_growth", "n_resamples", "seed", "artifact_store",
+)  # fmt: skip
+# The threshold rule's arguments (rounds 1-8): the pruner no longer takes them.
+_REMOVED_OPTIONS = ("quantile", "confidence", "min_unpruned_share", "require_beating_raw")
+
+
+def lyapunov_pruner(
+    *, use_spectrum: bool = True, use_curve: bool = True, use_params: bool = False, **options: Any
+) -> optuna_lyap.LyapunovPruner:
+    """``LyapunovPruner`` from the flat options the stored runs name (``use_spectrum``,
+    ``model_steps``, ``seed``, ...): the model's go to its ``InStudyModel``, the threshold
+    rule's are ignored with a warning."""
+    model = {k: options.pop(k) for k in _MODEL_OPTIONS if k in options}
+    for name in _REMOVED_OPTIONS:
+        if name in options:
+            warnings.warn(
+                f"{name}={options.pop(name)!r} belonged to the removed threshold rule",
+                stacklevel=2,
+            )
+    offered = (("spectrum", use_spectrum), ("curve", use_curve), ("params", use_params))
+    inputs = tuple(name for name, on in offered if on)
+    return optuna_lyap.LyapunovPruner(model=optuna_lyap.InStudyModel(inputs, **model), **options)
 
 
 class TimedPruner(BasePruner):

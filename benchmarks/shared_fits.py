@@ -61,25 +61,22 @@ def worker(url: str, study_name: str, n_trials: int, seed: int, epoch_s: float) 
     import optuna
     import torch
 
-    from optuna_lyap import LyapunovPruner, report_spectrum
-    from optuna_lyap.pruners import _lyapunov
+    from optuna_lyap import InStudyModel, LyapunovPruner, report_spectrum
+    from optuna_lyap._prediction import fit_predictor
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fits: list[str] = []
     fit_s = 0.0
-    original = _lyapunov.fit_predictor
 
     def counting(rows: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal fit_s
         fits.append(_training_set_id(rows, kwargs.get("unlabelled")))
         start = time.perf_counter()
         try:
-            return original(rows, *args, **kwargs)
+            return fit_predictor(rows, *args, **kwargs)
         finally:
             fit_s += time.perf_counter() - start
-
-    _lyapunov.fit_predictor = counting  # type: ignore[attr-defined]
 
     def objective(trial: optuna.Trial) -> float:
         quality = trial.suggest_float("quality", 0.0, 1.0)
@@ -95,7 +92,10 @@ def worker(url: str, study_name: str, n_trials: int, seed: int, epoch_s: float) 
                 raise optuna.TrialPruned(f"Trial was pruned at step {step}.")
         return quality
 
-    pruner = LyapunovPruner(n_startup_trials=5, aelle_params=AELLE, cv_folds=3)
+    # The counting fit sees every fit the pruner makes (the model's fit seam).
+    pruner = LyapunovPruner(
+        n_startup_trials=5, model=InStudyModel(aelle_params=AELLE, cv_folds=3, fit=counting)
+    )
     study = optuna.load_study(
         study_name=study_name,
         storage=url,
@@ -164,9 +164,9 @@ def sizes() -> list[dict[str, Any]]:
     from optuna.artifacts import FileSystemArtifactStore
 
     from optuna_lyap._prediction import FitSettings, PredictorCache, Rows, fit_predictor
-    from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS
     from optuna_lyap.samplers._lyapunov import DEFAULT_AELLE_PARAMS
 
+    BENCHMARK_AELLE_PARAMS = {"n_models": 2, "max_steps": 150}
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(0)
@@ -177,7 +177,8 @@ def sizes() -> list[dict[str, Any]]:
     rows = Rows(list(range(n)), {"spectrum": spectra, "curve": curve}, curve[:, 0], quality)
     out = []
     candidates = {
-        "pruner": ((("spectrum",), ("curve",), ("spectrum", "curve")), _DEFAULT_AELLE_PARAMS),
+        # The benchmarks' ensembles (benchmarks/replay.py: BENCHMARK_AELLE_PARAMS).
+        "pruner": ((("spectrum",), ("curve",), ("spectrum", "curve")), BENCHMARK_AELLE_PARAMS),
         "sampler": ((("spectrum",),), DEFAULT_AELLE_PARAMS),
     }
     for consumer, (sets, params) in candidates.items():

@@ -32,7 +32,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from scipy.stats import spearmanr
 
-from optuna_lyap import LyapunovPruner, load_predictions
+from optuna_lyap import InStudyModel, LyapunovPruner, load_predictions
 from optuna_lyap.tasks import get_task, make_objective
 
 
@@ -54,7 +54,8 @@ def make_pruner(prune: bool) -> optuna.pruners.BasePruner:
     # Smaller models than AeLLE's defaults: epochs of the built-in tasks take well under a
     # second here, and the pruner refits whenever a trial completes.
     return LyapunovPruner(
-        n_startup_trials=8, aelle_params={"n_models": 3, "max_steps": 200}, cv_folds=3
+        n_startup_trials=8,
+        model=InStudyModel(aelle_params={"n_models": 3, "max_steps": 200}, cv_folds=3),
     )
 
 

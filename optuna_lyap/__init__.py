@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from optuna_lyap._checks import InvalidParameterError
 from optuna_lyap._monitor import LyapunovMonitor
-from optuna_lyap._prediction import fit_aelle
+from optuna_lyap._prediction import InStudyModel, fit_aelle
 from optuna_lyap._storage import DamagedRecordWarning
 from optuna_lyap._threads import use_threads
 from optuna_lyap.aelle import AeLLE, PriorBundle
@@ -31,6 +31,7 @@ __all__ = [
     "DamagedRecordWarning",
     "DashboardCallback",
     "Diagnosis",
+    "InStudyModel",
     "InvalidParameterError",
     "LyapunovMonitor",
     "LyapunovPruner",

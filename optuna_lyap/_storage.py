@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import optuna
@@ -146,6 +146,120 @@ def summary_line(attrs: Mapping[str, Any]) -> str | None:
     if lyap_max is not None:
         parts.append(f"λ1 {lyap_max:.3g}")
     return "; ".join(parts) or None
+
+
+# --- Keys and records of the pruner, the sampler and the prediction layer ------------------------
+# Every attr key below is written by LyapunovPruner, LyapunovSampler or optuna_lyap._prediction;
+# they are named here so that this module stays the one place to read the storage layout.
+
+#: Numeric/text user attrs of a screened trial beside ``lyap_screen_predicted`` (study units):
+#: which model screened it (``"prior"`` or ``"study"``), and the prior's predicted final
+#: quantile within the study (1 = best) where the prior screened.
+USER_ATTR_SCREEN_BY = "lyap_screen_by"
+USER_ATTR_SCREEN_QUANTILE = "lyap_screen_quantile"
+
+#: The user attr read as a trial's validation loss at a step, formatted with ``step`` (the
+#: prior's curve group's ``val_loss_rank``); absent, that feature is NaN.
+VAL_LOSS_ATTR = "val_loss:{step}"
+
+#: Fitted predictors shared through the storage (``_prediction/_store.py``), and the study
+#: that holds the claims on their fits. Their own schema version: a stored predictor's format.
+PREDICTOR_SCHEMA_VERSION = 2
+PREDICTOR_PREFIX = f"optuna_lyap:v{PREDICTOR_SCHEMA_VERSION}:predictor:"
+PREDICTOR_CLAIM_PREFIX = f"optuna_lyap:v{PREDICTOR_SCHEMA_VERSION}:claim:"
+
+
+def rung_key(rung: int, *, beside_fallback: bool = False) -> str:
+    """The trial system attr holding the trial's value at rung ``rung``.
+
+    ``completed_rung_{rung}``, Optuna's ``SuccessiveHalvingPruner`` key, so that the two read
+    each other's rungs; ``optuna_lyap:completed_rung_{rung}`` where a fallback pruner (which
+    may keep Optuna's key for itself) runs beside the pruner's rungs.
+    """
+    return f"{'optuna_lyap:' if beside_fallback else ''}completed_rung_{rung}"
+
+
+#: The ``rule`` of a decision record (:class:`DecisionRecord`) as the pruner writes it now, in
+#: the order ``visualization/_explain.py`` names them: successive halving on the raw value, by
+#: the in-study model's, the prior's and the blend's scores, the step-0 screens, the prior's
+#: prediction that decided nothing, and the fallback pruner.
+RULES = (
+    "rung",
+    "model_rung",
+    "prior_rung",
+    "blend_rung",
+    "screen",
+    "prior_screen",
+    "predict",
+    "fallback",
+)
+#: Rules of records written by earlier versions (the threshold rule, removed), still read.
+LEGACY_RULES = ("threshold", "model", "kept")
+#: Rules under which a prediction, not the raw value, ranked a rung: a fallback pruner does
+#: not overrule them.
+PREDICTION_RULES = ("model_rung", "prior_rung", "blend_rung")
+#: Rules under which the pruner acted on the in-study model: a rung it ranked, the step-0
+#: screen, and the threshold rule of schema-1 records written before the gate existed.
+STUDY_MODEL_RULES = frozenset({"model_rung", "screen", "model"})
+
+
+class DecisionRecord(TypedDict, total=False):
+    """The record :func:`record_prediction` writes at a decision point (all optional but
+    ``pruned``, ``rule``, ``step`` and ``direction``).
+
+    Decision: ``pruned``, ``rule`` (one of :data:`RULES`), ``step``, ``rung`` (None at step 0),
+    ``direction`` (``"maximize"`` / ``"minimize"``), ``scorer`` (what ranked: ``"raw"``,
+    ``"study"``, ``"prior"``, ``"blend"``), ``score_kind`` (``"raw"``, ``"predicted"``,
+    ``"quantile"``, ``"blend"``), ``score`` (study units; a quantile; a blend score in
+    ``(0, 1]``), ``rank`` (1 is best), ``n_competitors``, ``n_promoted``, ``bar`` (the worst
+    promoted competitor's score), ``prior_weight`` (a blend), ``fallback`` (its class name).
+
+    The in-study model: ``predicted``, ``predicted_std``, ``inputs`` (``"spectrum+curve"``),
+    ``pretrained``, ``rank_corr``, ``raw_rank_corr``, ``gate_share``, ``gate_open``,
+    ``n_train``, ``spectrum_step``; where no fit could open the gate, ``gate_share_bound`` and
+    ``gate``.
+
+    The prior: ``prior_quantile``, ``prior_top10``, ``prior_inputs``, ``prior_model_step``,
+    ``prior_digest``; where its gate was judged ``prior_gate_share``, ``prior_gate_open``;
+    where it may not decide, ``prior_decides`` (False) and ``prior_decides_by``
+    (``"argument"`` or ``"sampler"``).
+    """
+
+    pruned: bool
+    rule: str
+    step: int
+    rung: int | None
+    direction: str
+    scorer: str
+    score_kind: str
+    score: float
+    rank: int
+    n_competitors: int
+    n_promoted: int
+    bar: float
+    prior_weight: float
+    fallback: str
+    predicted: float
+    predicted_std: float
+    inputs: str
+    pretrained: bool
+    rank_corr: float
+    raw_rank_corr: float
+    gate_share: float
+    gate_open: bool
+    gate_share_bound: float
+    gate: float
+    n_train: int
+    spectrum_step: int | None
+    prior_quantile: float
+    prior_top10: float
+    prior_inputs: str
+    prior_model_step: int
+    prior_digest: str
+    prior_gate_share: float
+    prior_gate_open: bool
+    prior_decides: bool
+    prior_decides_by: str
 
 
 def spectrum_key(step: int) -> str:
@@ -541,13 +655,31 @@ def spectrum_dim(trial: FrozenTrial, step: int) -> int | None:
     return dim
 
 
+def as_frozen_trial(trial: Any) -> FrozenTrial:
+    """``trial`` as a :class:`~optuna.trial.FrozenTrial`: a live :class:`optuna.Trial` (as
+    ask-and-tell hands it out) is read back from its study's storage, a ``FrozenTrial`` is
+    returned as it is.
+
+    Raises:
+        TypeError: For anything else, naming both accepted types.
+    """
+    if isinstance(trial, optuna.trial.FrozenTrial):
+        return trial
+    if isinstance(trial, optuna.trial.Trial):
+        return trial.study._storage.get_trial(trial._trial_id)
+    raise TypeError(
+        "`trial` must be an optuna.Trial or an optuna.trial.FrozenTrial, but got "
+        f"{type(trial).__name__}."
+    )
+
+
 def record_prediction(
     study: optuna.Study,
     trial: FrozenTrial,
     step: int,
-    record: Mapping[str, Any],
+    record: DecisionRecord | Mapping[str, Any],
 ) -> None:
-    """Write a pruning decision to a running trial.
+    """Write a pruning decision (a :class:`DecisionRecord`) to a running trial.
 
     ``record`` goes, with non-finite numbers encoded as strings, to the system attr
     ``optuna_lyap:v1:prediction:{step}``; its finite ``predicted``, ``predicted_std``,
@@ -556,7 +688,7 @@ def record_prediction(
     ``lyap_n_train``, ``lyap_prior_quantile`` and ``lyap_prior_top10``.
     """
     storage = study._storage
-    stored = {}
+    stored: dict[str, Any] = {}
     for key, value in record.items():
         if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
             stored[key] = encode_floats(np.array([value]))[0]

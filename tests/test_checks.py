@@ -13,6 +13,7 @@ from torch import nn
 
 from optuna_lyap import (
     AeLLE,
+    InStudyModel,
     InvalidParameterError,
     LyapunovMonitor,
     LyapunovPruner,
@@ -125,9 +126,7 @@ def test_aelle_params_are_checked_at_construction(params: dict[str, Any], match:
     with pytest.raises(InvalidParameterError, match=match):
         check_aelle_params(params)
     with pytest.raises(InvalidParameterError, match=match):
-        LyapunovPruner(aelle_params=params)
-    with pytest.raises(InvalidParameterError, match=match):
-        LyapunovSampler(aelle_params=params)
+        InStudyModel(aelle_params=params)
 
 
 def test_aelle_params_drop_the_seed() -> None:
@@ -138,7 +137,7 @@ def test_aelle_params_drop_the_seed() -> None:
 
 def test_a_valid_aelle_params_study_still_runs() -> None:
     # n_models=0 used to pass the constructor and fail inside optimize; valid ones still work.
-    pruner = LyapunovPruner(aelle_params={"n_models": 1, "max_steps": 5})
+    pruner = LyapunovPruner(model=InStudyModel(aelle_params={"n_models": 1, "max_steps": 5}))
     study = optuna.create_study(pruner=pruner)
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(study.trials) == 2

@@ -272,15 +272,17 @@ def test_decode_floats_names_the_bad_entry() -> None:
 
 
 def test_a_damaged_record_does_not_stop_a_study_with_the_pruner() -> None:
-    from optuna_lyap import LyapunovPruner
+    from optuna_lyap import InStudyModel, LyapunovPruner
     from tests._support.synthetic import add_completed, start_running
 
     # refit_growth=1.25 refits at the fifth completed trial, so the damaged one is read.
     pruner = LyapunovPruner(
         n_startup_trials=4,
-        aelle_params={"n_models": 1, "max_steps": 10, "hidden_dim": 4, "head_hidden_dim": 0},
-        cv_folds=2,
-        refit_growth=1.25,
+        model=InStudyModel(
+            aelle_params={"n_models": 1, "max_steps": 10, "hidden_dim": 4, "head_hidden_dim": 0},
+            cv_folds=2,
+            refit_growth=1.25,
+        ),
     )
     study = optuna.create_study(direction="maximize", pruner=pruner)
     add_completed(study, [0.1, 0.4, 0.6, 0.9])

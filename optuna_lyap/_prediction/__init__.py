@@ -1,13 +1,19 @@
 """Predict trials' final values: the layer below the pruner and the sampler.
 
-* :mod:`._core`: rows, cross-validated fit and choice of input set, rank correlation, the refit
-  schedule. No Optuna.
+* :mod:`._core`: rows, cross-validated fit and choice of input set, the refit schedule. No
+  Optuna.
+* :mod:`._gate`: whether a signal ranks the completed trials: the rank statistic, the paired
+  bootstrap gate and the sampler's rank-correlation rule. No Optuna.
 * :mod:`._inputs`: the registry of inputs (spectrum, learning curve, hyperparameters), each
   read from a trial at a step.
 * :mod:`._reader`: which trials a predictor is fitted on, and their rows; the one rule that
   turns final values into targets (:func:`final_targets`).
 * :mod:`._prior`: the shipped cross-task prior applied to Optuna trials (``TrialPrior``).
 * :mod:`._prior_fit`: a prior bundle fitted on earlier studies (``fit_prior``).
+* :mod:`._in_study`: the model fitted on a study's own trials (``InStudyModel``), for the
+  pruner and the sampler alike.
+* :mod:`._independence`: whether a study's sampler draws independently of earlier results.
+* :mod:`._lru`: the bounded cache every layer above keeps its in-process results in.
 * :mod:`._store`: one fit per study and training set, shared by every worker through the
   storage.
 """
@@ -22,9 +28,10 @@ from optuna_lyap._prediction._core import (
     Rows,
     fit_predictor,
     input_sets,
-    rank_correlation,
     refit_size,
 )
+from optuna_lyap._prediction._gate import direction_sign, rank_correlation
+from optuna_lyap._prediction._in_study import InStudyModel
 from optuna_lyap._prediction._inputs import (
     INPUTS,
     CurveInput,
@@ -59,6 +66,7 @@ __all__ = [
     "CurveInput",
     "FitSettings",
     "FittedPredictor",
+    "InStudyModel",
     "Input",
     "ParamEncoder",
     "ParamsInput",
@@ -71,6 +79,7 @@ __all__ = [
     "can_label",
     "configuration_key",
     "curve_features",
+    "direction_sign",
     "final_targets",
     "fit_aelle",
     "fit_predictor",

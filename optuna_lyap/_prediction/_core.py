@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from optuna_lyap._prediction._gate import rank_correlation
 from optuna_lyap.aelle import AeLLE
 
 # The one input of variable width: a list of 1-D exponent arrays, read by AeLLE's encoder.
@@ -141,27 +142,6 @@ def refit_size(n: int, start: int, growth: float) -> int:
         if following > n:
             return size
         size = following
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """0-based ranks of ``x``, ties sharing their mean rank."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    mean_rank = np.cumsum(counts) - (counts + 1) / 2.0
-    return mean_rank[inverse]
-
-
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation over the entries finite in both; NaN when undefined.
-
-    (Computed here rather than with SciPy, whose ``stats`` module takes over a second to import
-    in every worker process.)
-    """
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return math.nan
-    ra, rb = _average_ranks(a[ok]), _average_ranks(b[ok])
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float(ra @ rb / math.sqrt((ra @ ra) * (rb @ rb)))
 
 
 def input_sets(enabled: Sequence[str], select: bool) -> list[tuple[str, ...]]:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtri
 
-from optuna_lyap.pruners._rule import _ordinal, _rows_of_ranks, group_means
+from optuna_lyap._prediction._gate import _ordinal, _rows_of_ranks, group_means
 
 # The judge's reasons, as stored in decision records and read by the explanations.
 TOO_FEW = "too_few"

@@ -47,7 +47,6 @@ import tempfile
 import threading
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any
 
@@ -61,13 +60,19 @@ from optuna.study import StudyDirection
 
 from optuna_lyap._prediction._core import Candidate, FitSettings, FittedPredictor
 from optuna_lyap._prediction._inputs import ParamEncoder
+from optuna_lyap._prediction._lru import LRUCache
+from optuna_lyap._storage import (
+    PREDICTOR_CLAIM_PREFIX,
+    PREDICTOR_PREFIX,
+    PREDICTOR_SCHEMA_VERSION,
+)
 from optuna_lyap.aelle import AeLLE
 
 _LOG = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-_PREFIX = f"optuna_lyap:v{SCHEMA_VERSION}:predictor:"
-_CLAIM_PREFIX = f"optuna_lyap:v{SCHEMA_VERSION}:claim:"
+SCHEMA_VERSION = PREDICTOR_SCHEMA_VERSION
+_PREFIX = PREDICTOR_PREFIX
+_CLAIM_PREFIX = PREDICTOR_CLAIM_PREFIX
 _FORMAT = "optuna_lyap.predictor"
 # 60,000 ASCII characters; json.dumps of a slice escapes a few (quotes), hence the margin to
 # MySQL's 65,535-byte TEXT.
@@ -324,7 +329,7 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
 
     def _init_local(self) -> None:
         self._lock = threading.RLock()
-        self._entries: OrderedDict[Hashable, FittedPredictor | None] = OrderedDict()
+        self._entries: LRUCache[Hashable, FittedPredictor | None] = LRUCache(self._size)
         self._pretrained_fingerprint: str | None = None
         self._warned_journal = False
 
@@ -369,14 +374,11 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
             ``fit()``'s result or an equal one read back from the storage.
         """
         with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
+            found, fitted = self._entries.lookup(key)
+            if found:
+                return fitted
             fitted = self._shared(study, key, fit) if share else fit()
-            self._entries[key] = fitted
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-            return fitted
+            return self._entries.put(key, fitted)
 
     # -- storage -------------------------------------------------------------------------
 

@@ -49,15 +49,14 @@ class PrunerSettings:
 
 
 def _lyapunov_pruner(s: PrunerSettings) -> pruners.BasePruner:
-    from optuna_lyap import LyapunovPruner
+    from optuna_lyap import InStudyModel, LyapunovPruner
 
     extra = {} if s.prior is None else {"prior": s.prior}
     try:
         return LyapunovPruner(
             n_startup_trials=s.n_startup_trials,
             n_warmup_steps=_WARMUP,
-            seed=s.seed,
-            aelle=s.aelle,
+            model=InStudyModel(aelle=s.aelle, seed=s.seed),
             prior_weight=s.prior_weight,
             **extra,
         )

@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from optuna_lyap._prediction import rank_correlation, trial_targets
+from optuna_lyap._prediction import direction_sign, rank_correlation, trial_targets
 from optuna_lyap._storage import CONFIG_KEY, USER_ATTR_EPOCHS
 
 
@@ -54,7 +54,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
     # step-0 record of the prior alone carries no "predicted": the next one counts).
     summary["prediction"] = _earliest_rank_corr(completed, "predicted", 1.0, study.direction)
     # The prior's quantile is higher for better trials: rank it against oriented final values.
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    sign = direction_sign(study.direction)
     summary["prior_prediction"] = _earliest_rank_corr(
         completed, "prior_quantile", sign, study.direction
     )

@@ -1,31 +1,30 @@
-"""The pruner's decision rule: asynchronous successive halving and the gate on a model's ranks.
+"""The pruner's decision rule: asynchronous successive halving, which scorer ranks a rung, and
+what the pruner decides there.
 
 Pure functions over numbers (no Optuna, no torch), so the rule is table-tested in milliseconds.
+Whether a model has earned a rung (the gate's bootstrap) is
+:mod:`optuna_lyap._prediction._gate`'s question; this module takes its shares as given.
 
 Notation:
     ``eta``: the reduction factor; ``r``: the minimum resource (steps); ``s``: the minimum
     early-stopping rate; rung ``k`` closes at step ``r * eta ** (s + k)``. A *score* is a value
     oriented so that higher is better (the value when maximising, its negative when
-    minimising). ``n``: completed trials a model is judged on; ``B``: bootstrap resamples.
+    minimising).
 
 Sources: asynchronous successive halving, Li et al. 2020, "A System for Massively Parallel
 Hyperparameter Tuning" (MLSys), as Optuna's ``SuccessiveHalvingPruner`` implements it (the
-promotion bar, the first ``eta - 1`` trials of a rung promoted only when best); the paired
-bootstrap of a rank correlation, Efron & Tibshirani 1993, "An Introduction to the Bootstrap",
-ch. 6; the normal-consistent median absolute deviation (factor 1.4826), Rousseeuw & Croux
-1993, JASA 88:1273.
+promotion bar, the first ``eta - 1`` trials of a rung promoted only when best).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from optuna_lyap._numeric import MAD_TO_STD
+from optuna_lyap._prediction._gate import average_ranks
 
 
 def rung_step(
@@ -154,216 +153,145 @@ def blend_ranks(raw: Sequence[float], prior: Sequence[float], weight: float) -> 
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"`weight` must be in [0, 1], but got {weight=}.")
     n = x.size
-    return (1.0 - weight) * _average_ranks(x) / n + weight * _average_ranks(y) / n
+    return (1.0 - weight) * average_ranks(x) / n + weight * average_ranks(y) / n
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ascending, ties sharing their mean rank."""
-    return _rows_of_ranks(values, np.arange(values.size)[None, :])[0]
+# --- which scorer ranks a rung, and what the rung decides -----------------------------------
+
+#: What may rank a rung or the screen: the raw value, the in-study model's predicted final
+#: value, the prior's predicted quantile, or the blend of the raw value's and the prior's ranks.
+SCORERS = ("raw", "study", "prior", "blend")
 
 
-def _rows_of_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based, ties sharing their mean rank) within each resample.
-
-    Args:
-        values: ``n`` finite numbers.
-        index: ``B x n`` indices into ``values``: the resamples.
-
-    Returns:
-        A ``B x n`` float64 array: the rank of ``values[index[b, i]]`` within row ``b``.
-    """
-    _, codes = np.unique(values, return_inverse=True)
-    m = int(codes.max()) + 1
-    drawn = codes[index]
-    rows = np.repeat(np.arange(index.shape[0]), index.shape[1])
-    counts = np.zeros((index.shape[0], m))
-    np.add.at(counts, (rows, drawn.ravel()), 1.0)
-    below = np.cumsum(counts, axis=1) - counts
-    mean_rank = below + (counts + 1.0) / 2.0
-    return np.take_along_axis(mean_rank, drawn, axis=1)
-
-
-def _row_spearman(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
-    """Spearman's correlation row by row from ``B x n`` ranks: Pearson's of the ranks.
-
-    A row where either side is constant gives NaN.
-    """
-    rx = rx - rx.mean(axis=1, keepdims=True)
-    ry = ry - ry.mean(axis=1, keepdims=True)
-    den = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
-    safe = np.where(den > 1e-12, den, 1.0)
-    return np.where(den > 1e-12, (rx * ry).sum(axis=1) / safe, np.nan)
-
-
-def gate_share(
-    predicted: np.ndarray,
-    raw: np.ndarray,
-    final: np.ndarray,
+def choose_scorer(
+    study_share: float | None,
+    prior_share: float | None,
+    gate: float,
     *,
-    n_resamples: int = 500,
-    seed: int = 0,
-    groups: Sequence[Hashable] | None = None,
-) -> float:
-    """Share of paired bootstrap resamples in which the model out-ranks the raw value.
+    can_blend: bool = False,
+) -> str:
+    """The scorer of a rung (one of :data:`SCORERS`).
 
-    Each resample draws ``n`` of the completed trials with replacement; in it, the model wins
-    when Spearman(``predicted``, ``final``) is above both Spearman(``raw``, ``final``) and 0. An
-    undefined model correlation (constant predictions in the resample) loses; an undefined raw
-    correlation (e.g. every untrained network at chance, all equal) counts as 0. Rank-based, so
-    a huge but finite final value weighs as one rank.
-
-    Trials of one configuration (one ``groups`` key) are one piece of evidence: each group is
-    first replaced by the means of its three values, so a configuration that samplers proposed
-    and completed ten times neither counts ten times nor, being predicted from its own copies,
-    makes an overfitted model look right.
+    The competitor whose gate share is the larger of those at least ``gate`` (the in-study
+    model on a tie); where no gate opens, ``"blend"`` if the blend may rank the rung, else
+    the raw value.
 
     Args:
-        predicted: ``n`` out-of-sample predictions of the completed trials' final values.
-        raw: ``n`` intermediate values of the same trials at the step judged.
-        final: ``n`` final values. All three in one orientation (scores: higher is better),
-            so that an infinite value ranks at its end and a NaN ranks lowest.
-        n_resamples: ``B``, at least 1.
-        seed: Seed of the resampling, so every worker reaches the same share.
-        groups: ``n`` hashable keys, equal for trials of one configuration (e.g. their
-            params); None: every trial is its own group.
-
-    Returns:
-        The share in ``[0, 1]``; 0 with fewer than 3 groups.
-
-    Raises:
-        ValueError: When the arrays (or ``groups``) differ in length or ``n_resamples < 1``.
+        study_share: The in-study model's gate share, or None where no model was judged.
+        prior_share: The prior's gate share, or None where its gate was not judged.
+        gate: The share a gate needs to open, in ``(0, 1]``.
+        can_blend: Whether the blend may rank the rung (a blend weight above 0, a prior
+            prediction of the judged trial, more competitors than the bootstrap count and a
+            finite value).
     """
-    predicted, raw, final = _checked(
-        {"predicted": predicted, "raw": raw, "final": final}, n_resamples, groups
-    )
-    if groups is not None:
-        predicted, raw, final = group_means(groups, _ordinal(predicted), raw, _ordinal(final))
-    n = predicted.size
-    if n < 3:
-        return 0.0
-    index, final_ranks, raw_rho = _resampled(raw, final, n_resamples, seed)
-    model_rho = _row_spearman(_rows_of_ranks(_ordinal(predicted), index), final_ranks)
-    wins = np.isfinite(model_rho) & (model_rho > np.maximum(raw_rho, 0.0) + _WIN_MARGIN)
-    return float(wins.mean())
+    open_ = [
+        (share, name == "study", name)
+        for name, share in (("study", study_share), ("prior", prior_share))
+        if share is not None and share >= gate
+    ]
+    if open_:
+        return max(open_)[2]
+    return "blend" if can_blend else "raw"
 
 
-def _checked(
-    named: dict[str, Any], n_resamples: int, groups: Sequence[Hashable] | None
-) -> list[np.ndarray]:
-    """The arrays of ``named`` as float64, after the checks :func:`gate_share` documents."""
-    arrays = [np.asarray(a, dtype=np.float64) for a in named.values()]
-    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
-        names = [f"`{name}`" for name in named]
-        shapes = ", ".join(str(a.shape) for a in arrays)
-        raise ValueError(
-            f"{', '.join(names[:-1])} and {names[-1]} must be 1-D arrays of one length, but got "
-            f"shapes {shapes}."
+@dataclass(frozen=True)
+class RungEvidence:
+    """What one rung decides on, in numbers (the pruner gathers them from the study).
+
+    Attributes:
+        value: The judged trial's raw value at the step, in the study's units.
+        sign: +1 when maximising, -1 when minimising.
+        raw_competing: The raw values of every trial that reached the rung, the judged one's
+            included, in the study's units.
+        reduction_factor: ``eta``.
+        bootstrap_count: Competitors needed before any is promoted.
+        scorer: What ranks the rung (see :func:`choose_scorer`).
+        predicted: ``scorer == "study"``: the judged trial's predicted final value.
+        predicted_competing: ``scorer == "study"``: the predicted final values of the
+            competitors that have one, the judged trial's last.
+        quantile: ``scorer == "prior"``: the judged trial's predicted quantile.
+        quantile_competing: ``scorer == "prior"`` or ``"blend"``: the predicted quantiles of
+            the competitors the prior predicts, the judged trial's last.
+        blend_raw: ``scorer == "blend"``: the raw values of the same competitors, in order.
+        prior_weight: ``scorer == "blend"``: the prior's weight.
+        fallback_pruned: The fallback pruner's decision, or None without one.
+    """
+
+    value: float
+    sign: float
+    raw_competing: Sequence[float]
+    reduction_factor: int
+    bootstrap_count: int = 0
+    scorer: str = "raw"
+    predicted: float = math.nan
+    predicted_competing: Sequence[float] = ()
+    quantile: float = math.nan
+    quantile_competing: Sequence[float] = ()
+    blend_raw: Sequence[float] = ()
+    prior_weight: float = 0.0
+    fallback_pruned: bool | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a rung decided, as its record states it.
+
+    Attributes:
+        rule: The record's ``rule``: ``"rung"``, ``"model_rung"``, ``"prior_rung"``,
+            ``"blend_rung"`` or ``"fallback"``.
+        pruned: Whether the trial is pruned.
+        score_kind: ``"raw"``, ``"predicted"``, ``"quantile"`` or ``"blend"``.
+        score: The judged trial's score as recorded (the study's units for the raw value and
+            the prediction; a quantile; a blend score).
+        ranking: Where the score stood, or None where nothing was ranked.
+        bar_sign: Orients ``ranking.bar`` as the record states it (the study's units).
+        n_competitors: The competitors, where nothing was ranked but they were counted.
+    """
+
+    rule: str
+    pruned: bool
+    score_kind: str
+    score: float
+    ranking: Ranking | None = None
+    bar_sign: float = 1.0
+    n_competitors: int | None = None
+
+
+def decide_rung(evidence: RungEvidence) -> Decision:
+    """Successive halving's decision at one rung, ranked by ``evidence.scorer``.
+
+    A NaN value is pruned (Optuna's rule) and ranked nowhere. With fewer competitors than
+    ``bootstrap_count + 1`` the raw rung prunes. A fallback pruner, where there is one,
+    decides wherever the raw value would have ranked (not where a prediction did).
+    """
+    e = evidence
+    if math.isnan(e.value):
+        decision = Decision("rung", True, "raw", e.value)
+    elif e.scorer == "study":
+        ranking = promote(
+            e.sign * e.predicted, [e.sign * p for p in e.predicted_competing], e.reduction_factor
         )
-    if n_resamples < 1:
-        raise ValueError(f"`n_resamples` must be at least 1, but got {n_resamples=}.")
-    if groups is not None and len(groups) != arrays[0].size:
-        raise ValueError(
-            f"`groups` must have one key per trial ({arrays[0].size}), but got {len(groups)}."
+        return Decision(
+            "model_rung", not ranking.promoted, "predicted", e.predicted, ranking, e.sign
         )
-    return arrays
-
-
-# How far the model's correlation must exceed the raw value's in a resample, so that equal
-# rankings (a model repeating the raw value) never win.
-_WIN_MARGIN = 1e-9
-
-
-def _resampled(
-    raw: np.ndarray, final: np.ndarray, n_resamples: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The resamples :func:`gate_share` draws for ``n`` (grouped) trials: their ``B x n``
-    indices, the final values' ranks in each, and the raw value's Spearman there (an undefined
-    one as 0)."""
-    n = raw.size
-    index = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    final_ranks = _rows_of_ranks(_ordinal(final), index)
-    raw_rho = _row_spearman(_rows_of_ranks(_ordinal(raw), index), final_ranks)
-    return index, final_ranks, np.nan_to_num(raw_rho, nan=0.0)
-
-
-def gate_share_bound(
-    raw: np.ndarray,
-    final: np.ndarray,
-    *,
-    n_resamples: int = 500,
-    seed: int = 0,
-    groups: Sequence[Hashable] | None = None,
-) -> float:
-    """The highest :func:`gate_share` any predictions could reach on these trials.
-
-    A model can win a resample only where the final values are not all equal (else its
-    correlation is undefined) and the raw value's correlation leaves room above it (below 1).
-    The share of such resamples bounds the gate share of every model, a perfect one included,
-    on the same resamples (same ``n_resamples``, ``seed`` and ``groups``). Where it is below
-    the gate, no fit can open the gate, and a pruner may skip the fit without changing a
-    decision.
-
-    Args:
-        raw: ``n`` intermediate values at the step judged, as scores (higher is better).
-        final: ``n`` final values, as scores.
-        n_resamples: ``B``, at least 1.
-        seed: Seed of the resampling.
-        groups: ``n`` configuration keys, as for :func:`gate_share`.
-
-    Returns:
-        The bound in ``[0, 1]``; 0 with fewer than 3 groups.
-
-    Raises:
-        ValueError: When the arrays (or ``groups``) differ in length or ``n_resamples < 1``.
-    """
-    raw, final = _checked({"raw": raw, "final": final}, n_resamples, groups)
-    if groups is not None:
-        raw, final = group_means(groups, raw, _ordinal(final))
-    if raw.size < 3:
-        return 0.0
-    _, final_ranks, raw_rho = _resampled(raw, final, n_resamples, seed)
-    centred = final_ranks - final_ranks.mean(axis=1, keepdims=True)
-    varied = (centred * centred).sum(axis=1) > 0.0
-    # A correlation is at most 1; the 1e-12 covers its rounding, so the bound never falls
-    # below a share gate_share can return.
-    room = np.maximum(raw_rho, 0.0) + _WIN_MARGIN < 1.0 + 1e-12
-    return float((varied & room).mean())
-
-
-def group_means(groups: Sequence[Hashable], *columns: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Each column averaged within the groups, one entry per group in order of first appearance.
-
-    A NaN in a group makes its mean NaN (it then ranks as :func:`_ordinal` ranks NaN).
-    """
-    index: dict[Hashable, int] = {}
-    codes = np.array([index.setdefault(g, len(index)) for g in groups], dtype=np.intp)
-    counts = np.bincount(codes, minlength=len(index)).astype(np.float64)
-    out = []
-    for column in columns:
-        sums = np.zeros(len(index))
-        np.add.at(sums, codes, np.asarray(column, dtype=np.float64))
-        out.append(sums / counts)
-    return tuple(out)
-
-
-def _ordinal(a: np.ndarray) -> np.ndarray:
-    """``a`` with infinities just past the finite extremes and NaN lowest: same ranks, finite."""
-    ok = np.isfinite(a)
-    low, high = (a[ok].min(), a[ok].max()) if ok.any() else (0.0, 0.0)
-    out = np.where(np.isposinf(a), high + 1.0, a)
-    return np.where(np.isneginf(a) | np.isnan(a), low - 2.0, out)
-
-
-def robust_spread(residuals: np.ndarray) -> float:
-    """The normal-consistent median absolute deviation of ``residuals`` (finite ones only).
-
-    One huge residual moves it by at most one rank, where a root mean square would follow it.
-
-    Returns:
-        ``1.4826 * median(|r - median(r)|)``; NaN without finite residuals.
-    """
-    r = np.asarray(residuals, dtype=np.float64)
-    r = r[np.isfinite(r)]
-    if r.size == 0:
-        return math.nan
-    return float(MAD_TO_STD * np.median(np.abs(r - np.median(r))))
+    elif e.scorer == "prior":
+        ranking = promote(e.quantile, list(e.quantile_competing), e.reduction_factor)
+        return Decision("prior_rung", not ranking.promoted, "quantile", e.quantile, ranking)
+    elif e.scorer == "blend":
+        blended = blend_ranks(
+            [e.sign * v for v in e.blend_raw], list(e.quantile_competing), e.prior_weight
+        )
+        own = float(blended[-1])
+        ranking = promote(own, blended.tolist(), e.reduction_factor)
+        return Decision("blend_rung", not ranking.promoted, "blend", own, ranking)
+    elif len(e.raw_competing) <= e.bootstrap_count:
+        decision = Decision("rung", True, "raw", e.value, n_competitors=len(e.raw_competing))
+    else:
+        ranking = promote(
+            e.sign * e.value, [e.sign * c for c in e.raw_competing], e.reduction_factor
+        )
+        decision = Decision("rung", not ranking.promoted, "raw", e.value, ranking, e.sign)
+    if e.fallback_pruned is None:
+        return decision
+    # The fallback decides: the raw ranking would describe another rule.
+    return Decision("fallback", e.fallback_pruned, "raw", e.value)

@@ -6,13 +6,10 @@ parameter sets per new trial, "score": a value oriented so that higher is better
 
 from __future__ import annotations
 
-import copy
-import inspect
 import math
-import os
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,116 +19,46 @@ import torch
 from optuna.distributions import BaseDistribution, _get_single_value
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.search_space import intersection_search_space
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._checks import (
-    check_int,
-    check_real,
-)
-from optuna_lyap._prediction import (
-    SPECTRUM,
-    FitSettings,
-    FittedPredictor,
-    PredictorCache,
-    ReadContext,
-    Rows,
-    fit_predictor,
-    input_sets,
-    param_encoder,
-    rank_correlation,
-    read_rows,
-    training_set,
-    unlabelled_trials,
-)
+from optuna_lyap._checks import check_int, check_real
+from optuna_lyap._prediction._core import SPECTRUM, FittedPredictor, Rows
+from optuna_lyap._prediction._gate import direction_sign, rank_correlation_accepts
+from optuna_lyap._prediction._in_study import ConsumerDefaults, InStudyModel
 from optuna_lyap._prediction._prior import (
     PARAM_ALIASES,
     PriorPrediction,
+    StudyPrior,
     TrialPrior,
     network_from_params,
 )
 from optuna_lyap._storage import (
+    USER_ATTR_SCREEN_BY,
     USER_ATTR_SCREEN_PREDICTED,
+    USER_ATTR_SCREEN_QUANTILE,
     USER_ATTR_SCREEN_RANK_CORR,
     USER_ATTR_SCREEN_STD,
-    as_exponents,
-    spectrum_at,
-    spectrum_dim,
 )
-from optuna_lyap.aelle import AeLLE
-from optuna_lyap.aelle._estimator import check_aelle_params
-from optuna_lyap.lyapunov import lyapunov_spectrum
-from optuna_lyap.lyapunov._arguments import check_spectrum_kwargs, recurrent_part
+from optuna_lyap.lyapunov._arguments import check_spectrum_kwargs
+from optuna_lyap.samplers._candidates import (
+    ModelFactory,
+    ProbeInputs,
+    candidate_seed,
+    draw_candidates,
+    init_measurement,
+    measure_candidates,
+)
 from optuna_lyap.samplers._view import PredictedStudyView
 
-ModelFactory = Callable[..., torch.nn.Module]
-ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
-
-#: Numeric/text user attrs of a screened trial beside ``lyap_screen_predicted`` (study units):
-#: which model screened it (``"prior"`` or ``"study"``), and the prior's predicted final
-#: quantile within the study (1 = best) where the prior screened.
-USER_ATTR_SCREEN_BY = "lyap_screen_by"
-USER_ATTR_SCREEN_QUANTILE = "lyap_screen_quantile"
+__all__ = ["DEFAULT_AELLE_PARAMS", "LyapunovSampler", "candidate_seed", "init_measurement"]
 
 # Spectra are read at this step: the network at initialisation, before any training.
 INIT_STEP = 0
-# Sets of completed trials whose prior rank correlation is kept.
-_PRIOR_CORR_CACHE = 64
 # Fewer than this many labels leave nothing to cross-validate.
 _MIN_LABELLED = 3
 # Refits happen on every new completed trial: a smaller ensemble trained for fewer steps than
 # AeLLE's defaults keeps a refit to seconds on a CPU.
 DEFAULT_AELLE_PARAMS: dict[str, Any] = {"n_models": 3, "max_steps": 200}
-
-
-def candidate_seed(seed: int, number: int, index: int) -> int:
-    """The seed of candidate ``index``'s network for trial ``number`` (a 63-bit int)."""
-    state = np.random.SeedSequence([seed, number, index]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) | (int(state[1]) >> 1)
-
-
-def _takes_seed(factory: Callable[..., Any]) -> bool:
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return "seed" in parameters
-
-
-def init_measurement(
-    model_factory: ModelFactory,
-    params: Mapping[str, Any],
-    probe_inputs: ProbeInputs,
-    *,
-    seed: int,
-    spectrum_kwargs: Mapping[str, Any],
-) -> tuple[np.ndarray, int]:
-    """Build the untrained network for ``params``; its Lyapunov spectrum and state dimension.
-
-    Args:
-        model_factory: ``model_factory(params)`` (or ``model_factory(params, seed=...)`` when
-            it takes a ``seed``) returns an ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding
-            exactly one of them, or a built-in cell.
-        params: The candidate's parameters.
-        probe_inputs: A tensor, or ``callable(model) -> tensor``, laid out as the recurrent
-            module expects.
-        seed: Seeds the network's initialisation: passed as ``seed=`` when the factory takes
-            it; torch's global CPU generator is seeded with it (and restored) either way.
-        spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum`.
-
-    Returns:
-        The ``k`` exponents (float64, nats per step, descending) and the state dimension
-        ``D`` they belong to (``k = D`` for the full spectrum).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed)
-        if _takes_seed(model_factory):
-            model = model_factory(dict(params), seed=seed)
-        else:
-            model = model_factory(dict(params))
-        inputs = probe_inputs if isinstance(probe_inputs, torch.Tensor) else probe_inputs(model)
-        spectrum = lyapunov_spectrum(recurrent_part(model), inputs, **spectrum_kwargs)
-    return as_exponents(spectrum)
 
 
 @dataclass(frozen=True)
@@ -209,12 +136,13 @@ class LyapunovSampler(BaseSampler):
     cross-validated residuals, as :class:`~optuna_lyap.LyapunovPruner` does. Parameters
     outside that search space (conditional ones, new ones) come from the base sampler.
 
-    The model acts only where it has shown it ranks trials: the candidate input sets (the
-    spectrum, and with ``use_params`` the hyperparameters and both) are cross-validated on the
-    completed trials and the best out-of-sample ranker is kept; screening happens when its
-    Spearman correlation with the final values exceeds ``min_rank_corr``. Otherwise, before
-    ``n_startup_trials`` trials have completed with a spectrum at step 0 (unless a trained
-    ``aelle`` is given), for multi-objective studies, and whenever no candidate can be scored
+    The model (an :class:`~optuna_lyap.InStudyModel`, ``model``) acts only where it has shown
+    it ranks trials: the candidate input sets (the spectrum, the hyperparameters and both, by
+    default) are cross-validated on the completed trials and the best out-of-sample ranker is
+    kept; screening happens when its Spearman correlation with the final values exceeds
+    ``min_rank_corr``. Otherwise, before ``n_startup_trials`` trials have completed with a
+    spectrum at step 0 (unless the model has a trained ``aelle``), for multi-objective
+    studies, and whenever no candidate can be scored
     (the factory raises, the spectrum is not finite), the base sampler decides; the last case
     issues a ``RuntimeWarning``. A trial is never failed by the screening.
 
@@ -225,11 +153,12 @@ class LyapunovSampler(BaseSampler):
     correlation with the completed trials' final values (out of sample; the prior's once
     measured).
 
-    The model is fitted once per training set (see ``refit_growth``) and set of unlabelled
-    spectra, from the storage's contents and ``seed`` only, by one worker process, and stored
-    in the study for the others (see ``artifact_store``; workers share fits only when they are
-    given the same ``seed`` and settings); candidates' networks are seeded from ``seed`` and
-    the trial number. The sampler can be shared by threads (``n_jobs > 1``) and pickled (its
+    The model is fitted once per training set and set of unlabelled spectra, from the
+    storage's contents and its seed only, by one worker process, and stored in the study for
+    the others (workers share fits only when they are given the same settings); candidates'
+    networks are seeded from ``seed`` and the trial number, and the global random generators
+    (torch's, NumPy's, Python's) are restored after each, so the screening never changes the
+    user's seeded training. The sampler can be shared by threads (``n_jobs > 1``) and pickled (its
     caches are dropped; ``model_factory`` and ``probe_inputs`` must pickle).
     Every hook is delegated to the base sampler, as Optuna's wrapper samplers do.
 
@@ -255,12 +184,18 @@ class LyapunovSampler(BaseSampler):
     Args:
         base_sampler: The sampler that proposes parameters and decides whenever the screening
             does not; None is ``optuna.samplers.TPESampler(seed=seed)``.
+        model: The :class:`~optuna_lyap.InStudyModel` fitted on the completed trials' step-0
+            spectra (and hyperparameters) and final values. None: an ``InStudyModel()`` with
+            the sampler's defaults (the spectrum and the hyperparameters; 3 AeLLE members of
+            200 steps; ``refit_growth`` 1.25; the sampler's ``seed``). Its inputs may be
+            ``"spectrum"`` and ``"params"`` (a candidate has no curve yet); a pretrained
+            ``aelle`` must read spectra only.
         model_factory: ``model_factory(params) -> nn.Module`` builds the untrained network of
             a parameter dict (an ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding exactly
             one of them, or a built-in cell). If it takes a ``seed`` keyword (as
             ``task.build_model`` does) it is given one; torch's global generator is seeded
             around the call either way. It must build the network the objective's spectrum at
-            step 0 was computed on. None: no screening.
+            step 0 was computed on. None: no screening by the study's model.
         probe_inputs: The inputs that drive each candidate network: a tensor, or
             ``callable(model) -> tensor`` (e.g. ``task.probe_inputs``). Use the ones the
             objective's :class:`~optuna_lyap.LyapunovMonitor` uses. Required with
@@ -269,48 +204,21 @@ class LyapunovSampler(BaseSampler):
             network and one spectrum; 8 gives the model a real choice among the base
             sampler's proposals while staying cheap next to training a network.
         n_startup_trials: Completed trials with a spectrum at step 0 needed before the model
-            is fitted (at least 3 are needed in any case). 10 matches TPE's start-up: the
-            screening starts when TPE stops sampling at random, and with fewer labels a model
-            regresses to the mean.
+            is fitted (unless the model sets its own; at least 3 are needed in any case), and
+            completed trials with a prediction before the prior's evidence is checked. 10
+            matches TPE's start-up.
         kappa: Weight of the prediction's standard deviation in the score (an upper confidence
             bound); 0 picks by predicted value alone.
-        aelle: A fitted :class:`~optuna_lyap.AeLLE` (or a path written by ``AeLLE.save``)
-            that reads spectra only (fitted with ``features=None``), e.g. fitted on the step-0
-            spectra and final values of an earlier study of the same task family. It screens
-            from the first trial whose search space is known (from the first trial with
-            ``search_space``); once ``n_startup_trials`` have completed it competes with the
-            models fitted on the study's own trials, scored by how it ranks them.
-        aelle_params: Keyword arguments of the AeLLE models the sampler fits (``seed`` is set
-            by ``seed``); None is ``DEFAULT_AELLE_PARAMS`` (3 members, 200 steps).
-        use_params: Offer the hyperparameters (of the completed trials' common search space)
-            as an input beside the spectrum.
-        select_inputs: Cross-validate the spectrum alone, the hyperparameters alone and both,
-            and keep the best ranker; False fits the offered inputs together.
-        cv_folds: Folds of the cross-validation; a refit costs ``cv_folds + 1`` fits per
-            input set.
-        min_rank_corr: The chosen model's out-of-sample Spearman correlation must exceed this
-            for the screening to act. In ``[-1, 1)``.
-        use_unlabelled: Also train the autoencoder's reconstruction on the step-0 spectra of
-            pruned trials numbered below the newest labelled trial the model is fitted on (so
-            they change only when the training set does).
+        min_rank_corr: The screening model's out-of-sample Spearman correlation (the prior's,
+            and the study model's) must exceed this for it to screen. In ``[-1, 1)``.
         use_predictions: Show pruned trials at their predicted value to the base sampler.
         search_space: The distributions to screen; None uses the intersection of the
             parameters of the study's completed and pruned trials.
         spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum` for the
             candidates (e.g. ``k``, ``warmup``, ``state``); the default ``seed=0`` matches
             :class:`~optuna_lyap.LyapunovMonitor`'s.
-        refit_growth: The model is fitted on the lowest-numbered ``m`` labelled trials, ``m``
-            on the schedule ``max(n_startup_trials, 3)``, then ``max(m + 1, ceil(m *
-            refit_growth))`` (the largest size not above the count of labelled trials): about
-            ten refits over the first 50 trials instead of one per completed trial. 1 refits
-            on every new label. At least 1.
-        seed: Seeds the default base sampler, every model fit and the candidates' networks.
-            None draws one.
-        artifact_store: An :mod:`optuna.artifacts` store (e.g.
-            ``optuna.artifacts.FileSystemArtifactStore``) that every worker can read, for the
-            fitted models; None stores them in the study's system attrs (in slices under
-            MySQL's 64 KiB cap). Give one with a journal storage, which replays every attr
-            write in every worker.
+        seed: Seeds the default base sampler, the model (unless it sets its own) and the
+            candidates' networks. None draws one.
         prior: The trial prior that screens from the first trial: ``"shipped"`` (the
             package's bundle), a ``PriorBundle``, a path to one saved by ``optuna-lyap fit``,
             or None (no prior: the study's model alone screens, as before it existed).
@@ -318,30 +226,27 @@ class LyapunovSampler(BaseSampler):
     Raises:
         ValueError: An argument outside its range (named), or a ``prior`` that is none of
             the above or an unreadable file.
+        TypeError: For an argument the sampler does not take. Since the in-study model became
+            :class:`~optuna_lyap.InStudyModel`, ``aelle``, ``aelle_params``, ``use_params``,
+            ``select_inputs``, ``cv_folds``, ``use_unlabelled``, ``refit_growth`` and
+            ``artifact_store`` are its arguments, and raise this here.
     """
 
     def __init__(
         self,
         base_sampler: BaseSampler | None = None,
         *,
+        model: InStudyModel | None = None,
         model_factory: ModelFactory | None = None,
         probe_inputs: ProbeInputs | None = None,
         n_candidates: int = 8,
         n_startup_trials: int = 10,
         kappa: float = 1.0,
-        aelle: AeLLE | str | os.PathLike[str] | None = None,
-        aelle_params: Mapping[str, Any] | None = None,
-        use_params: bool = True,
-        select_inputs: bool = True,
-        cv_folds: int = 3,
         min_rank_corr: float = 0.0,
-        use_unlabelled: bool = True,
         use_predictions: bool = True,
         search_space: Mapping[str, BaseDistribution] | None = None,
         spectrum_kwargs: Mapping[str, Any] | None = None,
-        refit_growth: float = 1.25,
         seed: int | None = None,
-        artifact_store: Any = None,
         prior: Any = "shipped",
     ) -> None:
         if base_sampler is not None and not isinstance(base_sampler, BaseSampler):
@@ -361,14 +266,14 @@ class LyapunovSampler(BaseSampler):
             )
         if model_factory is not None and probe_inputs is None:
             raise ValueError("`model_factory` needs `probe_inputs` to drive the networks.")
+        if model is not None and not isinstance(model, InStudyModel):
+            raise TypeError(f"`model` must be an InStudyModel or None, but got {model=}.")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         self._seed = check_int("seed", seed, 0)
         self._n_candidates = check_int("n_candidates", n_candidates, 1)
         self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, 0)
         self._kappa = check_real("kappa", kappa, 0.0, math.inf)
-        self._refit_growth = check_real("refit_growth", refit_growth, 1.0, math.inf)
-        self._cv_folds = check_int("cv_folds", cv_folds, 2)
         self._min_rank_corr = check_real("min_rank_corr", min_rank_corr, -1.0, 1.0)
         if self._min_rank_corr >= 1.0:
             raise ValueError(
@@ -384,58 +289,38 @@ class LyapunovSampler(BaseSampler):
         self._base = base_sampler if base_sampler is not None else TPESampler(seed=self._seed)
         self._model_factory = model_factory
         self._probe_inputs = probe_inputs
-        enabled = (SPECTRUM, "params") if use_params else (SPECTRUM,)
-        self._candidates = input_sets(enabled, bool(select_inputs))
-        self._use_params = bool(use_params)
-        self._use_unlabelled = bool(use_unlabelled)
         self._use_predictions = bool(use_predictions)
         self._search_space = None if search_space is None else dict(search_space)
         self._spectrum_kwargs = check_spectrum_kwargs({"seed": 0, **(spectrum_kwargs or {})})
-        self._aelle_params = check_aelle_params(
-            DEFAULT_AELLE_PARAMS if aelle_params is None else aelle_params
+        self._model = (InStudyModel() if model is None else model).bind(
+            ConsumerDefaults(
+                "LyapunovSampler",
+                inputs=(SPECTRUM, "params"),
+                allowed=(SPECTRUM, "params"),
+                aelle_params=DEFAULT_AELLE_PARAMS,
+                refit_growth=1.25,
+                seed=self._seed,
+                n_startup_trials=self._n_startup_trials,
+                cache_size=8,
+                startup_sets_min_rows=True,
+                spectra_only_pretrained=True,
+            )
         )
-
-        if isinstance(aelle, (str, os.PathLike)):
-            aelle = AeLLE.load(aelle)
-        if aelle is not None:
-            if not isinstance(aelle, AeLLE) or not hasattr(aelle, "network_"):
-                raise ValueError(
-                    f"`aelle` must be a fitted AeLLE, a path to one, or None, but got {aelle=}."
-                )
-            if not aelle.uses_spectra_ or aelle.n_features_in_ != 0:
-                raise ValueError(
-                    "`aelle` must read spectra only (fit it with features=None): candidates "
-                    f"have no learning curve yet, but it was fitted with {aelle.uses_spectra_=} "
-                    f"and {aelle.n_features_in_=}."
-                )
-        self._pretrained = aelle
-        self._artifact_store = artifact_store
         self._prior = TrialPrior.resolve(prior)
         self._init_state()
 
     def _init_state(self) -> None:
-        self._settings = FitSettings(
-            tuple(self._candidates),
-            self._aelle_params,
-            self._seed,
-            self._cv_folds,
-            min_rows=max(self._n_startup_trials, _MIN_LABELLED),
-        )
-        self._cache = PredictorCache(
-            self._settings, "LyapunovSampler", self._pretrained, self._artifact_store, size=8
-        )
         self._local = threading.local()
         self._warned_multi_objective = False
-        # The prior's rank correlation with the completed trials, per set of trials; and the
-        # parameter-name sets the prior could not read (the base decides for them).
+        self._study_prior = None if self._prior is None else StudyPrior(self._prior)
+        # The parameter-name sets the prior could not read (the base decides for them).
         self._prior_lock = threading.Lock()
-        self._prior_corr: dict[tuple[Any, ...], tuple[float, int]] = {}
         self._unreadable: set[frozenset[str]] = set()
         self._warned_unreadable = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_cache", "_local", "_prior_lock", "_prior_corr", "_unreadable"):
+        for name in ("_local", "_prior_lock", "_study_prior", "_unreadable"):
             del state[name]
         return state
 
@@ -521,31 +406,6 @@ class LyapunovSampler(BaseSampler):
 
     # -- screening ----------------------------------------------------------------------------
 
-    def _training_set(self, study: optuna.Study) -> tuple[list[FrozenTrial], int]:
-        """The labelled trials of the refit schedule, and how many could be labelled rows.
-
-        Labelled: COMPLETE with a spectrum at step 0 (trials added without one do not count).
-        """
-        completed = study._get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True
-        )
-        context = ReadContext(INIT_STEP, study.direction, INIT_STEP, exact_spectrum_step=True)
-        return training_set(
-            completed,
-            (SPECTRUM,),
-            context,
-            start=self._settings.min_rows,
-            growth=self._refit_growth,
-        )
-
-    def _own_ready(self, n_labelled: int) -> bool:
-        """Whether ``n_labelled`` trials are enough to fit and cross-validate a model."""
-        if n_labelled < self._settings.min_rows:
-            return False
-        # Every fold's training part needs the two labels an AeLLE fit needs.
-        k = min(self._cv_folds, n_labelled)
-        return n_labelled - math.ceil(n_labelled / k) >= 2
-
     def _ready(self, study: optuna.Study) -> bool:
         """Whether this trial may be screened: one objective, and a model that can act."""
         if self._model_factory is None and self._prior is None:
@@ -562,7 +422,9 @@ class LyapunovSampler(BaseSampler):
             return False
         if self._prior is not None:
             return True
-        return self._pretrained is not None or self._own_ready(self._training_set(study)[1])
+        if self._model.pretrained is not None:
+            return True
+        return self._model.can_fit(self._model.training_set_at_init(study)[1])
 
     def _screen_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -583,109 +445,10 @@ class LyapunovSampler(BaseSampler):
         screen = {n: d for n, d in space.items() if not d.single() and n not in fixed}
         return screen, given
 
-    def _model(self, study: optuna.Study) -> FittedPredictor | None:
-        """The fitted (or pretrained) predictor for the study's current trials, cached."""
-        training, n_labelled = self._training_set(study)
-        if not self._own_ready(n_labelled):
-            if self._pretrained is None:
-                return None
-            training = []
-        unlabelled: list[FrozenTrial] = []
-        if self._use_unlabelled:
-            pruned = study._get_trials(deepcopy=False, states=(TrialState.PRUNED,), use_cache=True)
-            unlabelled = unlabelled_trials(pruned, INIT_STEP, training)
-        key = (tuple(t.number for t in training), tuple(t.number for t in unlabelled))
-
-        def fit() -> FittedPredictor | None:
-            return self._fit(training, unlabelled, study.direction)
-
-        return self._cache.get_or_fit(study, key, fit, share=bool(training))
-
-    def _fit(
-        self, labelled: list[FrozenTrial], unlabelled: list[FrozenTrial], direction: StudyDirection
-    ) -> FittedPredictor | None:
-        encoder = param_encoder(labelled) if self._use_params else None
-        context = ReadContext(INIT_STEP, direction, INIT_STEP, encoder, exact_spectrum_step=True)
-        rows = read_rows(labelled, (SPECTRUM, "params"), context)
-        extra = None
-        if unlabelled:
-            extra = read_rows(unlabelled, (SPECTRUM, "params"), context, labelled=False)
-        pretrained = None if self._pretrained is None else (self._pretrained, (SPECTRUM,))
-        return fit_predictor(
-            rows, settings=self._settings, unlabelled=extra, pretrained=pretrained, encoder=encoder
-        )
-
-    def _acts(self, fitted: FittedPredictor) -> bool:
-        """Whether to screen with ``fitted``: a pretrained model alone is trusted; a model
-        checked on the study's trials must rank them above ``min_rank_corr``."""
-        if not self._own_ready(fitted.n_rows):
-            return True
-        corr = fitted.chosen.rank_corr
-        return not math.isnan(corr) and corr > self._min_rank_corr
-
     def _completed(self, study: optuna.Study) -> list[FrozenTrial]:
         """The COMPLETE trials with a finite value, in trial order."""
         done = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
         return [t for t in done if t.value is not None and math.isfinite(t.value)]
-
-    def _prior_predictions(self, trials: Sequence[FrozenTrial]) -> list[PriorPrediction | None]:
-        """The prior's step-0 predictions of ``trials``, from the inputs a candidate has.
-
-        The parameters always; with ``model_factory``, also the spectrum stored at step 0
-        (where a trial has none, its parameters alone).
-        """
-        assert self._prior is not None
-        params = [dict(t.params) for t in trials]
-        if self._model_factory is None:
-            return list(self._prior.predict_candidates(params))
-        out: list[PriorPrediction | None] = [None] * len(trials)
-        with_spectrum, without = [], []
-        spectra, dims = [], []
-        for i, trial in enumerate(trials):
-            found = spectrum_at(trial, INIT_STEP)
-            if found is None or found[0] != INIT_STEP:
-                without.append(i)
-                continue
-            with_spectrum.append(i)
-            spectra.append(found[1])
-            dims.append(spectrum_dim(trial, INIT_STEP) or len(found[1]))
-        if with_spectrum:
-            preds = self._prior.predict_candidates(
-                [params[i] for i in with_spectrum], spectra, dims
-            )
-            for i, pred in zip(with_spectrum, preds, strict=True):
-                out[i] = pred
-        if without:
-            preds = self._prior.predict_candidates([params[i] for i in without])
-            for i, pred in zip(without, preds, strict=True):
-                out[i] = pred
-        return out
-
-    def _prior_rank_corr(
-        self, study: optuna.Study, completed: Sequence[FrozenTrial]
-    ) -> tuple[float, int]:
-        """Spearman of the prior's predicted quantiles with the completed trials' finals.
-
-        Returns:
-            The correlation (NaN where undefined) and the number of trials it was measured
-            on (those the prior predicts). Cached per set of completed trials.
-        """
-        key = (study._study_id, tuple(t.number for t in completed))
-        with self._prior_lock:
-            if key in self._prior_corr:
-                return self._prior_corr[key]
-        predicted, final = [], []
-        for trial, pred in zip(completed, self._prior_predictions(completed), strict=True):
-            if pred is not None and math.isfinite(pred.quantile):
-                predicted.append(pred.quantile)
-                final.append(float(trial.value))  # type: ignore[arg-type]
-        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-        corr = rank_correlation(np.array(predicted), sign * np.array(final))
-        with self._prior_lock:
-            if len(self._prior_corr) >= _PRIOR_CORR_CACHE:
-                self._prior_corr.clear()  # one entry per completed trial: keep it bounded
-            self._prior_corr[key] = (corr, len(predicted))
-        return corr, len(predicted)
 
     def _screener(self, study: optuna.Study, names: frozenset[str]) -> _Screener | None:
         """Which model screens this trial, or None (the base decides).
@@ -696,19 +459,21 @@ class LyapunovSampler(BaseSampler):
         not rank them better. Otherwise the study's model screens where it acts.
         """
         prior_corr = math.nan
-        if self._prior is not None and names not in self._unreadable:
+        if self._study_prior is not None and names not in self._unreadable:
             completed = self._completed(study)
             if len(completed) < max(self._n_startup_trials, _MIN_LABELLED):
                 return _Screener("prior", math.nan)
-            prior_corr, n_predicted = self._prior_rank_corr(study, completed)
+            prior_corr, n_predicted = self._study_prior.rank_correlation_at_init(
+                study._study_id, completed, study.direction, self._model_factory is not None
+            )
             if n_predicted < max(self._n_startup_trials, _MIN_LABELLED):
                 return _Screener("prior", prior_corr)
-        fitted = self._model(study) if self._model_factory is not None else None
-        own_acts = fitted is not None and self._acts(fitted)
+        fitted = self._model.at_init(study) if self._model_factory is not None else None
+        own_acts = fitted is not None and self._model.acts_at_init(fitted, self._min_rank_corr)
         own_corr = math.nan
-        if fitted is not None and self._own_ready(fitted.n_rows):
+        if fitted is not None and self._model.can_fit(fitted.n_rows):
             own_corr = fitted.chosen.rank_corr
-        if math.isfinite(prior_corr) and prior_corr > self._min_rank_corr:
+        if rank_correlation_accepts(prior_corr, self._min_rank_corr):
             if not (own_acts and math.isfinite(own_corr) and own_corr > prior_corr):
                 return _Screener("prior", prior_corr)
         if own_acts:
@@ -722,7 +487,8 @@ class LyapunovSampler(BaseSampler):
 
         Builds the network with ``model_factory`` and drives it with ``probe_inputs`` (see
         :func:`init_measurement`). A subclass may read it from elsewhere, e.g. a table of
-        networks already measured; the prior then takes ``D`` to be the spectrum's length.
+        networks already measured; it may record the state dimension ``D`` of candidate
+        ``index`` in ``self._local.dims[index]`` (else ``D`` is the spectrum's length).
         """
         assert self._model_factory is not None and self._probe_inputs is not None
         spectrum, dim = init_measurement(
@@ -746,23 +512,9 @@ class LyapunovSampler(BaseSampler):
         screen_part: dict[str, BaseDistribution],
         count: int | None = None,
     ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
-        """``count`` (default ``n_candidates``) proposals of the base sampler, each with its
-        held bookkeeping."""
-        # Optuna hands sample_independent the trial with its current system attrs (what
-        # before_trial wrote, e.g. GridSampler's grid id); the trial given here predates them.
-        latest = copy.copy(trial)
-        latest.system_attrs = dict(study._storage.get_trial_system_attrs(trial._trial_id))
-        candidates: list[dict[str, Any]] = []
-        held = []
-        for _ in range(self._n_candidates if count is None else count):
-            held.append(view.hold_bookkeeping())
-            params = dict(self._base.sample_relative(view, trial, base_part)) if base_part else {}
-            for name, dist in screen_part.items():
-                if name not in params:
-                    params[name] = self._base.sample_independent(view, latest, name, dist)
-            candidates.append(params)
-        view.release_bookkeeping()
-        return candidates, held
+        """``count`` (default ``n_candidates``) proposals of the base sampler."""
+        count = self._n_candidates if count is None else count
+        return draw_candidates(self._base, study, view, trial, base_part, screen_part, count)
 
     def _spectra(
         self,
@@ -772,46 +524,21 @@ class LyapunovSampler(BaseSampler):
         first_index: int = 0,
         warn_non_finite: bool = True,
     ) -> tuple[list[int], list[np.ndarray], list[int]]:
-        """The candidates whose spectrum at initialisation is finite, their spectra and ``D``.
-
-        A candidate whose factory or spectrum raises is skipped with a ``RuntimeWarning``; one
-        whose spectrum is not finite too, unless ``warn_non_finite`` is False (the prior then
-        predicts it from its parameters: a network that diverges is no error).
-        """
-        scored: list[int] = []
-        spectra: list[np.ndarray] = []
-        dims: list[int] = []
+        """The candidates whose spectrum at initialisation is finite, their spectra and ``D``
+        (see :func:`~optuna_lyap.samplers._candidates.measure_candidates`)."""
         self._local.dims = {}
         try:
-            for i, params in enumerate(candidates):
-                try:
-                    spectrum = self._candidate_spectrum(
-                        {**given, **dict(trial.params), **params}, trial.number, first_index + i
-                    )
-                except Exception as err:
-                    warnings.warn(
-                        f"LyapunovSampler skips a candidate of trial {trial.number}: building "
-                        f"its network or spectrum raised {type(err).__name__}: {err}",
-                        RuntimeWarning,
-                        stacklevel=4,
-                    )
-                    continue
-                if not np.isfinite(spectrum).all():
-                    if not warn_non_finite:
-                        continue
-                    warnings.warn(
-                        f"LyapunovSampler skips a candidate of trial {trial.number}: its "
-                        "spectrum at initialisation is not finite.",
-                        RuntimeWarning,
-                        stacklevel=4,
-                    )
-                    continue
-                scored.append(i)
-                spectra.append(spectrum)
-                dims.append(int(self._local.dims.get(first_index + i, len(spectrum))))
+            return measure_candidates(
+                self._candidate_spectrum,
+                self._local.dims,
+                candidates,
+                trial,
+                given,
+                first_index,
+                warn_non_finite,
+            )
         finally:
             self._local.dims = None
-        return scored, spectra, dims
 
     def _screen(
         self,
@@ -856,7 +583,7 @@ class LyapunovSampler(BaseSampler):
             encoder = fitted.encoder
             columns["params"] = np.array([encoder.encode(candidates[i]) for i in scored])
         mean, std = fitted.predict(Rows.unlabelled([trial.number] * len(scored), columns))
-        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        sign = direction_sign(study.direction)
         score = np.where(np.isfinite(mean), sign * mean + self._kappa * std, -np.inf)
         best = int(np.argmax(score))
         view.replay(held[scored[best]])
@@ -935,24 +662,18 @@ class LyapunovSampler(BaseSampler):
         With ``model_factory``, a candidate whose spectrum at initialisation is finite is
         predicted from its hyperparameters and spectrum, any other from its hyperparameters.
         """
-        assert self._prior is not None
+        assert self._study_prior is not None
         full = [{**given, **dict(trial.params), **c} for c in candidates]
         if self._model_factory is None:
-            return list(self._prior.predict_candidates(full))
-        scored, spectra, dims = self._spectra(
+            return self._study_prior.predict_candidates(full)
+        scored, measured, found = self._spectra(
             candidates, trial, given, first_index, warn_non_finite=False
         )
-        preds: list[PriorPrediction | None] = [None] * len(candidates)
-        if scored:
-            got = self._prior.predict_candidates([full[i] for i in scored], spectra, dims)
-            for i, pred in zip(scored, got, strict=True):
-                preds[i] = pred
-        rest = [i for i in range(len(candidates)) if i not in scored]
-        if rest:
-            got = self._prior.predict_candidates([full[i] for i in rest])
-            for i, pred in zip(rest, got, strict=True):
-                preds[i] = pred
-        return preds
+        spectra: list[np.ndarray | None] = [None] * len(candidates)
+        dims: list[int | None] = [None] * len(candidates)
+        for i, spectrum, dim in zip(scored, measured, found, strict=True):
+            spectra[i], dims[i] = spectrum, dim
+        return self._study_prior.predict_candidates(full, spectra, dims)
 
     def _warn_unreadable(self, names: frozenset[str]) -> None:
         """Remember that the prior cannot read ``names``; warn once per sampler."""

@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import torch
 
+from optuna_lyap import InStudyModel
 from optuna_lyap.pruners import LyapunovPruner, report_spectrum
 from tests._support.storages import open_storage
 from tests._support.synthetic import chance, spectrum_for
@@ -23,9 +24,7 @@ def make_pruner() -> LyapunovPruner:
         n_startup_trials=3,
         reduction_factor=2,
         n_warmup_steps=1,
-        use_curve=False,
-        cv_folds=2,
-        aelle_params=TINY_AELLE,
+        model=InStudyModel(inputs=("spectrum",), cv_folds=2, aelle_params=TINY_AELLE),
         # With 3 labels at most 89% of resamples can favour any model (in the rest one
         # configuration is drawn thrice): under the default 0.9 no training set would be
         # fitted, and the workers would share no fits.

@@ -10,6 +10,7 @@ import optuna
 import torch
 from optuna.samplers import TPESampler
 
+from optuna_lyap import InStudyModel
 from optuna_lyap.samplers import LyapunovSampler
 from tests._support.gain_rnn import PROBE, gain_rnn, objective, value_of
 from tests._support.storages import open_storage
@@ -36,9 +37,7 @@ def main(kind: str, location: str, study_name: str, n_trials: int, seed: int) ->
         probe_inputs=PROBE,
         n_startup_trials=4,
         n_candidates=3,
-        aelle_params=TINY_AELLE,
-        use_params=False,
-        cv_folds=2,
+        model=InStudyModel(inputs=("spectrum",), aelle_params=TINY_AELLE, cv_folds=2),
         min_rank_corr=-1.0,
         seed=0,
         prior=None,  # the study's own model, fitted once and shared, is what this checks

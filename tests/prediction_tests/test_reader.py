@@ -10,7 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from optuna_lyap import LyapunovPruner, report_configuration, report_spectrum
+from optuna_lyap import InStudyModel, LyapunovPruner, report_configuration, report_spectrum
 from optuna_lyap._prediction import (
     ReadContext,
     configuration_key,
@@ -146,7 +146,8 @@ def test_warm_started_pruner_fits_on_the_new_trials() -> None:
     refit schedule, so 17 new trials with spectra and curves left the pruner with no model."""
     rng = np.random.default_rng(0)
     pruner = LyapunovPruner(
-        n_startup_trials=5, refit_growth=1.25, aelle_params={"n_models": 1, "max_steps": 20}
+        n_startup_trials=5,
+        model=InStudyModel(refit_growth=1.25, aelle_params={"n_models": 1, "max_steps": 20}),
     )
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for i in range(100):

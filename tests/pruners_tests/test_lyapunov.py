@@ -15,13 +15,13 @@ import pytest
 from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import TrialState
 
-from optuna_lyap._prediction import configuration_key, refit_size
+from optuna_lyap import InStudyModel
+from optuna_lyap._prediction import _gate, configuration_key, fit_predictor, refit_size
+from optuna_lyap._prediction._in_study import FittedModel
 from optuna_lyap._storage import USER_ATTR_SUMMARY
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.pruners import (
     LyapunovPruner,
-    _lyapunov,
-    _rule,
     fit_aelle,
     load_predictions,
     report_spectrum,
@@ -46,19 +46,27 @@ MODEL_KEYS = {
 }  # fmt: skip
 
 
+# InStudyModel's arguments: make_pruner hands them to the pruner's model.
+MODEL_ARGS = (
+    "inputs", "aelle", "aelle_params", "select_inputs", "cv_folds", "use_unlabelled",
+    "refit_growth", "model_steps", "n_resamples", "seed", "artifact_store", "fit",
+)  # fmt: skip
+
+
 def make_pruner(**kwargs: Any) -> LyapunovPruner:
     options: dict[str, Any] = {
         "n_startup_trials": 10,
         "min_resource": 1,
         "reduction_factor": 2,
-        "aelle_params": FAST_AELLE,
-        "cv_folds": 3,
-        "use_curve": False,
         # The in-study model alone: the prior's part is tested in test_prior.py.
         "prior": None,
     }
+    model: dict[str, Any] = {"inputs": ("spectrum",), "aelle_params": FAST_AELLE, "cv_folds": 3}
+    for name in MODEL_ARGS:
+        if name in kwargs:
+            model[name] = kwargs.pop(name)
     options.update(kwargs)
-    return LyapunovPruner(**options)
+    return LyapunovPruner(model=InStudyModel(**model), **options)
 
 
 def decide(study: optuna.Study, trial: optuna.Trial) -> bool:
@@ -147,7 +155,7 @@ def test_a_closed_gate_leaves_the_raw_value_to_decide() -> None:
     assert record["gate_share_bound"] == 0.0 and record["gate"] == 0.9
     assert not record["gate_open"] and record["n_train"] == len(QUALITIES)
     assert "predicted" not in record and "gate_share" not in record
-    assert len(study.pruner._cache) == 0
+    assert len(study.pruner._model._cache) == 0
 
     # Asked for a prediction, the pruner fits the model all the same.
     prediction = study.pruner.predict(study, study._storage.get_trial(good._trial_id))
@@ -171,13 +179,13 @@ def test_a_model_is_fitted_only_where_it_could_open_the_gate() -> None:
             _, bad, good = rung_of_three(study)
             decisions.append((decide(study, bad), decide(study, good)))
             if skip:
-                assert (len(pruner._cache) > 0) is fitted
+                assert (len(pruner._model._cache) > 0) is fitted
                 assert ("gate_share" in record_of(study, good)) is fitted
         assert decisions[0] == decisions[1]
 
 
 def test_records_only_at_decision_points() -> None:
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(use_spectrum=True))
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(inputs=("spectrum",)))
     trial = study.ask()
     for step in range(5):
         trial.report(0.5, step)
@@ -277,9 +285,9 @@ def test_with_a_closed_gate_it_is_successive_halving() -> None:
     assert ours == table_study(SuccessiveHalvingPruner(min_resource=1), n_trials=60)
     # Each training set was either fitted and failed the gate, or not fitted because no
     # model could have passed it.
-    models = [m for m in ours_pruner._cache.values() if m is not None]
+    models = [m for m in ours_pruner._model._cache.values() if m is not None]
     assert all(m.evidence["gate_share"] < 0.9 for m in models)
-    bounds = list(ours_pruner._gate_bounds.values())
+    bounds = list(ours_pruner._model._gate_bounds.values())
     assert bounds and len(models) == sum(b >= 0.9 for b in bounds)
 
 
@@ -328,7 +336,9 @@ def test_a_stateful_fallback_keeps_its_own_bookkeeping() -> None:
     aelle = AeLLE(n_models=1, max_steps=20, seed=0).fit(
         spectra, rng.normal(size=10), rng.normal(size=(10, 2))
     )
-    modelled = LyapunovPruner(n_startup_trials=100, aelle=aelle, fallback=sha())
+    modelled = LyapunovPruner(
+        n_startup_trials=100, model=InStudyModel(aelle=aelle), fallback=sha()
+    )
     assert sha_bookkeeping_mismatches(modelled, spectrum_step=1) == []
 
 
@@ -424,9 +434,7 @@ def test_model_steps_default_to_the_steps_with_a_spectrum() -> None:
 
 def test_hyperparameters_as_inputs_without_spectra() -> None:
     # The final value follows the learning rate; the curve is at chance.
-    study = optuna.create_study(
-        direction="maximize", pruner=make_pruner(use_spectrum=False, use_params=True)
-    )
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(inputs=("params",)))
     rng = np.random.default_rng(0)
 
     def ask(lr: float) -> optuna.Trial:
@@ -476,22 +484,23 @@ def test_nan_current_value_is_pruned_as_successive_halving_does() -> None:
     assert record_of(study, trial)["rule"] == "rung"
 
 
-def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """Record the labelled trial numbers of every fit the pruner makes."""
+def count_fits() -> tuple[list[tuple[int, ...]], Any]:
+    """A fit function for the pruner's model that records the labelled trial numbers of every
+    fit, and the list it records them in."""
     calls: list[tuple[int, ...]] = []
-    original = _lyapunov.fit_predictor
 
     def counting(rows: Any, **kwargs: Any) -> Any:
         calls.append(tuple(rows.numbers))
-        return original(rows, **kwargs)
+        return fit_predictor(rows, **kwargs)
 
-    monkeypatch.setattr(_lyapunov, "fit_predictor", counting)
-    return calls
+    return calls, counting
 
 
-def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = count_fits(monkeypatch)
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.0))
+def test_refits_only_when_the_completed_set_changes() -> None:
+    calls, fit = count_fits()
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner(refit_growth=1.0, fit=fit)
+    )
     add_completed(study, QUALITIES)
     first = start_running(study, 0.2)
     decide(study, first)
@@ -502,10 +511,12 @@ def test_refits_only_when_the_completed_set_changes(monkeypatch: pytest.MonkeyPa
     assert len(calls) == 2 and calls[1] == tuple(range(11))
 
 
-def test_refits_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = count_fits(monkeypatch)
+def test_refits_on_the_growth_schedule() -> None:
+    calls, fit = count_fits()
     # n_startup_trials=10, growth 1.25: training sets of 10, 13, 17, ... completed trials.
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.25))
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner(refit_growth=1.25, fit=fit)
+    )
     add_completed(study, QUALITIES)  # 10 completed
     for value in (0.3, 0.6):  # the 11th and 12th completions reuse the model of 10
         trial = start_running(study, value)
@@ -528,17 +539,17 @@ def test_refit_size_schedule() -> None:
     assert [refit_size(n, 5, 1.0) for n in range(5, 12)] == list(range(5, 12))
 
 
-def test_pruned_spectra_enter_with_the_training_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pruned_spectra_enter_with_the_training_set() -> None:
     seen: list[list[int]] = []
-    original = _lyapunov.fit_predictor
 
     def capture(rows: Any, **kwargs: Any) -> Any:
         extra = kwargs["unlabelled"]
         seen.append([] if extra is None else list(extra.numbers))
-        return original(rows, **kwargs)
+        return fit_predictor(rows, **kwargs)
 
-    monkeypatch.setattr(_lyapunov, "fit_predictor", capture)
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(refit_growth=1.0))
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner(refit_growth=1.0, fit=capture)
+    )
     add_completed(study, QUALITIES)  # trials 0-9
     for _ in range(3):  # trials 10-12
         study.tell(start_running(study, 0.1), state=TrialState.PRUNED)
@@ -561,7 +572,7 @@ def test_same_decisions_from_separate_instances_and_after_pickling() -> None:
 
     first = model_fields()
     restored = pickle.loads(pickle.dumps(study.pruner))
-    assert restored._cache == {}
+    assert restored._model._cache == {}
     study.pruner = restored
     assert model_fields() == first
     study.pruner = make_pruner()
@@ -638,16 +649,9 @@ def test_multi_objective_is_a_clear_error() -> None:
         ({"bootstrap_count": 2, "min_resource": "auto"}, "bootstrap_count"),
         ({"gate": 0.0}, "gate"),
         ({"gate": 1.5}, "gate"),
-        ({"n_resamples": 0}, "n_resamples"),
         ({"screen_fraction": 0.0}, "screen_fraction"),
         ({"screen_fraction": 1.5}, "screen_fraction"),
-        ({"cv_folds": 1}, "cv_folds"),
-        ({"refit_growth": 0.9}, "refit_growth"),
-        ({"seed": -1}, "seed"),
-        ({"model_steps": [1, -1]}, "model_steps"),
         ({"fallback": "median"}, "fallback"),
-        ({"aelle": 3}, "aelle"),
-        ({"use_spectrum": False, "use_curve": False}, "use_spectrum"),
         ({"n_startup_trials": True}, "n_startup_trials"),
     ],
 )
@@ -656,19 +660,46 @@ def test_invalid_parameters(kwargs: dict[str, Any], match: str) -> None:
         LyapunovPruner(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_resamples": 0}, "n_resamples"),
+        ({"cv_folds": 1}, "cv_folds"),
+        ({"refit_growth": 0.9}, "refit_growth"),
+        ({"seed": -1}, "seed"),
+        ({"model_steps": [1, -1]}, "model_steps"),
+        ({"aelle": 3}, "aelle"),
+        ({"inputs": ()}, "inputs"),
+        ({"inputs": ("spectrum", "gradient")}, "inputs"),
+        ({"n_startup_trials": -1}, "n_startup_trials"),
+    ],
+)
+def test_invalid_model_parameters(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        InStudyModel(**kwargs)
+
+
 def test_unknown_aelle_param_fails_early() -> None:
     with pytest.raises(TypeError):
-        LyapunovPruner(aelle_params={"latent_dims": 4})
+        InStudyModel(aelle_params={"latent_dims": 4})
+    with pytest.raises(TypeError, match="InStudyModel"):
+        LyapunovPruner(model="default")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    "name", ["quantile", "confidence", "min_unpruned_share", "require_beating_raw"]
-)
-def test_the_threshold_rules_arguments_warn_and_do_nothing(name: str) -> None:
-    with pytest.warns(FutureWarning, match=name):
+    "name",
+    [
+        # The threshold rule's, removed with it.
+        "quantile", "confidence", "min_unpruned_share", "require_beating_raw",
+        # The in-study model's, now InStudyModel's.
+        "aelle", "aelle_params", "use_spectrum", "use_curve", "use_params", "select_inputs",
+        "cv_folds", "use_unlabelled", "model_steps", "refit_growth", "n_resamples", "seed",
+        "artifact_store",
+    ],
+)  # fmt: skip
+def test_removed_arguments_are_type_errors(name: str) -> None:
+    with pytest.raises(TypeError, match=name):
         LyapunovPruner(**{name: 0.9})
-    with pytest.raises(TypeError, match="threshold"):
-        LyapunovPruner(threshold=0.9)
 
 
 def test_the_gate_evidence_is_computed_once_and_read_by_every_worker(
@@ -679,22 +710,22 @@ def test_the_gate_evidence_is_computed_once_and_read_by_every_worker(
     running = study._storage.get_trial(start_running(study, 0.4)._trial_id)
     first = study.pruner.predict(study, running)
     assert first is not None
-    (fitted,) = [m for m in study.pruner._cache.values() if m is not None]
+    (fitted,) = [m for m in study.pruner._model._cache.values() if m is not None]
     # The evidence stored with the predictor is the bootstrap of its own fit's numbers.
     assert fitted.numbers == list(range(10))
-    expected = _lyapunov.gate_evidence(fitted, study.direction, n_resamples=500, seed=0)
+    expected = _gate.gate_evidence(fitted, study.direction, n_resamples=500, seed=0)
     assert fitted.evidence == expected
     assert first["gate_share"] == expected["gate_share"]
 
     def no_fit(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("another worker refitted instead of loading the stored predictor")
 
-    monkeypatch.setattr(_lyapunov, "fit_predictor", no_fit)
-    monkeypatch.setattr(_lyapunov._rule, "gate_share", no_fit)
-    assert make_pruner().predict(study, running) == first
+    # The bootstrap runs only inside a fit: a worker that loads the fit runs neither.
+    monkeypatch.setattr(_gate, "gate_share", no_fit)
+    assert make_pruner(fit=no_fit).predict(study, running) == first
     # Another bootstrap size is another predictor: its evidence would differ.
     with pytest.raises(AssertionError, match="refitted"):
-        make_pruner(n_resamples=100).predict(study, running)
+        make_pruner(n_resamples=100, fit=no_fit).predict(study, running)
 
 
 def test_the_gate_counts_a_configuration_once() -> None:
@@ -704,14 +735,14 @@ def test_the_gate_counts_a_configuration_once() -> None:
     add_completed(study, QUALITIES, params=x)
     running = study._storage.get_trial(start_running(study, 0.4)._trial_id)
     assert study.pruner.predict(study, running) is not None
-    (fitted,) = [m for m in study.pruner._cache.values() if m is not None]
+    (fitted,) = [m for m in study.pruner._model._cache.values() if m is not None]
     keys = [configuration_key(t) for t in study.trials[:10]]
     assert fitted.groups == keys and len(set(keys)) == 6
     # Maximised, so predictions, raw values and finals are scores as they stand.
-    grouped = _rule.gate_share(fitted.chosen.oof, fitted.raw, fitted.targets, seed=0, groups=keys)
+    grouped = _gate.gate_share(fitted.chosen.oof, fitted.raw, fitted.targets, seed=0, groups=keys)
     assert fitted.evidence["gate_share"] == grouped
     # (The copies move the share: counted trial by trial it would differ.)
-    assert grouped != _rule.gate_share(fitted.chosen.oof, fitted.raw, fitted.targets, seed=0)
+    assert grouped != _gate.gate_share(fitted.chosen.oof, fitted.raw, fitted.targets, seed=0)
 
 
 def test_threads_share_the_competitors_predictions() -> None:
@@ -722,12 +753,12 @@ def test_threads_share_the_competitors_predictions() -> None:
         for i, q in enumerate(np.linspace(0.1, 0.9, 8))
     ]
     pruner = study.pruner
-    model = pruner._model(study, competitors[0], 1)
-    assert model is not None
-    alone = make_pruner()
-    expected = alone._predictions_for(
-        alone._model(study, competitors[0], 1), competitors, 1, study.direction
-    )
+    model = pruner._model.at_step(study, competitors[0], 1)
+    assert isinstance(model, FittedModel)
+    alone = make_pruner()._model
+    fitted = alone.at_step(study, competitors[0], 1)
+    assert isinstance(fitted, FittedModel)
+    expected = alone.predictions(fitted, competitors, 1, study.direction)
     assert all(v is not None for v in expected.values())
 
     results: list[dict[int, float | None]] = []
@@ -736,7 +767,7 @@ def test_threads_share_the_competitors_predictions() -> None:
     def worker(offset: int) -> None:
         try:
             order = competitors[offset:] + competitors[:offset]  # overlapping, different orders
-            results.append(pruner._predictions_for(model, order, 1, study.direction))
+            results.append(pruner._model.predictions(model, order, 1, study.direction))
         except BaseException as error:  # pragma: no cover - reported below
             errors.append(error)
 
@@ -747,4 +778,22 @@ def test_threads_share_the_competitors_predictions() -> None:
         thread.join()
     assert not errors and len(results) == 4
     assert all(r == expected for r in results)
-    assert pruner._predictions[model.key] == expected  # each competitor kept once per model
+    assert pruner._model._predictions[model.key] == expected  # each competitor kept once per model
+
+
+def test_predict_takes_the_live_trial_of_ask_and_tell() -> None:
+    # Ask-and-tell hands out an optuna.Trial: predict must read it as its FrozenTrial.
+    study = optuna.create_study(direction="maximize", pruner=make_pruner())
+    add_completed(study, QUALITIES)
+    live = start_running(study, 0.4)
+    assert isinstance(live, optuna.Trial)
+    frozen = study._storage.get_trial(live._trial_id)
+    expected = study.pruner.predict(study, frozen, 1)
+    assert expected is not None
+    assert study.pruner.predict(study, live, 1) == expected
+    assert study.pruner.predict(study, live) == study.pruner.predict(study, frozen)
+    # prune too (Optuna gives a FrozenTrial; a user calling it by hand may hold either).
+    assert isinstance(study.pruner.prune(study, live), bool)
+    assert load_predictions(study._storage.get_trial(live._trial_id))
+    with pytest.raises(TypeError, match="FrozenTrial"):
+        study.pruner.predict(study, live._trial_id)  # type: ignore[arg-type]

@@ -15,11 +15,13 @@ import pytest
 from optuna.pruners import SuccessiveHalvingPruner
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_lyap import InStudyModel
 from optuna_lyap._storage import USER_ATTR_SUMMARY
 from optuna_lyap.cli._workers import PerTrialSeededSampler, random_sampler, tpe_sampler
 from optuna_lyap.pruners import (
     LyapunovPruner,
     PriorBlendWarning,
+    _rule,
     draws_independently,
     load_predictions,
 )
@@ -90,7 +92,7 @@ def pruner(prior: Any, **kwargs: Any) -> LyapunovPruner:
         "n_startup_trials": 5,
         "min_resource": 1,
         "reduction_factor": 2,
-        "model_steps": (),
+        "model": InStudyModel(model_steps=()),
         "prior": prior,
         "prior_decides": None if prior is None else True,
     }
@@ -338,7 +340,8 @@ def test_by_default_the_prior_never_ranks_alone_even_with_random_sampling() -> N
         direction="maximize",
         sampler=optuna.samplers.RandomSampler(seed=0),
         pruner=LyapunovPruner(
-            n_startup_trials=5, min_resource=1, reduction_factor=2, model_steps=(),
+            n_startup_trials=5, min_resource=1, reduction_factor=2,
+            model=InStudyModel(model_steps=()),
             prior=quality_prior(),
         ),
     )  # fmt: skip
@@ -611,14 +614,16 @@ def test_the_screen_can_use_the_prior() -> None:
 
 
 def test_the_larger_open_gate_share_picks_the_scorer() -> None:
-    chooser = pruner(None, gate=0.9)
-    assert chooser._scorer(None, None) == "raw"
-    assert chooser._scorer(0.5, 0.89) == "raw"
-    assert chooser._scorer(0.95, 0.97) == "prior"
-    assert chooser._scorer(0.97, 0.95) == "study"
-    assert chooser._scorer(0.95, 0.95) == "study"  # a tie: the in-study model
-    assert chooser._scorer(None, 0.9) == "prior"
-    assert chooser._scorer(0.9, None) == "study"
+    def chooser(study: float | None, prior: float | None) -> str:
+        return _rule.choose_scorer(study, prior, 0.9)
+
+    assert chooser(None, None) == "raw"
+    assert chooser(0.5, 0.89) == "raw"
+    assert chooser(0.95, 0.97) == "prior"
+    assert chooser(0.97, 0.95) == "study"
+    assert chooser(0.95, 0.95) == "study"  # a tie: the in-study model
+    assert chooser(None, 0.9) == "prior"
+    assert chooser(0.9, None) == "study"
 
 
 # --- exactly successive halving where the prior does not decide -----------------------------
@@ -698,9 +703,11 @@ def test_workers_agree_and_pickling_keeps_the_prior() -> None:
             frozen = study._storage.get_trial(trial._trial_id)
             if warm:  # a worker whose cache already holds other batches of this step
                 trials = study.get_trials(deepcopy=False)
-                found = judge._prior_view(study, trials[0], trials, 1)
+                prior = judge._study_prior
+                assert prior is not None
+                found = prior.at_step(trials[0], trials, 1, study.direction)
                 assert found is not None
-                judge._prior_batch(found[0], [t.number for t in found[0].reached])
+                prior.predict_batch(found[0], [t.number for t in found[0].reached])
             out.append((judge.prune(study, frozen), records(study, trial)))
         return out
 
@@ -770,8 +777,7 @@ def test_the_shipped_prior_predicts_a_built_in_task_from_trial_0() -> None:
     # A trial predicted with the others given by their values only (as the pruner does, to
     # save reading their spectra) gets the prediction a call over all of them gives, up to
     # float32 noise of the batch's make-up.
-    from optuna_lyap._prediction._prior import TrialPrior
-    from optuna_lyap.pruners._lyapunov import _values_only
+    from optuna_lyap._prediction._prior import CurveOnlyTrial, TrialPrior
 
     shipped = TrialPrior.resolve("shipped")
     assert shipped is not None
@@ -780,7 +786,7 @@ def test_the_shipped_prior_predicts_a_built_in_task_from_trial_0() -> None:
         full = shipped.predict_trials(reached, step, study.direction)
         assert len(full) == len(reached)
         for t in reached:
-            batch = [u if u.number == t.number else _values_only(u) for u in reached]
+            batch = [u if u.number == t.number else CurveOnlyTrial.of(u) for u in reached]
             alone = shipped.predict_trials(batch, step, study.direction)
             assert list(alone) == [t.number]
             assert alone[t.number].quantile == pytest.approx(full[t.number].quantile, abs=1e-6)

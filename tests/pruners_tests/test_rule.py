@@ -9,7 +9,6 @@ import pytest
 from optuna.pruners._successive_halving import _is_trial_promotable_to_next_rung
 from optuna.study import StudyDirection
 
-from optuna_lyap._prediction import rank_correlation
 from optuna_lyap.pruners import _rule
 
 
@@ -87,144 +86,11 @@ def test_screen_keeps_a_fraction_and_at_least_one() -> None:
         (lambda: _rule.rank_among(0.0, [], 1), "competing"),
         (lambda: _rule.rank_among(0.0, [0.0], 2), "keep"),
         (lambda: _rule.screen(0.0, [0.0], 0.0), "fraction"),
-        (lambda: _rule.gate_share([1.0], [1.0, 2.0], [1.0]), "one length"),
-        (lambda: _rule.gate_share([1.0] * 3, [1.0] * 3, [1.0] * 3, n_resamples=0), "n_resamples"),
-        (lambda: _rule.gate_share([1.0] * 3, [1.0] * 3, [1.0] * 3, groups=["a"]), "one key"),
     ],
 )
 def test_bad_input_is_a_clear_error(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
-
-
-FINAL = np.arange(20, dtype=np.float64)
-NOISE = np.random.default_rng(1).normal(0.0, 6.0, 20)
-
-
-def test_resampled_spearman_matches_the_one_sample_formula() -> None:
-    rng = np.random.default_rng(2)
-    x = rng.choice([0.0, 1.0, 1.0, 2.0, 3.5], 12)  # ties
-    y = rng.normal(size=12)
-    index = rng.integers(0, 12, size=(40, 12))
-    rho = _rule._row_spearman(_rule._rows_of_ranks(x, index), _rule._rows_of_ranks(y, index))
-    for b in range(40):
-        expected = rank_correlation(x[index[b]], y[index[b]])
-        if math.isnan(expected):
-            assert math.isnan(rho[b])
-        else:
-            assert rho[b] == pytest.approx(expected, abs=1e-12)
-
-
-def test_gate_opens_for_a_clearly_better_ranker() -> None:
-    share = _rule.gate_share(FINAL + 0.1 * NOISE, FINAL + NOISE, FINAL, seed=0)
-    assert share >= 0.9
-
-
-def test_gate_stays_shut_for_an_equal_or_worse_ranker() -> None:
-    # The same numbers on both sides never win (a tie is no evidence).
-    assert _rule.gate_share(FINAL + NOISE, FINAL + NOISE, FINAL) == 0.0
-    assert _rule.gate_share(FINAL + NOISE, FINAL + 0.1 * NOISE, FINAL) < 0.1
-    # A model that ranks backwards never beats 0, even against a useless raw value.
-    assert _rule.gate_share(-FINAL, np.zeros(20), FINAL) == 0.0
-
-
-def test_gate_is_a_margin_not_a_point_estimate() -> None:
-    # Five labels where the model happens to rank one pair better: a point estimate says
-    # "better", the bootstrap does not.
-    final = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    model = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    raw = np.array([2.0, 1.0, 3.0, 4.0, 5.0])
-    assert _rule.gate_share(model, raw, final) < 0.9
-
-
-def test_gate_share_is_seeded_and_needs_three_trials() -> None:
-    args = (FINAL + NOISE, FINAL + 2 * NOISE, FINAL)
-    assert _rule.gate_share(*args, seed=3) == _rule.gate_share(*args, seed=3)
-    assert _rule.gate_share([1.0, 2.0], [2.0, 1.0], [1.0, 2.0]) == 0.0
-
-
-def test_a_configuration_trained_again_is_one_piece_of_evidence() -> None:
-    # Configuration "a" completed eight times, the model right about it (it was predicted
-    # from its own copies) and the raw value wrong; then six others on which the model ranks
-    # backwards and the raw value right.
-    groups = ["a"] * 8 + ["b", "c", "d", "e", "f", "g"]
-    final = np.array([10.0] * 8 + [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    model = np.array([10.0] * 8 + [6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
-    raw = np.array([0.0] * 8 + [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    # Counted trial by trial, the eight copies carry the model past the raw value ...
-    assert _rule.gate_share(model, raw, final, seed=0) > 0.9
-    # ... counted by configuration, seven points, the model wrong on six.
-    assert _rule.gate_share(model, raw, final, seed=0, groups=groups) < 0.5
-    # Keys all distinct: exactly the ungrouped share.
-    distinct = [str(i) for i in range(14)]
-    assert _rule.gate_share(model, raw, final, seed=0, groups=distinct) == _rule.gate_share(
-        model, raw, final, seed=0
-    )
-
-
-def test_no_predictions_beat_the_gate_share_bound() -> None:
-    # Random studies, with ties, copies of a configuration and a diverged trial: the bound is
-    # at least every model's share on the same resamples, and a perfect model reaches it.
-    rng = np.random.default_rng(0)
-    for case in range(60):
-        n = int(rng.integers(3, 15))
-        final = rng.integers(0, 4 if case % 3 == 0 else 100, size=n).astype(float)
-        raw = final + rng.normal(0.0, [0.0, 0.5, 5.0, 50.0][case % 4], size=n)
-        if case % 5 == 0:
-            final[0] = -math.inf
-        groups = None if case % 2 else [int(g) for g in rng.integers(0, n, size=n)]
-        kwargs = {"seed": case, "n_resamples": 100, "groups": groups}
-        bound = _rule.gate_share_bound(raw, final, **kwargs)
-        for predicted in (final, -final, rng.normal(size=n), final + rng.normal(size=n)):
-            assert _rule.gate_share(predicted, raw, final, **kwargs) <= bound
-        if groups is None and np.isfinite(final).all():
-            assert _rule.gate_share(final, raw, final, **kwargs) == bound
-
-
-def test_gate_share_bound_is_zero_where_no_model_could_win() -> None:
-    # The raw value ranks every final value right: no resample leaves room above it.
-    assert _rule.gate_share_bound(FINAL, FINAL) == 0.0
-    assert _rule.gate_share_bound(FINAL, 2.0 * FINAL + 1.0) == 0.0
-    # Fewer than three configurations: nothing to judge.
-    assert _rule.gate_share_bound([1.0, 2.0, 1.0], [1.0, 2.0, 1.0], groups=["a", "b", "a"]) == 0
-    # Three configurations ranked backwards: every resample whose finals vary (those not
-    # drawing one configuration thrice, 24 in 27) leaves room.
-    share = _rule.gate_share_bound([3.0, 2.0, 1.0], [1.0, 2.0, 3.0], n_resamples=20000)
-    assert share == pytest.approx(24 / 27, abs=0.01)
-    with pytest.raises(ValueError, match="one length"):
-        _rule.gate_share_bound([1.0, 2.0], [1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="one key per trial"):
-        _rule.gate_share_bound([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], groups=["a"])
-    with pytest.raises(ValueError, match="n_resamples"):
-        _rule.gate_share_bound([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], n_resamples=0)
-
-
-def test_group_means_keep_first_appearance_order() -> None:
-    x, y = _rule.group_means(["b", "a", "b", "c"], [1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, 1.0])
-    np.testing.assert_array_equal(x, [2.0, 2.0, 4.0])
-    np.testing.assert_array_equal(y, [0.0, 1.0, 1.0])
-
-
-def test_gate_is_robust_to_huge_finite_and_infinite_finals() -> None:
-    # One diverged trial: its final value is huge (or infinite) but it is one rank.
-    base = _rule.gate_share(FINAL + 0.1 * NOISE, FINAL + NOISE, FINAL, seed=0)
-    for worst in (3.0e1, 1.0e30, math.inf):
-        final = FINAL.copy()
-        final[-1] = worst
-        share = _rule.gate_share(FINAL + 0.1 * NOISE, FINAL + NOISE, final, seed=0)
-        assert share == base
-    # A constant raw value (every untrained network at chance) counts as no correlation.
-    assert _rule.gate_share(FINAL, np.full(20, 0.5), FINAL) == 1.0
-
-
-def test_robust_spread_ignores_one_huge_residual() -> None:
-    residuals = np.array([-1.0, -0.5, 0.0, 0.5, 1.0, 0.2, -0.2])
-    calm = _rule.robust_spread(residuals)
-    assert calm == pytest.approx(1.4826 * 0.5)
-    for huge in (3.0, 10.0, 1e30):
-        assert _rule.robust_spread(np.append(residuals, huge)) < 2 * calm
-    assert _rule.robust_spread(np.append(residuals, math.inf)) < 2 * calm
-    assert math.isnan(_rule.robust_spread(np.array([math.nan])))
 
 
 # (raw scores, prior scores, weight) -> blended scores
@@ -266,3 +132,85 @@ def test_blend_ranks_rejects(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         _rule.blend_ranks(raw, prior, weight)
+
+
+# (study share, prior share, gate, can blend) -> scorer
+SCORERS = [
+    (None, None, 0.9, False, "raw"),
+    (None, None, 0.9, True, "blend"),
+    (0.95, None, 0.9, True, "study"),
+    (None, 0.95, 0.9, False, "prior"),
+    (0.92, 0.97, 0.9, False, "prior"),  # the larger open share
+    (0.95, 0.95, 0.9, False, "study"),  # the in-study model on a tie
+    (0.89, 0.5, 0.9, True, "blend"),  # both shut
+    (0.9, None, 0.9, False, "study"),  # a share at the gate opens it
+]
+
+
+@pytest.mark.parametrize(("study", "prior", "gate", "can_blend", "scorer"), SCORERS)
+def test_choose_scorer(
+    study: float | None, prior: float | None, gate: float, can_blend: bool, scorer: str
+) -> None:
+    assert _rule.choose_scorer(study, prior, gate, can_blend=can_blend) == scorer
+
+
+def evidence(**changes: object) -> _rule.RungEvidence:
+    """A rung of 4 competitors (raw values 0.1-0.4, maximised, eta 2) judging the one at 0.3."""
+    base = _rule.RungEvidence(0.3, 1.0, (0.1, 0.4, 0.2, 0.3), 2)
+    return _rule.RungEvidence(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+
+
+# evidence -> (rule, pruned, score_kind, score, rank or None)
+DECISIONS = [
+    ({}, ("rung", False, "raw", 0.3, 2)),  # the 2nd of 4 is at the bar
+    ({"value": 0.4, "raw_competing": (0.1, 0.4, 0.2, 0.4)}, ("rung", False, "raw", 0.4, 1)),
+    ({"sign": -1.0}, ("rung", True, "raw", 0.3, 3)),  # minimised: 0.1 and 0.2 are better
+    ({"bootstrap_count": 4}, ("rung", True, "raw", 0.3, None)),
+    ({"value": math.nan}, ("rung", True, "raw", math.nan, None)),
+    (
+        {"scorer": "study", "predicted": 0.9, "predicted_competing": (0.5, 0.2, 0.9)},
+        ("model_rung", False, "predicted", 0.9, 1),
+    ),
+    (
+        {"scorer": "prior", "quantile": 0.2, "quantile_competing": (0.8, 0.6, 0.4, 0.2)},
+        ("prior_rung", True, "quantile", 0.2, 4),
+    ),
+    (
+        {
+            "scorer": "blend",
+            "blend_raw": (0.1, 0.4, 0.3),
+            "quantile_competing": (0.9, 0.1, 0.8),
+            "prior_weight": 0.5,
+        },
+        ("blend_rung", False, "blend", 2 / 3, 1),  # every blend ties at 2/3
+    ),
+    ({"fallback_pruned": False}, ("fallback", False, "raw", 0.3, None)),
+    ({"value": math.nan, "fallback_pruned": False}, ("fallback", False, "raw", math.nan, None)),
+    (
+        # A prediction that ranked the rung is not overruled by the fallback.
+        {
+            "scorer": "study",
+            "predicted": 0.1,
+            "predicted_competing": (0.5, 0.1),
+            "fallback_pruned": False,
+        },
+        ("model_rung", True, "predicted", 0.1, 2),
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), DECISIONS)
+def test_decide_rung(changes: dict[str, object], expected: tuple[object, ...]) -> None:
+    decision = _rule.decide_rung(evidence(**changes))
+    rule, pruned, kind, score, rank = expected
+    assert (decision.rule, decision.pruned, decision.score_kind) == (rule, pruned, kind)
+    assert decision.score == pytest.approx(score, nan_ok=True)
+    assert (None if decision.ranking is None else decision.ranking.rank) == rank
+
+
+def test_decide_rung_counts_competitors_below_the_bootstrap_count() -> None:
+    decision = _rule.decide_rung(evidence(bootstrap_count=4))
+    assert decision.n_competitors == 4 and decision.ranking is None
+    # The bar is recorded in the study's units: a minimised rung's bar is a value, not a score.
+    ranked = _rule.decide_rung(evidence(sign=-1.0))
+    assert ranked.ranking is not None and ranked.bar_sign * ranked.ranking.bar == 0.2

@@ -13,6 +13,7 @@ from optuna.testing.pytest_samplers import (
     RelativeSamplerTestCase,
 )
 
+from optuna_lyap import InStudyModel
 from optuna_lyap.samplers import LyapunovSampler
 from tests._support.gain_rnn import PROBE, gain_rnn, pretrained
 
@@ -35,7 +36,7 @@ def _screening(base: BaseSampler | None = None) -> BaseSampler:
         base,
         model_factory=gain_rnn,
         probe_inputs=PROBE,
-        aelle=_AELLE,
+        model=InStudyModel(aelle=_AELLE),
         n_candidates=3,
         n_startup_trials=10_000,
         seed=0,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import random
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap import report_spectrum
+from optuna_lyap import InStudyModel, report_spectrum
+from optuna_lyap._prediction import fit_predictor
 from optuna_lyap.samplers import LyapunovSampler, PredictedStudyView
 from tests._support.gain_rnn import (
     FAST_AELLE,
@@ -78,19 +80,38 @@ class CyclingSampler(BaseSampler):
         self.calls.append(("reseed_rng", type(None)))
 
 
+# InStudyModel's arguments: _screening hands them to the sampler's model.
+MODEL_ARGS = (
+    "inputs", "aelle", "aelle_params", "select_inputs", "cv_folds", "use_unlabelled",
+    "refit_growth", "artifact_store", "fit",
+)  # fmt: skip
+
+
 def _screening(base: BaseSampler | None = None, **kwargs: Any) -> LyapunovSampler:
     options: dict[str, Any] = {
         "model_factory": gain_rnn,
         "probe_inputs": PROBE,
-        "aelle_params": FAST_AELLE,
-        "use_params": False,
-        "cv_folds": 2,
         "seed": 0,
         # These tests are about the study's own model; the prior has tests of its own.
         "prior": None,
     }
+    model: dict[str, Any] = {"inputs": ("spectrum",), "aelle_params": FAST_AELLE, "cv_folds": 2}
+    for name in MODEL_ARGS:
+        if name in kwargs:
+            model[name] = kwargs.pop(name)
     options.update(kwargs)
-    return LyapunovSampler(base, **options)
+    return LyapunovSampler(base, model=InStudyModel(**model), **options)
+
+
+def _counting_fit(record: list[Any], what: Any) -> Any:
+    """A fit function for the sampler's model that records ``what(rows, unlabelled rows)`` of
+    every fit."""
+
+    def counting(rows: Any, **kwargs: Any) -> Any:
+        record.append(what(rows, kwargs["unlabelled"]))
+        return fit_predictor(rows, **kwargs)
+
+    return counting
 
 
 def _add_pruned(study: optuna.Study, x: float, predicted: float | None) -> None:
@@ -315,24 +336,25 @@ def test_parameters_outside_the_screened_space_come_from_the_base() -> None:
     assert all("lyap_screen_predicted" in t.user_attrs for t in study.trials[1:])
 
 
-def test_own_model_is_fitted_after_startup_once_per_set_of_completed_trials(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    sampler = _screening(n_startup_trials=4, n_candidates=3, min_rank_corr=-1.0, refit_growth=1)
+def test_own_model_is_fitted_after_startup_once_per_set_of_completed_trials() -> None:
     fits: list[tuple[int, int]] = []
-    fit = sampler._fit
 
-    def counting(labelled: Any, unlabelled: Any, direction: Any) -> Any:
-        fits.append((len(labelled), len(unlabelled)))
-        return fit(labelled, unlabelled, direction)
+    def sizes(rows: Any, unlabelled: Any) -> tuple[int, int]:
+        return len(rows.numbers), 0 if unlabelled is None else len(unlabelled.numbers)
 
-    monkeypatch.setattr(sampler, "_fit", counting)
+    sampler = _screening(
+        n_startup_trials=4,
+        n_candidates=3,
+        min_rank_corr=-1.0,
+        refit_growth=1,
+        fit=_counting_fit(fits, sizes),
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=7)
     assert fits == [(4, 0), (5, 0), (6, 0)]
     screened = ["lyap_screen_predicted" in t.user_attrs for t in study.trials]
     assert screened == [False] * 4 + [True] * 3
-    assert sampler._model(study) is sampler._model(study)
+    assert sampler._model.at_init(study) is sampler._model.at_init(study)
     assert fits[-1] == (7, 0)  # one more fit for the seventh completed trial, then cached
 
     # A pruned trial's spectrum at step 0 trains the reconstruction once a newer trial is
@@ -340,10 +362,10 @@ def test_own_model_is_fitted_after_startup_once_per_set_of_completed_trials(
     trial = study.ask({"g": G})
     report_spectrum(trial, spectrum_of({"g": 2.0}), 0)
     study.tell(trial, state=TrialState.PRUNED)
-    sampler._model(study)
+    sampler._model.at_init(study)
     assert len(fits) == 4
     study.optimize(objective, n_trials=1)
-    sampler._model(study)
+    sampler._model.at_init(study)
     assert fits[-1] == (8, 1)
 
 
@@ -360,7 +382,7 @@ def test_screening_std_adds_the_cross_validated_residuals() -> None:
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=5)
     screened = study.trials[4]
-    fitted = sampler._cache[((0, 1, 2, 3), ())]
+    fitted = sampler._model._cache[((0, 1, 2, 3), ())]
     assert fitted is not None
     _, spread = fitted.model.predict([spectrum_of(screened.params)], return_std=True)
     rms = fitted.chosen.residual_rms
@@ -369,21 +391,20 @@ def test_screening_std_adds_the_cross_validated_residuals() -> None:
     assert screened.user_attrs["lyap_screen_std"] == pytest.approx(expected, rel=1e-9)
 
 
-def test_own_model_is_refitted_on_the_growth_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_own_model_is_refitted_on_the_growth_schedule() -> None:
     # Start 4, growth 1.5: training sets of 4, 6, 9 labelled trials.
-    sampler = _screening(n_startup_trials=4, n_candidates=2, min_rank_corr=-1.0, refit_growth=1.5)
     fits: list[tuple[int, ...]] = []
-    fit = sampler._fit
-
-    def counting(labelled: Any, unlabelled: Any, direction: Any) -> Any:
-        fits.append(tuple(t.number for t in labelled))
-        return fit(labelled, unlabelled, direction)
-
-    monkeypatch.setattr(sampler, "_fit", counting)
+    sampler = _screening(
+        n_startup_trials=4,
+        n_candidates=2,
+        min_rank_corr=-1.0,
+        refit_growth=1.5,
+        fit=_counting_fit(fits, lambda rows, _: tuple(rows.numbers)),
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=9)  # trials 7 and 8 reuse the model of six labels
     assert fits == [(0, 1, 2, 3), (0, 1, 2, 3, 4, 5)]
-    sampler._model(study)  # nine labels: the next size
+    sampler._model.at_init(study)  # nine labels: the next size
     assert fits[2:] == [tuple(range(9))]
 
 
@@ -491,13 +512,13 @@ def test_unscorable_candidates_fall_back_to_the_base_proposal(factory: Any, mess
     assert "lyap_screen_predicted" not in trial.user_attrs
 
 
-def test_an_error_in_the_screening_never_fails_the_trial(monkeypatch: pytest.MonkeyPatch) -> None:
-    sampler = _screening(CyclingSampler([0.4, 2.0]), aelle=pretrained(), search_space={"g": G})
-
-    def broken(study: optuna.Study) -> None:
+def test_an_error_in_the_screening_never_fails_the_trial() -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
         raise ValueError("broken model")
 
-    monkeypatch.setattr(sampler, "_model", broken)
+    sampler = _screening(
+        CyclingSampler([0.4, 2.0]), aelle=pretrained(), search_space={"g": G}, fit=broken
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     with pytest.warns(RuntimeWarning, match="could not screen trial 0.*broken model"):
         study.optimize(objective, n_trials=1)
@@ -527,9 +548,9 @@ def test_pickled_sampler_drops_its_caches_and_samples_the_same() -> None:
 
     original, other = make(), make()
     study, other_study = run(original), run(other)
-    assert original._cache
+    assert original._model._cache
     clone = pickle.loads(pickle.dumps(other))
-    assert not clone._cache
+    assert not clone._model._cache
     other_study.sampler = clone
     study.optimize(objective, n_trials=2)
     other_study.optimize(objective, n_trials=2)
@@ -559,19 +580,43 @@ def test_threads_share_the_sampler() -> None:
         ({"n_candidates": 0}, "n_candidates"),
         ({"n_startup_trials": -1}, "n_startup_trials"),
         ({"kappa": -1.0}, "kappa"),
-        ({"refit_growth": 0.5}, "refit_growth"),
-        ({"cv_folds": 1}, "cv_folds"),
         ({"min_rank_corr": 1.0}, "min_rank_corr"),
         ({"search_space": {"g": (0, 1)}}, "search_space"),
-        ({"aelle_params": {"n_model": 2}}, "n_model"),
-        ({"aelle": 3}, "aelle"),
         ({"seed": -1}, "seed"),
-        ({"artifact_store": "/tmp/models"}, "artifact_store"),
+        ({"model": "default"}, "model"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises((ValueError, TypeError, OSError), match=name):
         LyapunovSampler(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"refit_growth": 0.5}, "refit_growth"),
+        ({"cv_folds": 1}, "cv_folds"),
+        ({"aelle_params": {"n_model": 2}}, "n_model"),
+        ({"aelle": 3}, "aelle"),
+        ({"artifact_store": "/tmp/models"}, "artifact_store"),
+        ({"inputs": ("spectrum", "curve")}, "inputs"),  # a candidate has no curve
+    ],
+)
+def test_bad_model_arguments_are_named(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises((ValueError, TypeError, OSError), match=name):
+        LyapunovSampler(model=InStudyModel(**kwargs))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "aelle", "aelle_params", "use_params", "select_inputs", "cv_folds", "use_unlabelled",
+        "refit_growth", "artifact_store",
+    ],
+)  # fmt: skip
+def test_removed_arguments_are_type_errors(name: str) -> None:
+    with pytest.raises(TypeError, match=name):
+        LyapunovSampler(**{name: 1})
 
 
 def test_a_pretrained_model_must_read_spectra_only() -> None:
@@ -582,6 +627,63 @@ def test_a_pretrained_model_must_read_spectra_only() -> None:
         [spectrum_of({"g": g}) for g in gains], [value_of(g) for g in gains], gains[:, None]
     )
     with pytest.raises(ValueError, match="spectra only"):
-        LyapunovSampler(model_factory=gain_rnn, probe_inputs=PROBE, aelle=model)
+        LyapunovSampler(
+            model_factory=gain_rnn, probe_inputs=PROBE, model=InStudyModel(aelle=model)
+        )
     with pytest.raises(ValueError, match="fitted AeLLE"):
-        LyapunovSampler(aelle=AeLLE())
+        LyapunovSampler(model=InStudyModel(aelle=AeLLE()))
+
+
+# -- the user's random generators ----------------------------------------------------------------
+
+
+def _greedy_factory(params: dict[str, Any]) -> torch.nn.Module:
+    """A factory that draws from every global generator, as a user's factory may."""
+    np.random.rand(3)
+    random.random()
+    torch.randn(4)
+    return gain_rnn(params)
+
+
+def _user_training(sampler: BaseSampler) -> tuple[list[torch.Tensor], optuna.Study]:
+    """A seeded user loop: each trial trains a small net from the global generators only."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    weights: list[torch.Tensor] = []
+
+    def train(trial: optuna.Trial) -> float:
+        trial.suggest_float("g", 0.2, 5.0, log=True)
+        net = torch.nn.Linear(3, 1)
+        data = torch.randn(16, 3) + float(np.random.rand()) + random.random()
+        optimiser = torch.optim.SGD(net.parameters(), lr=0.1)
+        for _ in range(3):
+            optimiser.zero_grad()
+            net(data).pow(2).mean().backward()
+            optimiser.step()
+        weights.append(net.weight.detach().clone())
+        return float(net.weight.sum())
+
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(train, n_trials=4)
+    return weights, study
+
+
+def test_screening_leaves_the_users_seeded_training_unchanged() -> None:
+    # The shipped prior screens from trial 0, building every candidate with the factory.
+    space = {"hidden_size": optuna.distributions.IntDistribution(4, 16), "g": G}
+    screening = LyapunovSampler(
+        RandomSampler(seed=0),
+        model_factory=_greedy_factory,
+        probe_inputs=PROBE,
+        n_candidates=3,
+        search_space=space,
+        seed=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        screened, study = _user_training(screening)
+        alone, _ = _user_training(RandomSampler(seed=0))
+    assert [t.user_attrs.get("lyap_screen_by") for t in study.trials] == ["prior"] * 4
+    assert len(screened) == 4
+    assert all(torch.equal(a, b) for a, b in zip(screened, alone, strict=True))

@@ -198,7 +198,12 @@ def test_a_prior_that_stops_leaves_the_study_model_or_the_base(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sampler = LyapunovSampler(RandomSampler(seed=6), search_space=SPACE, seed=0)
-    monkeypatch.setattr(sampler, "_prior_rank_corr", lambda study, done: (-0.5, len(done)))
+    assert sampler._study_prior is not None
+    monkeypatch.setattr(
+        sampler._study_prior,
+        "rank_correlation_at_init",
+        lambda study_id, done, direction, with_spectra: (-0.5, len(done)),
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(lambda t: float(_suggest(t)["lr"]), n_trials=12)
     by = [t.user_attrs.get("lyap_screen_by") for t in study.trials]

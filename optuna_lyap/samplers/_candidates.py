@@ -1,0 +1,169 @@
+"""The sampler's candidates: drawing them from the base sampler, and measuring each untrained
+network's Lyapunov spectrum.
+
+Notation: ``m`` candidate parameter sets per new trial; ``D`` a network's state dimension;
+``k`` the exponents computed (``k = D`` for the full spectrum).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial
+
+from optuna_lyap._random import caller_rng_kept
+from optuna_lyap._storage import as_exponents
+from optuna_lyap.lyapunov import lyapunov_spectrum
+from optuna_lyap.lyapunov._arguments import recurrent_part
+from optuna_lyap.samplers._view import PredictedStudyView
+
+ModelFactory = Callable[..., torch.nn.Module]
+ProbeInputs = torch.Tensor | Callable[[Any], torch.Tensor]
+
+
+def candidate_seed(seed: int, number: int, index: int) -> int:
+    """The seed of candidate ``index``'s network for trial ``number`` (a 63-bit int)."""
+    state = np.random.SeedSequence([seed, number, index]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) | (int(state[1]) >> 1)
+
+
+def _takes_seed(factory: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "seed" in parameters
+
+
+def init_measurement(
+    model_factory: ModelFactory,
+    params: Mapping[str, Any],
+    probe_inputs: ProbeInputs,
+    *,
+    seed: int,
+    spectrum_kwargs: Mapping[str, Any],
+) -> tuple[np.ndarray, int]:
+    """Build the untrained network for ``params``; its Lyapunov spectrum and state dimension.
+
+    The global random generators (torch's, NumPy's, Python's) are restored afterwards (see
+    :func:`optuna_lyap._random.caller_rng_kept`): building candidates never changes the
+    user's training.
+
+    Args:
+        model_factory: ``model_factory(params)`` (or ``model_factory(params, seed=...)`` when
+            it takes a ``seed``) returns an ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding
+            exactly one of them, or a built-in cell.
+        params: The candidate's parameters.
+        probe_inputs: A tensor, or ``callable(model) -> tensor``, laid out as the recurrent
+            module expects.
+        seed: Seeds the network's initialisation: passed as ``seed=`` when the factory takes
+            it; torch's global CPU generator is seeded with it (and restored) either way.
+        spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum`.
+
+    Returns:
+        The ``k`` exponents (float64, nats per step, descending) and the state dimension
+        ``D`` they belong to (``k = D`` for the full spectrum).
+    """
+    with caller_rng_kept():
+        torch.random.default_generator.manual_seed(seed)
+        if _takes_seed(model_factory):
+            model = model_factory(dict(params), seed=seed)
+        else:
+            model = model_factory(dict(params))
+        inputs = probe_inputs if isinstance(probe_inputs, torch.Tensor) else probe_inputs(model)
+        spectrum = lyapunov_spectrum(recurrent_part(model), inputs, **spectrum_kwargs)
+    return as_exponents(spectrum)
+
+
+def draw_candidates(
+    base: BaseSampler,
+    study: optuna.Study,
+    view: PredictedStudyView,
+    trial: FrozenTrial,
+    base_part: dict[str, BaseDistribution],
+    screen_part: dict[str, BaseDistribution],
+    count: int,
+) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """``count`` proposals of ``base``, each with the bookkeeping it held (to replay the
+    chosen one's, see :meth:`PredictedStudyView.replay`)."""
+    # Optuna hands sample_independent the trial with its current system attrs (what
+    # before_trial wrote, e.g. GridSampler's grid id); the trial given here predates them.
+    latest = copy.copy(trial)
+    latest.system_attrs = dict(study._storage.get_trial_system_attrs(trial._trial_id))
+    candidates: list[dict[str, Any]] = []
+    held = []
+    for _ in range(count):
+        held.append(view.hold_bookkeeping())
+        params = dict(base.sample_relative(view, trial, base_part)) if base_part else {}
+        for name, dist in screen_part.items():
+            if name not in params:
+                params[name] = base.sample_independent(view, latest, name, dist)
+        candidates.append(params)
+    view.release_bookkeeping()
+    return candidates, held
+
+
+def measure_candidates(
+    spectrum_of: Callable[[Mapping[str, Any], int, int], np.ndarray],
+    dims_seen: dict[int, int],
+    candidates: list[dict[str, Any]],
+    trial: FrozenTrial,
+    given: dict[str, Any],
+    first_index: int = 0,
+    warn_non_finite: bool = True,
+) -> tuple[list[int], list[np.ndarray], list[int]]:
+    """The candidates whose spectrum at initialisation is finite, their spectra and ``D``.
+
+    Args:
+        spectrum_of: ``spectrum_of(params, trial number, candidate index)``, the sampler's
+            ``_candidate_spectrum``; it may record a candidate's ``D`` in ``dims_seen``.
+        dims_seen: ``{candidate index: D}`` as ``spectrum_of`` records them (default: the
+            spectrum's length).
+        candidates: The candidates' parameters (the screened part).
+        trial: The new trial.
+        given: The values of the parameters that are not screened.
+        first_index: The index of ``candidates[0]`` among the trial's candidates.
+        warn_non_finite: Whether a non-finite spectrum is skipped with a ``RuntimeWarning``
+            (False: silently, the prior then predicts it from its parameters).
+
+    A candidate whose factory or spectrum raises is skipped with a ``RuntimeWarning``.
+    """
+    scored: list[int] = []
+    spectra: list[np.ndarray] = []
+    dims: list[int] = []
+    for i, params in enumerate(candidates):
+        try:
+            spectrum = spectrum_of(
+                {**given, **dict(trial.params), **params}, trial.number, first_index + i
+            )
+        except Exception as err:
+            warnings.warn(
+                f"LyapunovSampler skips a candidate of trial {trial.number}: building "
+                f"its network or spectrum raised {type(err).__name__}: {err}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            continue
+        if not np.isfinite(spectrum).all():
+            if not warn_non_finite:
+                continue
+            warnings.warn(
+                f"LyapunovSampler skips a candidate of trial {trial.number}: its "
+                "spectrum at initialisation is not finite.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            continue
+        scored.append(i)
+        spectra.append(spectrum)
+        dims.append(int(dims_seen.get(first_index + i, len(spectrum))))
+    return scored, spectra, dims
