@@ -11,7 +11,9 @@
 * :mod:`._prior`: the shipped cross-task prior applied to Optuna trials (``TrialPrior``).
 * :mod:`._prior_fit`: a prior bundle fitted on earlier studies (``fit_prior``).
 * :mod:`._in_study`: the model fitted on a study's own trials (``InStudyModel``), for the
-  pruner and the sampler alike.
+  pruner and the sampler alike; :mod:`._in_study_types` its small types.
+* :mod:`._study_prior`: the prior within one study (``StudyPrior``: batched predictions, its
+  gate, its rank correlation), for the pruner and the sampler alike.
 * :mod:`._independence`: whether a study's sampler draws independently of earlier results.
 * :mod:`._lru`: the bounded cache every layer above keeps its in-process results in.
 * :mod:`._store`: one fit per study and training set, shared by every worker through the

@@ -23,7 +23,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -44,6 +44,14 @@ from optuna_lyap._prediction._gate import (
     gate_evidence,
     gate_share_bound,
     rank_correlation_accepts,
+)
+from optuna_lyap._prediction._in_study_types import (
+    ConsumerDefaults,
+    FittedModel,
+    ModelAtStep,
+    SkippedFit,
+    registered_inputs,
+    required_inputs,
 )
 from optuna_lyap._prediction._inputs import (
     INPUTS,
@@ -73,89 +81,6 @@ INIT_STEP = 0
 _MIN_LABELLED = 3
 
 
-@dataclass(frozen=True)
-class FittedModel:
-    """The predictor fitted for one step, where its rows are read, and its cache key."""
-
-    key: tuple[Any, ...]
-    fitted: FittedPredictor
-    spectrum_step: int | None
-
-    @property
-    def gate_share(self) -> float:
-        return self.fitted.evidence.get("gate_share", 0.0)
-
-    @property
-    def spread(self) -> float:
-        """Robust spread of the out-of-sample residuals (target units; NaN where unknown)."""
-        return self.fitted.evidence.get("residual_spread", math.nan)
-
-
-@dataclass(frozen=True)
-class SkippedFit:
-    """No model fitted for one step, because none could pass the gate: on its training set
-    even perfect predictions out-rank the raw value in fewer resamples than the gate asks
-    (:func:`~optuna_lyap._prediction._gate.gate_share_bound`), so a fit would change no
-    decision."""
-
-    bound: float
-    n_train: int
-
-    def record_fields(self, gate: float) -> dict[str, Any]:
-        return {
-            "gate_share_bound": self.bound,
-            "gate": gate,
-            "gate_open": False,
-            "n_train": self.n_train,
-        }
-
-
-@dataclass(frozen=True)
-class ModelAtStep:
-    """The model's view of a judged trial at a step: the model (None where no fit could open
-    the gate), the trial's predicted final value (NaN then), and the record's model fields
-    (see ``optuna_lyap._storage.DecisionRecord``)."""
-
-    model: FittedModel | None
-    predicted: float
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ConsumerDefaults:
-    """What a consumer fills in where an :class:`InStudyModel` argument was left at None, and
-    how it stores its fits.
-
-    Attributes:
-        owner: The consumer's class name; part of every stored fit's digest.
-        inputs: The inputs offered by default.
-        allowed: The inputs the consumer can read for a trial it predicts (None: any
-            registered one).
-        aelle_params: The AeLLE settings by default.
-        refit_growth: The refit schedule's growth by default.
-        seed: The seed by default.
-        n_startup_trials: Completed trials before the first fit, by default.
-        startup_sets_min_rows: Whether fewer labelled rows than ``max(n_startup_trials, 3)``
-            leave only a pretrained model as a candidate (else fewer than 3), and start the
-            refit schedule there.
-        cache_size: Fits kept in the process.
-        gate_evidence: Whether each fit carries the gate's evidence (the pruner's gate).
-        spectra_only_pretrained: Whether a pretrained AeLLE must read spectra alone.
-    """
-
-    owner: str
-    inputs: tuple[str, ...]
-    aelle_params: Mapping[str, Any]
-    refit_growth: float
-    seed: int
-    n_startup_trials: int
-    allowed: tuple[str, ...] | None = None
-    startup_sets_min_rows: bool = False
-    cache_size: int = 16
-    gate_evidence: bool = False
-    spectra_only_pretrained: bool = False
-
-
 class InStudyModel:
     """The model fitted on the study's own completed trials, for a pruner or a sampler.
 
@@ -176,49 +101,38 @@ class InStudyModel:
 
     Args:
         inputs: The inputs offered, by their names in ``optuna_lyap._prediction.INPUTS``:
-            ``"spectrum"`` (the Lyapunov spectrum at the latest step at or before the one
-            judged), ``"curve"`` (the latest and best value up to the step), ``"params"``
-            (the hyperparameters of the completed trials' common search space). None: the
-            pruner's ``("spectrum", "curve")``, the sampler's ``("spectrum", "params")``.
-            The sampler reads no curve (a candidate has trained no step).
-        aelle: A fitted :class:`~optuna_lyap.AeLLE` or a path written by ``AeLLE.save``, e.g.
-            fitted on an earlier study of the same task family with :func:`fit_aelle`. It
-            competes with the models fitted on the study's own trials, and is the only
-            candidate before ``n_startup_trials`` have completed. The sampler takes one that
-            reads spectra only (fitted with ``features=None``).
-        aelle_params: Keyword arguments of the :class:`~optuna_lyap.AeLLE` models fitted
-            (``seed`` is set by ``seed``). None: the pruner's 2 members and 100 steps (cheap
-            next to the training a rung spends), the sampler's 3 members and 200 steps.
+            ``"spectrum"`` (at the latest step at or before the one judged), ``"curve"`` (the
+            latest and best value up to the step), ``"params"`` (the hyperparameters of the
+            completed trials' common search space). None: the pruner's ``("spectrum",
+            "curve")``, the sampler's ``("spectrum", "params")`` (the sampler reads no curve).
+        aelle: A fitted :class:`~optuna_lyap.AeLLE` or a path written by ``AeLLE.save`` (e.g.
+            from :func:`fit_aelle` on an earlier study): it competes with the models fitted on
+            the study, and is the only candidate before ``n_startup_trials`` have completed.
+            The sampler takes one that reads spectra only (fitted with ``features=None``).
+        aelle_params: Keyword arguments of the AeLLE models fitted (``seed`` is set by
+            ``seed``). None: the pruner's 2 members and 100 steps, the sampler's 3 and 200.
         select_inputs: Cross-validate each offered input alone and all together and keep the
             best ranker; False fits only all offered inputs together.
-        cv_folds: Folds of the cross-validation giving the out-of-sample predictions that are
-            judged. Folds are by configuration (trials with equal params share one), leaving
-            one configuration out with fewer completed configurations. At least 2.
-        use_unlabelled: Also train the autoencoder's reconstruction on the spectra that pruned
+        cv_folds: Folds (by configuration) of the cross-validation giving the out-of-sample
+            predictions that are judged. At least 2.
+        use_unlabelled: Also train the autoencoder's reconstruction on the spectra pruned
             trials reported at the same step (numbered below the newest labelled trial).
-        refit_growth: The model is fitted on the lowest-numbered ``m`` labelled trials, ``m``
-            on the schedule ``start``, then ``max(m + 1, ceil(m * refit_growth))``; 1 refits
-            whenever a trial completes. At least 1. None: the pruner's 2 (three refits over the
-            first 80 completed trials), the sampler's 1.25 (about ten over the first 50).
-        n_startup_trials: Labelled trials needed before a model is fitted on the study (the
-            schedule's ``start``; the sampler needs at least 3 in any case). None: the
-            consumer's own ``n_startup_trials``.
-        model_steps: The pruner's: the steps at which a model is consulted (rungs closing
+        refit_growth: Fit on the lowest-numbered ``m`` labelled trials, ``m`` on the schedule
+            ``start``, then ``max(m + 1, ceil(m * refit_growth))``; 1 refits whenever a trial
+            completes. At least 1. None: the pruner's 2, the sampler's 1.25.
+        n_startup_trials: Labelled trials before a model is fitted on the study (the
+            schedule's ``start``). None: the consumer's ``n_startup_trials``.
+        model_steps: The pruner's: the steps at which the model is consulted (rungs closing
             there, and step 0 for the screen). None: the steps at which the judged trial
-            reported a spectrum (every step when no offered input is the spectrum). The
-            sampler always reads step 0.
-        n_resamples: Bootstrap resamples of the pruner's gate (the model's, and the prior's).
-            At least 1.
-        seed: Seed of every model fit and of the gate's bootstrap. None: the pruner's 0, the
+            reported a spectrum (every step when no input is the spectrum).
+        n_resamples: Bootstrap resamples of the pruner's gates (the model's and the prior's).
+        seed: Seed of every fit and of the gate's bootstrap. None: the pruner's 0, the
             sampler's ``seed``.
-        artifact_store: An :mod:`optuna.artifacts` store (e.g.
-            ``optuna.artifacts.FileSystemArtifactStore``) that every worker can read, for the
-            fitted models; None stores them in the study's system attrs (in slices under
-            MySQL's 64 KiB cap). Give one with a journal storage, which replays every attr
-            write in every worker.
-        fit: The function that fits a predictor on rows, with
+        artifact_store: An :mod:`optuna.artifacts` store every worker can read, for the
+            fitted models; None stores them in the study's system attrs (give one with a
+            journal storage, which replays every attr write in every worker).
+        fit: Fits a predictor on rows, with
             :func:`~optuna_lyap._prediction._core.fit_predictor`'s signature (the default).
-            Tests give one that counts or refuses its calls.
 
     Raises:
         ValueError: For an argument out of its range, an input name that is not registered,
@@ -253,7 +167,7 @@ class InStudyModel:
         artifact_store: Any = None,
         fit: FitFunction | None = None,
     ) -> None:
-        self._inputs = None if inputs is None else _registered(inputs)
+        self._inputs = None if inputs is None else registered_inputs(inputs)
         self._aelle_params = None if aelle_params is None else check_aelle_params(aelle_params)
         self._select_inputs = bool(select_inputs)
         self._cv_folds = check_int("cv_folds", cv_folds, 2)
@@ -476,7 +390,7 @@ class InStudyModel:
             if found is not None:
                 spectrum_step = found[0]
         context = ReadContext(step, direction, spectrum_step)
-        required = _required_inputs(spectrum_step)
+        required = required_inputs(spectrum_step)
         # Trials added without a curve or a spectrum (a warm start) neither start nor fill
         # the refit schedule.
         training, usable = training_set(
@@ -538,7 +452,7 @@ class InStudyModel:
         own = self.predict_one(model, trial, step, study.direction)
         if own is None:
             return None
-        return ModelAtStep(model, own[0], self.record_fields(model, own, gate))
+        return ModelAtStep(model, own[0], model.record_fields(own, gate))
 
     def _gate_bound(
         self, completed: list[FrozenTrial], context: ReadContext, required: Sequence[str]
@@ -571,7 +485,7 @@ class InStudyModel:
         that have a row at ``step`` as the training rows were read; None where none has."""
         fitted = model.fitted
         context = ReadContext(step, direction, model.spectrum_step, fitted.encoder)
-        names = _required_inputs(model.spectrum_step)
+        names = required_inputs(model.spectrum_step)
         readable = [t for t in trials if all(INPUTS[n].available(t, context) for n in names)]
         if not readable:
             return None
@@ -617,26 +531,6 @@ class InStudyModel:
             with self._lock:
                 known.update(new)
         return out
-
-    @staticmethod
-    def record_fields(model: FittedModel, own: tuple[float, float], gate: float) -> dict[str, Any]:
-        """The model's fields of a decision record, for the judged trial's prediction ``own``
-        (its mean and ensemble spread)."""
-        fitted = model.fitted
-        predicted, ensemble_std = own
-        spread = model.spread if math.isfinite(model.spread) else 0.0
-        return {
-            "predicted": predicted,
-            "predicted_std": math.sqrt(ensemble_std**2 + spread**2),
-            "inputs": "+".join(fitted.chosen.inputs),
-            "pretrained": fitted.chosen.pretrained,
-            "rank_corr": fitted.chosen.rank_corr,
-            "raw_rank_corr": fitted.raw_rank_corr,
-            "gate_share": model.gate_share,
-            "gate_open": model.gate_share >= gate,
-            "n_train": fitted.n_train,
-            "spectrum_step": model.spectrum_step,
-        }
 
     # -- the sampler: the model at initialisation -----------------------------------------
 
@@ -697,24 +591,3 @@ class InStudyModel:
         if not self.can_fit(fitted.n_rows):
             return True
         return rank_correlation_accepts(fitted.chosen.rank_corr, min_rank_corr)
-
-
-def _registered(inputs: Iterable[str]) -> tuple[str, ...]:
-    """``inputs`` in the registry's order (the order feature blocks are concatenated)."""
-    if isinstance(inputs, str):
-        inputs = (inputs,)
-    given = tuple(inputs)
-    unknown = [name for name in given if name not in INPUTS]
-    if unknown:
-        raise ValueError(
-            f"`inputs` must name registered inputs ({', '.join(INPUTS)}), but got {given!r}."
-        )
-    if not given:
-        raise ValueError(f"`inputs` must name at least one input, but got {given!r}.")
-    return tuple(name for name in INPUTS if name in given)
-
-
-def _required_inputs(spectrum_step: int | None) -> tuple[str, ...]:
-    """The inputs every row at a trial's step needs, fitted or predicted: the curve, and the
-    spectrum when one is read."""
-    return ("curve",) if spectrum_step is None else (SPECTRUM, "curve")

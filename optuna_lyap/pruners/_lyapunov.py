@@ -4,36 +4,31 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
+import optuna_lyap.pruners._rule as _rule
 from optuna_lyap._checks import InvalidParameterError, check_int, check_real
 from optuna_lyap._prediction._core import SPECTRUM
 from optuna_lyap._prediction._gate import direction_sign
 from optuna_lyap._prediction._in_study import (
     ConsumerDefaults,
-    FittedModel,
     InStudyModel,
-    ModelAtStep,
 )
 from optuna_lyap._prediction._independence import draws_independently, sampler_name
-from optuna_lyap._prediction._prior import PriorAtStep, StudyPrior, TrialPrior
+from optuna_lyap._prediction._study_prior import StudyPrior, resolve_prior
 from optuna_lyap._storage import (
     as_frozen_trial,
     record_prediction,
     rung_key,
 )
-from optuna_lyap.pruners import _rule
+from optuna_lyap.pruners._evidence import Witnesses
 from optuna_lyap.pruners._warnings import (
     PriorBlendWarning,
-    warn_adaptive_blend,
-    warn_unblended,
 )
 
 __all__ = ["LyapunovPruner", "PriorBlendWarning", "draws_independently", "sampler_name"]
@@ -55,63 +50,39 @@ def _is_check_step(
     return previous < check
 
 
-def _resolve_prior(prior: Any) -> Any:
-    """The ``TrialPrior`` for the ``prior`` argument (see ``TrialPrior.resolve``); an object
-    that already predicts trials (``predict_trials``) is used as it is."""
-    if prior is None:
-        return None
-    if not isinstance(prior, (str, os.PathLike)) and hasattr(prior, "predict_trials"):
-        return prior
-    return TrialPrior.resolve(prior)
-
-
 class LyapunovPruner(BasePruner):
     """Asynchronous successive halving, ranking by a predicted final value where that ranks better.
 
-    The budget is successive halving's (Li et al. 2020, "A System for Massively Parallel
-    Hyperparameter Tuning"), with the parameters and the semantics of Optuna's
-    :class:`~optuna.pruners.SuccessiveHalvingPruner`: rung ``k`` closes at step
+    The budget is successive halving's (Li et al. 2020), with the parameters and semantics of
+    Optuna's :class:`~optuna.pruners.SuccessiveHalvingPruner`: rung ``k`` closes at step
     ``min_resource * reduction_factor ** (min_early_stopping_rate + k)``; a trial reaching it
-    stores its value there as the system attr ``completed_rung_k`` and is promoted when its
-    score is among the best ``1 / reduction_factor`` of every trial that reached the rung. No
-    trial is trained to the end before pruning starts.
+    stores its value there (the system attr ``completed_rung_k``) and is promoted when its
+    score is among the best ``1 / reduction_factor`` of every trial that reached the rung.
 
     The score is the raw intermediate value, unless the study's own evidence says a model
-    ranks the completed trials better. At a rung whose step is a model step (by default, a
-    step at which the trial reported a spectrum, see :func:`~optuna_lyap.report_spectrum`),
-    the :class:`~optuna_lyap.InStudyModel` (``model``) is fitted on the completed trials (their
-    spectra, learning curves up to the step and final values; the candidate input sets are
-    cross-validated and the best ranker kept). Its out-of-sample predictions and the raw values
-    at the step are compared in a paired bootstrap of the completed trials: the gate opens when
-    the model's Spearman correlation with the final values beats the raw value's (and 0) in at
-    least ``gate`` of the resamples. Then every competitor at the rung is ranked by its
-    predicted final value instead. With no model, or a closed gate, the decisions are exactly
-    ``SuccessiveHalvingPruner``'s. An optional step-0 screen (``screen_fraction``) keeps the
-    best share of trials by prediction at the untrained network, behind the same gate.
+    ranks the completed trials better. At a model step (by default a step with a spectrum, see
+    :func:`~optuna_lyap.report_spectrum`) the :class:`~optuna_lyap.InStudyModel` is fitted on
+    the completed trials, and its out-of-sample predictions and the raw values are compared
+    in a paired bootstrap: the gate opens when the model's Spearman correlation with the final
+    values beats the raw value's (and 0) in at least ``gate`` of the resamples, and every
+    competitor at the rung is then ranked by its predicted final value. With no model, or a
+    shut gate, the decisions are exactly ``SuccessiveHalvingPruner``'s. The optional step-0
+    screen (``screen_fraction``) keeps the best share by prediction, behind the same gate.
 
-    A prior trained across many recorded studies ships with the package (``prior``): it
-    predicts each trial's final *quantile* within the study (in ``(0, 1)``, 1 is best, whatever
-    the direction) from its generic hyperparameters, its spectrum and its learning curve ranked
-    within the study, from the first trial on: at step 0 and at every rung step every trial that
-    reported the step is predicted, and the record carries the judged trial's. Where it may
-    decide (``prior_decides``) it competes with the in-study model under the same gate, on its
-    predictions of the completed trials (out of sample, as it never saw the study), once
-    ``max(n_startup_trials, 3)`` completed trials have one; the scorer of a rung is the one with
-    the larger gate share (the in-study model on a tie) where that share is at least ``gate``,
-    else the raw value. By default the prior never ranks a rung alone (``docs/pruner.md`` says
-    what the replays found).
+    The shipped cross-task prior (``prior``) predicts each trial's final *quantile* within the
+    study (1 is best) from the first trial on, at step 0 and at every rung step. Where it may
+    decide (``prior_decides``) it competes with the in-study model under the same gate, once
+    ``max(n_startup_trials, 3)`` completed trials have a prediction; the rung's scorer is the
+    open gate with the larger share (the in-study model on a tie), else the raw value.
 
-    At each decision point (a rung, the screen, and step 0 where the prior predicts) a record
-    is written to the trial (:class:`optuna_lyap._storage.DecisionRecord`, read back by
-    :func:`optuna_lyap.pruners.load_predictions`); its ``rule`` is one of
-    ``optuna_lyap._storage.RULES``. The numeric user attrs ``lyap_predicted``,
-    ``lyap_predicted_std``, ``lyap_n_train``, ``lyap_prior_quantile`` and ``lyap_prior_top10``
-    follow the record.
-
-    Decisions depend only on the storage's contents and the model's ``seed``: each model is
-    fitted once per training set by one worker, with the gate's seeded bootstrap, and stored in
-    the study for the others, which load it and read the same gate share. The pruner can be
-    shared by threads (``n_jobs > 1``) and pickled (the in-process caches are dropped).
+    Each decision point writes a record (``optuna_lyap._storage.DecisionRecord``; its
+    ``rule`` is one of ``optuna_lyap._storage.RULES``), read back by
+    :func:`optuna_lyap.pruners.load_predictions`, and numeric user attrs for the dashboard
+    (``lyap_predicted``, ``lyap_predicted_std``, ``lyap_n_train``, ``lyap_prior_quantile``,
+    ``lyap_prior_top10``). Decisions depend only on the storage's contents and the model's
+    seed: each model is fitted once per training set by one worker and stored in the study for
+    the others. The pruner can be shared by threads and pickled (its caches are dropped).
+    ``docs/pruner.md`` says what the replays found for each option.
 
     Example:
 
@@ -258,7 +229,7 @@ class LyapunovPruner(BasePruner):
         )
         # A prior named by a string or path is loaded again after unpickling, not pickled.
         self._prior_spec = prior if isinstance(prior, (str, os.PathLike)) else None
-        self._prior = _resolve_prior(prior)
+        self._prior = resolve_prior(prior)
         self._prior_weight = check_real("prior_weight", prior_weight, 0.0, 1.0)
         if self._prior_weight > 0.0 and self._prior is None:
             raise ValueError(
@@ -281,16 +252,22 @@ class LyapunovPruner(BasePruner):
         self._init_local()
 
     def _init_local(self) -> None:
-        self._lock = threading.Lock()
         self._study_prior = None if self._prior is None else StudyPrior(self._prior)
-        # prior_weight > 0 and a judged trial the prior cannot read: said once per process.
-        self._warned_unblended = False
-        # prior_weight > 0 in a study whose sampler is adaptive: said once per pruner object.
-        self._warned_adaptive_blend = False
+        self._witnesses = Witnesses(
+            self._model,
+            self._study_prior,
+            self._rung_key,
+            gate=self._gate,
+            n_startup_trials=self._n_startup_trials,
+            prior_decides=self._prior_decides,
+            prior_weight=self._prior_weight,
+            reduction_factor=self._reduction_factor,
+            bootstrap_count=self._bootstrap_count,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_lock", "_study_prior"):
+        for name in ("_study_prior", "_witnesses"):
             del state[name]
         if self._prior_spec is not None:
             del state["_prior"]
@@ -299,7 +276,7 @@ class LyapunovPruner(BasePruner):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         if "_prior" not in state:
-            self._prior = _resolve_prior(self._prior_spec)
+            self._prior = resolve_prior(self._prior_spec)
         self._init_local()
 
     # --- prune: a ladder of early returns ------------------------------------------------------
@@ -347,12 +324,12 @@ class LyapunovPruner(BasePruner):
             return None
         trials = study.get_trials(deepcopy=False)
         prior_fields: dict[str, Any] = {}
-        prior = self._prior_at(
+        prior = self._witnesses.prior_at(
             study, trial, trials, 0, prior_fields, judge=screen_fraction is not None
         )
         judged = None
         if screen_fraction is not None and self._model.consults(trial, 0):
-            judged = self._judged(study, trial, 0)
+            judged = self._witnesses.model_at(study, trial, 0)
         if judged is None and prior is None:
             return None
         record: dict[str, Any] = {"step": 0, "rung": None, "direction": _direction(study)}
@@ -370,7 +347,9 @@ class LyapunovPruner(BasePruner):
             assert judged is not None and judged.model is not None and screen_fraction is not None
             sign = direction_sign(study.direction)
             others = [t for t in trials if t.number != trial.number and 0 in t.intermediate_values]
-            competing = self._competing_scores(judged.model, others, 0, study, judged.predicted)
+            competing = self._witnesses.competing_scores(
+                judged.model, others, 0, study, judged.predicted
+            )
             ranking = _rule.screen(sign * judged.predicted, competing, screen_fraction)
             record.update(_ranking_fields(ranking, sign, "predicted", judged.predicted))
             record.update({"rule": "screen", "pruned": not ranking.promoted})
@@ -435,7 +414,7 @@ class LyapunovPruner(BasePruner):
                 pruned = decision.pruned
                 break
             trials = study.get_trials(deepcopy=False) if trials is None else trials
-            evidence, fields = self._rung_evidence(
+            evidence, fields = self._witnesses.rung(
                 study, trial, trials, step, rung, closes, fallback_pruned
             )
             decision = _rule.decide_rung(evidence)
@@ -449,88 +428,6 @@ class LyapunovPruner(BasePruner):
         record["pruned"] = pruned
         record_prediction(study, trial, step, record)
         return pruned
-
-    def _rung_evidence(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        trials: list[FrozenTrial],
-        step: int,
-        rung: int,
-        closes: int,
-        fallback_pruned: bool | None,
-    ) -> tuple[_rule.RungEvidence, dict[str, Any]]:
-        """Store the trial's value at ``rung``, read the competitors, consult the model and the
-        prior where the rung closes at ``step``, and pick the scorer: the evidence
-        :func:`_rule.decide_rung` decides on, and the record's fields so far."""
-        value = trial.intermediate_values[step]
-        key = self._rung_key(rung)
-        study._storage.set_trial_system_attr(trial._trial_id, key, value)
-        # As Optuna: read the competitors after storing (an in-memory storage's list then
-        # holds this trial's value too).
-        competing = [t.system_attrs[key] for t in trials if key in t.system_attrs]
-        competing.append(value)
-        others = [t for t in trials if key in t.system_attrs and t.number != trial.number]
-        judged = prior = None
-        fields: dict[str, Any] = {}
-        if step == closes:
-            if self._model.consults(trial, step):
-                judged = self._judged(study, trial, step)
-                if judged is not None:
-                    fields.update(judged.fields)
-            prior = self._prior_at(study, trial, trials, step, fields, judge=True)
-        if step == closes and self._prior_weight > 0.0 and prior is None:
-            if self._first_time("_warned_unblended"):  # once per process
-                warn_unblended(self._prior_weight, trial)
-        scorer = _rule.choose_scorer(
-            None if judged is None else judged.fields.get("gate_share"),
-            None if prior is None else prior.share,
-            self._gate,
-            # A diverged value ranks at its end by the raw value alone: no prediction may lift
-            # it over finite ones.
-            can_blend=self._prior_weight > 0.0
-            and prior is not None
-            and len(competing) > self._bootstrap_count
-            and math.isfinite(value),
-        )
-        if scorer == "blend" and not draws_independently(study.sampler):
-            if self._first_time("_warned_adaptive_blend"):  # once per pruner object
-                warn_adaptive_blend(self._prior_weight, sampler_name(study.sampler))
-        fields["scorer"] = scorer
-        sign = direction_sign(study.direction)
-        evidence = _rule.RungEvidence(
-            value,
-            sign,
-            competing,
-            self._reduction_factor,
-            self._bootstrap_count,
-            scorer,
-            fallback_pruned=fallback_pruned,
-        )
-        if scorer == "study":
-            assert judged is not None and judged.model is not None
-            predicted = self._model.predictions(judged.model, others, step, study.direction)
-            rivals = [p for p in predicted.values() if p is not None]
-            evidence = replace(
-                evidence,
-                predicted=judged.predicted,
-                predicted_competing=[*rivals, judged.predicted],
-            )
-        elif scorer in ("prior", "blend"):
-            assert prior is not None and self._study_prior is not None
-            # Competitors the prior cannot predict drop out, as the model's do.
-            batch = self._study_prior.predict_batch(prior.view, [t.number for t in others])
-            kept = [t for t in others if t.number in batch]
-            evidence = replace(
-                evidence,
-                quantile=prior.own.quantile,
-                quantile_competing=[batch[t.number].quantile for t in kept] + [prior.own.quantile],
-                blend_raw=[t.system_attrs[key] for t in kept] + [value],
-                prior_weight=self._prior_weight,
-            )
-            if scorer == "blend":
-                fields["prior_weight"] = self._prior_weight
-        return evidence, fields
 
     def _decision_fields(self, decision: _rule.Decision) -> dict[str, Any]:
         fields: dict[str, Any] = {"rule": decision.rule}
@@ -548,13 +445,6 @@ class LyapunovPruner(BasePruner):
             fields.update(self._fallback_fields())
         return fields
 
-    def _first_time(self, flag: str) -> bool:
-        """Whether ``flag`` was unset (and set it now): a warning said once."""
-        with self._lock:
-            said = getattr(self, flag)
-            setattr(self, flag, True)
-        return not said
-
     def _rung_key(self, rung: int) -> str:
         return rung_key(rung, beside_fallback=self._fallback is not None)
 
@@ -563,26 +453,13 @@ class LyapunovPruner(BasePruner):
 
     # --- the in-study model ----------------------------------------------------------------------
 
-    def _judged(
-        self, study: optuna.Study, trial: FrozenTrial, step: int, *, always_fit: bool = False
-    ) -> ModelAtStep | None:
-        """The in-study model's view of ``trial`` at ``step`` (see ``InStudyModel.view_at``),
-        skipping a fit that could not open the gate unless ``always_fit``."""
-        return self._model.view_at(study, trial, step, gate=self._gate, always_fit=always_fit)
+    def prior_decides(self, study: optuna.Study) -> bool:
+        """Whether the prior may replace the raw value in ``study`` (where its gate opens).
 
-    def _competing_scores(
-        self,
-        model: FittedModel,
-        others: Sequence[FrozenTrial],
-        step: int,
-        study: optuna.Study,
-        own: float,
-    ) -> list[float]:
-        """Scores (higher is better) of the predicted final values of ``others`` that have
-        one, then of the judged trial's ``own``."""
-        sign = direction_sign(study.direction)
-        predicted = self._model.predictions(model, others, step, study.direction)
-        return [sign * p for p in predicted.values() if p is not None] + [sign * own]
+        ``prior_decides`` as given; where it was None, True exactly when the study's sampler
+        draws configurations independently of earlier results (:func:`draws_independently`).
+        """
+        return self._witnesses.prior_decides(study)
 
     def predict(
         self, study: optuna.Study, trial: FrozenTrial | optuna.Trial, step: int | None = None
@@ -622,59 +499,13 @@ class LyapunovPruner(BasePruner):
             if step is None:
                 return None
         check_int("step", step, 0)
-        judged = self._judged(study, frozen, step, always_fit=True)
+        judged = self._witnesses.model_at(study, frozen, step, always_fit=True)
         if judged is None:
             return None
         record = judged.fields
         return {**record, "acts": record["gate_open"] and self._model.consults(frozen, step)}
 
     # --- the prior: predictions from trial 0, and its gate ---------------------------------------
-
-    def prior_decides(self, study: optuna.Study) -> bool:
-        """Whether the prior may replace the raw value in ``study`` (where its gate opens).
-
-        ``prior_decides`` as given; where it was None, True exactly when the study's sampler
-        draws configurations independently of earlier results (:func:`draws_independently`).
-        """
-        if self._prior_decides is not None:
-            return self._prior_decides
-        return draws_independently(study.sampler)
-
-    def _prior_at(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        trials: Sequence[FrozenTrial],
-        step: int,
-        fields: dict[str, Any],
-        *,
-        judge: bool,
-    ) -> PriorAtStep | None:
-        """The prior's view of ``step`` with ``trial``'s prediction, and (with ``judge``) its
-        gate share where the prior may decide; None without a prior or a prediction. Its
-        record fields are written into ``fields``."""
-        if self._study_prior is None:
-            return None
-        may_decide = judge and self.prior_decides(study)
-        found = self._study_prior.view_at(
-            trial,
-            trials,
-            step,
-            study.direction,
-            judge=may_decide,
-            needed=max(self._n_startup_trials, 3),
-            n_resamples=self._model.n_resamples,
-            seed=self._model.seed,
-            gate=self._gate,
-        )
-        if found is None:
-            return None
-        fields.update(found.fields)
-        if judge and not may_decide:
-            fields["prior_decides"] = False
-            # Why not: the sampler (prior_decides=None) or the argument (False, the default).
-            fields["prior_decides_by"] = "argument" if self._prior_decides is False else "sampler"
-        return found
 
 
 def _check_single_objective(study: optuna.Study) -> None:

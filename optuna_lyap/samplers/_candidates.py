@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import optuna
 import torch
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, _get_single_value
 from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial
+from optuna.search_space import intersection_search_space
+from optuna.trial import FrozenTrial, TrialState
 
+from optuna_lyap._prediction._core import SPECTRUM, FittedPredictor, Rows
+from optuna_lyap._prediction._prior import PARAM_ALIASES
 from optuna_lyap._random import caller_rng_kept
-from optuna_lyap._storage import as_exponents
+from optuna_lyap._storage import USER_ATTR_SCREEN_BY, as_exponents
 from optuna_lyap.lyapunov import lyapunov_spectrum
 from optuna_lyap.lyapunov._arguments import recurrent_part
 from optuna_lyap.samplers._view import PredictedStudyView
@@ -167,3 +171,93 @@ def measure_candidates(
         spectra.append(spectrum)
         dims.append(int(dims_seen.get(first_index + i, len(spectrum))))
     return scored, spectra, dims
+
+
+def screen_space(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    search_space: Mapping[str, BaseDistribution] | None,
+) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
+    """The distributions to screen for ``trial``, and the values the factory is given for the
+    others (single-valued distributions and enqueued parameters).
+
+    Args:
+        study: The study.
+        trial: The new trial.
+        search_space: The sampler's ``search_space``; None: the intersection of the finished
+            trials' parameters.
+    """
+    if search_space is not None:
+        space = dict(search_space)
+    else:
+        finished = study._get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True
+        )
+        space = intersection_search_space(finished, include_pruned=True)
+    given: dict[str, Any] = {
+        name: _get_single_value(dist) for name, dist in space.items() if dist.single()
+    }
+    fixed = trial.system_attrs.get("fixed_params") or {}
+    given.update(fixed)
+    screen = {n: d for n, d in space.items() if not d.single() and n not in fixed}
+    return screen, given
+
+
+def best_by_model(
+    fitted: FittedPredictor,
+    candidates: Sequence[Mapping[str, Any]],
+    spectra: list[np.ndarray],
+    number: int,
+    sign: float,
+    kappa: float,
+) -> tuple[int, float, float]:
+    """The candidate with the best ``sign * predicted + kappa * std`` (an upper confidence
+    bound; a non-finite prediction never wins), with its prediction and ``std``.
+
+    Args:
+        fitted: The study's model; it reads the spectrum and/or the hyperparameters.
+        candidates: The ``m`` scored candidates' parameters.
+        spectra: Their spectra at initialisation (empty where the model reads none).
+        number: The trial's number.
+        sign: +1 when maximising, -1 when minimising.
+        kappa: The weight of the standard deviation.
+
+    Returns:
+        The index into ``candidates``, its predicted final value and standard deviation.
+    """
+    inputs = fitted.chosen.inputs
+    columns: dict[str, Any] = {}
+    if SPECTRUM in inputs:
+        columns[SPECTRUM] = spectra
+    if "params" in inputs:
+        encoder = fitted.encoder
+        columns["params"] = np.array([encoder.encode(c) for c in candidates])
+    mean, std = fitted.predict(Rows.unlabelled([number] * len(candidates), columns))
+    score = np.where(np.isfinite(mean), sign * mean + kappa * std, -np.inf)
+    best = int(np.argmax(score))
+    return best, float(mean[best]), float(std[best])
+
+
+def record_screen(
+    study: optuna.Study, trial: FrozenTrial, by: str, numbers: Mapping[str, float]
+) -> None:
+    """Write the screening's user attrs: ``lyap_screen_by`` and the finite ``numbers``."""
+    storage, trial_id = study._storage, trial._trial_id
+    storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_BY, by)
+    for key, value in numbers.items():
+        if math.isfinite(value):
+            storage.set_trial_user_attr(trial_id, key, float(value))
+
+
+def warn_unreadable(names: frozenset[str], *, with_factory: bool) -> None:
+    """The prior reads none of the parameters ``names`` (a ``RuntimeWarning``)."""
+    looked_for = ", ".join(alias for aliases in PARAM_ALIASES.values() for alias in aliases)
+    spectrum_note = "; its models read no spectrum without hyperparameters" if with_factory else ""
+    warnings.warn(
+        f"LyapunovSampler's prior predicts nothing for the candidates: it reads the "
+        f"hyperparameters from the parameter names {looked_for}, and found none among "
+        f"{sorted(names)}{spectrum_note}. Rename the parameters so, or pass prior=None; "
+        "until then the base sampler decides.",
+        RuntimeWarning,
+        stacklevel=6,
+    )

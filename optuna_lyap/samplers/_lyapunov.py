@@ -16,26 +16,20 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
-from optuna.distributions import BaseDistribution, _get_single_value
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, TPESampler
-from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import check_int, check_real
-from optuna_lyap._prediction._core import SPECTRUM, FittedPredictor, Rows
+from optuna_lyap._prediction._core import SPECTRUM, FittedPredictor
 from optuna_lyap._prediction._gate import direction_sign, rank_correlation_accepts
 from optuna_lyap._prediction._in_study import ConsumerDefaults, InStudyModel
 from optuna_lyap._prediction._prior import (
-    PARAM_ALIASES,
-    PriorPrediction,
-    StudyPrior,
     TrialPrior,
-    network_from_params,
 )
+from optuna_lyap._prediction._study_prior import StudyPrior
 from optuna_lyap._storage import (
-    USER_ATTR_SCREEN_BY,
     USER_ATTR_SCREEN_PREDICTED,
-    USER_ATTR_SCREEN_QUANTILE,
     USER_ATTR_SCREEN_RANK_CORR,
     USER_ATTR_SCREEN_STD,
 )
@@ -43,11 +37,15 @@ from optuna_lyap.lyapunov._arguments import check_spectrum_kwargs
 from optuna_lyap.samplers._candidates import (
     ModelFactory,
     ProbeInputs,
+    best_by_model,
     candidate_seed,
     draw_candidates,
     init_measurement,
     measure_candidates,
+    record_screen,
+    screen_space,
 )
+from optuna_lyap.samplers._prior_screen import PriorScreen
 from optuna_lyap.samplers._view import PredictedStudyView
 
 __all__ = ["DEFAULT_AELLE_PARAMS", "LyapunovSampler", "candidate_seed", "init_measurement"]
@@ -95,72 +93,51 @@ class LyapunovSampler(BaseSampler):
     ``lyap_predicted`` that :class:`~optuna_lyap.LyapunovPruner` writes, where the pruner's
     record shows its gate open; where the pruner ranked by the prior, the value at the prior's
     predicted quantile of the completed trials' final values) is a COMPLETE trial valued at
-    its predicted final value. TPE
-    would otherwise rank it by its last intermediate value, nearly always among the bad
-    trials, and the GP sampler would ignore it. The storage is never changed (see
-    :class:`~optuna_lyap.samplers.PredictedStudyView`).
+    its predicted final value, not at its last intermediate value (see
+    :class:`~optuna_lyap.samplers.PredictedStudyView`). The storage is never changed.
 
     **Screening candidates by the trial prior, from the first trial.** With ``prior`` (the
     shipped bundle by default), each new trial draws ``n_candidates`` parameter sets from the
     base sampler and keeps the one whose predicted final quantile within the study
-    (``TrialPrior.predict_candidates``: 1 = best, whatever the direction) is highest; ties go
-    to the earliest proposal. The prior reads the hyperparameters from the parameter names
-    ``network_of`` knows (``cell``, ``hidden_size``, ``num_layers``, ``init_scale``, ``lr`` and
-    aliases) and, with ``model_factory`` and ``probe_inputs``, each candidate's spectrum at
-    initialisation. The quantile is the score rather than the calibrated ``top_probability``:
-    it is always defined where a prediction is (a bundle fitted by ``optuna-lyap fit`` has no
-    calibration, so ``top_probability`` is NaN), it is what the evidence check below ranks,
-    and the calibration is a non-decreasing (isotonic) map of it, so ranking by the quantile
-    agrees with ranking by the probability and breaks its ties. Only
-    the parameters of the search space (``search_space``, else the intersection of the
-    finished trials' parameters) are screened, so a fresh study is screened from trial 0 when
-    ``search_space`` is given. Where the prior predicts the first proposal from nothing (no
-    known parameter name), that proposal is the trial's, drawn exactly as the base sampler
+    (``TrialPrior.predict_candidates``: 1 = best) is highest; ties go to the earliest proposal.
+    The prior reads the hyperparameters from the parameter names ``network_of`` knows
+    (``cell``, ``hidden_size``, ``num_layers``, ``init_scale``, ``lr`` and aliases) and, with
+    ``model_factory`` and ``probe_inputs``, each candidate's spectrum at initialisation. The
+    quantile is the score rather than the calibrated ``top_probability``: it is always
+    defined where a prediction is, and the calibration is a non-decreasing map of it. Only the
+    parameters of the search space (``search_space``, else the intersection of the finished
+    trials' parameters) are screened. Where the prior predicts the first proposal from nothing
+    (no known parameter name), that proposal is the trial's, drawn exactly as the base sampler
     alone would draw it, and one ``RuntimeWarning`` per sampler names the parameters.
 
     **Evidence switches the prior off.** Once ``max(n_startup_trials, 3)`` completed trials
-    have a prediction, the prior's predicted quantiles of the completed trials (from the same
-    inputs as the candidates': parameters, and with a factory their stored spectrum at step 0)
-    must have a Spearman correlation with their final values above ``min_rank_corr``, and the
-    study's own model (below, with a factory) must not rank them better; otherwise the study's
-    model screens where it acts, and the base sampler decides where it does not.
+    have a prediction, the prior's predicted quantiles of the completed trials (from the
+    candidates' inputs) must have a Spearman correlation with their final values above
+    ``min_rank_corr``, and the study's own model must not rank them better; otherwise the
+    study's model screens where it acts, and the base sampler decides where it does not.
 
     **Screening candidates by the study's own model.** With ``model_factory`` and
-    ``probe_inputs``, each new trial draws ``n_candidates`` parameter sets from the base
-    sampler (over the parameters every finished trial used, or ``search_space``), builds each
-    untrained network, computes its Lyapunov spectrum along the probe inputs, predicts its
-    final value with an :class:`~optuna_lyap.AeLLE` fitted on the completed trials' spectra at
-    step 0 and final values, and keeps the candidate with the best ``predicted value + kappa *
-    std`` (direction-aware: the prediction is negated for ``minimize``), where ``std =
-    sqrt(ensemble std^2 + residual_rms^2)`` combines the ensemble's spread with the model's
-    cross-validated residuals, as :class:`~optuna_lyap.LyapunovPruner` does. Parameters
-    outside that search space (conditional ones, new ones) come from the base sampler.
-
-    The model (an :class:`~optuna_lyap.InStudyModel`, ``model``) acts only where it has shown
-    it ranks trials: the candidate input sets (the spectrum, the hyperparameters and both, by
-    default) are cross-validated on the completed trials and the best out-of-sample ranker is
-    kept; screening happens when its Spearman correlation with the final values exceeds
-    ``min_rank_corr``. Otherwise, before ``n_startup_trials`` trials have completed with a
-    spectrum at step 0 (unless the model has a trained ``aelle``), for multi-objective
-    studies, and whenever no candidate can be scored
-    (the factory raises, the spectrum is not finite), the base sampler decides; the last case
-    issues a ``RuntimeWarning``. A trial is never failed by the screening.
+    ``probe_inputs``, each candidate's untrained network is built, its Lyapunov spectrum
+    computed along the probe inputs, and its final value predicted by the
+    :class:`~optuna_lyap.InStudyModel` (``model``) fitted on the completed trials' spectra at
+    step 0 (and hyperparameters) and final values; the candidate with the best ``predicted
+    value + kappa * std`` (direction-aware) is kept, ``std`` combining the ensemble's spread
+    with the cross-validated residuals. The model acts only where its out-of-sample Spearman
+    correlation exceeds ``min_rank_corr`` (a pretrained ``aelle`` alone is trusted); before
+    ``n_startup_trials`` labelled trials, for multi-objective studies, and where no candidate
+    can be scored (with a ``RuntimeWarning``), the base sampler decides. A trial is never
+    failed by the screening.
 
     Each screened trial gets the user attr ``lyap_screen_by`` (``"prior"`` or ``"study"``) and
-    the numeric ones optuna-dashboard plots: by the study's model ``lyap_screen_predicted`` (in
-    the study's units) and ``lyap_screen_std``; by the prior ``lyap_screen_quantile`` (the
-    predicted final quantile); ``lyap_screen_rank_corr``, the screening model's Spearman
-    correlation with the completed trials' final values (out of sample; the prior's once
-    measured).
+    the numbers optuna-dashboard plots: ``lyap_screen_predicted`` and ``lyap_screen_std`` (the
+    study's model), ``lyap_screen_quantile`` (the prior), and ``lyap_screen_rank_corr``.
 
-    The model is fitted once per training set and set of unlabelled spectra, from the
-    storage's contents and its seed only, by one worker process, and stored in the study for
-    the others (workers share fits only when they are given the same settings); candidates'
-    networks are seeded from ``seed`` and the trial number, and the global random generators
-    (torch's, NumPy's, Python's) are restored after each, so the screening never changes the
-    user's seeded training. The sampler can be shared by threads (``n_jobs > 1``) and pickled (its
-    caches are dropped; ``model_factory`` and ``probe_inputs`` must pickle).
-    Every hook is delegated to the base sampler, as Optuna's wrapper samplers do.
+    Fits depend only on the storage's contents and the model's seed, and are shared through
+    the study; candidates' networks are seeded from ``seed`` and the trial number, and the
+    global random generators (torch's, NumPy's, Python's) are restored after each, so the
+    screening never changes the user's seeded training. The sampler can be shared by threads
+    and pickled (``model_factory`` and ``probe_inputs`` must pickle); every hook is delegated
+    to the base sampler, as Optuna's wrapper samplers do.
 
     Example:
 
@@ -182,31 +159,27 @@ class LyapunovSampler(BaseSampler):
             study.optimize(make_objective(task, spectrum_steps=(0, 1)), n_trials=40)
 
     Args:
-        base_sampler: The sampler that proposes parameters and decides whenever the screening
-            does not; None is ``optuna.samplers.TPESampler(seed=seed)``.
+        base_sampler: Proposes parameters and decides wherever the screening does not; None
+            is ``optuna.samplers.TPESampler(seed=seed)``.
         model: The :class:`~optuna_lyap.InStudyModel` fitted on the completed trials' step-0
-            spectra (and hyperparameters) and final values. None: an ``InStudyModel()`` with
-            the sampler's defaults (the spectrum and the hyperparameters; 3 AeLLE members of
-            200 steps; ``refit_growth`` 1.25; the sampler's ``seed``). Its inputs may be
-            ``"spectrum"`` and ``"params"`` (a candidate has no curve yet); a pretrained
-            ``aelle`` must read spectra only.
+            spectra (and hyperparameters). None: ``InStudyModel()`` with the sampler's
+            defaults (the spectrum and the hyperparameters; 3 AeLLE members of 200 steps;
+            ``refit_growth`` 1.25; the sampler's ``seed``). Its inputs may be ``"spectrum"``
+            and ``"params"`` (a candidate has no curve); a pretrained ``aelle`` must read
+            spectra only.
         model_factory: ``model_factory(params) -> nn.Module`` builds the untrained network of
             a parameter dict (an ``nn.RNN``/``nn.GRU``/``nn.LSTM``, a module holding exactly
-            one of them, or a built-in cell). If it takes a ``seed`` keyword (as
-            ``task.build_model`` does) it is given one; torch's global generator is seeded
-            around the call either way. It must build the network the objective's spectrum at
-            step 0 was computed on. None: no screening by the study's model.
+            one, or a built-in cell), given ``seed=`` when it takes one. It must build the
+            network the objective's spectrum at step 0 was computed on. None: no screening by
+            the study's model.
         probe_inputs: The inputs that drive each candidate network: a tensor, or
-            ``callable(model) -> tensor`` (e.g. ``task.probe_inputs``). Use the ones the
-            objective's :class:`~optuna_lyap.LyapunovMonitor` uses. Required with
-            ``model_factory``.
-        n_candidates: Parameter sets ``m`` drawn and scored per trial. Each costs building one
-            network and one spectrum; 8 gives the model a real choice among the base
-            sampler's proposals while staying cheap next to training a network.
-        n_startup_trials: Completed trials with a spectrum at step 0 needed before the model
-            is fitted (unless the model sets its own; at least 3 are needed in any case), and
-            completed trials with a prediction before the prior's evidence is checked. 10
-            matches TPE's start-up.
+            ``callable(model) -> tensor`` (e.g. ``task.probe_inputs``), as the objective's
+            :class:`~optuna_lyap.LyapunovMonitor` uses. Required with ``model_factory``.
+        n_candidates: Parameter sets ``m`` drawn and scored per trial (each costs a network
+            and a spectrum).
+        n_startup_trials: Labelled trials before the model is fitted (unless the model sets
+            its own; at least 3 in any case), and completed trials with a prediction before
+            the prior's evidence is checked. 10 matches TPE's start-up.
         kappa: Weight of the prediction's standard deviation in the score (an upper confidence
             bound); 0 picks by predicted value alone.
         min_rank_corr: The screening model's out-of-sample Spearman correlation (the prior's,
@@ -215,21 +188,20 @@ class LyapunovSampler(BaseSampler):
         search_space: The distributions to screen; None uses the intersection of the
             parameters of the study's completed and pruned trials.
         spectrum_kwargs: Keyword arguments of :func:`~optuna_lyap.lyapunov_spectrum` for the
-            candidates (e.g. ``k``, ``warmup``, ``state``); the default ``seed=0`` matches
-            :class:`~optuna_lyap.LyapunovMonitor`'s.
+            candidates; the default ``seed=0`` matches :class:`~optuna_lyap.LyapunovMonitor`'s.
         seed: Seeds the default base sampler, the model (unless it sets its own) and the
             candidates' networks. None draws one.
         prior: The trial prior that screens from the first trial: ``"shipped"`` (the
             package's bundle), a ``PriorBundle``, a path to one saved by ``optuna-lyap fit``,
-            or None (no prior: the study's model alone screens, as before it existed).
+            or None (the study's model alone screens).
 
     Raises:
         ValueError: An argument outside its range (named), or a ``prior`` that is none of
             the above or an unreadable file.
-        TypeError: For an argument the sampler does not take. Since the in-study model became
+        TypeError: For an argument the sampler does not take: since the in-study model became
             :class:`~optuna_lyap.InStudyModel`, ``aelle``, ``aelle_params``, ``use_params``,
             ``select_inputs``, ``cv_folds``, ``use_unlabelled``, ``refit_growth`` and
-            ``artifact_store`` are its arguments, and raise this here.
+            ``artifact_store`` are its arguments.
     """
 
     def __init__(
@@ -307,20 +279,17 @@ class LyapunovSampler(BaseSampler):
             )
         )
         self._prior = TrialPrior.resolve(prior)
+        self._prior_screen = PriorScreen(self._n_candidates)
         self._init_state()
 
     def _init_state(self) -> None:
         self._local = threading.local()
         self._warned_multi_objective = False
         self._study_prior = None if self._prior is None else StudyPrior(self._prior)
-        # The parameter-name sets the prior could not read (the base decides for them).
-        self._prior_lock = threading.Lock()
-        self._unreadable: set[frozenset[str]] = set()
-        self._warned_unreadable = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_local", "_prior_lock", "_study_prior", "_unreadable"):
+        for name in ("_local", "_study_prior"):
             del state[name]
         return state
 
@@ -430,20 +399,7 @@ class LyapunovSampler(BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial
     ) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
         """The distributions to screen, and the values the factory is given for the others."""
-        if self._search_space is not None:
-            space = dict(self._search_space)
-        else:
-            finished = study._get_trials(
-                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True
-            )
-            space = intersection_search_space(finished, include_pruned=True)
-        given: dict[str, Any] = {
-            name: _get_single_value(dist) for name, dist in space.items() if dist.single()
-        }
-        fixed = trial.system_attrs.get("fixed_params") or {}
-        given.update(fixed)
-        screen = {n: d for n, d in space.items() if not d.single() and n not in fixed}
-        return screen, given
+        return screen_space(study, trial, self._search_space)
 
     def _completed(self, study: optuna.Study) -> list[FrozenTrial]:
         """The COMPLETE trials with a finite value, in trial order."""
@@ -459,7 +415,7 @@ class LyapunovSampler(BaseSampler):
         not rank them better. Otherwise the study's model screens where it acts.
         """
         prior_corr = math.nan
-        if self._study_prior is not None and names not in self._unreadable:
+        if self._study_prior is not None and self._prior_screen.reads(names):
             completed = self._completed(study)
             if len(completed) < max(self._n_startup_trials, _MIN_LABELLED):
                 return _Screener("prior", math.nan)
@@ -503,19 +459,6 @@ class LyapunovSampler(BaseSampler):
             dims[index] = dim
         return spectrum
 
-    def _draw(
-        self,
-        study: optuna.Study,
-        view: PredictedStudyView,
-        trial: FrozenTrial,
-        base_part: dict[str, BaseDistribution],
-        screen_part: dict[str, BaseDistribution],
-        count: int | None = None,
-    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
-        """``count`` (default ``n_candidates``) proposals of the base sampler."""
-        count = self._n_candidates if count is None else count
-        return draw_candidates(self._base, study, view, trial, base_part, screen_part, count)
-
     def _spectra(
         self,
         candidates: list[dict[str, Any]],
@@ -555,13 +498,26 @@ class LyapunovSampler(BaseSampler):
         if screener is None:
             return None
         if screener.kind == "prior":
-            return self._screen_by_prior(
-                study, view, trial, base_part, screen_part, given, screener, names
+            assert self._study_prior is not None
+            return self._prior_screen.choose(
+                self._base,
+                self._study_prior,
+                study,
+                view,
+                trial,
+                base_part,
+                screen_part,
+                given,
+                rank_corr=screener.rank_corr,
+                names=names,
+                measure=None if self._model_factory is None else self._spectra,
             )
         fitted = screener.fitted
         assert fitted is not None
         inputs = fitted.chosen.inputs
-        candidates, held = self._draw(study, view, trial, base_part, screen_part)
+        candidates, held = draw_candidates(
+            self._base, study, view, trial, base_part, screen_part, self._n_candidates
+        )
         if SPECTRUM in inputs:
             scored, spectra, _ = self._spectra(candidates, trial, given)
         else:
@@ -576,123 +532,19 @@ class LyapunovSampler(BaseSampler):
             view.replay(held[0])
             return candidates[0]
 
-        columns: dict[str, Any] = {}
-        if SPECTRUM in inputs:
-            columns[SPECTRUM] = spectra
-        if "params" in inputs:
-            encoder = fitted.encoder
-            columns["params"] = np.array([encoder.encode(candidates[i]) for i in scored])
-        mean, std = fitted.predict(Rows.unlabelled([trial.number] * len(scored), columns))
         sign = direction_sign(study.direction)
-        score = np.where(np.isfinite(mean), sign * mean + self._kappa * std, -np.inf)
-        best = int(np.argmax(score))
+        best, mean, std = best_by_model(
+            fitted, [candidates[i] for i in scored], spectra, trial.number, sign, self._kappa
+        )
         view.replay(held[scored[best]])
-
-        storage, trial_id = study._storage, trial._trial_id
-        storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_BY, "study")
-        if math.isfinite(mean[best]):
-            storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_PREDICTED, float(mean[best]))
-        if math.isfinite(std[best]):
-            storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_STD, float(std[best]))
-        corr = fitted.chosen.rank_corr
-        if math.isfinite(corr):
-            storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_RANK_CORR, float(corr))
+        record_screen(
+            study,
+            trial,
+            "study",
+            {
+                USER_ATTR_SCREEN_PREDICTED: mean,
+                USER_ATTR_SCREEN_STD: std,
+                USER_ATTR_SCREEN_RANK_CORR: fitted.chosen.rank_corr,
+            },
+        )
         return candidates[scored[best]]
-
-    def _screen_by_prior(
-        self,
-        study: optuna.Study,
-        view: PredictedStudyView,
-        trial: FrozenTrial,
-        base_part: dict[str, BaseDistribution],
-        screen_part: dict[str, BaseDistribution],
-        given: dict[str, Any],
-        screener: _Screener,
-        names: frozenset[str],
-    ) -> dict[str, Any] | None:
-        """Keep the candidate with the highest predicted final quantile (ties: the earliest
-        proposal).
-
-        The first proposal is predicted before the others are drawn: where the prior cannot
-        predict it, it is the base sampler's choice, drawn exactly as without screening.
-        """
-        candidates, held = self._draw(study, view, trial, base_part, screen_part, 1)
-        preds = self._predict_prior(candidates, trial, given, 0)
-        if preds[0] is None:
-            full = {**given, **dict(trial.params), **candidates[0]}
-            if network_from_params(full) is None:
-                self._warn_unreadable(names)
-            view.replay(held[0])
-            return candidates[0]
-        if self._n_candidates > 1:
-            more, more_held = self._draw(
-                study, view, trial, base_part, screen_part, self._n_candidates - 1
-            )
-            candidates += more
-            held += more_held
-            preds += self._predict_prior(more, trial, given, 1)
-        quantiles = np.array(
-            [np.nan if p is None else float(p.quantile) for p in preds], dtype=np.float64
-        )
-        finite = np.isfinite(quantiles)
-        if not finite.any():
-            view.replay(held[0])
-            return candidates[0]
-        best = int(np.argmax(np.where(finite, quantiles, -np.inf)))
-        view.replay(held[best])
-
-        storage, trial_id = study._storage, trial._trial_id
-        storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_BY, "prior")
-        storage.set_trial_user_attr(trial_id, USER_ATTR_SCREEN_QUANTILE, float(quantiles[best]))
-        if math.isfinite(screener.rank_corr):
-            storage.set_trial_user_attr(
-                trial_id, USER_ATTR_SCREEN_RANK_CORR, float(screener.rank_corr)
-            )
-        return candidates[best]
-
-    def _predict_prior(
-        self,
-        candidates: list[dict[str, Any]],
-        trial: FrozenTrial,
-        given: dict[str, Any],
-        first_index: int,
-    ) -> list[PriorPrediction | None]:
-        """The prior's predictions of ``candidates`` (numbered from ``first_index``).
-
-        With ``model_factory``, a candidate whose spectrum at initialisation is finite is
-        predicted from its hyperparameters and spectrum, any other from its hyperparameters.
-        """
-        assert self._study_prior is not None
-        full = [{**given, **dict(trial.params), **c} for c in candidates]
-        if self._model_factory is None:
-            return self._study_prior.predict_candidates(full)
-        scored, measured, found = self._spectra(
-            candidates, trial, given, first_index, warn_non_finite=False
-        )
-        spectra: list[np.ndarray | None] = [None] * len(candidates)
-        dims: list[int | None] = [None] * len(candidates)
-        for i, spectrum, dim in zip(scored, measured, found, strict=True):
-            spectra[i], dims[i] = spectrum, dim
-        return self._study_prior.predict_candidates(full, spectra, dims)
-
-    def _warn_unreadable(self, names: frozenset[str]) -> None:
-        """Remember that the prior cannot read ``names``; warn once per sampler."""
-        with self._prior_lock:
-            self._unreadable.add(names)
-            if self._warned_unreadable:
-                return
-            self._warned_unreadable = True
-        looked_for = ", ".join(alias for aliases in PARAM_ALIASES.values() for alias in aliases)
-        spectrum_note = (
-            "; its models read no spectrum without hyperparameters"
-            if self._model_factory is not None
-            else ""
-        )
-        warnings.warn(
-            f"LyapunovSampler's prior predicts nothing for the candidates: it reads the "
-            f"hyperparameters from the parameter names {looked_for}, and found none among "
-            f"{sorted(names)}{spectrum_note}. Rename the parameters so, or pass prior=None; "
-            "until then the base sampler decides.",
-            RuntimeWarning,
-            stacklevel=5,
-        )

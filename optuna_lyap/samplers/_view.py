@@ -38,7 +38,12 @@ from optuna.study import StudyDirection
 from optuna.study.study import _ThreadLocalStudyAttribute
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lyap._storage import USER_ATTR_PREDICTED, finite_or_none, load_predictions
+from optuna_lyap._storage import (
+    STUDY_MODEL_RULES,
+    USER_ATTR_PREDICTED,
+    finite_or_none,
+    load_predictions,
+)
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -52,9 +57,8 @@ class ReadOnlyViewError(RuntimeError):
     """Raised by every write through a :class:`PredictedStudyView` or its storage."""
 
 
-# Decision rules under which the pruner acted on its model: a rung ranked by prediction, the
-# step-0 screen, and the threshold rule of schema-1 records written before the gate existed.
-_MODEL_RULES = frozenset({"model_rung", "screen", "model"})
+# Decision rules under which the pruner acted on its in-study model (one list, in _storage.py).
+_MODEL_RULES = STUDY_MODEL_RULES
 
 
 def quantile_value(

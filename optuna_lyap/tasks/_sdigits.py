@@ -57,9 +57,7 @@ class SDigits(SequenceTask):
         **kwargs: Any,
     ) -> None:
         if not isinstance(order, str) or order not in ORDERS:
-            raise InvalidParameterError(
-                f"order must be one of {list(ORDERS)}, but got {order=}."
-            )
+            raise InvalidParameterError(f"order must be one of {list(ORDERS)}, but got {order=}.")
         if not isinstance(permute, (bool, np.bool_)):
             raise InvalidParameterError(f"permute must be a bool, but got {permute=}.")
         permutation_seed = check_int("permutation_seed", permutation_seed, 0)

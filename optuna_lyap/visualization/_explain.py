@@ -64,7 +64,8 @@ RULE_NAMES = {
     "model": "the model's threshold rule",
     "kept": "the protected share (never pruned, so the model keeps getting labels)",
 }
-"""Plain names of the ``rule`` values a decision record may carry."""
+"""Plain names of the ``rule`` values a decision record may carry: one sentence for each of
+``optuna_lyap._storage.RULES`` and ``LEGACY_RULES`` (a test holds them equal)."""
 
 
 def _num(value: Any) -> float | None:

@@ -777,7 +777,8 @@ def test_the_shipped_prior_predicts_a_built_in_task_from_trial_0() -> None:
     # A trial predicted with the others given by their values only (as the pruner does, to
     # save reading their spectra) gets the prediction a call over all of them gives, up to
     # float32 noise of the batch's make-up.
-    from optuna_lyap._prediction._prior import CurveOnlyTrial, TrialPrior
+    from optuna_lyap._prediction._prior import TrialPrior
+    from optuna_lyap._prediction._study_prior import CurveOnlyTrial
 
     shipped = TrialPrior.resolve("shipped")
     assert shipped is not None

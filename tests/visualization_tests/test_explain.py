@@ -400,3 +400,10 @@ def test_a_pruned_trial_the_prior_rated_well_says_why_the_prior_did_not_count(
     # Where the prior ranked the rung, it did count: no such sentence.
     ranked = explain(*_study_with({2: {**record, "rule": "prior_rung"}}))
     assert "did not count" not in ranked
+
+
+def test_every_rule_the_storage_names_has_a_sentence() -> None:
+    from optuna_lyap._storage import LEGACY_RULES, RULES
+    from optuna_lyap.visualization._explain import RULE_NAMES
+
+    assert set(RULE_NAMES) == {*RULES, *LEGACY_RULES}
