@@ -3,7 +3,8 @@
 ``LyapunovPruner`` lets a model (the in-study one or the prior) rank a rung only when, in at
 least ``gate`` (0.9) of paired bootstrap resamples of the study's completed configurations, the
 model's ranking agrees better with the final values than the raw value's does
-(``optuna_lyap._prediction._gate.gate_share``; a configuration completed several times counts once).
+(``optuna_lyap._prediction._gate.gate_share``; a configuration completed several times counts
+once).
 This script answers two questions with numbers:
 
 1. **Evidence.** In the stored held-out replays of the default pruner with TPE
