@@ -23,9 +23,6 @@ import optuna_lyap.tasks
 # then, and this set goes. Until then each is skipped, with its name in the reason.
 PENDING = {
     "LyapunovMonitor",  # moves to optuna_lyap/_monitor.py with its new docstring
-    "LyapunovPruner",  # pruners/_lyapunov.py: its class docstring is being rewritten
-    "LyapunovSampler",  # samplers/_lyapunov.py: its class docstring is being rewritten
-    "PriorBlendWarning",  # defined in pruners/_lyapunov.py, rewritten with the pruner
 }
 
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

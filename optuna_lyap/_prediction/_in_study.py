@@ -91,13 +91,13 @@ class InStudyModel:
     stored under its name), so one object may configure both.
 
     Example:
-
-        .. code-block:: python
-
-            import optuna_lyap
-
-            model = optuna_lyap.InStudyModel(inputs=("spectrum", "curve", "params"), seed=1)
-            pruner = optuna_lyap.LyapunovPruner(model=model)
+        >>> import optuna_lyap
+        >>> model = optuna_lyap.InStudyModel(inputs=("spectrum", "curve", "params"), seed=1)
+        >>> pruner = optuna_lyap.LyapunovPruner(model=model, prior=None)
+        >>> optuna_lyap.LyapunovSampler(model=optuna_lyap.InStudyModel(inputs=("curve",)))
+        Traceback (most recent call last):
+        ...
+        ValueError: LyapunovSampler reads the inputs ('spectrum', 'params') for the trials ...
 
     Args:
         inputs: The inputs offered, by their names in ``optuna_lyap._prediction.INPUTS``:

@@ -85,27 +85,28 @@ class LyapunovPruner(BasePruner):
     ``docs/pruner.md`` says what the replays found for each option.
 
     Example:
+        A study whose trials report a value and a spectrum at every step (with a real network,
+        :class:`~optuna_lyap.LyapunovMonitor` reports both):
 
-        .. code-block:: python
-
-            import optuna
-            import optuna_lyap
-
-
-            def objective(trial):
-                model, optimizer = build(trial)
-                monitor = optuna_lyap.LyapunovMonitor(trial, probe_inputs, steps=(0, 1))
-                monitor.step(model, evaluate(model), 0)  # the untrained network
-                for epoch in range(1, 11):
-                    train_epoch(model, optimizer)
-                    monitor.step(model, evaluate(model), epoch)
-                return evaluate(model)
-
-
-            study = optuna.create_study(
-                direction="maximize", pruner=optuna_lyap.LyapunovPruner()
-            )
-            study.optimize(objective, n_trials=50)
+        >>> import optuna
+        >>> import optuna_lyap
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> def objective(trial):
+        ...     x = trial.suggest_float("x", 0.0, 1.0)
+        ...     for step in range(5):
+        ...         optuna_lyap.report_spectrum(trial, [x - 1.0, x - 1.5, x - 2.0], step)
+        ...         trial.report(x * step, step)
+        ...         if trial.should_prune():
+        ...             raise optuna.TrialPruned()
+        ...     return x
+        >>> pruner = optuna_lyap.LyapunovPruner(model=optuna_lyap.InStudyModel(seed=0))
+        >>> sampler = optuna.samplers.RandomSampler(seed=0)
+        >>> study = optuna.create_study(direction="maximize", pruner=pruner, sampler=sampler)
+        >>> study.optimize(objective, n_trials=8)
+        >>> sorted({t.state.name for t in study.trials})
+        ['COMPLETE', 'PRUNED']
+        >>> optuna_lyap.load_predictions(study.trials[1])[1]["rule"]
+        'rung'
 
     Args:
         n_startup_trials: Completed trials needed before a model is fitted (unless the model

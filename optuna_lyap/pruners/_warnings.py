@@ -12,7 +12,17 @@ from optuna_lyap._prediction._prior import PARAM_ALIASES
 class PriorBlendWarning(UserWarning):
     """``LyapunovPruner(prior_weight > 0)`` blends the prior into the rungs of a study whose
     sampler reads earlier results, where the replays found the blend pruning top
-    configurations (``benchmarks/results/rung_decisions.md``). Filter it by this category."""
+    configurations (``benchmarks/results/rung_decisions.md``). Filter it by this category.
+
+    Example:
+        >>> import warnings
+        >>> from optuna_lyap import PriorBlendWarning
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", PriorBlendWarning)
+        ...     warnings.warn("the blend ranks a TPE study's rungs", PriorBlendWarning)
+        >>> issubclass(PriorBlendWarning, UserWarning)
+        True
+    """
 
 
 def warn_unblended(prior_weight: float, trial: FrozenTrial) -> None:

@@ -140,23 +140,27 @@ class LyapunovSampler(BaseSampler):
     to the base sampler, as Optuna's wrapper samplers do.
 
     Example:
+        The prior screens from the first trial where the search space is known (with
+        ``model_factory`` and ``probe_inputs``, e.g. ``task.build_model`` and
+        ``task.probe_inputs``, the study's own model screens too):
 
-        .. code-block:: python
-
-            import optuna
-            import optuna_lyap
-            from optuna_lyap.tasks import get_task, make_objective
-
-            task = get_task("adding")
-            sampler = optuna_lyap.LyapunovSampler(
-                model_factory=task.build_model,  # takes (params, seed=...)
-                probe_inputs=task.probe_inputs,  # callable(model) -> B x T x I
-                seed=0,
-            )
-            study = optuna.create_study(
-                direction=task.direction, sampler=sampler, pruner=optuna_lyap.LyapunovPruner()
-            )
-            study.optimize(make_objective(task, spectrum_steps=(0, 1)), n_trials=40)
+        >>> import optuna
+        >>> import optuna_lyap
+        >>> from optuna.distributions import FloatDistribution, IntDistribution
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> space = {
+        ...     "lr": FloatDistribution(1e-4, 1e-1, log=True),
+        ...     "hidden_size": IntDistribution(8, 128, log=True),
+        ... }
+        >>> sampler = optuna_lyap.LyapunovSampler(search_space=space, n_candidates=4, seed=0)
+        >>> study = optuna.create_study(direction="maximize", sampler=sampler)
+        >>> def objective(trial):
+        ...     lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        ...     trial.suggest_int("hidden_size", 8, 128, log=True)
+        ...     return -abs(lr - 3e-3)
+        >>> study.optimize(objective, n_trials=3)
+        >>> [t.user_attrs["lyap_screen_by"] for t in study.trials]
+        ['prior', 'prior', 'prior']
 
     Args:
         base_sampler: Proposes parameters and decides wherever the screening does not; None
