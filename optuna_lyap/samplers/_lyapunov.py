@@ -128,9 +128,9 @@ class LyapunovSampler(BaseSampler):
     can be scored (with a ``RuntimeWarning``), the base sampler decides. A trial is never
     failed by the screening.
 
-    Each screened trial gets the user attr ``lyap_screen_by`` (``"prior"`` or ``"study"``) and
-    the numbers optuna-dashboard plots: ``lyap_screen_predicted`` and ``lyap_screen_std`` (the
-    study's model), ``lyap_screen_quantile`` (the prior), and ``lyap_screen_rank_corr``.
+    Each screened trial gets the user attrs ``lyap_screen_by`` (``"prior"`` or ``"study"``),
+    ``lyap_screen_predicted``, ``lyap_screen_std``, ``lyap_screen_quantile`` and
+    ``lyap_screen_rank_corr`` (the numbers optuna-dashboard plots).
 
     Fits depend only on the storage's contents and the model's seed, and are shared through
     the study; candidates' networks are seeded from ``seed`` and the trial number, and the
