@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from optuna_lyap import InvalidParameterError, LyapunovMonitor, load_spectra
+from optuna_lyap import InvalidParameterError, LyapunovMonitor, load_spectra, lyapunov_spectrum
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):
@@ -210,3 +210,19 @@ def test_spectrum_options_come_as_one_mapping_like_the_samplers() -> None:
 def test_a_bad_learning_rate_is_refused_with_one_error_type(lr: object) -> None:
     with pytest.raises(InvalidParameterError, match=r"lr"):
         LyapunovMonitor(optuna.trial.FixedTrial({}), lr=lr)  # type: ignore[arg-type]
+
+
+def test_a_custom_cell_in_training_mode_gets_the_eval_mode_spectrum_through_the_monitor():
+    # pytorch/pytorch#92283, functorch#408 (randomness under vmap/jvp), as a user meets it: the
+    # monitor is handed a custom cell with dropout between epochs, its h0 in spectrum_kwargs.
+    from tests.lyapunov_tests.test_custom_cells import DropoutCell
+
+    torch.manual_seed(0)
+    cell = DropoutCell(3, 6)
+    probe, h0 = torch.randn(4, 30, 3), torch.zeros(4, 6)
+    reference = lyapunov_spectrum(cell.eval(), probe, h0=h0, seed=0).exponents
+    trial = optuna.create_study(direction="maximize").ask()
+    monitor = LyapunovMonitor(trial, probe, steps=(0,), spectrum_kwargs={"h0": h0})
+    spectrum = monitor.step(cell.train(), 0.1, 0)
+    assert spectrum is not None and cell.training
+    torch.testing.assert_close(spectrum.exponents, reference)

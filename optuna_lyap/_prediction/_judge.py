@@ -47,6 +47,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from optuna_lyap._prediction._gate import _ordinal, _rows_of_ranks, group_means
+from optuna_lyap._prediction._gate import row_spearman as _row_pearson  # Pearson of any rows
 
 # The judge's reasons, as stored in decision records and read by the explanations.
 TOO_FEW = "too_few"
@@ -159,15 +160,6 @@ class Verdict:
 def normal_scores(ranks: np.ndarray, n: int) -> np.ndarray:
     """Blom's normal scores of 1-based ranks among ``n``: ``Phi^-1((r - 3/8) / (n + 1/4))``."""
     return ndtri((np.asarray(ranks, dtype=np.float64) - 0.375) / (n + 0.25))
-
-
-def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson's correlation row by row of two ``B x m`` arrays; NaN where a row is constant."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    safe = np.where(den > 1e-12, den, 1.0)
-    return np.where(den > 1e-12, (a * b).sum(axis=1) / safe, np.nan)
 
 
 def corrected_correlation(
