@@ -14,7 +14,7 @@ One exception type per kind of mistake:
 
 Nothing here imports Optuna or any module of the package: it is the ground floor that the
 spectrum engine, AeLLE and the Optuna glue all build on. The checks of one component's own
-arguments live with it (``lyapunov/_arguments.py``, ``aelle/_estimator.py``).
+arguments live with it (``lyapunov/_arguments.py``, ``aelle/_params.py``).
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import time
 import warnings
@@ -13,30 +11,33 @@ from typing import IO, Any, Literal, overload
 import numpy as np
 import torch
 
-from optuna_lyap._checks import (
-    InvalidParameterError,
-    check_choice,
-    check_int,
-    check_keywords,
-    check_optional_int,
-    check_real,
-)
+from optuna_lyap._checks import check_choice, check_int, check_keywords
 from optuna_lyap._random import caller_rng_kept
 from optuna_lyap._threads import limited_threads
-from optuna_lyap.aelle._network import AeLLENetwork, TrainingSettings, train_ensemble
+from optuna_lyap.aelle._embedding import embed_2d
+from optuna_lyap.aelle._network import (
+    AeLLENetwork,
+    TrainingSettings,
+    holdout_masks,
+    train_ensemble,
+)
+from optuna_lyap.aelle._params import check_estimator_params
+from optuna_lyap.aelle._persist import load_model, save_model
 from optuna_lyap.aelle._preprocessing import (
     as_spectrum_list,
+    feature_array,
     grid_points,
     preprocess_spectra,
+    target_array,
 )
-
-_FORMAT = "optuna_lyap.AeLLE"
-_FORMAT_VERSION = 1
-# Robustly standardised inputs and targets are squashed into (-_SQUASH, _SQUASH): a diverged
-# network or an exploding loss must not dictate the scale of everything else.
-_SQUASH = 4.0
-_UMAP_MIN_POINTS = 16
-_DTYPE = torch.float32
+from optuna_lyap.aelle._scaling import (
+    DTYPE,
+    robust_scale,
+    spectrum_scale,
+    squash,
+    standardise,
+    unsquash,
+)
 
 
 def _fresh_seed() -> int:
@@ -48,103 +49,6 @@ def _fresh_seed() -> int:
 def _threads(n_threads: int | None) -> contextlib.AbstractContextManager[None]:
     """The package's thread setting, or ``n_threads`` when given (see ``optuna_lyap._threads``)."""
     return limited_threads() if n_threads is None else limited_threads(n_threads)
-
-
-def _robust_scale(values: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Median and robust spread of each column of an ``n x c`` array, ignoring non-finite values.
-
-    The spread is the interquartile range / 1.349 (the standard deviation for Gaussian data),
-    the standard deviation where more than half the values are equal, and at least ``floor``.
-    A column without finite values gets centre 0 and scale 1.
-    """
-    centre = np.zeros(values.shape[1])
-    scale = np.ones(values.shape[1])
-    for j in range(values.shape[1]):
-        column = values[:, j][np.isfinite(values[:, j])]
-        if column.size == 0:
-            continue
-        q25, centre[j], q75 = np.percentile(column, [25.0, 50.0, 75.0])
-        spread = (q75 - q25) / 1.349
-        if spread <= 0.0:
-            spread = float(column.std())
-        scale[j] = max(spread, floor)
-    return centre, scale
-
-
-def _squash(z: np.ndarray) -> np.ndarray:
-    """``B tanh(z / B)``: the identity near 0, bounded by ``B``, order preserving."""
-    return _SQUASH * np.tanh(z / _SQUASH)
-
-
-def _unsquash(v: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`_squash` (outputs outside the bound are held just inside it)."""
-    return _SQUASH * np.arctanh(np.clip(v / _SQUASH, -0.999, 0.999))
-
-
-def _standardise(values: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> torch.Tensor:
-    z = (values - centre) / scale
-    return torch.as_tensor(_squash(np.where(np.isfinite(z), z, 0.0)), dtype=_DTYPE)
-
-
-def _pca_2d(x: np.ndarray) -> np.ndarray:
-    """First two principal-component scores of an ``n x L`` array, signs fixed, ``n x 2``."""
-    centred = x - x.mean(axis=0)
-    out = np.zeros((x.shape[0], 2))
-    if x.shape[0] < 2:
-        return out
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    comps = vt[:2]
-    # An SVD's signs are arbitrary; make the largest loading of each component positive.
-    signs = np.sign(comps[np.arange(comps.shape[0]), np.abs(comps).argmax(axis=1)])
-    scores = centred @ (comps * signs[:, None]).T
-    out[:, : scores.shape[1]] = scores
-    return out
-
-
-_CONFIG_KEYS = (
-    "params",
-    "seed_",
-    "uses_spectra_",
-    "n_features_in_",
-    "n_labelled_",
-    "target_centre_",
-    "target_scale_",
-    "best_steps_",
-    "fit_time_",
-)
-
-
-def _is_finite_real(x: Any) -> bool:
-    real = isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-    return real and math.isfinite(x)
-
-
-def _describe(path: Any) -> str:
-    """How a load error names its source: the path, or a file object's name."""
-    if isinstance(path, (str, os.PathLike)):
-        return repr(os.fspath(path))
-    name = getattr(path, "name", None)
-    return repr(name) if isinstance(name, str) else f"the {type(path).__name__} given"
-
-
-def _first(err: BaseException) -> str:
-    """The first line of an exception's message, at most 200 characters."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _load_error(source: str, what: str) -> ValueError:
-    return ValueError(f"AeLLE.load cannot read {source}: {what}.")
-
-
-def _vector(tensors: dict[str, Any], key: str, size: int | None) -> np.ndarray:
-    """A saved 1-D tensor as a float64 array, checked against the size the config implies."""
-    value = tensors[key]
-    if not isinstance(value, torch.Tensor) or value.dim() != 1:
-        raise ValueError(f"tensor {key} must be 1-D, but got {type(value).__name__}")
-    if size is not None and value.numel() != size:
-        raise ValueError(f"tensor {key} has {value.numel()} entries where {size} were expected")
-    return value.double().numpy()
 
 
 class AeLLE:
@@ -294,41 +198,7 @@ class AeLLE:
                 subclass of ``ValueError`` and ``TypeError``); the message names it, what is
                 valid, and the value given.
         """
-        check_int("latent_dim", self.latent_dim, 1)
-        check_int("n_models", self.n_models, 1)
-        check_optional_int("seed", self.seed, 0)
-        check_int("grid_size", self.grid_size, 2)
-        check_int("hidden_dim", self.hidden_dim, 1)
-        check_int("head_hidden_dim", self.head_hidden_dim, 0)
-        check_real("dropout", self.dropout, 0.0, 1.0, closed=(True, False))
-        alpha_schedule = self.alpha_schedule
-        if (
-            not isinstance(alpha_schedule, (tuple, list))
-            or len(alpha_schedule) == 0
-            or not all(_is_finite_real(a) and a >= 0 for a in alpha_schedule)
-            or max(alpha_schedule) == 0
-        ):
-            raise InvalidParameterError(
-                "alpha_schedule must be a non-empty tuple of finite floats >= 0, not all 0, but "
-                f"got {alpha_schedule=}."
-            )
-        check_real("lr", self.lr, 0.0, math.inf, closed=False)
-        check_real("weight_decay", self.weight_decay, 0.0, math.inf, closed=(True, False))
-        check_int("max_steps", self.max_steps, 1)
-        check_int("batch_size", self.batch_size, 1)
-        check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, closed=False)
-        check_int("min_labels_for_validation", self.min_labels_for_validation, 2)
-        clip = self.clip
-        if (
-            not isinstance(clip, (tuple, list))
-            or len(clip) != 2
-            or not all(_is_finite_real(c) for c in clip)
-            or not clip[0] < clip[1]
-        ):
-            raise InvalidParameterError(
-                f"clip must be a pair of finite floats low < high, but got {clip=}."
-            )
-        check_optional_int("n_threads", self.n_threads, 1)
+        check_estimator_params(self.get_params())
         return self
 
     # ------------------------------------------------------------------------------ inputs
@@ -355,25 +225,6 @@ class AeLLE:
         )
         return np.concatenate([grid, aux], axis=1)
 
-    def _raw_features(self, features: Any, n: int | None) -> np.ndarray:
-        if isinstance(features, torch.Tensor):
-            features = features.detach().cpu().numpy()
-        try:
-            arr = np.asarray(features, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"features must be a numeric n x f array, but got {type(features).__name__}."
-            ) from err
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2 or arr.shape[1] == 0:
-            raise ValueError(f"features must be an n x f array with f >= 1, but got {arr.shape=}.")
-        if n is not None and arr.shape[0] != n:
-            raise ValueError(
-                f"features must have one row per sample ({n}), but got {arr.shape[0]} rows."
-            )
-        return arr
-
     def _inputs(
         self, spectra: Any, features: Any
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, int]:
@@ -386,7 +237,7 @@ class AeLLE:
                 raise ValueError("this model was fitted on spectra; pass spectra to predict.")
             raw = self._raw_spectrum_inputs(spectra)
             n = raw.shape[0]
-            x_spec = _standardise(raw, self._spec_centre, self._spec_scale)
+            x_spec = standardise(raw, self._spec_centre, self._spec_scale)
         elif spectra is not None:
             raise ValueError(
                 "this model was fitted with spectra=None (features only); pass spectra=None."
@@ -396,14 +247,14 @@ class AeLLE:
                 raise ValueError(
                     f"this model was fitted with {self.n_features_in_} features; pass features."
                 )
-            raw_f = self._raw_features(features, n)
+            raw_f = feature_array(features, n)
             if raw_f.shape[1] != self.n_features_in_:
                 raise ValueError(
                     f"features must have {self.n_features_in_} columns as in fit, but got "
                     f"{raw_f.shape[1]}."
                 )
             n = raw_f.shape[0]
-            x_feat = _standardise(raw_f, self._feat_centre, self._feat_scale)
+            x_feat = standardise(raw_f, self._feat_centre, self._feat_scale)
         elif features is not None:
             raise ValueError("this model was fitted without features; pass features=None.")
         assert n is not None
@@ -429,17 +280,7 @@ class AeLLE:
         """
         start = time.perf_counter()
         self.check_params()
-        y = np.asarray(
-            targets.detach().cpu().numpy() if isinstance(targets, torch.Tensor) else targets,
-            dtype=np.float64,
-        )
-        if y.ndim != 1:
-            raise ValueError(f"targets must be a 1-D array, but got {y.shape=}.")
-        if np.isinf(y).any():
-            raise ValueError(
-                "targets must be finite or NaN (NaN = unlabelled), but got infinite values at "
-                f"indices {np.flatnonzero(np.isinf(y)).tolist()}."
-            )
+        y = target_array(targets)
         labelled = np.isfinite(y)
         n_labelled = int(labelled.sum())
         if n_labelled < 2:
@@ -461,38 +302,23 @@ class AeLLE:
                     f"spectra and targets must have the same length, but got {raw.shape[0]} "
                     f"spectra and {n} targets."
                 )
-            g = self.grid_size
-            centre, spread = _robust_scale(raw, 0.0)
-            grid_floor = max(0.1 * float(np.median(spread[:g])), 1e-6)
-            self._spec_centre = centre
-            self._spec_scale = np.concatenate(
-                [np.maximum(spread[:g], grid_floor), np.maximum(spread[g:], 0.25)]
-            )
-            x_spec = _standardise(raw, self._spec_centre, self._spec_scale)
+            self._spec_centre, self._spec_scale = spectrum_scale(raw, self.grid_size)
+            x_spec = standardise(raw, self._spec_centre, self._spec_scale)
         if features is not None:
-            raw_f = self._raw_features(features, n)
-            self._feat_centre, self._feat_scale = _robust_scale(raw_f, 1e-6)
-            x_feat = _standardise(raw_f, self._feat_centre, self._feat_scale)
+            raw_f = feature_array(features, n)
+            self._feat_centre, self._feat_scale = robust_scale(raw_f, 1e-6)
+            x_feat = standardise(raw_f, self._feat_centre, self._feat_scale)
         else:
             self._feat_centre = self._feat_scale = np.zeros(0)
 
-        centre, spread = _robust_scale(y[labelled, None], 0.0)
+        centre, spread = robust_scale(y[labelled, None], 0.0)
         self.target_centre_ = float(centre[0])
         self.target_scale_ = float(spread[0]) or 1.0
-        z = np.where(labelled, _squash((y - self.target_centre_) / self.target_scale_), 0.0)
+        z = np.where(labelled, squash((y - self.target_centre_) / self.target_scale_), 0.0)
 
-        train_mask = np.tile(labelled, (self.n_models, 1))
-        val_mask = None
-        if n_labelled >= self.min_labels_for_validation:
-            # Member m holds out a window of a shuffled list of the labelled samples; the windows
-            # tile the list, so with n_models * validation_fraction >= 1 every sample is held
-            # out by some member.
-            order = rng.permutation(np.flatnonzero(labelled))
-            k = max(1, round(self.validation_fraction * n_labelled))
-            val_mask = np.zeros((self.n_models, n), dtype=bool)
-            for m in range(self.n_models):
-                val_mask[m, order[(m * k + np.arange(k)) % n_labelled]] = True
-            train_mask &= ~val_mask
+        train_mask, val_mask = holdout_masks(
+            labelled, self.n_models, self.validation_fraction, self.min_labels_for_validation, rng
+        )
 
         self.uses_spectra_ = x_spec is not None
         self.n_features_in_ = 0 if x_feat is None else int(x_feat.shape[1])
@@ -505,7 +331,7 @@ class AeLLE:
                 self.network_,
                 x_spec,
                 x_feat,
-                torch.as_tensor(z, dtype=_DTYPE),
+                torch.as_tensor(z, dtype=DTYPE),
                 torch.as_tensor(train_mask),
                 None if val_mask is None else torch.as_tensor(val_mask),
                 TrainingSettings(
@@ -541,7 +367,7 @@ class AeLLE:
             head_hidden_dim=self.head_hidden_dim,
             dropout=float(self.dropout),
             generator=generator,
-        ).to(_DTYPE)
+        ).to(DTYPE)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
@@ -555,7 +381,7 @@ class AeLLE:
         """Destandardised predictions of every member, an ``M x n`` float64 array."""
         with torch.no_grad(), _threads(self.n_threads):
             pred, _ = self.network_(x_spec, x_feat)
-        return self.target_centre_ + self.target_scale_ * _unsquash(pred.double().numpy())
+        return self.target_centre_ + self.target_scale_ * unsquash(pred.double().numpy())
 
     @overload
     def predict(
@@ -634,16 +460,14 @@ class AeLLE:
         with torch.no_grad(), _threads(self.n_threads):
             recon = self.network_.decode(self.network_.encode(x_spec)).mean(dim=0)
         g = self.grid_size
-        z = _unsquash(recon[:, :g].double().numpy())
+        z = unsquash(recon[:, :g].double().numpy())
         return self._spec_centre[:g] + self._spec_scale[:g] * z
 
     def _spectrum_only_inputs(self, spectra: Any, what: str) -> torch.Tensor:
         self._check_fitted()
         if not self.uses_spectra_:
             raise ValueError(f"{what} needs a model fitted on spectra, not with spectra=None.")
-        return _standardise(
-            self._raw_spectrum_inputs(spectra), self._spec_centre, self._spec_scale
-        )
+        return standardise(self._raw_spectrum_inputs(spectra), self._spec_centre, self._spec_scale)
 
     @caller_rng_kept()
     def embed(
@@ -667,29 +491,7 @@ class AeLLE:
         check_choice("method", method, ("umap", "pca"))
         check_int("n_neighbors", n_neighbors, 2)
         latent = self.transform(spectra, member=member)
-        n = latent.shape[0]
-        if method == "umap" and n < _UMAP_MIN_POINTS:
-            warnings.warn(
-                f"UMAP needs at least {_UMAP_MIN_POINTS} points, but got {n}; using PCA instead.",
-                UserWarning,
-                stacklevel=2,
-            )
-            method = "pca"
-        if method == "pca":
-            return _pca_2d(latent)
-        try:
-            import umap
-        except ImportError as err:  # pragma: no cover - umap-learn is a dependency
-            raise ImportError(
-                "embed(method='umap') needs umap-learn: pip install umap-learn"
-            ) from err
-        with warnings.catch_warnings():
-            # umap-learn warns that a fixed random_state disables parallelism: that is intended.
-            warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
-            reducer = umap.UMAP(
-                n_components=2, n_neighbors=min(n_neighbors, n - 1), random_state=self.seed_
-            )
-            return np.asarray(reducer.fit_transform(latent), dtype=np.float64)
+        return embed_2d(latent, method, n_neighbors, self.seed_)
 
     # ---------------------------------------------------------------------------- save/load
 
@@ -706,30 +508,7 @@ class AeLLE:
                 same bytes: the one run-dependent field is the wall time.
         """
         self._check_fitted()
-        params = self.get_params()
-        params["alpha_schedule"] = [float(a) for a in self.alpha_schedule]
-        params["clip"] = [float(c) for c in self.clip]
-        config = {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "params": params,
-            "seed_": self.seed_,
-            "uses_spectra_": self.uses_spectra_,
-            "n_features_in_": self.n_features_in_,
-            "n_labelled_": self.n_labelled_,
-            "target_centre_": self.target_centre_,
-            "target_scale_": self.target_scale_,
-            "best_steps_": self.best_steps_,
-            "fit_time_": self.fit_time_ if with_fit_time else math.nan,
-        }
-        tensors = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
-        if self.uses_spectra_:
-            tensors["spec_centre"] = torch.as_tensor(self._spec_centre)
-            tensors["spec_scale"] = torch.as_tensor(self._spec_scale)
-        tensors["feat_centre"] = torch.as_tensor(self._feat_centre)
-        tensors["feat_scale"] = torch.as_tensor(self._feat_scale)
-        tensors["oof_prediction"] = torch.as_tensor(self.oof_prediction_)
-        torch.save({"config": json.dumps(config), "tensors": tensors}, path)
+        save_model(self, path, with_fit_time=with_fit_time)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | IO[bytes]) -> AeLLE:
@@ -747,80 +526,7 @@ class AeLLE:
                 written by another format version; the message names the file and what is
                 wrong.
         """
-        source = _describe(path)
-        # Opening can fail (no such file, a directory, no permission) with an OSError that
-        # names the path; once open, every failure means a damaged or foreign file, which torch
-        # reports in many ways (RuntimeError, UnpicklingError, EOFError, even OSError).
-        with contextlib.ExitStack() as stack:
-            if isinstance(path, (str, os.PathLike)):
-                file: IO[bytes] = stack.enter_context(open(path, "rb"))
-            else:
-                file = path
-            try:
-                blob = torch.load(file, map_location="cpu", weights_only=True)
-            except Exception as err:
-                what = f"it is not a readable torch file (truncated or foreign): {_first(err)}"
-                raise _load_error(source, what) from err
-        if not isinstance(blob, dict) or "config" not in blob or "tensors" not in blob:
-            found = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
-            raise _load_error(source, f"it holds {found}, not AeLLE.save's config and tensors")
-        try:
-            config = json.loads(blob["config"])
-        except (TypeError, ValueError) as err:
-            raise _load_error(source, f"its config is not JSON: {_first(err)}") from err
-        if not isinstance(config, dict):
-            raise _load_error(source, f"its config is a {type(config).__name__}, not an object")
-        if config.get("format") != _FORMAT or config.get("version") != _FORMAT_VERSION:
-            raise _load_error(
-                source,
-                f"it holds format {config.get('format')!r} version {config.get('version')!r}; "
-                f"this version reads {_FORMAT!r} {_FORMAT_VERSION}",
-            )
-        missing = sorted(set(_CONFIG_KEYS) - set(config))
-        tensors = blob["tensors"]
-        if not isinstance(tensors, dict):
-            raise _load_error(source, "its tensors are not a dict of tensors")
-        needed = {"feat_centre", "feat_scale", "oof_prediction"}
-        if config.get("uses_spectra_"):
-            needed |= {"spec_centre", "spec_scale"}
-        missing += sorted(f"tensor {k}" for k in needed - set(tensors))
-        if missing:
-            raise _load_error(source, f"it lacks {missing}")
-        try:
-            model = cls._from_saved(config, tensors)
-        except (TypeError, ValueError, RuntimeError, KeyError) as err:
-            raise _load_error(source, f"its contents do not fit together: {_first(err)}") from err
-        return model
-
-    @classmethod
-    def _from_saved(cls, config: dict[str, Any], tensors: dict[str, Any]) -> AeLLE:
-        params = dict(config["params"])
-        params["alpha_schedule"] = tuple(params["alpha_schedule"])
-        params["clip"] = tuple(params["clip"])
-        model = cls(**params).check_params()
-        model.seed_ = int(config["seed_"])
-        model.uses_spectra_ = bool(config["uses_spectra_"])
-        model.n_features_in_ = int(config["n_features_in_"])
-        model.n_labelled_ = int(config["n_labelled_"])
-        model.target_centre_ = float(config["target_centre_"])
-        model.target_scale_ = float(config["target_scale_"])
-        model.best_steps_ = [int(s) for s in config["best_steps_"]]
-        model.fit_time_ = float(config["fit_time_"])
-        model.grid_ = grid_points(model.grid_size)
-        if model.uses_spectra_:
-            model._spec_centre = _vector(tensors, "spec_centre", None)
-            model._spec_scale = _vector(tensors, "spec_scale", None)
-        model._feat_centre = _vector(tensors, "feat_centre", model.n_features_in_)
-        model._feat_scale = _vector(tensors, "feat_scale", model.n_features_in_)
-        model.oof_prediction_ = _vector(tensors, "oof_prediction", None)
-        network = model._build_network(torch.Generator().manual_seed(0))
-        prefix = "network."
-        network.load_state_dict(
-            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        )
-        network.eval()
-        model.network_ = network
-        return model
+        return load_model(cls, path)
 
     def __repr__(self) -> str:
         defaults = AeLLE().get_params()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -140,6 +141,34 @@ class TrainingSettings:
     max_steps: int
     batch_size: int
     eval_every: int = 5
+
+
+def holdout_masks(
+    labelled: np.ndarray,
+    n_models: int,
+    validation_fraction: float,
+    min_labels_for_validation: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples each member trains on and holds out, two ``M x n`` bool arrays.
+
+    Below ``min_labels_for_validation`` labelled samples nothing is held out (the second array
+    is None) and every member trains on every labelled sample. Otherwise member ``m`` holds out
+    a window of a shuffled list of the labelled samples; the windows tile the list, so with
+    ``n_models * validation_fraction >= 1`` every sample is held out by some member.
+    """
+    n_labelled = int(labelled.sum())
+    n = labelled.shape[0]
+    train_mask = np.tile(labelled, (n_models, 1))
+    if n_labelled < min_labels_for_validation:
+        return train_mask, None
+    order = rng.permutation(np.flatnonzero(labelled))
+    k = max(1, round(validation_fraction * n_labelled))
+    val_mask = np.zeros((n_models, n), dtype=bool)
+    for m in range(n_models):
+        val_mask[m, order[(m * k + np.arange(k)) % n_labelled]] = True
+    train_mask &= ~val_mask
+    return train_mask, val_mask
 
 
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

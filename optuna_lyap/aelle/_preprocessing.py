@@ -139,3 +139,49 @@ def preprocess_spectra(
 def grid_points(grid_size: int) -> np.ndarray:
     """The normalised index at the centre of each grid bin, a ``G`` float64 array."""
     return (np.arange(grid_size, dtype=np.float64) + 0.5) / grid_size
+
+
+def feature_array(features: Any, n: int | None) -> np.ndarray:
+    """Extra features as an ``n x f`` float64 array (a 1-D array is one column).
+
+    Raises:
+        ValueError: ``features`` is not numeric, has no column, or (with ``n``) has not ``n``
+            rows.
+    """
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu().numpy()
+    try:
+        arr = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"features must be a numeric n x f array, but got {type(features).__name__}."
+        ) from err
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise ValueError(f"features must be an n x f array with f >= 1, but got {arr.shape=}.")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(
+            f"features must have one row per sample ({n}), but got {arr.shape[0]} rows."
+        )
+    return arr
+
+
+def target_array(targets: Any) -> np.ndarray:
+    """Targets as a 1-D float64 array; NaN marks an unlabelled sample.
+
+    Raises:
+        ValueError: ``targets`` is not 1-D, or holds an infinity (the message names where).
+    """
+    y = np.asarray(
+        targets.detach().cpu().numpy() if isinstance(targets, torch.Tensor) else targets,
+        dtype=np.float64,
+    )
+    if y.ndim != 1:
+        raise ValueError(f"targets must be a 1-D array, but got {y.shape=}.")
+    if np.isinf(y).any():
+        raise ValueError(
+            "targets must be finite or NaN (NaN = unlabelled), but got infinite values at "
+            f"indices {np.flatnonzero(np.isinf(y)).tolist()}."
+        )
+    return y
