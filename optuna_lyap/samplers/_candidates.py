@@ -12,6 +12,7 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,21 +89,40 @@ def init_measurement(
     return as_exponents(spectrum)
 
 
+@dataclass(frozen=True)
+class Screening:
+    """One new trial's screening: what drawing, measuring and choosing its candidates read.
+
+    Attributes:
+        base: The base sampler that proposes the candidates.
+        study: The study.
+        view: The study as the base sampler reads it.
+        trial: The new trial.
+        base_part: The distributions the base samples relatively.
+        screen_part: The distributions screened.
+        given: The values of the parameters that are not screened.
+    """
+
+    base: BaseSampler
+    study: optuna.Study
+    view: PredictedStudyView
+    trial: FrozenTrial
+    base_part: dict[str, BaseDistribution]
+    screen_part: dict[str, BaseDistribution]
+    given: dict[str, Any]
+
+
 def draw_candidates(
-    base: BaseSampler,
-    study: optuna.Study,
-    view: PredictedStudyView,
-    trial: FrozenTrial,
-    base_part: dict[str, BaseDistribution],
-    screen_part: dict[str, BaseDistribution],
-    count: int,
+    screening: Screening, count: int
 ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
-    """``count`` proposals of ``base``, each with the bookkeeping it held (to replay the
-    chosen one's, see :meth:`PredictedStudyView.replay`)."""
+    """``count`` proposals of the base sampler, each with the bookkeeping it held (to replay
+    the chosen one's, see :meth:`PredictedStudyView.replay`)."""
+    base, view, trial = screening.base, screening.view, screening.trial
+    base_part, screen_part = screening.base_part, screening.screen_part
     # Optuna hands sample_independent the trial with its current system attrs (what
     # before_trial wrote, e.g. GridSampler's grid id); the trial given here predates them.
     latest = copy.copy(trial)
-    latest.system_attrs = dict(study._storage.get_trial_system_attrs(trial._trial_id))
+    latest.system_attrs = dict(screening.study._storage.get_trial_system_attrs(trial._trial_id))
     candidates: list[dict[str, Any]] = []
     held = []
     for _ in range(count):
@@ -119,9 +139,8 @@ def draw_candidates(
 def measure_candidates(
     spectrum_of: Callable[[Mapping[str, Any], int, int], np.ndarray],
     dims_seen: dict[int, int],
+    screening: Screening,
     candidates: list[dict[str, Any]],
-    trial: FrozenTrial,
-    given: dict[str, Any],
     first_index: int = 0,
     warn_non_finite: bool = True,
 ) -> tuple[list[int], list[np.ndarray], list[int]]:
@@ -133,14 +152,14 @@ def measure_candidates(
         dims_seen: ``{candidate index: D}`` as ``spectrum_of`` records them (default: the
             spectrum's length).
         candidates: The candidates' parameters (the screened part).
-        trial: The new trial.
-        given: The values of the parameters that are not screened.
+        screening: The trial's screening (its ``trial`` and ``given`` are read).
         first_index: The index of ``candidates[0]`` among the trial's candidates.
         warn_non_finite: Whether a non-finite spectrum is skipped with a ``RuntimeWarning``
             (False: silently, the prior then predicts it from its parameters).
 
     A candidate whose factory or spectrum raises is skipped with a ``RuntimeWarning``.
     """
+    trial, given = screening.trial, screening.given
     scored: list[int] = []
     spectra: list[np.ndarray] = []
     dims: list[int] = []

@@ -37,6 +37,7 @@ from optuna_lyap.lyapunov._arguments import check_spectrum_kwargs
 from optuna_lyap.samplers._candidates import (
     ModelFactory,
     ProbeInputs,
+    Screening,
     best_by_model,
     candidate_seed,
     draw_candidates,
@@ -352,7 +353,10 @@ class LyapunovSampler(BaseSampler):
         base_part = {n: d for n, d in search_space.items() if n in plan.base_space}
         screen_part = {n: d for n, d in search_space.items() if n in plan.screen}
         try:
-            chosen = self._screen(study, view, trial, base_part, screen_part, plan.given)
+            screening = Screening(
+                self._base, study, view, trial, base_part, screen_part, plan.given
+            )
+            chosen = self._screen(screening)
         except Exception as err:  # the screening must never fail a trial
             warnings.warn(
                 f"LyapunovSampler could not screen trial {trial.number} "
@@ -465,9 +469,8 @@ class LyapunovSampler(BaseSampler):
 
     def _spectra(
         self,
+        screening: Screening,
         candidates: list[dict[str, Any]],
-        trial: FrozenTrial,
-        given: dict[str, Any],
         first_index: int = 0,
         warn_non_finite: bool = True,
     ) -> tuple[list[int], list[np.ndarray], list[int]]:
@@ -478,40 +481,26 @@ class LyapunovSampler(BaseSampler):
             return measure_candidates(
                 self._candidate_spectrum,
                 self._local.dims,
+                screening,
                 candidates,
-                trial,
-                given,
                 first_index,
                 warn_non_finite,
             )
         finally:
             self._local.dims = None
 
-    def _screen(
-        self,
-        study: optuna.Study,
-        view: PredictedStudyView,
-        trial: FrozenTrial,
-        base_part: dict[str, BaseDistribution],
-        screen_part: dict[str, BaseDistribution],
-        given: dict[str, Any],
-    ) -> dict[str, Any] | None:
+    def _screen(self, screening: Screening) -> dict[str, Any] | None:
         """Draw candidates, score them, and return the best; None lets the base decide."""
-        names = frozenset(screen_part) | frozenset(base_part)
+        study, view, trial = screening.study, screening.view, screening.trial
+        names = frozenset(screening.screen_part) | frozenset(screening.base_part)
         screener = self._screener(study, names)
         if screener is None:
             return None
         if screener.kind == "prior":
             assert self._study_prior is not None
             return self._prior_screen.choose(
-                self._base,
+                screening,
                 self._study_prior,
-                study,
-                view,
-                trial,
-                base_part,
-                screen_part,
-                given,
                 rank_corr=screener.rank_corr,
                 names=names,
                 measure=None if self._model_factory is None else self._spectra,
@@ -519,11 +508,9 @@ class LyapunovSampler(BaseSampler):
         fitted = screener.fitted
         assert fitted is not None
         inputs = fitted.chosen.inputs
-        candidates, held = draw_candidates(
-            self._base, study, view, trial, base_part, screen_part, self._n_candidates
-        )
+        candidates, held = draw_candidates(screening, self._n_candidates)
         if SPECTRUM in inputs:
-            scored, spectra, _ = self._spectra(candidates, trial, given)
+            scored, spectra, _ = self._spectra(screening, candidates)
         else:
             scored, spectra = list(range(len(candidates))), []
         if not scored:

@@ -11,18 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import optuna
-from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial
 
 from optuna_lyap._prediction._prior import PriorPrediction, network_from_params
 from optuna_lyap._prediction._study_prior import StudyPrior
 from optuna_lyap._storage import USER_ATTR_SCREEN_QUANTILE, USER_ATTR_SCREEN_RANK_CORR
-from optuna_lyap.samplers._candidates import draw_candidates, record_screen, warn_unreadable
-from optuna_lyap.samplers._view import PredictedStudyView
+from optuna_lyap.samplers._candidates import (
+    Screening,
+    draw_candidates,
+    record_screen,
+    warn_unreadable,
+)
 
-#: ``measure(candidates, trial, given, first_index, warn_non_finite)``: the indices of the
+#: ``measure(screening, candidates, first_index, warn_non_finite)``: the indices of the
 #: candidates with a finite spectrum at initialisation, their spectra and state dimensions
 #: (the sampler's ``_spectra``).
 Measure = Callable[..., tuple[list[int], list[np.ndarray], list[int]]]
@@ -61,14 +61,8 @@ class PriorScreen:
 
     def choose(
         self,
-        base: BaseSampler,
+        screening: Screening,
         study_prior: StudyPrior,
-        study: optuna.Study,
-        view: PredictedStudyView,
-        trial: FrozenTrial,
-        base_part: dict[str, BaseDistribution],
-        screen_part: dict[str, BaseDistribution],
-        given: dict[str, Any],
         *,
         rank_corr: float,
         names: frozenset[str],
@@ -81,34 +75,27 @@ class PriorScreen:
         predict it, it is the base sampler's choice, drawn exactly as without screening.
 
         Args:
-            base: The base sampler that proposes the candidates.
+            screening: The trial's screening.
             study_prior: The prior within the study.
-            study: The study.
-            view: The study as the base sampler reads it.
-            trial: The new trial.
-            base_part: The distributions the base samples relatively.
-            screen_part: The distributions screened.
-            given: The values of the parameters that are not screened.
             rank_corr: The prior's measured rank correlation (NaN where not yet measured).
             names: The parameter names screened.
             measure: With a model factory, measures the candidates' spectra; None: the prior
                 predicts from the parameters alone.
         """
-        candidates, held = draw_candidates(base, study, view, trial, base_part, screen_part, 1)
-        preds = self._predict(study_prior, candidates, trial, given, 0, measure)
+        study, view, trial = screening.study, screening.view, screening.trial
+        candidates, held = draw_candidates(screening, 1)
+        preds = self._predict(study_prior, screening, candidates, 0, measure)
         if preds[0] is None:
-            full = {**given, **dict(trial.params), **candidates[0]}
+            full = {**screening.given, **dict(trial.params), **candidates[0]}
             if network_from_params(full) is None:
                 self._unreadable_names(names, with_factory=measure is not None)
             view.replay(held[0])
             return candidates[0]
         if self._n_candidates > 1:
-            more, more_held = draw_candidates(
-                base, study, view, trial, base_part, screen_part, self._n_candidates - 1
-            )
+            more, more_held = draw_candidates(screening, self._n_candidates - 1)
             candidates += more
             held += more_held
-            preds += self._predict(study_prior, more, trial, given, 1, measure)
+            preds += self._predict(study_prior, screening, more, 1, measure)
         quantiles = np.array(
             [np.nan if p is None else float(p.quantile) for p in preds], dtype=np.float64
         )
@@ -132,20 +119,20 @@ class PriorScreen:
     @staticmethod
     def _predict(
         study_prior: StudyPrior,
+        screening: Screening,
         candidates: list[dict[str, Any]],
-        trial: FrozenTrial,
-        given: dict[str, Any],
         first_index: int,
         measure: Measure | None,
     ) -> list[PriorPrediction | None]:
         """The prior's predictions of ``candidates`` (numbered from ``first_index``): with
         ``measure``, a candidate whose spectrum at initialisation is finite is predicted from
         its hyperparameters and spectrum, any other from its hyperparameters."""
+        given, trial = screening.given, screening.trial
         full = [{**given, **dict(trial.params), **c} for c in candidates]
         if measure is None:
             return study_prior.predict_candidates(full)
         scored, measured, found = measure(
-            candidates, trial, given, first_index, warn_non_finite=False
+            screening, candidates, first_index, warn_non_finite=False
         )
         spectra: list[np.ndarray | None] = [None] * len(candidates)
         dims: list[int | None] = [None] * len(candidates)

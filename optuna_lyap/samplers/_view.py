@@ -57,7 +57,8 @@ class ReadOnlyViewError(RuntimeError):
     """Raised by every write through a :class:`PredictedStudyView` or its storage."""
 
 
-# Decision rules under which the pruner acted on its in-study model (one list, in _storage/_records.py).
+# Decision rules under which the pruner acted on its in-study model (one list, in
+# _storage/_records.py).
 _MODEL_RULES = STUDY_MODEL_RULES
 
 
