@@ -22,7 +22,7 @@ Notation: ``n`` trials of one study, ``E`` recorded steps, ``G`` grid points.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -301,15 +301,7 @@ def study_ranks(values: np.ndarray, direction: Literal["maximize", "minimize"]) 
         Same shape, ``(rank - 0.5) / m`` with average ranks for ties over the ``m`` finite values
         of each column, in ``(0, 1)``; NaN where the value is NaN.
     """
-    oriented = _oriented(values, direction)
-    flat = oriented.ndim == 1
-    columns = oriented[:, None] if flat else oriented
-    out = np.full(columns.shape, np.nan)
-    for j in range(columns.shape[1]):
-        finite = np.isfinite(columns[:, j])
-        if finite.any():
-            out[finite, j] = (rankdata(columns[finite, j]) - 0.5) / finite.sum()
-    return out[:, 0] if flat else out
+    return _by_column(values, direction, lambda column: (rankdata(column) - 0.5) / column.size)
 
 
 def study_zscores(values: np.ndarray, direction: Literal["maximize", "minimize"]) -> np.ndarray:
@@ -323,20 +315,35 @@ def study_zscores(values: np.ndarray, direction: Literal["maximize", "minimize"]
         values: ``n x E`` (or ``n``) raw values of one study.
         direction: The study's direction.
     """
+    return _by_column(values, direction, _robust_zscores)
+
+
+def _robust_zscores(column: np.ndarray) -> np.ndarray:
+    """:func:`study_zscores` of one column's finite values."""
+    centre = np.median(column)
+    scale = MAD_TO_STD * np.median(np.abs(column - centre))
+    if scale <= 0:
+        scale = float(column.std())
+    if scale <= 0:
+        return np.zeros(column.shape)
+    return np.clip((column - centre) / scale, -5, 5)
+
+
+def _by_column(
+    values: np.ndarray,
+    direction: Literal["maximize", "minimize"],
+    score: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """``score`` of each column's finite values, oriented by ``direction`` (higher = better);
+    NaN where a value is NaN. ``values`` is ``n x E`` or ``n`` (then so is the result)."""
     oriented = _oriented(values, direction)
     flat = oriented.ndim == 1
     columns = oriented[:, None] if flat else oriented
     out = np.full(columns.shape, np.nan)
     for j in range(columns.shape[1]):
         finite = np.isfinite(columns[:, j])
-        if not finite.any():
-            continue
-        column = columns[finite, j]
-        centre = np.median(column)
-        scale = MAD_TO_STD * np.median(np.abs(column - centre))
-        if scale <= 0:
-            scale = float(column.std())
-        out[finite, j] = 0.0 if scale <= 0 else np.clip((column - centre) / scale, -5, 5)
+        if finite.any():
+            out[finite, j] = score(columns[finite, j])
     return out[:, 0] if flat else out
 
 

@@ -39,7 +39,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lyap._checks import InvalidParameterError
-from optuna_lyap._storage import CONFIG_KEY, load_predictions, load_spectra
+from optuna_lyap._storage import CONFIG_KEY, finite_or_none, load_predictions, load_spectra
 from optuna_lyap.lyapunov._diagnosis import describe, describe_change, diagnose
 from optuna_lyap.visualization._study_note import (
     SEE_PREFACE,
@@ -68,14 +68,6 @@ RULE_NAMES = {
 ``optuna_lyap._storage.RULES`` and ``LEGACY_RULES`` (a test holds them equal)."""
 
 
-def _num(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def prunes_by_rule(study: optuna.Study, pruner: BasePruner | None = None) -> dict[str, int]:
     """How many of the study's trials each rule pruned, most first (see :func:`pruned_by`).
 
@@ -97,7 +89,7 @@ def _cap(text: str) -> str:
 
 
 def _fmt(value: Any) -> str:
-    f = _num(value)
+    f = finite_or_none(value)
     return "n/a" if f is None else f"{f:.4g}"
 
 
@@ -159,24 +151,25 @@ def pruned_by(record: Mapping[str, Any] | None, pruner: BasePruner | None) -> st
 
 def _model_sentence(record: Mapping[str, Any]) -> str | None:
     """The model's prediction, its inputs, and the evidence it was (not) trusted."""
-    predicted = _num(record.get("predicted"))
+    predicted = finite_or_none(record.get("predicted"))
     if predicted is None:
         return _unfitted_sentence(record)
-    std = _num(record.get("predicted_std"))
+    std = finite_or_none(record.get("predicted_std"))
     text = f"**Model.** Predicted final value {predicted:.4g}"
     if std is not None:
         text += f" ± {std:.3g}"
     detail = []
     if record.get("inputs"):
         detail.append(f"inputs: {record['inputs']}")
-    if _num(record.get("n_train")) is not None:
+    if finite_or_none(record.get("n_train")) is not None:
         detail.append(f"fitted on {int(float(record['n_train']))} completed trials")
     if record.get("pretrained"):
         detail.append("pretrained")
     if detail:
         text += f" ({'; '.join(detail)})"
-    corr, raw = _num(record.get("rank_corr")), _num(record.get("raw_rank_corr"))
-    share = _num(record.get("gate_share"))
+    corr = finite_or_none(record.get("rank_corr"))
+    raw = finite_or_none(record.get("raw_rank_corr"))
+    share = finite_or_none(record.get("gate_share"))
     gate = record.get("gate_open")
     if gate is None and str(record.get("rule")) in ("model", "fallback"):
         gate = record.get("rule") == "model"  # threshold-rule records: acted on = trusted
@@ -195,11 +188,11 @@ def _model_sentence(record: Mapping[str, Any]) -> str | None:
 
 def _unfitted_sentence(record: Mapping[str, Any]) -> str | None:
     """Why no model was fitted where the gate's bound ruled every model out."""
-    bound = _num(record.get("gate_share_bound"))
+    bound = finite_or_none(record.get("gate_share_bound"))
     if bound is None:
         return None
-    n_train = _num(record.get("n_train"))
-    gate = _num(record.get("gate"))
+    n_train = finite_or_none(record.get("n_train"))
+    gate = finite_or_none(record.get("gate"))
     on = "" if n_train is None else f" on its training set of {int(n_train)} completed trials"
     below = "below the gate" if gate is None else f"below the gate's {gate:.0%}"
     reach = (
@@ -235,17 +228,17 @@ def _prior_sentence(
     the prediction did not count in the decision that pruned the trial at ``step``, said
     instead of the gate's state."""
     said = set() if said is None else said
-    quantile = _num(record.get("prior_quantile"))
+    quantile = finite_or_none(record.get("prior_quantile"))
     if quantile is None:
         return None
     text = f"**Prior, step {step}.** Predicted final quantile {quantile:.3g} in this study (1 is "
     text += "best"
-    top = _num(record.get("prior_top10"))
+    top = finite_or_none(record.get("prior_top10"))
     if top is not None:
         text += f"; chance of ending in the top 10% {top:.2f}"
     if record.get("prior_inputs"):
         text += f"; inputs: {record['prior_inputs']}"
-    model_step = _num(record.get("prior_model_step"))
+    model_step = finite_or_none(record.get("prior_model_step"))
     if model_step is not None and int(model_step) != step:
         # The bundle holds models for a few steps; a later step is read by the latest of them.
         text += (
@@ -253,7 +246,7 @@ def _prior_sentence(
             f"{int(model_step)} read this step"
         )
     text += ")"
-    share = _num(record.get("prior_gate_share"))
+    share = finite_or_none(record.get("prior_gate_share"))
     alone = prior_alone_by(record)
     if ignored is not None:
         text += f". It did not count in the decision that pruned the trial: {ignored}"
@@ -271,7 +264,7 @@ def _prior_sentence(
     elif record.get("rung") is not None and "unjudged" not in said:
         text += "; not yet judged against the raw value (it predicts too few completed trials)"
         said.add("unjudged")
-    weight = _num(record.get("prior_weight"))
+    weight = finite_or_none(record.get("prior_weight"))
     if record.get("rule") == "blend_rung" and weight is not None:
         text += f". Its rank is blended in at weight {weight:.2g} all the same: the blend does "
         text += "not wait for the gate"
@@ -282,11 +275,11 @@ def _prior_ignored_reason(record: Mapping[str, Any], see: str = SEE_PREFACE) -> 
     """Why a prior that predicted at the deciding step did not rank it (a rule by the raw value
     or the in-study model pruned the trial); None where the prior ranked or did not predict.
     ``see`` points to the study-wide reason ("": it was pointed to already)."""
-    if _num(record.get("prior_quantile")) is None:
+    if finite_or_none(record.get("prior_quantile")) is None:
         return None
     if record.get("rule") in ("prior_rung", "prior_screen", "blend_rung"):
         return None
-    share = _num(record.get("prior_gate_share"))
+    share = finite_or_none(record.get("prior_gate_share"))
     if prior_alone_by(record) is not None:
         return "the prior ranks no rung alone in this study" + (f" ({see})" if see else "")
     if share is not None and not record.get("prior_gate_open"):
@@ -302,27 +295,27 @@ def _prior_ignored_reason(record: Mapping[str, Any], see: str = SEE_PREFACE) -> 
 def _rank_sentence(record: Mapping[str, Any], metric: str) -> str:
     kind = record.get("score_kind")
     what = _SCORE_NAMES.get(str(kind), metric)
-    score = _num(record.get("score"))
+    score = finite_or_none(record.get("score"))
     if score is None and kind == "predicted":
-        score = _num(record.get("predicted"))
-    weight = _num(record.get("prior_weight"))
+        score = finite_or_none(record.get("predicted"))
+    weight = finite_or_none(record.get("prior_weight"))
     if kind == "blend" and weight is not None:
         what = (
             f"blend score ({1 - weight:.2g} x the raw value's rank fraction + {weight:.2g} x "
             "the prior's, 1 is best)"
         )
     text = f"its {what} {_fmt(score)}"
-    rank, n = _num(record.get("rank")), _num(record.get("n_competitors"))
+    rank, n = finite_or_none(record.get("rank")), finite_or_none(record.get("n_competitors"))
     if rank is not None and n is not None:
         text += f" ranked {int(rank)} of {int(n)}"
     elif n is not None:
         text += f" among {int(n)} trials at this rung"
-    promoted = _num(record.get("n_promoted"))
+    promoted = finite_or_none(record.get("n_promoted"))
     if promoted is not None:
         text += f", top {int(promoted)} promoted"
-    bar = _num(record.get("bar"))
+    bar = finite_or_none(record.get("bar"))
     if bar is None:
-        bar = _num(record.get("threshold"))
+        bar = finite_or_none(record.get("threshold"))
     if bar is not None:
         text += f"; the bar to beat was {bar:.4g}"
     return text
@@ -345,7 +338,7 @@ def _record_sentence(
     rung = record.get("rung")
     where = f"at step {step}" + (f", rung {rung}" if rung is not None else "")
     if rule == "model" or (rule == "threshold" and "p_worse" in record):
-        p = _num(record.get("p_worse"))
+        p = finite_or_none(record.get("p_worse"))
         text = (
             f"{_cap(name)} {verdict} {where}: predicted final value "
             f"{_fmt(record.get('predicted'))} against the bar "
