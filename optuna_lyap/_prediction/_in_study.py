@@ -67,7 +67,7 @@ from optuna_lyap._prediction._reader import (
     training_set,
     unlabelled_trials,
 )
-from optuna_lyap._prediction._store import PredictorCache
+from optuna_lyap._prediction._store import PredictorCache, check_artifact_store
 from optuna_lyap._storage import spectrum_at, spectrum_key
 from optuna_lyap.aelle import AeLLE
 from optuna_lyap.aelle._estimator import check_aelle_params
@@ -196,13 +196,7 @@ class InStudyModel:
                 f"`aelle` must be a fitted AeLLE, a path to one, or None, but got {aelle=}."
             )
         self.pretrained = aelle
-        if artifact_store is not None and not all(
-            callable(getattr(artifact_store, name, None)) for name in ("open_reader", "write")
-        ):
-            raise ValueError(
-                "`artifact_store` must be an optuna.artifacts store (with open_reader and "
-                f"write), e.g. FileSystemArtifactStore, or None, but got {artifact_store=}."
-            )
+        check_artifact_store(artifact_store)
         self._artifact_store = artifact_store
         if fit is not None and not callable(fit):
             raise TypeError(f"`fit` must be callable like fit_predictor, but got {fit=}.")

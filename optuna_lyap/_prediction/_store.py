@@ -91,6 +91,21 @@ for _name in ("optuna.storages._rdb.storage", "optuna.storages.journal._storage"
     logging.getLogger(_name).addFilter(_HideClaims())
 
 
+def check_artifact_store(artifact_store: Any) -> None:
+    """Check that ``artifact_store`` is None or an ``optuna.artifacts`` store.
+
+    Raises:
+        ValueError: It lacks a callable ``open_reader`` or ``write``; the message names it.
+    """
+    if artifact_store is not None and not all(
+        callable(getattr(artifact_store, name, None)) for name in ("open_reader", "write")
+    ):
+        raise ValueError(
+            "`artifact_store` must be an optuna.artifacts store (with open_reader and "
+            f"write), e.g. FileSystemArtifactStore, or None, but got {artifact_store=}."
+        )
+
+
 def predictor_key(digest: str) -> str:
     """The study system-attr key of the header of the predictor stored under ``digest``."""
     return _PREFIX + digest
@@ -312,13 +327,7 @@ class PredictorCache(Mapping[Hashable, "FittedPredictor | None"]):
         size: int = 16,
         config: Mapping[str, Any] | None = None,
     ) -> None:
-        if artifact_store is not None and not all(
-            callable(getattr(artifact_store, name, None)) for name in ("open_reader", "write")
-        ):
-            raise ValueError(
-                "`artifact_store` must be an optuna.artifacts store (with open_reader and "
-                f"write), e.g. FileSystemArtifactStore, or None, but got {artifact_store=}."
-            )
+        check_artifact_store(artifact_store)
         self._size = size
         config = {"consumer": consumer, **settings.as_dict(), **dict(config or {})}
         self._config = json.loads(json.dumps(config, sort_keys=True))
