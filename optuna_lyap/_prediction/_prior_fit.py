@@ -135,37 +135,33 @@ def study_rows(study: optuna.Study, step: int, fraction: float) -> StudyRows:
     return StudyRows(PriorInputs(hyperparameters, spectra, dims, curve), target, groups)
 
 
-def _fit(
-    rows: PriorInputs,
-    target: np.ndarray,
-    inputs: tuple[str, ...],
-    seed: int,
-    aelle_params: Mapping[str, Any] | None,
-) -> CrossTaskPrior:
-    return CrossTaskPrior(inputs=inputs, model="aelle", seed=seed, aelle_params=aelle_params).fit(
-        rows, target
-    )
+@dataclass(frozen=True)
+class _Recipe:
+    """How one of the prior's models is fitted: its inputs, seed and AeLLE parameters."""
 
+    inputs: tuple[str, ...]
+    seed: int
+    aelle_params: Mapping[str, Any] | None
 
-def _out_of_fold(
-    rows: PriorInputs,
-    target: np.ndarray,
-    inputs: tuple[str, ...],
-    seed: int,
-    aelle_params: Mapping[str, Any] | None,
-) -> np.ndarray:
-    """Predictions of each row by a model fitted without its fold (``CV_FOLDS`` random folds,
-    seeded by ``seed``)."""
-    n = len(rows)
-    folds = np.random.default_rng(seed).permutation(n) % CV_FOLDS
-    out = np.full(n, np.nan)
-    for fold in range(CV_FOLDS):
-        held = folds == fold
-        if held.all() or not held.any():
-            continue
-        model = _fit(rows.subset(~held), target[~held], inputs, seed, aelle_params)
-        out[held] = model.predict(rows.subset(held))
-    return out
+    def fit(self, rows: PriorInputs, target: np.ndarray) -> CrossTaskPrior:
+        prior = CrossTaskPrior(
+            inputs=self.inputs, model="aelle", seed=self.seed, aelle_params=self.aelle_params
+        )
+        return prior.fit(rows, target)
+
+    def out_of_fold(self, rows: PriorInputs, target: np.ndarray) -> np.ndarray:
+        """Predictions of each row by a model fitted without its fold (``CV_FOLDS`` random
+        folds, seeded by ``seed``)."""
+        n = len(rows)
+        folds = np.random.default_rng(self.seed).permutation(n) % CV_FOLDS
+        out = np.full(n, np.nan)
+        for fold in range(CV_FOLDS):
+            held = folds == fold
+            if held.all() or not held.any():
+                continue
+            model = self.fit(rows.subset(~held), target[~held])
+            out[held] = model.predict(rows.subset(held))
+        return out
 
 
 def spectrum_steps(studies: Sequence[optuna.Study]) -> list[int]:
@@ -242,19 +238,20 @@ def fit_prior(
             if n < MIN_ROWS:
                 continue
             subset, y = rows.subset(mask), target[mask]
+            recipe = _Recipe(inputs, seed, aelle_params)
             if progress is not None:
                 progress(f"fitting step {step} on {'+'.join(inputs)}: {n} rows")
             reference = None
             if shipped is not None:
                 reference = shipped.models.get((step, inputs)) or shipped.select(step, set(inputs))
             if reference is None:
-                models[(step, inputs)] = _fit(subset, y, inputs, seed, aelle_params)
+                models[(step, inputs)] = recipe.fit(subset, y)
                 counts[f"{step}:{'+'.join(inputs)}"] = n
                 continue
             shipped_pred = np.clip(reference.predict(subset), 0, 1)
             alpha = n / (n + pseudo_count)
             shrunk = alpha * y + (1 - alpha) * shipped_pred
-            oof = _out_of_fold(subset, shrunk, inputs, seed, aelle_params)
+            oof = recipe.out_of_fold(subset, shrunk)
             ours, theirs = rank_correlation(oof, y), rank_correlation(shipped_pred, y)
             label = f"{step}:{'+'.join(inputs)}"
             checks[label] = {
@@ -263,7 +260,7 @@ def fit_prior(
                 "shipped": theirs if math.isfinite(theirs) else None,
             }
             if math.isfinite(ours) and (not math.isfinite(theirs) or ours > theirs):
-                models[(step, inputs)] = _fit(subset, shrunk, inputs, seed, aelle_params)
+                models[(step, inputs)] = recipe.fit(subset, shrunk)
                 counts[label] = n
     if shipped is not None:
         for key, model in shipped.models.items():
