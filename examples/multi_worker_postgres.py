@@ -54,8 +54,9 @@ def make_pruner(prune: bool) -> optuna.pruners.BasePruner:
     # Smaller models than AeLLE's defaults: epochs of the built-in tasks take well under a
     # second here, and the pruner refits whenever a trial completes.
     return LyapunovPruner(
-        n_startup_trials=8,
-        model=InStudyModel(aelle_params={"n_models": 3, "max_steps": 200}, cv_folds=3),
+        model=InStudyModel(
+            aelle_params={"n_models": 3, "max_steps": 200}, cv_folds=3, n_startup_trials=8
+        ),
     )
 
 

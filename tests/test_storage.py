@@ -277,8 +277,8 @@ def test_a_damaged_record_does_not_stop_a_study_with_the_pruner() -> None:
 
     # refit_growth=1.25 refits at the fifth completed trial, so the damaged one is read.
     pruner = LyapunovPruner(
-        n_startup_trials=4,
         model=InStudyModel(
+            n_startup_trials=4,
             aelle_params={"n_models": 1, "max_steps": 10, "hidden_dim": 4, "head_hidden_dim": 0},
             cv_folds=2,
             refit_growth=1.25,

@@ -42,6 +42,7 @@ RULES = (
     "prior_screen",
     "predict",
     "fallback",
+    "startup",
 )
 #: Rules of records written by earlier versions (the threshold rule, removed), still read.
 LEGACY_RULES = ("threshold", "model", "kept")

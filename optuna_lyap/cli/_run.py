@@ -234,7 +234,8 @@ class RunCommand(Command):
             "--n-startup-trials",
             type=positive,
             default=None,
-            help="trials before models act (default 8)",
+            help="completed trials before an in-study model is fitted (lyapunov pruner and "
+            "sampler) or before pruning starts (median, percentile, patient) (default 8)",
         )
         parser.add_argument(
             "--prior-weight",

@@ -54,9 +54,8 @@ def _lyapunov_pruner(s: PrunerSettings) -> pruners.BasePruner:
     extra = {} if s.prior is None else {"prior": s.prior}
     try:
         return LyapunovPruner(
-            n_startup_trials=s.n_startup_trials,
             n_warmup_steps=_WARMUP,
-            model=InStudyModel(aelle=s.aelle, seed=s.seed),
+            model=InStudyModel(aelle=s.aelle, seed=s.seed, n_startup_trials=s.n_startup_trials),
             prior_weight=s.prior_weight,
             **extra,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -39,6 +40,9 @@ __all__ = ["LyapunovPruner", "PriorBlendWarning", "draws_independently", "sample
 _PRUNER_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 100}
 # Fits, prediction sets and gate bounds kept in the process.
 _CACHE_SIZE = 64
+# Completed trials before the in-study model is fitted and the prior's gate judged, unless the
+# model sets its own (the pruner's n_startup_trials is Optuna's: trials before any pruning).
+_MODEL_STARTUP_TRIALS = 10
 
 
 def _is_check_step(
@@ -109,10 +113,12 @@ class LyapunovPruner(BasePruner):
         'rung'
 
     Args:
-        n_startup_trials: Completed trials needed before a model is fitted (unless the model
-            sets its own), and completed trials with a prediction before the prior's gate is
-            judged (the pruning itself starts at once, as successive halving's does; the gate
-            needs at least 3). At least 0.
+        n_startup_trials: Pruning is disabled until this many trials have completed in the
+            study, as in Optuna's ``MedianPruner`` (rungs still record the values they see,
+            so these trials compete later). The default 0 prunes from the start, as
+            :class:`~optuna.pruners.SuccessiveHalvingPruner` does. The completed trials a
+            model needs before it is fitted, and before the prior's gate is judged, are
+            ``model``'s ``n_startup_trials`` (10 unless it sets another). At least 0.
         n_warmup_steps: No trial is judged before this step (the prior still predicts step 0).
         interval_steps: Steps between checks, offset by the warm-up (as in Optuna's pruners).
         min_resource: Steps of the first rung (``r``), or ``"auto"``: the longest completed
@@ -169,7 +175,7 @@ class LyapunovPruner(BasePruner):
 
     def __init__(
         self,
-        n_startup_trials: int = 10,
+        n_startup_trials: int = 0,
         n_warmup_steps: int = 0,
         interval_steps: int = 1,
         *,
@@ -223,7 +229,7 @@ class LyapunovPruner(BasePruner):
                 aelle_params=_PRUNER_AELLE_PARAMS,
                 refit_growth=2.0,
                 seed=0,
-                n_startup_trials=self._n_startup_trials,
+                n_startup_trials=_MODEL_STARTUP_TRIALS,
                 cache_size=_CACHE_SIZE,
                 gate_evidence=True,
             )
@@ -259,7 +265,7 @@ class LyapunovPruner(BasePruner):
             self._study_prior,
             self._rung_key,
             gate=self._gate,
-            n_startup_trials=self._n_startup_trials,
+            n_startup_trials=self._model.n_startup_trials,
             prior_decides=self._prior_decides,
             prior_weight=self._prior_weight,
             reduction_factor=self._reduction_factor,
@@ -302,10 +308,17 @@ class LyapunovPruner(BasePruner):
         if self._fallback is not None:
             fallback_pruned = bool(self._fallback.prune(study, trial))
         if step == 0:
-            decided = self._step0(study, trial, fallback_pruned)
+            decided = self._step0(study, trial, fallback_pruned, screen=not self._starting(study))
             if decided is not None:
                 return decided
         return self._rungs(study, trial, step, fallback_pruned)
+
+    def _starting(self, study: optuna.Study) -> bool:
+        """Whether fewer than ``n_startup_trials`` trials have completed (nothing is pruned)."""
+        if self._n_startup_trials == 0:
+            return False
+        done = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        return len(done) < self._n_startup_trials
 
     def _step0(
         self,
@@ -387,6 +400,7 @@ class LyapunovPruner(BasePruner):
         trials: list[FrozenTrial] | None = None
         record: dict[str, Any] | None = None
         pruned = False
+        starting = self._starting(study)
         while True:
             if self._min_resource is None:
                 trials = study.get_trials(deepcopy=False) if trials is None else trials
@@ -408,7 +422,12 @@ class LyapunovPruner(BasePruner):
             if math.isnan(value):
                 # Optuna's rule: a NaN value is pruned, and stored at no rung.
                 evidence = _rule.RungEvidence(
-                    value, 1.0, (), self._reduction_factor, fallback_pruned=fallback_pruned
+                    value,
+                    1.0,
+                    (),
+                    self._reduction_factor,
+                    fallback_pruned=fallback_pruned,
+                    starting=starting,
                 )
                 decision = _rule.decide_rung(evidence)
                 record = {**base, "scorer": "raw", **self._decision_fields(decision)}
@@ -418,7 +437,7 @@ class LyapunovPruner(BasePruner):
             evidence, fields = self._witnesses.rung(
                 study, trial, trials, step, rung, closes, fallback_pruned
             )
-            decision = _rule.decide_rung(evidence)
+            decision = _rule.decide_rung(replace(evidence, starting=starting))
             record = {**base, **fields, **self._decision_fields(decision)}
             pruned = decision.pruned
             if pruned:

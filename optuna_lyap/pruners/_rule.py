@@ -215,6 +215,7 @@ class RungEvidence:
         blend_raw: ``scorer == "blend"``: the raw values of the same competitors, in order.
         prior_weight: ``scorer == "blend"``: the prior's weight.
         fallback_pruned: The fallback pruner's decision, or None without one.
+        starting: Fewer trials than the pruner's ``n_startup_trials`` have completed.
     """
 
     value: float
@@ -230,6 +231,7 @@ class RungEvidence:
     blend_raw: Sequence[float] = ()
     prior_weight: float = 0.0
     fallback_pruned: bool | None = None
+    starting: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ class Decision:
 
     Attributes:
         rule: The record's ``rule``: ``"rung"``, ``"model_rung"``, ``"prior_rung"``,
-            ``"blend_rung"`` or ``"fallback"``.
+            ``"blend_rung"``, ``"fallback"`` or ``"startup"``.
         pruned: Whether the trial is pruned.
         score_kind: ``"raw"``, ``"predicted"``, ``"quantile"`` or ``"blend"``.
         score: The judged trial's score as recorded (the study's units for the raw value and
@@ -257,6 +259,17 @@ class Decision:
     n_competitors: int | None = None
 
 
+def during_startup(evidence: RungEvidence) -> Decision | None:
+    """Optuna's ``n_startup_trials``: until that many trials have completed nothing is pruned,
+    a NaN value included (``MedianPruner`` returns before it looks at the value). None once
+    pruning has started."""
+    if not evidence.starting:
+        return None
+    return Decision(
+        "startup", False, "raw", evidence.value, n_competitors=len(evidence.raw_competing)
+    )
+
+
 def decide_rung(evidence: RungEvidence) -> Decision:
     """Successive halving's decision at one rung, ranked by ``evidence.scorer``.
 
@@ -265,6 +278,9 @@ def decide_rung(evidence: RungEvidence) -> Decision:
     decides wherever the raw value would have ranked (not where a prediction did).
     """
     e = evidence
+    starting = during_startup(e)
+    if starting is not None:
+        return starting
     if math.isnan(e.value):
         decision = Decision("rung", True, "raw", e.value)
     elif e.scorer == "study":

@@ -60,6 +60,7 @@ RULE_NAMES = {
     "prior_screen": "the step-0 screen by the prior's predicted quantile",
     "predict": "the prior's prediction (nothing decided)",
     "fallback": "the fallback pruner",
+    "startup": "the start-up: nothing is pruned before n_startup_trials trials complete",
     "threshold": "the prediction threshold",
     "model": "the model's threshold rule",
     "kept": "the protected share (never pruned, so the model keeps getting labels)",

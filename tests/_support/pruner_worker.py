@@ -21,10 +21,11 @@ from tests._support.workers import TINY_AELLE
 def make_pruner() -> LyapunovPruner:
     # Successive halving keeps half at each rung, so that some trials complete and train models.
     return LyapunovPruner(
-        n_startup_trials=3,
         reduction_factor=2,
         n_warmup_steps=1,
-        model=InStudyModel(inputs=("spectrum",), cv_folds=2, aelle_params=TINY_AELLE),
+        model=InStudyModel(
+            inputs=("spectrum",), cv_folds=2, aelle_params=TINY_AELLE, n_startup_trials=3
+        ),
         # With 3 labels at most 89% of resamples can favour any model (in the rest one
         # configuration is drawn thrice): under the default 0.9 no training set would be
         # fitted, and the workers would share no fits.

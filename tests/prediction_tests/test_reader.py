@@ -146,8 +146,9 @@ def test_warm_started_pruner_fits_on_the_new_trials() -> None:
     refit schedule, so 17 new trials with spectra and curves left the pruner with no model."""
     rng = np.random.default_rng(0)
     pruner = LyapunovPruner(
-        n_startup_trials=5,
-        model=InStudyModel(refit_growth=1.25, aelle_params={"n_models": 1, "max_steps": 20}),
+        model=InStudyModel(
+            n_startup_trials=5, refit_growth=1.25, aelle_params={"n_models": 1, "max_steps": 20}
+        ),
     )
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for i in range(100):

@@ -50,18 +50,20 @@ MODEL_KEYS = {
 MODEL_ARGS = (
     "inputs", "aelle", "aelle_params", "select_inputs", "cv_folds", "use_unlabelled",
     "refit_growth", "model_steps", "n_resamples", "seed", "artifact_store", "fit",
+    "n_startup_trials",
 )  # fmt: skip
 
 
 def make_pruner(**kwargs: Any) -> LyapunovPruner:
     options: dict[str, Any] = {
-        "n_startup_trials": 10,
         "min_resource": 1,
         "reduction_factor": 2,
         # The in-study model alone: the prior's part is tested in test_prior.py.
         "prior": None,
     }
-    model: dict[str, Any] = {"inputs": ("spectrum",), "aelle_params": FAST_AELLE, "cv_folds": 3}
+    model: dict[str, Any] = {
+        "inputs": ("spectrum",), "aelle_params": FAST_AELLE, "cv_folds": 3, "n_startup_trials": 10
+    }  # fmt: skip
     for name in MODEL_ARGS:
         if name in kwargs:
             model[name] = kwargs.pop(name)
@@ -271,7 +273,8 @@ def test_without_a_model_it_is_successive_halving(
     ours: dict[str, Any], theirs: dict[str, Any]
 ) -> None:
     # No model ever (too few completed trials for one): Optuna's decisions, trial by trial.
-    ours_trials = table_study(LyapunovPruner(n_startup_trials=10**6, **ours))
+    never = InStudyModel(n_startup_trials=10**6)
+    ours_trials = table_study(LyapunovPruner(model=never, **ours))
     assert ours_trials == table_study(SuccessiveHalvingPruner(**theirs))
     assert any(state == TrialState.PRUNED for _, state, _ in ours_trials)
 
@@ -280,7 +283,7 @@ def test_without_a_model_it_is_successive_halving(
 def test_with_a_closed_gate_it_is_successive_halving() -> None:
     # Models are fitted on the sines table; its raw value ranks better there, so the gate
     # stays shut and every decision is successive halving's.
-    ours_pruner = LyapunovPruner(n_startup_trials=5)
+    ours_pruner = LyapunovPruner(model=InStudyModel(n_startup_trials=5))
     ours = table_study(ours_pruner, n_trials=60)
     assert ours == table_study(SuccessiveHalvingPruner(min_resource=1), n_trials=60)
     # Each training set was either fitted and failed the gate, or not fitted because no
@@ -329,7 +332,10 @@ def test_a_stateful_fallback_keeps_its_own_bookkeeping() -> None:
 
     assert sha_bookkeeping_mismatches(sha(), None) == []
     assert (
-        sha_bookkeeping_mismatches(LyapunovPruner(n_startup_trials=3, fallback=sha()), None) == []
+        sha_bookkeeping_mismatches(
+            LyapunovPruner(model=InStudyModel(n_startup_trials=3), fallback=sha()), None
+        )
+        == []
     )
     rng = np.random.default_rng(0)
     spectra = [np.sort(rng.normal(-1, 0.3, 8))[::-1] for _ in range(10)]

@@ -89,10 +89,9 @@ def pruner(prior: Any, **kwargs: Any) -> LyapunovPruner:
     # studies use Optuna's default sampler (TPE), where the default would never judge the
     # prior's gate.
     options: dict[str, Any] = {
-        "n_startup_trials": 5,
         "min_resource": 1,
         "reduction_factor": 2,
-        "model": InStudyModel(model_steps=()),
+        "model": InStudyModel(model_steps=(), n_startup_trials=kwargs.pop("n_startup_trials", 5)),
         "prior": prior,
         "prior_decides": None if prior is None else True,
     }
@@ -340,8 +339,8 @@ def test_by_default_the_prior_never_ranks_alone_even_with_random_sampling() -> N
         direction="maximize",
         sampler=optuna.samplers.RandomSampler(seed=0),
         pruner=LyapunovPruner(
-            n_startup_trials=5, min_resource=1, reduction_factor=2,
-            model=InStudyModel(model_steps=()),
+            min_resource=1, reduction_factor=2,
+            model=InStudyModel(model_steps=(), n_startup_trials=5),
             prior=quality_prior(),
         ),
     )  # fmt: skip
