@@ -480,9 +480,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     done: set[int] = set()
     if args.out.exists():
         old_meta, records = read_records(args.out)
-        mismatch = [
-            key for key in _RESUME_KEYS if key in old_meta and old_meta[key] != meta[key]
-        ]
+        mismatch = [key for key in _RESUME_KEYS if key in old_meta and old_meta[key] != meta[key]]
         if mismatch:
             raise SystemExit(
                 f"{args.out} was recorded with other settings ({mismatch}); "

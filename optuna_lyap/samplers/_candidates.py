@@ -137,7 +137,7 @@ def draw_candidates(
 
 
 def measure_candidates(
-    spectrum_of: Callable[[Mapping[str, Any], int, int], np.ndarray],
+    spectrum_of: Callable[[Mapping[str, Any], int, int], Any],
     dims_seen: dict[int, int],
     screening: Screening,
     candidates: list[dict[str, Any]],
@@ -148,7 +148,9 @@ def measure_candidates(
 
     Args:
         spectrum_of: ``spectrum_of(params, trial number, candidate index)``, the sampler's
-            ``_candidate_spectrum``; it may record a candidate's ``D`` in ``dims_seen``.
+            ``_candidate_spectrum``: the exponents, or an object with ``exponents`` and ``dim``
+            (``D``, as :func:`~optuna_lyap.report_spectrum` takes); it may also record a
+            candidate's ``D`` in ``dims_seen``.
         dims_seen: ``{candidate index: D}`` as ``spectrum_of`` records them (default: the
             spectrum's length).
         candidates: The candidates' parameters (the screened part).
@@ -176,6 +178,9 @@ def measure_candidates(
                 stacklevel=4,
             )
             continue
+        if hasattr(spectrum, "exponents"):  # a spectrum that carries its own D
+            dims_seen[first_index + i] = int(spectrum.dim)
+            spectrum = np.asarray(spectrum.exponents)
         if not np.isfinite(spectrum).all():
             if not warn_non_finite:
                 continue

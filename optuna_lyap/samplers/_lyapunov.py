@@ -446,13 +446,14 @@ class LyapunovSampler(BaseSampler):
 
     def _candidate_spectrum(
         self, params: Mapping[str, Any], number: int, index: int
-    ) -> np.ndarray:
+    ) -> Any:
         """The spectrum at initialisation of candidate ``index`` of trial ``number``.
 
         Builds the network with ``model_factory`` and drives it with ``probe_inputs`` (see
         :func:`init_measurement`). A subclass may read it from elsewhere, e.g. a table of
-        networks already measured; it may record the state dimension ``D`` of candidate
-        ``index`` in ``self._local.dims[index]`` (else ``D`` is the spectrum's length).
+        networks already measured, and return the exponents or an object with ``exponents`` and
+        ``dim`` (``D``, as :func:`~optuna_lyap.report_spectrum` takes; with bare exponents ``D``
+        is their number).
         """
         assert self._model_factory is not None and self._probe_inputs is not None
         spectrum, dim = init_measurement(

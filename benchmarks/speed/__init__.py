@@ -1,0 +1,1 @@
+"""Timing benchmarks, each run as ``python -m benchmarks.speed.<name>``."""

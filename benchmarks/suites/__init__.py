@@ -1,0 +1,1 @@
+"""One short file per study question, each run as ``python -m benchmarks.suites.<name>``."""
