@@ -1,7 +1,7 @@
 """Train the cross-task prior on every recorded table and write the bundle the package ships.
 
 For each step (0 = at initialisation, 1, 2) and each input set of
-``optuna_lyap.aelle._bundle.INPUT_SETS`` (hyperparameters; hyperparameters+spectrum;
+``optuna_lyap.aelle._prior.INPUT_SETS`` (hyperparameters; hyperparameters+spectrum;
 hyperparameters+curve; all three; spectrum+curve), one ``CrossTaskPrior(model="aelle")`` is
 fitted (hyperparameters alone only at the first step: its rows do not change with the step)
 on every table with at least ``--min-configs`` configurations, and all of them are saved as
@@ -15,28 +15,27 @@ its table's top 10%; the map's breakpoints are stored in the bundle. The reliabi
 probability is reported per step for the richest set, before (the boosted-tree classifier
 ``CrossTaskPrior`` fits beside the model, out of sample) and after (for each held-out table, an
 isotonic map fitted on the other tables' out-of-sample predictions only), in
-``benchmarks/results/prior_calibration.{json,md}``.
+``prior_calibration.{json,md}`` of ``--reports`` (default ``benchmarks/results/build_prior/
+<commit>/``).
 
 Also reports the file size, load time and the time to predict one trial and 200 trials
-through ``TrialPrior`` in ``benchmarks/results/prior_weights.{json,md}``, and checks that the
+through ``TrialPrior`` in ``prior_weights.{json,md}`` beside them, and checks that the
 loaded bundle predicts exactly what the fitted models did.
 
 The curve group's validation-loss rank is left unknown (NaN) in training by default, since the
 Optuna reader only knows it where a trial stores ``val_loss:{step}``; ``--val-loss-rank`` keeps
 it.
 
-Usage::
+This is the one documented build of the shipped weights. Usage (from the repository's root)::
 
-    python benchmarks/prior_train.py                      # tables under benchmarks/data
-    python benchmarks/prior_train.py --data /path/to/data --no-calibration
+    python -m benchmarks.build_prior                      # tables under benchmarks/data
+    python -m benchmarks.build_prior --data /path/to/data --no-calibration
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,27 +44,30 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from optuna_lyap.aelle import CrossTaskPrior, PriorBundle
-from optuna_lyap.aelle._bundle import INPUT_SETS, SHIPPED_PATH
-from optuna_lyap.aelle._features import PriorInputs, final_quantile
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.methods import (
+    INPUT_SETS,
+    NETWORK_ATTR,
+    SHIPPED_PATH,
+    CrossTaskPrior,
+    PriorBundle,
+    PriorInputs,
+    TrialPrior,
+    encode_floats,
+    final_quantile,
+    spectrum_key,
+)
+from benchmarks.lyapbench.record import load_table
+from benchmarks.lyapbench.tables import ROOT
+from benchmarks.suites import prior_loto as loto
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+# The reports on the bundle (``--reports``): by commit, as every result.
+REPORTS = runfiles.results_dir("build_prior")
+RESULTS = REPORTS
 BINS = (0.0, 0.05, 0.1, 0.2, 0.4, 1.0)
 # Input groups whose rows differ from step to step; a set without them (hyperparameters alone)
 # is fitted at the first step only, and ``PriorBundle.select`` falls back to it later.
 STEP_DEPENDENT = {"spectrum", "curve"}
-
-
-def _loto_module():  # noqa: ANN202 - a script module
-    spec = importlib.util.spec_from_file_location(
-        "prior_loto", ROOT / "benchmarks" / "prior_loto.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["prior_loto"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def reliability(proba: np.ndarray, hit: np.ndarray) -> list[dict[str, Any]]:
@@ -108,6 +110,7 @@ def _fit(
 
 
 def main(argv: list[str] | None = None) -> None:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--min-configs", type=int, default=30)
@@ -117,15 +120,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=SHIPPED_PATH, help="bundle file")
     parser.add_argument("--no-calibration", action="store_true")
     parser.add_argument("--val-loss-rank", action="store_true", help="keep the loss rank")
+    parser.add_argument(
+        "--reports", type=Path, default=REPORTS, help="folder of the reports on the bundle"
+    )
+    parser.add_argument(
+        "--no-reports", action="store_true", help="write the bundle only (the held-out priors)"
+    )
     args = parser.parse_args(argv)
+    RESULTS = args.reports
     torch.set_num_threads(1)
-    loto = _loto_module()
-    if args.data is not None:
-        loto.DATA = args.data.resolve()
-    record = loto._load_record_module()
+    data = loto.DATA if args.data is None else args.data.resolve()
     tables = {}
-    for path in loto.table_paths(args.min_configs):
-        table = record.load_table(path)
+    for path in loto.table_paths(args.min_configs, data):
+        table = load_table(path)
         if len(table["index"]) >= args.min_configs:
             tables[table["meta"]["task"]] = table
     names = sorted(tables)
@@ -137,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         for n in names
     }
-    command = "python " + " ".join(["benchmarks/prior_train.py", *(argv or sys.argv[1:])])
+    command = runfiles.command_line("benchmarks.build_prior", argv)
     info = {
         "tables": {n: len(tables[n]["index"]) for n in names},
         "command": command,
@@ -254,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         "total_seconds": total_seconds,
         **timing,
     }
+    if args.no_reports:
+        return
+    report["meta"] = runfiles.metadata(command, prior=args.out)
     _write_weights_report(report)
     if calibration_rows:
         _write_calibration_report(command, info["tables"], calibration_rows)
@@ -262,9 +272,6 @@ def main(argv: list[str] | None = None) -> None:
 def _time_predictions(path: Path) -> dict[str, Any]:
     """Seconds for ``TrialPrior.predict_trials`` on 1 and 200 synthetic trials at steps 0-2."""
     import optuna
-
-    from optuna_lyap._prediction._prior import NETWORK_ATTR, TrialPrior
-    from optuna_lyap._storage import encode_floats, spectrum_key
 
     prior = TrialPrior.resolve(path)
     assert prior is not None
@@ -329,7 +336,16 @@ def _write_calibration_report(
     command: str, tables: dict[str, int], rows: list[dict[str, Any]]
 ) -> None:
     (RESULTS / "prior_calibration.json").write_text(
-        json.dumps({"command": command, "tables": tables, "models": rows}, indent=1) + "\n"
+        json.dumps(
+            {
+                "command": command,
+                "meta": runfiles.metadata(command),
+                "tables": tables,
+                "models": rows,
+            },
+            indent=1,
+        )
+        + "\n"
     )
     lines = [
         "# Calibration of the shipped prior's P(top 10%)",

@@ -1,26 +1,18 @@
-"""The bar of ``benchmarks/heldout.py``, and its being held to each baseline in turn."""
+"""The bar of ``benchmarks/suites/heldout.py``, and its being held to each baseline in turn."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "heldout.py"
+from benchmarks.suites import heldout as heldout_suite
 
 
 @pytest.fixture(scope="module")
 def heldout() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("heldout", _PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["heldout"] = module
-    spec.loader.exec_module(module)
-    return module
+    return heldout_suite
 
 
 def _stats(epochs: float | None, share: float, seconds: float | None = 1.0) -> dict[str, Any]:

@@ -1,28 +1,20 @@
-"""The simulation behind ``benchmarks/gate_power.py``: its noise gives the Spearman asked for."""
+"""The simulation behind the gate-power suite: its noise gives the Spearman asked for."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmarks.suites import gate_power as gate_power_suite
 
 
 @pytest.fixture(scope="module")
 def gate_power() -> ModuleType:
-    sys.path.insert(0, str(_BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("gate_power", _BENCHMARKS / "gate_power.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return gate_power_suite
 
 
 @pytest.mark.parametrize("target", [0.1, 0.36, 0.55, 0.8, 0.95])

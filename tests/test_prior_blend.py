@@ -1,24 +1,18 @@
-"""``benchmarks/prior_blend.py`` without held-out priors: a clear exit, no results overwritten."""
+"""The prior-blend suite without held-out priors: a clear exit, no results overwritten."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmarks.suites import prior_blend as prior_blend_suite
 
 
 @pytest.fixture
-def prior_blend(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(_BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("prior_blend", _BENCHMARKS / "prior_blend.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def prior_blend() -> ModuleType:
+    return prior_blend_suite
 
 
 def test_no_priors_exits_and_writes_nothing(

@@ -13,17 +13,17 @@ already in the file are skipped.
 
 Usage::
 
-    python benchmarks/record.py --task sdigits --out benchmarks/data/sdigits.jsonl.gz
-    python benchmarks/record.py --task sdigits --out ... --start 0 --stop 40   # one chunk
-    python benchmarks/record.py --task copy --option delay=20 --workers 2 --out ...
-    python benchmarks/record.py --time 6 --task sdigits --out /tmp/t.jsonl.gz  # timing probe
+    python -m benchmarks.lyapbench.record --task sdigits --out benchmarks/data/sdigits.jsonl.gz
+    python -m benchmarks.lyapbench.record --task sdigits --out ... --start 0 --stop 40  # a chunk
+    python -m benchmarks.lyapbench.record --task copy --option delay=20 --workers 2 --out ...
+    python -m benchmarks.lyapbench.record --time 6 --task sdigits --out /tmp/t.jsonl.gz  # timing
     # A random design (the corpus): 240 configurations, spectra at epochs 0-3, k <= 64
-    python benchmarks/record.py --task xor --design random --n-configs 240 \
+    python -m benchmarks.lyapbench.record --task xor --design random --n-configs 240 \
         --spectrum-epochs 0 1 2 3 --max-k 64 --out benchmarks/data/corpus/xor.jsonl.gz
 
 Reading::
 
-    from benchmarks.record import load_table   # or import this file by path
+    from benchmarks.lyapbench.record import load_table   # from the repository's root
     table = load_table("benchmarks/data/sdigits.jsonl.gz")
     table["values"]   # (n_configs, n_epochs + 1) validation metric
     table["spectra"]  # (n_configs, n_epochs + 1, max dim) exponents, NaN past each ``dim``
@@ -426,7 +426,8 @@ def _meta(
         "n_probes": args.n_probes,
         "probe_length": task.probe_length,
         "spectrum": SPECTRUM_OPTIONS,
-        "command": "python " + shlex.join(["benchmarks/record.py", *argv]),
+        "command": shlex.join(["python", "-m", "benchmarks.lyapbench.record", *argv]),
+        "commit": _commit(),
         "versions": {
             "optuna_lyap": optuna_lyap.__version__,
             "torch": torch.__version__,
@@ -434,6 +435,15 @@ def _meta(
             "python": platform.python_version(),
         },
     }
+
+
+def _commit() -> dict[str, Any]:
+    """The recording code's commit and dirty flag (imported here: ``runs`` reads this module
+    through ``tables``)."""
+    from benchmarks.lyapbench.runs import commit
+
+    head, dirty = commit()
+    return {"commit": head, "dirty": dirty}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,11 +21,12 @@ run in float64 and the flows' exponents are reported per unit time (per step / d
 
 Usage::
 
-    python benchmarks/bench_spectrum.py                  # CPU table, H = 64, 128, 256
-    python benchmarks/bench_spectrum.py --device cuda    # the same on a GPU, H up to 512
-    python benchmarks/bench_spectrum.py --suite classic  # classic maps against NumPy
+    python -m benchmarks.speed.bench_spectrum                  # CPU table, H = 64, 128, 256
+    python -m benchmarks.speed.bench_spectrum --device cuda    # the same on a GPU, H up to 512
+    python -m benchmarks.speed.bench_spectrum --suite classic  # classic maps against NumPy
 
-Results are printed and saved to ``benchmarks/results/spectrum_<device>.{json,md}`` (classic:
+Results are printed and saved to ``benchmarks/results/bench_spectrum/<commit>/spectrum_<device>.
+{json,md}`` (classic:
 ``spectrum_classic_<device>``; ``--stem`` overrides the file name).
 """
 
@@ -35,19 +36,18 @@ import argparse
 import json
 import math
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 import optuna_lyap as ol
+from benchmarks.lyapbench import runs as runfiles
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = runfiles.results_dir("bench_spectrum")
 # H x H matrix products per step the engine does for the full spectrum (k = D >= 16, so GRU and
 # LSTM use formed Jacobian blocks): one (RNN: W_hh; GRU and LSTM state h: the formed block), two
 # for LSTM state full (the block of c and the o gate's shared product).
@@ -542,7 +542,9 @@ def main() -> None:
         rows, header, rate = run_rnn(args, device)
         format_row = _markdown_row
         stem = RESULTS / (args.stem or f"spectrum_{device.type}")
+    command = runfiles.command_line("benchmarks.speed.bench_spectrum")
     meta = {
+        **runfiles.metadata(command),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -550,7 +552,6 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "suite": args.suite,
-        "command": "python benchmarks/bench_spectrum.py " + " ".join(sys.argv[1:]),
     }
     if args.suite == "rnn":
         assert rate is not None

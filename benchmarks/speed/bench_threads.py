@@ -5,10 +5,10 @@ Each case is timed with the two settings alternating, ``--repeats`` times, and t
 compared, so that both see the same machine load (record the load too: on a shared machine it
 dominates). Usage::
 
-    python benchmarks/bench_threads.py --torch-threads 2 --repeats 5
+    python -m benchmarks.speed.bench_threads --torch-threads 2 --repeats 5
 
-Writes ``benchmarks/results/threads_cpu.json`` and ``.md`` after every case; ``--only`` reruns
-some cases and keeps the others' rows.
+Writes ``threads_cpu.json`` and ``.md`` (``benchmarks/results/bench_threads/<commit>/``) after
+every case; ``--only`` reruns some cases and keeps the others' rows.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
 import optuna_lyap
+from benchmarks.lyapbench import runs as runfiles
 from optuna_lyap import AeLLE, lyapunov_spectrum
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = runfiles.results_dir("bench_threads")
 
 # (label, cell, hidden size, layers, B, T, warmup): the README's snippet, the quickstart's
 # networks, and the largest size in the spectrum benchmark.
@@ -123,11 +123,15 @@ def _write(kept: list[dict], rows: list[dict]) -> None:
     merged = sorted(
         [r for r in kept if r["case"] not in done] + rows, key=lambda r: order.index(r["case"])
     )
-    meta = {"cpu_count": os.cpu_count(), "torch": torch.__version__}
-    RESULTS.mkdir(exist_ok=True)
+    meta = {
+        **runfiles.metadata(runfiles.command_line("benchmarks.speed.bench_threads")),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "threads_cpu.json").write_text(json.dumps({"meta": meta, "rows": merged}, indent=2))
     lines = [
-        f"`python benchmarks/bench_threads.py` on {meta['cpu_count']} CPUs, torch "
+        f"`python -m benchmarks.speed.bench_threads` on {meta['cpu_count']} CPUs, torch "
         f"{meta['torch']}, with other jobs loading the machine (load average over 1 minute, "
         "before and after each case). Medians over the repeats, the two settings alternating.",
         "",

@@ -9,9 +9,9 @@ change that saves CPU is shown to change no decision.
 
 Usage::
 
-    python benchmarks/heldout.py --train-priors --tasks copy sdigits sines   # once
-    python benchmarks/pruner_cpu.py --seeds 100
-    python benchmarks/pruner_cpu.py --seeds 50 --fit-always   # as before fits were skipped
+    python -m benchmarks.suites.heldout --train-priors --tasks copy sdigits sines   # once
+    python -m benchmarks.speed.pruner_cpu --seeds 100
+    python -m benchmarks.speed.pruner_cpu --seeds 50 --fit-always   # as before fits were skipped
 
 Writes ``benchmarks/results/pruner_cpu.json`` and ``.md`` (``pruner_cpu_fit_always`` with
 ``--fit-always``, which fits every training set, also those no model could make count).
@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 import optuna
 
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.suites import heldout
 from optuna_lyap import LyapunovPruner
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import heldout  # noqa: E402
+RESULTS = runfiles.results_dir("pruner_cpu")
+# The stored held-out runs read here: the archived ones, which the documented claims rest on.
+STORED_RUNS = heldout.ARCHIVED_RUNS
 
-RESULTS = HERE / "results"
 TASKS = ("copy", "sdigits", "sines")
 # The bar: the pruner's CPU per study at most this share of the training time it spends.
 BAR = 0.10
@@ -56,7 +57,7 @@ def training_seconds(table: dict[str, Any], run: dict[str, Any]) -> float:
 def measure(task: str, seeds: range) -> dict[str, Any]:
     table = heldout._table(task)
     budget = heldout.budget_of(table, heldout.BUDGET_TRAININGS)
-    stored = heldout.load_runs(task, "ours_pruner_only")
+    stored = heldout.load_runs(task, "ours_pruner_only", runs=STORED_RUNS)
     stored_runs = {} if stored is None else stored["runs"]
     shares, cpu, same, compared = [], [], 0, 0
     for seed in seeds:
@@ -103,19 +104,24 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         sys.exit(
             f"no held-out prior for {', '.join(missing)}: run "
-            "python benchmarks/heldout.py --train-priors --tasks " + " ".join(missing)
+            "python -m benchmarks.suites.heldout --train-priors --tasks " + " ".join(missing)
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
-    command = "python benchmarks/pruner_cpu.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = runfiles.command_line("benchmarks.speed.pruner_cpu", argv)
     started = time.time()
     # One warm-up replay, so the first study does not pay the imports and first forward passes.
     heldout.run_one(args.tasks[0], "ours_pruner_only", 10**6, 40)
     rows = [measure(task, range(args.seeds)) for task in args.tasks]
     out = Path(args.out)
-    summary = {"command": command, "bar": BAR, "rows": rows, "seconds": time.time() - started}
+    summary = {
+        "command": command,
+        "meta": runfiles.metadata(command),
+        "bar": BAR,
+        "rows": rows,
+        "seconds": time.time() - started,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
     lines = [
         "# The default pruner's CPU against the training time it spends",

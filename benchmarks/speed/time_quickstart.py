@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/time_quickstart.py examples/quickstart.py
+    python -m benchmarks.speed.time_quickstart examples/quickstart.py
 
 To compare with an older version, export it (``git archive <commit> | tar -x -C /tmp/old``) and
-run the same command with ``PYTHONPATH=/tmp/old`` and its own example, back to back.
+run its own copy of this script from its root, with its own example, back to back.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-import optuna_lyap._monitor as monitor
-from optuna_lyap.aelle import _estimator as estimator
+from benchmarks.lyapbench.methods import aelle_estimator as estimator
+from benchmarks.lyapbench.methods import monitor_module as monitor
 
 spent: collections.Counter[str] = collections.Counter()
 

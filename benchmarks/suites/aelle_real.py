@@ -15,14 +15,15 @@ and the final metric:
 - ``hparams``: the four hyperparameters as features (cell one-hot, log sizes and rates);
 
 next to two raw scores that need no fitting: the epoch-1 metric itself and the largest exponent.
-A recorded table of ``benchmarks/record.py`` can be read instead of training (``--table``).
+A recorded table (``benchmarks/lyapbench/record.py``) can be read instead of training
+(``--table``).
 
 Usage::
 
-    python benchmarks/aelle_real.py                           # copy and sines, ~10 min one core
-    python benchmarks/aelle_real.py --tasks copy --n-configs 60 --epochs 8
-    python benchmarks/aelle_real.py --table benchmarks/data/sdigits.jsonl.gz
-    python benchmarks/aelle_real.py --from-data benchmarks/results/aelle_real_data.json.gz
+    python -m benchmarks.suites.aelle_real              # copy and sines, ~10 min one core
+    python -m benchmarks.suites.aelle_real --tasks copy --n-configs 60 --epochs 8
+    python -m benchmarks.suites.aelle_real --table benchmarks/data/sdigits.jsonl.gz
+    python -m benchmarks.suites.aelle_real --from-data benchmarks/results/aelle_real_data.json.gz
 
 Writes ``benchmarks/results/aelle_real.json`` and ``.md`` (the tables) and, after training,
 ``aelle_real_data.json.gz`` (the recorded networks, to re-run the analysis without training).
@@ -32,11 +33,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
 import json
 import math
 import platform
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -47,10 +46,12 @@ import torch
 from scipy.stats import spearmanr
 
 import optuna_lyap
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.record import load_table
 from optuna_lyap import AeLLE
 from optuna_lyap.tasks import get_task
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = runfiles.results_dir("aelle_real")
 CELLS = ("rnn", "gru", "lstm")
 INPUT_SETS = ("spectrum", "curve", "both", "both+unlabelled", "hparams")
 
@@ -127,12 +128,8 @@ def record_task(
 
 
 def _load_recorded_table(path: Path) -> dict[str, Any]:
-    """A ``benchmarks/record.py`` table in the form ``record_task`` returns."""
-    spec = importlib.util.spec_from_file_location("_record", Path(__file__).parent / "record.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    table = module.load_table(path)
+    """A ``benchmarks/lyapbench/record.py`` table in the form ``record_task`` returns."""
+    table = load_table(path)
     meta = table["meta"]
     task = get_task(meta["task"], seed=0)
     networks = []
@@ -313,8 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "aelle_real")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    given = sys.argv[1:] if argv is None else argv
-    command = " ".join(["python benchmarks/aelle_real.py", *given])
+    command = runfiles.command_line("benchmarks.suites.aelle_real", argv)
 
     results: list[dict[str, Any]] = []
     if args.table is not None:
@@ -353,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     summary = {
         "command": command,
+        "meta": runfiles.metadata(command),
         "environment": env,
         "results": [
             {

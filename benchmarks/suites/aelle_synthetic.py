@@ -9,7 +9,7 @@ thread, with and without unlabelled spectra.
 
 Usage::
 
-    python benchmarks/aelle_synthetic.py
+    python -m benchmarks.suites.aelle_synthetic
 
 Writes ``benchmarks/results/aelle_synthetic.json`` and ``.md``.
 """
@@ -20,9 +20,7 @@ import argparse
 import json
 import math
 import platform
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,12 +29,11 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import RidgeCV
 from sklearn.neighbors import KNeighborsRegressor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.lyapbench import runs as runfiles
+from optuna_lyap import AeLLE
+from tests.aelle_tests._synthetic import spectrum_family
 
-from optuna_lyap import AeLLE  # noqa: E402
-from tests.aelle_tests._synthetic import spectrum_family  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = runfiles.results_dir("aelle_synthetic")
 SIZES = (20, 40, 80, 160)
 SEEDS = range(5)
 
@@ -133,10 +130,12 @@ def main(argv: list[str] | None = None) -> None:
         "threads": torch.get_num_threads(),
         "total_seconds": round(time.perf_counter() - began, 1),
     }
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "aelle_synthetic"
+    command = runfiles.command_line("benchmarks.suites.aelle_synthetic", [])
     summary: dict[str, Any] = {
-        "command": "python benchmarks/aelle_synthetic.py",
+        "command": command,
+        "meta": runfiles.metadata(command),
         "environment": env,
     }
     summary |= {"fit_times": timing, "accuracy": rows}
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "# AeLLE on a synthetic spectrum family",
         "",
-        "Command: `python benchmarks/aelle_synthetic.py` "
+        "Command: `python -m benchmarks.suites.aelle_synthetic` "
         f"({env['machine']}, torch {env['torch']}, 1 thread; {env['total_seconds']:.0f} s).",
         "",
         "Held-out Spearman (400 test spectra of lengths 8-64, target monotone in no single "

@@ -9,11 +9,11 @@ is reported per method. Measured in one process on one machine, so the ratio is 
 which per-run CPU stored by runs made on other days is not. One discarded run first takes
 the one-time costs (imports, loading the bundle).
 
-Needs the held-out priors (``python benchmarks/heldout.py --train-priors``).
+Needs the held-out priors (``python -m benchmarks.suites.heldout --train-priors``).
 
 Usage::
 
-    python benchmarks/blend_cost.py --seeds 5      # about three minutes
+    python -m benchmarks.suites.blend_cost --seeds 5      # about three minutes
 
 Writes ``benchmarks/results/blend_cost.json`` and ``blend_cost.md``.
 """
@@ -23,19 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import optuna
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.suites import heldout
 
-import heldout  # noqa: E402
-
-OUT = HERE / "results" / "blend_cost.json"
+OUT = runfiles.results_dir("blend_cost") / "blend_cost.json"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise SystemExit(
             f"no held-out prior for {missing}; train them with "
-            "`python benchmarks/heldout.py --train-priors`."
+            "`python -m benchmarks.suites.heldout --train-priors`."
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     methods = ["ours_pruner_only", *heldout.BLEND_WEIGHTS]
@@ -72,8 +68,10 @@ def main(argv: list[str] | None = None) -> None:
                 }
             )
             print(rows[-1], flush=True)
-    command = "python benchmarks/blend_cost.py " + " ".join(argv or sys.argv[1:])
-    OUT.write_text(json.dumps({"command": command.strip(), "rows": rows}, indent=1) + "\n")
+    command = runfiles.command_line("benchmarks.suites.blend_cost", argv)
+    meta = runfiles.metadata(command, seeds=range(args.seeds))
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"command": command, "meta": meta, "rows": rows}, indent=1) + "\n")
     default = {
         r["task"]: r["pruner_cpu_seconds_median"] for r in rows if r["method"] == methods[0]
     }

@@ -3,8 +3,7 @@
 ``LyapunovPruner`` lets a model (the in-study one or the prior) rank a rung only when, in at
 least ``gate`` (0.9) of paired bootstrap resamples of the study's completed configurations, the
 model's ranking agrees better with the final values than the raw value's does
-(``optuna_lyap._prediction._gate.gate_share``; a configuration completed several times counts
-once).
+(``optuna_lyap.pruners._rule.gate_share``; a configuration completed several times counts once).
 This script answers two questions with numbers:
 
 1. **Evidence.** In the stored held-out replays of the default pruner with TPE
@@ -20,7 +19,7 @@ This script answers two questions with numbers:
 
 Usage::
 
-    python benchmarks/gate_power.py            # under a minute on one core
+    python -m benchmarks.suites.gate_power            # under a minute on one core
 
 Writes ``benchmarks/results/gate_power.json`` and ``gate_power.md``.
 """
@@ -31,19 +30,17 @@ import argparse
 import gzip
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import heldout  # noqa: E402
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.methods import rule_module as _rule
+from benchmarks.suites import heldout
 
-from optuna_lyap._prediction import _gate  # noqa: E402
-
-OUT = heldout.RESULTS / "gate_power.json"
+OUT = runfiles.results_dir("gate_power") / "gate_power.json"
 N_CONFIGURATIONS = (3, 4, 5, 6, 8, 10, 15, 20, 30)
 # (model's Spearman with the final value, raw value's): a model that ranks perfectly against a
 # raw value that ranks at chance; the held-out prior against the raw value at epoch 1 on
@@ -80,7 +77,7 @@ def power(
     for k in range(repeats):
         final = rng.standard_normal(n)
         shares.append(
-            _gate.gate_share(
+            _rule.gate_share(
                 _noisy(final, model, rng),
                 _noisy(final, raw, rng),
                 final,
@@ -92,10 +89,10 @@ def power(
     return {"p_open": float(np.mean(values >= gate)), "median_share": float(np.median(values))}
 
 
-def evidence(task: str) -> dict[str, Any] | None:
+def evidence(task: str, runs: Path = heldout.ARCHIVED_RUNS) -> dict[str, Any] | None:
     """Completed trials and distinct completed configurations per stored run of the default
     pruner with TPE, at the first top-2% completion and at the end of the budget."""
-    path = heldout.runs_path(task, "ours_pruner_only")
+    path = heldout.runs_path(task, "ours_pruner_only", runs=runs)
     if not path.exists():
         return None
     with gzip.open(path, "rt") as f:
@@ -128,9 +125,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--gate", type=float, default=0.9)
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=heldout.ARCHIVED_RUNS,
+        help="held-out runs to read the evidence from (default: the archived ones)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    found = {task: evidence(task) for task in heldout.table_paths()}
+    found = {task: evidence(task, args.runs_dir) for task in heldout.table_paths()}
     seen = {task: e for task, e in found.items() if e is not None}
     grid = {
         f"{model}/{raw}": {
@@ -140,12 +143,18 @@ def main(argv: list[str] | None = None) -> None:
         for model, raw in CASES
     }
     seconds = round(time.perf_counter() - started, 1)
-    command = "python benchmarks/gate_power.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = runfiles.command_line("benchmarks.suites.gate_power", argv)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(
         json.dumps(
-            {"command": command, "gate": args.gate, "evidence": seen, "power": grid}, indent=1
+            {
+                "command": command,
+                "meta": runfiles.metadata(command),
+                "gate": args.gate,
+                "evidence": seen,
+                "power": grid,
+            },
+            indent=1,
         )
         + "\n"
     )

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from optuna.pruners import BasePruner
 from optuna.trial import TrialState
 
 from benchmarks.lyapbench import runs as runfiles
@@ -83,15 +84,19 @@ def replay_grid(
     seed: int,
     budget: int,
     rule: dict[str, Any] | None = None,
+    pruner: BasePruner | None = None,
 ) -> dict[str, Any]:
     """One HPO run on a grid table; returns the trace of finished trials and the predictions.
+
+    ``pruner`` replaces ``method``'s when given (``method`` still says how to read its records).
 
     The run's ``trials``: per finished trial, its configuration, the step it was pruned at
     (-1: completed), for ours the rule that decided there (``""`` without a record), and
     whether the sampler screened candidates for it (1) or not (0).
     """
     setting = Setting(table=table, seed=seed, base=sampler, rule=rule)
-    pruner = make_pruner(method, setting)
+    if pruner is None:
+        pruner = make_pruner(method, setting)
     done = replay(
         table,
         sampler=make_sampler(method, setting),

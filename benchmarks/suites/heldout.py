@@ -143,6 +143,8 @@ SAMPLERS = ("tpe", "random")
 BASELINES = HELDOUT_BASELINES
 OURS = HELDOUT_OURS
 METHODS = HELDOUT_METHODS
+# The held-out runs of the archive (before results were keyed by commit).
+ARCHIVED_RUNS = RESULTS / "archive" / "heldout_runs"
 # A study's budget: this many full trainings' epochs (``--budget-trainings``).
 BUDGET_TRAININGS = 40.0
 
@@ -251,14 +253,19 @@ def _job(job: tuple[str, str, int, int, str]) -> tuple[str, str, int, dict[str, 
     return task, method, seed, run_one(task, method, seed, budget, sampler)
 
 
-def runs_path(task: str, method: str, sampler: str = "tpe") -> Path:
-    """TPE's runs lie in ``heldout_runs/``, every other sampler's in a folder of its own."""
-    folder = RUNS if sampler == "tpe" else RUNS / sampler
+def runs_path(task: str, method: str, sampler: str = "tpe", runs: Path | None = None) -> Path:
+    """TPE's runs lie in ``runs`` (default ``RUNS``), every other sampler's in a folder of its
+    own below it."""
+    runs = RUNS if runs is None else runs
+    folder = runs if sampler == "tpe" else runs / sampler
     return folder / f"{task}__{method}.json.gz"
 
 
-def load_runs(task: str, method: str, sampler: str = "tpe") -> dict[str, Any] | None:
-    payload: dict[str, Any] | None = runfiles.load_json(runs_path(task, method, sampler))
+def load_runs(
+    task: str, method: str, sampler: str = "tpe", runs: Path | None = None
+) -> dict[str, Any] | None:
+    """The stored runs of one (task, method), or None."""
+    payload: dict[str, Any] | None = runfiles.load_json(runs_path(task, method, sampler, runs))
     return payload
 
 

@@ -10,46 +10,42 @@ predicted final value, marked by the rule that decided (``rung``: the raw value 
 
 Usage::
 
-    python benchmarks/plot_rule.py            # writes docs/pruner_rule.png
+    python -m benchmarks.suites.plot_rule            # writes docs/pruner_rule.png
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import replay  # noqa: E402
-
-from optuna_lyap.pruners import load_predictions  # noqa: E402
+from benchmarks.lyapbench.methods import Setting, make_pruner, make_sampler
+from benchmarks.lyapbench.replay import replay
+from benchmarks.lyapbench.tables import ROOT, budget_of, cached_table
+from optuna_lyap.pruners import load_predictions
 
 TASKS = ("copy", "sdigits", "sines")
 
 
 def rung0_records(task: str, seed: int) -> list[dict[str, Any]]:
     """The rung-0 decision records of one replay of the default pruner, by trial number."""
-    table = replay.load_table(replay.DATA / f"{task}.jsonl.gz")
-    studies: list[optuna.Study] = []
-    create = optuna.create_study
-
-    def capture(*args: Any, **kwargs: Any) -> optuna.Study:
-        studies.append(create(*args, **kwargs))
-        return studies[-1]
-
-    replay.optuna.create_study = capture  # type: ignore[attr-defined]
-    try:
-        replay.replay(table, "lyapunov", "tpe", seed, int(40 * (table["values"].shape[1] - 1)))
-    finally:
-        replay.optuna.create_study = create  # type: ignore[attr-defined]
+    table = cached_table(task)
+    setting = Setting(table=table, seed=seed)
+    # As the grid suite replays its "lyapunov" method with TPE.
+    pruner = make_pruner("lyapunov", setting)
+    study = replay(
+        table,
+        sampler=make_sampler("lyapunov", setting),
+        pruner=pruner,
+        budget=budget_of(table, 40),
+        study_name=f"replay-{seed}",
+        finite_spectra=False,
+    ).study
     out = []
-    for trial in studies[0].trials:
+    for trial in study.trials:
         record = load_predictions(trial).get(1)
         if record is not None and record.get("rung") == 0:
             out.append({"number": trial.number, "raw": trial.intermediate_values[1], **record})
@@ -60,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--detail", default="sdigits", choices=TASKS)
-    parser.add_argument("--out", default=str(HERE.parent / "docs" / "pruner_rule.png"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "pruner_rule.png"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -1,7 +1,7 @@
 """Does a rank blend of the raw value and the held-out prior rank the final value better?
 
 For every table of ``benchmarks/data`` with a leave-one-task-out prior in
-``benchmarks/results/heldout_priors/`` (``python benchmarks/heldout.py --train-priors``), at
+``benchmarks/results/heldout_priors/`` (``python -m benchmarks.suites.heldout --train-priors``), at
 steps 1 and 2 over all of the table's configurations: the Spearman correlation with the final
 value (its quantile, validation loss breaking ties) and the share of the true top 10% among
 the best 20% (``prior_loto.top_recall``), for the raw value at the step, the prior's
@@ -11,7 +11,7 @@ by) and 0.3.
 
 Usage::
 
-    python benchmarks/prior_blend.py        # about a minute
+    python -m benchmarks.suites.prior_blend        # about a minute
 
 Writes ``benchmarks/results/prior_blend.json`` and ``prior_blend.md``.
 """
@@ -20,22 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import prior_loto  # noqa: E402
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.methods import PriorBundle, blend_ranks, final_quantile
+from benchmarks.lyapbench.record import load_table
+from benchmarks.suites import heldout, prior_loto
 
-from optuna_lyap.aelle import PriorBundle  # noqa: E402
-from optuna_lyap.aelle._features import final_quantile  # noqa: E402
-from optuna_lyap.pruners._rule import blend_ranks  # noqa: E402
-
-PRIORS = prior_loto.RESULTS / "heldout_priors"
-OUT = prior_loto.RESULTS / "prior_blend.json"
+PRIORS = heldout.PRIORS
+OUT = runfiles.results_dir("prior_blend") / "prior_blend.json"
 INPUTS = ("hyperparameters", "spectrum", "curve")
 WEIGHTS = (0.5, 0.3)
 
@@ -50,10 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    record = prior_loto._load_record_module()
     rows_out: list[dict[str, Any]] = []
     for path in prior_loto.table_paths(30):
-        table = record.load_table(path)
+        table = load_table(path)
         task = table["meta"]["task"]
         bundle_path = args.priors / f"{task}.pt"
         if not bundle_path.exists():
@@ -81,18 +77,22 @@ def main(argv: list[str] | None = None) -> None:
         # empty table.
         raise SystemExit(
             f"no held-out prior under {args.priors}; train them with "
-            "`python benchmarks/heldout.py --train-priors`."
+            "`python -m benchmarks.suites.heldout --train-priors`."
         )
     names = ["raw", "prior", *(f"blend {w}" for w in WEIGHTS)]
     seconds = round(time.perf_counter() - started, 1)
+    command = runfiles.command_line("benchmarks.suites.prior_blend", argv)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(
-        json.dumps({"command": "python benchmarks/prior_blend.py", "rows": rows_out}, indent=1)
+        json.dumps(
+            {"command": command, "meta": runfiles.metadata(command), "rows": rows_out}, indent=1
+        )
         + "\n"
     )
     lines = [
         "# Raw value, held-out prior and their rank blend",
         "",
-        f"`python benchmarks/prior_blend.py` ({seconds} s). Each cell: Spearman with the final "
+        f"`{command}` ({seconds} s). Each cell: Spearman with the final "
         "value / share of the top 10% among the best 20%, over every configuration of the "
         "table; the prior never saw the table.",
         "",

@@ -3,7 +3,7 @@
 Each ``benchmarks/data/prior/<task>_seed1`` table (60 configurations recorded as an earlier
 study would be: another seed, data split and grid order than the main tables; the shipped
 prior never saw these rows, only other recordings of the same tasks) is split at random into
-two studies of 30 trials. ``fit_prior`` (what ``optuna-lyap fit`` runs) is fitted on study A,
+two studies of 30 trials. ``fit_bundle`` (what ``optuna-lyap fit`` runs) is fitted on study A,
 once on A alone and once warm-started from the shipped bundle (``--on-shipped``); study B is
 held out. On B, each prior predicts every trial at steps 0, 1 and 2 from everything a live
 trial has by then (hyperparameters, spectrum, curve: ``TrialPrior.predict_trials``), and the
@@ -13,18 +13,16 @@ fixed before this was run.
 
 Usage::
 
-    python benchmarks/prior_fit_warm.py [--splits 5] [--steps 0 1 2]
+    python -m benchmarks.suites.prior_fit_warm [--splits 5] [--steps 0 1 2]
 
-Writes ``benchmarks/results/prior_fit_warm.{json,md}``.
+Writes ``prior_fit_warm.{json,md}`` under ``benchmarks/results/prior_fit_warm/<commit>/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,19 +30,23 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.methods import (
+    NETWORK_ATTR,
+    PSEUDO_COUNT,
+    VAL_LOSS_ATTR,
+    NetworkDescription,
+    TrialPrior,
+    fit_bundle,
+    load_shipped_prior,
+    rank_correlation,
+)
+from benchmarks.lyapbench.record import load_table
+from benchmarks.lyapbench.tables import DATA
 from optuna_lyap import report_spectrum
-from optuna_lyap._prediction import fit_prior, rank_correlation
-from optuna_lyap._prediction._prior import VAL_LOSS_ATTR, TrialPrior
-from optuna_lyap._prediction._prior_fit import PSEUDO_COUNT
-from optuna_lyap._storage import NETWORK_ATTR
-from optuna_lyap.aelle import NetworkDescription, load_shipped_prior
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import load_table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-TABLES = sorted((ROOT / "benchmarks" / "data" / "prior").glob("*_seed1.jsonl.gz"))
-RESULTS = ROOT / "benchmarks" / "results"
+TABLES = sorted((DATA / "prior").glob("*_seed1.jsonl.gz"))
+RESULTS = runfiles.results_dir("prior_fit_warm")
 
 
 DISTRIBUTIONS = {
@@ -122,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
             parts = {}
             for label, rows in (("A", order[:half]), ("B", order[half:])):
                 parts[label] = table_study(table, rows, f"{name}-{label}")
-            own = TrialPrior(fit_prior([parts["A"]], steps=args.steps, seed=split))
+            own = TrialPrior(fit_bundle([parts["A"]], steps=args.steps, seed=split))
             warm = TrialPrior(
-                fit_prior([parts["A"]], steps=args.steps, shipped=shipped_bundle, seed=split)
+                fit_bundle([parts["A"]], steps=args.steps, shipped=shipped_bundle, seed=split)
             )
             for step in args.steps:
                 row = {
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "# `fit --on-shipped` against the shipped prior on held-out trials",
         "",
-        "Command: `python benchmarks/prior_fit_warm.py"
+        "Command: `python -m benchmarks.suites.prior_fit_warm"
         + (f" --splits {args.splits}" if args.splits != 5 else "")
         + (f" --steps {' '.join(map(str, args.steps))}" if args.steps != [0, 1, 2] else "")
         + "`",
@@ -183,7 +185,18 @@ def main(argv: list[str] | None = None) -> None:
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "prior_fit_warm.json").write_text(
-        json.dumps({"results": results, "overall": overall, "seconds": seconds}, indent=1)
+        json.dumps(
+            {
+                "meta": runfiles.metadata(
+                    runfiles.command_line("benchmarks.suites.prior_fit_warm", argv),
+                    prior="shipped",
+                ),
+                "results": results,
+                "overall": overall,
+                "seconds": seconds,
+            },
+            indent=1,
+        )
     )
     (RESULTS / "prior_fit_warm.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

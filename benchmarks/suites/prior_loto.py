@@ -1,7 +1,7 @@
 """Leave-one-task-out evaluation of the cross-task prior on every recorded table.
 
 Each recorded table is one study. For every held-out task and step ``s`` (0 = at
-initialisation, 1, 2), a prior (``optuna_lyap.aelle.CrossTaskPrior``) is fitted on the
+initialisation, 1, 2), a prior (``optuna_lyap.aelle._prior.CrossTaskPrior``) is fitted on the
 other tasks' rows at step ``s`` and ranks the held-out task's configurations. Target: the final
 value's quantile within its own table (ties broken by the final validation loss). Inputs:
 hyperparameters in a generic encoding, the top quarter of the spectrum at step ``s`` on the
@@ -15,17 +15,15 @@ table of the predicted P(top 10%) pooled over held-out tasks.
 
 Usage::
 
-    python benchmarks/prior_loto.py                       # every table, writes results
-    python benchmarks/prior_loto.py --no-aelle --steps 0  # quicker look
+    python -m benchmarks.suites.prior_loto                       # every table, writes results
+    python -m benchmarks.suites.prior_loto --no-aelle --steps 0  # quicker look
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,18 +32,20 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from optuna_lyap.aelle import CrossTaskPrior, NetworkDescription
-from optuna_lyap.aelle._features import (
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.methods import (
+    CrossTaskPrior,
+    NetworkDescription,
     PriorInputs,
-    curve_rank_features,
     final_quantile,
     hyperparameter_features,
     top_fraction,
 )
+from benchmarks.lyapbench.methods import prior_curve_features as curve_features
+from benchmarks.lyapbench.record import load_table
+from benchmarks.lyapbench.tables import DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "benchmarks" / "data"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = runfiles.results_dir("prior_loto")
 
 # (name, model, inputs); "raw" is the value at the step itself.
 METHODS: list[tuple[str, str, tuple[str, ...]]] = [
@@ -60,18 +60,9 @@ METHODS: list[tuple[str, str, tuple[str, ...]]] = [
 BINS = (0.0, 0.05, 0.1, 0.2, 0.4, 1.0)
 
 
-def _load_record_module() -> Any:
-    spec = importlib.util.spec_from_file_location("record", ROOT / "benchmarks" / "record.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["record"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def table_paths(min_configs: int) -> list[Path]:
-    """The main tables of ``benchmarks/data`` and every corpus table."""
-    return sorted(DATA.glob("*.jsonl.gz")) + sorted((DATA / "corpus").glob("*.jsonl.gz"))
+def table_paths(min_configs: int, data: Path = DATA) -> list[Path]:
+    """The main tables of ``data`` (default ``benchmarks/data``) and every corpus table."""
+    return sorted(data.glob("*.jsonl.gz")) + sorted((data / "corpus").glob("*.jsonl.gz"))
 
 
 def study_rows(table: dict[str, Any], step: int, fraction: float) -> PriorInputs:
@@ -88,7 +79,7 @@ def study_rows(table: dict[str, Any], step: int, fraction: float) -> PriorInputs
     for i, dim in enumerate(table["dim"]):
         known = table["spectra"][i, step]
         spectra.append(top_fraction(known[: int(dim)], int(dim), fraction))
-    curve = curve_rank_features(table["values"], meta["direction"], step, table["val_loss"])
+    curve = curve_features(table["values"], meta["direction"], step, table["val_loss"])
     return PriorInputs(hyperparameter_features(networks), spectra, table["dim"].copy(), curve)
 
 
@@ -119,11 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="prior_loto", help="results file stem")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    record = _load_record_module()
 
     tables: dict[str, dict[str, Any]] = {}
     for path in table_paths(args.min_configs):
-        table = record.load_table(path)
+        table = load_table(path)
         name = table["meta"]["task"]
         if len(table["index"]) < args.min_configs:
             print(f"skip {name}: {len(table['index'])} configurations", flush=True)
@@ -194,9 +184,10 @@ def main(argv: list[str] | None = None) -> None:
                 )
         calibration[str(step)] = rows_out
 
-    command = "python " + " ".join(["benchmarks/prior_loto.py", *(argv or sys.argv[1:])])
+    command = runfiles.command_line("benchmarks.suites.prior_loto", argv)
     payload = {
         "command": command,
+        "meta": runfiles.metadata(command),
         "tables": {name: len(tables[name]["index"]) for name in names},
         "steps": args.steps,
         "fraction": args.fraction,

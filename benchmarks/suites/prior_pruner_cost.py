@@ -10,7 +10,7 @@ replay's own ``--seeds`` summary charges them to the first run of each worker.
 
 Usage::
 
-    python benchmarks/prior_pruner_cost.py --task sdigits --seeds 3
+    python -m benchmarks.suites.prior_pruner_cost --task sdigits --seeds 3
 
 Writes ``benchmarks/results/prior_pruner_cost_<task>.json`` and prints a table.
 """
@@ -18,9 +18,7 @@ Writes ``benchmarks/results/prior_pruner_cost_<task>.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +26,11 @@ import numpy as np
 import optuna
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import replay  # noqa: E402
-
-import optuna_lyap  # noqa: E402
+import optuna_lyap
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.cost import training_seconds
+from benchmarks.lyapbench.tables import cached_table
+from benchmarks.suites.grids import replay_grid
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,18 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    table = replay._tables_cache(str(replay.DATA / f"{args.task}.jsonl.gz"))
+    table = cached_table(args.task)
     budget = int(40 * (table["values"].shape[1] - 1))
-    real = optuna_lyap.LyapunovPruner
-    arms = {"shipped": real, "none": functools.partial(real, prior=None)}
+    arms = {"shipped": {}, "none": {"prior": None}}
 
     def run(arm: str, seed: int) -> dict[str, Any]:
-        replay.optuna_lyap.LyapunovPruner = arms[arm]  # type: ignore[misc]
-        try:
-            out = replay.replay(table, "lyapunov", "tpe", seed, budget, {})
-        finally:
-            replay.optuna_lyap.LyapunovPruner = real  # type: ignore[misc]
-        train = float(np.sum(replay.training_seconds(table, out)))
+        pruner = optuna_lyap.LyapunovPruner(seed=seed, **arms[arm])
+        out = replay_grid(table, "lyapunov", "tpe", seed, budget, {}, pruner=pruner)
+        train = float(np.sum(training_seconds(table, out)))
         return {
             "seed": seed,
             "pruner_cpu_seconds": out["pruner_cpu_seconds"],
@@ -96,9 +89,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{summary['none']['share_median']:.3f} without; same decisions on "
         f"{sum(same)}/{len(same)} seeds"
     )
-    out = Path(args.out) if args.out else replay.RESULTS / f"prior_pruner_cost_{args.task}.json"
+    default = runfiles.results_dir("prior_pruner_cost") / f"prior_pruner_cost_{args.task}.json"
+    out = Path(args.out) if args.out else default
+    command = runfiles.command_line("benchmarks.suites.prior_pruner_cost", argv)
     payload = {
-        "command": "python benchmarks/prior_pruner_cost.py " + " ".join(sys.argv[1:]),
+        "command": command,
+        "meta": runfiles.metadata(command, seeds=range(args.seeds), prior="shipped"),
         "task": args.task,
         "budget_epochs": budget,
         "summary": summary,
@@ -108,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             for arm, rows in results.items()
         },
     }
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"wrote {out}")
 

@@ -3,7 +3,7 @@
 For each recorded table (``benchmarks/record.py``) and each epoch ``e``, AeLLE models with the
 pruner's settings (``LyapunovPruner``'s default ensemble, 2 members and 150 steps) are fitted
 on ``--n-train`` random configurations to predict the final value of the replay's objective
-(``replay.objective_of``: the validation loss on ``copy``) from
+(``objective_of``: the validation loss on ``copy``) from
 
 - ``spectrum``: the Lyapunov spectrum at epoch ``e`` (what ``lyapunov_spectrum`` uses);
 - ``curve``: the learning curve up to ``e`` (latest and best value, what ``curve_only`` uses);
@@ -18,10 +18,10 @@ network).
 
 Usage::
 
-    python benchmarks/rank_by_epoch.py                       # every table, epochs 0-5
-    python benchmarks/rank_by_epoch.py --tasks copy --epochs 0 1 2 --splits 3
+    python -m benchmarks.suites.rank_by_epoch                       # every table, epochs 0-5
+    python -m benchmarks.suites.rank_by_epoch --tasks copy --epochs 0 1 2 --splits 3
 
-Writes ``benchmarks/results/rank_by_epoch.json`` and ``rank_by_epoch.md``.
+Writes ``rank_by_epoch.json`` and ``.md`` under ``benchmarks/results/rank_by_epoch/<commit>/``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,22 +37,21 @@ import numpy as np
 import torch
 from optuna.distributions import CategoricalDistribution
 
-from optuna_lyap._prediction import ParamEncoder, rank_correlation
-from optuna_lyap.aelle import AeLLE
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from record import load_table  # noqa: E402
-from replay import (  # noqa: E402
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.methods import PRUNER_AELLE_PARAMS as _DEFAULT_AELLE_PARAMS
+from benchmarks.lyapbench.methods import ParamEncoder, rank_correlation
+from benchmarks.lyapbench.tables import (
     AXES,
-    BENCHMARK_AELLE_PARAMS,
     DATA,
-    RESULTS,
     curve_columns,
+    load_table,
     objective_of,
     spectra_at,
     top_configurations,
 )
+from optuna_lyap.aelle import AeLLE
+
+RESULTS = runfiles.results_dir("rank_by_epoch")
 
 INPUTS = ("spectrum", "curve", "hybrid", "params", "all")
 # What each input name feeds the model: the spectrum, the curve features, the hyperparameters.
@@ -106,7 +104,7 @@ def held_out_scores(
     if "params" in feeds:
         columns.append(param_columns(table))
     features = np.concatenate(columns, axis=1) if columns else None
-    model = AeLLE(**BENCHMARK_AELLE_PARAMS, seed=seed)
+    model = AeLLE(**_DEFAULT_AELLE_PARAMS, seed=seed)
     model.fit(
         None if spectra is None else [spectra[i] for i in train],
         (finals if target_epoch is None else values[:, target_epoch])[train],
@@ -169,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         paths = [DATA / f"{t}.jsonl.gz" for t in args.tasks]
     started = time.time()
     result: dict[str, Any] = {
-        "command": "python benchmarks/rank_by_epoch.py " + " ".join(argv or sys.argv[1:]),
+        "command": runfiles.command_line("benchmarks.suites.rank_by_epoch", argv),
+        "meta": runfiles.metadata(runfiles.command_line("benchmarks.suites.rank_by_epoch", argv)),
         "n_train": args.n_train,
         "target_epoch": args.target_epoch,
         "splits": args.splits,

@@ -21,9 +21,11 @@ sampler:
 
 Usage::
 
-    python benchmarks/rule_report.py --summary benchmarks/results/hpo_summary_r9.json
+    python -m benchmarks.suites.rule_report \
+        --summary benchmarks/results/archive/hpo_summary_r9.json
 
-Writes ``benchmarks/results/rule_report.md`` and ``.json`` beside the summary.
+Writes ``rule_report.md`` and ``.json`` under ``benchmarks/results/rule_report/<commit>/``
+(``--out-dir``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from scipy.stats import binomtest
+
+from benchmarks.lyapbench import runs as runfiles
 
 BASELINES = ("successive_halving", "successive_halving_auto", "hyperband", "median", "topk_epoch1")
 OURS = "lyapunov"
@@ -154,13 +158,19 @@ def report(summary: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--summary", required=True, help="a summary written by replay.py --out")
+    parser.add_argument(
+        "--summary", required=True, help="a summary written by the grid suite (its --out)"
+    )
+    parser.add_argument("--out-dir", type=Path, default=runfiles.results_dir("rule_report"))
     args = parser.parse_args(argv)
     path = Path(args.summary)
     lines, checks = report(json.loads(path.read_text()))
     print("\n".join(lines))
-    (path.parent / "rule_report.md").write_text("\n".join(lines) + "\n")
-    (path.parent / "rule_report.json").write_text(json.dumps(checks, indent=2))
+    command = runfiles.command_line("benchmarks.suites.rule_report", argv)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "rule_report.md").write_text("\n".join(lines) + "\n")
+    payload = {"command": command, "meta": runfiles.metadata(command), "checks": checks}
+    (args.out_dir / "rule_report.json").write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

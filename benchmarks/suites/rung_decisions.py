@@ -18,7 +18,7 @@ grid configuration again and again.
 
 Usage::
 
-    python benchmarks/rung_decisions.py     # every stored run of our pruner's variants
+    python -m benchmarks.suites.rung_decisions     # every stored run of our pruner's variants
 
 Writes ``benchmarks/results/rung_decisions.json`` and ``.md``.
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.methods import rule_module as _rule
+from benchmarks.suites import heldout
 
-import heldout  # noqa: E402
+RESULTS = runfiles.results_dir("rung_decisions")
+# The stored held-out runs read here: the archived ones, which the documented claims rest on.
+STORED_RUNS = heldout.ARCHIVED_RUNS
 
-from optuna_lyap.pruners import _rule  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 # The default pruner's reduction factor: what its replays promoted with.
 REDUCTION_FACTOR = 4
 MODEL_RULES = ("prior_rung", "model_rung", "blend_rung")
@@ -63,7 +63,7 @@ KINDS = (
 
 def disagreements(task: str, method: str, sampler: str) -> dict[str, Any] | None:
     """Per rule, the decisions where the recorded ranking and the raw value disagree."""
-    stored = heldout.load_runs(task, method, sampler)
+    stored = heldout.load_runs(task, method, sampler, runs=STORED_RUNS)
     if stored is None:
         return None
     table = heldout._table(task)
@@ -122,7 +122,8 @@ def markdown(summary: dict[str, Any], command: str, seconds: float) -> list[str]
     lines = [
         "# Model-ranked rungs against successive halving on the raw value",
         "",
-        f"`{command}` ({seconds:.1f} s). Stored replays in `benchmarks/results/heldout_runs/`; "
+        f"`{command}` ({seconds:.1f} s). "
+        "Stored replays in `benchmarks/results/archive/heldout_runs/`; "
         "see the script's docstring for the counterfactual.",
         "",
         "Each cell: decisions / distinct (seed, configuration) pairs / seeds, counting only "
@@ -168,9 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samplers", nargs="+", default=["tpe", "random"])
     parser.add_argument("--out", default=str(RESULTS / "rung_decisions.json"))
     args = parser.parse_args(argv)
-    command = "python benchmarks/rung_decisions.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = runfiles.command_line("benchmarks.suites.rung_decisions", argv)
     started = time.time()
     rows = []
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -186,8 +185,14 @@ def main(argv: list[str] | None = None) -> None:
                         pairs = entry["disagreements"][kind]["configurations"]
                         totals[f"{sampler}|{method}|{rule}"][kind] += pairs
     seconds = time.time() - started
-    summary = {"command": command.strip(), "rows": rows, "totals": totals}
+    summary = {
+        "command": command,
+        "meta": runfiles.metadata(command),
+        "rows": rows,
+        "totals": totals,
+    }
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
     text = "\n".join(markdown(summary, command.strip(), seconds)) + "\n"
     out.with_suffix(".md").write_text(text)

@@ -12,8 +12,8 @@ baselines over the same seeds.
 
 Usage::
 
-    python benchmarks/sha_grid.py                # TPE; 100 seeds on the grids, 20 elsewhere
-    python benchmarks/sha_grid.py --summarise-only
+    python -m benchmarks.suites.sha_grid                # TPE; 100 seeds on the grids, 20 elsewhere
+    python -m benchmarks.suites.sha_grid --summarise-only
 
 Writes ``benchmarks/results/sha_grid.json`` (every run's epochs and seconds to a top-2% trial,
 ``null`` where it never got there) and ``sha_grid.md`` (the table). Needs ``heldout.py``'s runs
@@ -25,19 +25,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import heldout  # noqa: E402
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.suites import heldout
 
-OUT = heldout.RESULTS / "sha_grid.json"
+OUT = runfiles.results_dir("sha_grid") / "sha_grid.json"
+# The stored held-out runs read here: the archived ones, which the documented claims rest on.
+STORED_RUNS = heldout.ARCHIVED_RUNS
+
 MIN_RESOURCES = ("1", "2", "auto")
 REDUCTION_FACTORS = (2, 3, 4)
 SETTINGS = [f"sha_{m}_{r}" for m in MIN_RESOURCES for r in REDUCTION_FACTORS]
@@ -87,7 +88,7 @@ def summarise(runs: dict[str, Any], sampler: str, grid_seeds: int, corpus_seeds:
         seeds = range(n_seeds(task, grid_seeds, corpus_seeds))
         base: dict[str, dict[str, Any]] = {}
         for method in heldout.BASELINES:
-            stored = heldout.load_runs(task, method, sampler)
+            stored = heldout.load_runs(task, method, sampler, runs=STORED_RUNS)
             if stored is None or not all(str(s) in stored["runs"] for s in seeds):
                 continue
             hits = [heldout.per_seed(table, method, stored["runs"][str(s)]) for s in seeds]
@@ -148,10 +149,15 @@ def main(argv: list[str] | None = None) -> None:
             for k, (key, result) in enumerate(pool.map(_job, jobs, chunksize=8), start=1):
                 runs[key] = result
                 if k % 100 == 0 or k == len(jobs):
+                    payload["meta"] = runfiles.metadata(
+                        runfiles.command_line("benchmarks.suites.sha_grid", argv)
+                    )
+                    OUT.parent.mkdir(parents=True, exist_ok=True)
                     OUT.write_text(json.dumps(payload) + "\n")
                     print(f"[{k}/{len(jobs)}]", flush=True)
     text = summarise(runs, args.sampler, args.grid_seeds, args.corpus_seeds)
     suffix = "" if args.sampler == "tpe" else f"_{args.sampler}"
+    OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_name(f"sha_grid{suffix}.md").write_text(text)
     print(text)
 

@@ -14,9 +14,9 @@ earlier commit) to compare; the script itself is not imported from there.
 
 Usage::
 
-    python benchmarks/shared_fits.py --label after
+    python -m benchmarks.suites.shared_fits --label after
     git archive main | tar -x -C /tmp/base && \
-        python benchmarks/shared_fits.py --code /tmp/base --label before
+        python -m benchmarks.suites.shared_fits --code /tmp/base --label before
 
 Prints a table and adds a row to ``benchmarks/results/shared_fits.json`` (and ``.md``).
 
@@ -34,13 +34,24 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "shared_fits"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _results() -> Path:
+    """The stem of this suite's result files, by commit. Imported here, not at the module's
+    top: the workers import nothing of the benchmarks, so they can run another checkout's
+    package (``--code``)."""
+    from benchmarks.lyapbench import runs as runfiles
+
+    return runfiles.results_dir("shared_fits") / "shared_fits"
+
+
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 AELLE = {"n_models": 1, "max_steps": 100, "hidden_dim": 16, "head_hidden_dim": 8}
 
@@ -61,22 +72,25 @@ def worker(url: str, study_name: str, n_trials: int, seed: int, epoch_s: float) 
     import optuna
     import torch
 
-    from optuna_lyap import InStudyModel, LyapunovPruner, report_spectrum
-    from optuna_lyap._prediction import fit_predictor
+    from optuna_lyap import LyapunovPruner, report_spectrum
+    from optuna_lyap.pruners import _lyapunov
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fits: list[str] = []
     fit_s = 0.0
+    original = _lyapunov.fit_predictor
 
     def counting(rows: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal fit_s
         fits.append(_training_set_id(rows, kwargs.get("unlabelled")))
         start = time.perf_counter()
         try:
-            return fit_predictor(rows, *args, **kwargs)
+            return original(rows, *args, **kwargs)
         finally:
             fit_s += time.perf_counter() - start
+
+    _lyapunov.fit_predictor = counting  # type: ignore[attr-defined]
 
     def objective(trial: optuna.Trial) -> float:
         quality = trial.suggest_float("quality", 0.0, 1.0)
@@ -92,10 +106,7 @@ def worker(url: str, study_name: str, n_trials: int, seed: int, epoch_s: float) 
                 raise optuna.TrialPruned(f"Trial was pruned at step {step}.")
         return quality
 
-    # The counting fit sees every fit the pruner makes (the model's fit seam).
-    pruner = LyapunovPruner(
-        n_startup_trials=5, model=InStudyModel(aelle_params=AELLE, cv_folds=3, fit=counting)
-    )
+    pruner = LyapunovPruner(n_startup_trials=5, aelle_params=AELLE, cv_folds=3)
     study = optuna.load_study(
         study_name=study_name,
         storage=url,
@@ -116,13 +127,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = f"optuna_lyap_bench_shared_fits_{uuid.uuid4().hex}"
     storage = optuna.storages.RDBStorage(args.url)
     optuna.create_study(study_name=name, storage=storage, direction="maximize")
-    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", args.url, name]
+    # The package from ``code`` first, the benchmarks from this checkout; run from a neutral
+    # folder, so the working directory puts neither first.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(code), str(ROOT)]),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [sys.executable, "-m", "benchmarks.suites.shared_fits", "--worker", args.url, name]
     try:
         processes = [
             subprocess.Popen(
                 [*command, str(args.trials), str(seed), str(args.epoch_s)],
                 env=env,
+                cwd=tempfile.gettempdir(),
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -163,10 +181,10 @@ def sizes() -> list[dict[str, Any]]:
     import torch
     from optuna.artifacts import FileSystemArtifactStore
 
-    from optuna_lyap._prediction import FitSettings, PredictorCache, Rows, fit_predictor
-    from optuna_lyap.samplers._lyapunov import DEFAULT_AELLE_PARAMS
+    from benchmarks.lyapbench.methods import PRUNER_AELLE_PARAMS as _DEFAULT_AELLE_PARAMS
+    from benchmarks.lyapbench.methods import SAMPLER_AELLE_PARAMS as DEFAULT_AELLE_PARAMS
+    from benchmarks.lyapbench.methods import FitSettings, PredictorCache, Rows, fit_predictor
 
-    BENCHMARK_AELLE_PARAMS = {"n_models": 2, "max_steps": 150}
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = np.random.default_rng(0)
@@ -177,8 +195,7 @@ def sizes() -> list[dict[str, Any]]:
     rows = Rows(list(range(n)), {"spectrum": spectra, "curve": curve}, curve[:, 0], quality)
     out = []
     candidates = {
-        # The benchmarks' ensembles (benchmarks/replay.py: BENCHMARK_AELLE_PARAMS).
-        "pruner": ((("spectrum",), ("curve",), ("spectrum", "curve")), BENCHMARK_AELLE_PARAMS),
+        "pruner": ((("spectrum",), ("curve",), ("spectrum", "curve")), _DEFAULT_AELLE_PARAMS),
         "sampler": ((("spectrum",),), DEFAULT_AELLE_PARAMS),
     }
     for consumer, (sets, params) in candidates.items():
@@ -186,7 +203,7 @@ def sizes() -> list[dict[str, Any]]:
         fitted = fit_predictor(rows, settings=settings)
         for store in (None, "artifacts"):
             study = optuna.create_study()
-            folder = RESULTS.parent / "_artifacts_tmp"
+            folder = _results().parent / "_artifacts_tmp"
             artifacts = FileSystemArtifactStore(str(folder)) if store else None
             if artifacts is not None:
                 folder.mkdir(exist_ok=True)
@@ -197,7 +214,7 @@ def sizes() -> list[dict[str, Any]]:
             chars = [len(json.dumps(v)) for v in attrs.values()]
             out.append(
                 {
-                    "command": "python benchmarks/shared_fits.py --sizes",
+                    "command": "python -m benchmarks.suites.shared_fits --sizes",
                     "consumer": consumer,
                     "aelle_params": dict(params),
                     "store": store or "study system attrs",
@@ -217,8 +234,8 @@ def sizes() -> list[dict[str, Any]]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--sizes":
         rows = sizes()
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        path = RESULTS.parent / "shared_fits_sizes.json"
+        _results().parent.mkdir(parents=True, exist_ok=True)
+        path = _results().parent / "shared_fits_sizes.json"
         path.write_text(json.dumps(rows, indent=1) + "\n")
         for row in rows:
             print(row)
@@ -238,8 +255,12 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     args = parser.parse_args()
     row = run(args)
-    row["command"] = "python benchmarks/shared_fits.py " + " ".join(sys.argv[1:])
-    path = RESULTS.with_suffix(".json")
+    from benchmarks.lyapbench import runs as runfiles
+
+    row["command"] = runfiles.command_line("benchmarks.suites.shared_fits")
+    row["meta"] = runfiles.metadata(row["command"])
+    path = _results().with_suffix(".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = json.loads(path.read_text()) if path.exists() else []
     rows = [r for r in rows if r["label"] != row["label"]] + [row]
     path.write_text(json.dumps(rows, indent=1) + "\n")
@@ -262,7 +283,7 @@ def write_table(rows: list[dict[str, Any]]) -> str:
         )
     table = "\n".join(lines)
     commands = "\n".join(f"- {r['label']}: `{r['command']}`" for r in rows)
-    RESULTS.with_suffix(".md").write_text(
+    _results().with_suffix(".md").write_text(
         "# Pruner fits across workers (PostgreSQL)\n\n"
         f"{table}\n\nCommands (on 2 cores shared with other work: wall times vary between "
         "runs; so does the count before sharing, which depends on which workers meet which "

@@ -19,7 +19,7 @@ exponents (bits per step) and the difference in the largest exponent.
 
 Usage::
 
-    python benchmarks/spectrum_conventions.py   # benchmarks/results/spectrum_conventions.*
+    python -m benchmarks.suites.spectrum_conventions  # results/spectrum_conventions/<commit>/
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
-from pathlib import Path
 
 import torch
-from bench_spectrum import explicit_jacobian_spectrum
 from torch import nn
 
 import optuna_lyap as ol
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.speed.bench_spectrum import explicit_jacobian_spectrum
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = runfiles.results_dir("spectrum_conventions")
 
 
 def _bits(exponents: torch.Tensor) -> torch.Tensor:
@@ -86,8 +85,9 @@ def main() -> None:
             row["seconds"] = time.perf_counter() - start
             rows.append(row)
             print(_row(row), flush=True)
+    command = runfiles.command_line("benchmarks.suites.spectrum_conventions")
     meta = {
-        "command": "python benchmarks/spectrum_conventions.py " + " ".join(sys.argv[1:]),
+        **runfiles.metadata(command),
         "torch": torch.__version__,
         "dtype": "float64",
         "batch": args.batch,

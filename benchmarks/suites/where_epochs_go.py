@@ -1,6 +1,6 @@
 """Where do the epochs go before a replayed study first completes a top-2% trial?
 
-Reads the stored replay runs (``benchmarks/replay.py``, runs that record their trials) and
+Reads the stored grid runs (``benchmarks/suites/grids.py``, runs that record their trials) and
 splits, per run, the epochs spent before the first completed top-2% trial into:
 
 - ``completed top 10%``: full trainings of configurations in the table's top 10% (not top 2%);
@@ -17,10 +17,11 @@ seeds.
 
 Usage::
 
-    python benchmarks/where_epochs_go.py                              # every stored TPE group
-    python benchmarks/where_epochs_go.py --methods median successive_halving lyapunov_hybrid
-    python benchmarks/where_epochs_go.py --runs-dir benchmarks/results/replay_runs_r9 \
-        --out benchmarks/results/where_epochs_go_r9.md            # round 9, per sampler
+    python -m benchmarks.suites.where_epochs_go      # every stored TPE group
+    python -m benchmarks.suites.where_epochs_go --methods median successive_halving lyapunov_hybrid
+    python -m benchmarks.suites.where_epochs_go \
+        --runs-dir benchmarks/results/archive/replay_runs_r9 \
+        --out /tmp/where_epochs_go_r9.md            # round 9, per sampler
 
 Writes ``benchmarks/results/where_epochs_go.md``.
 """
@@ -28,17 +29,15 @@ Writes ``benchmarks/results/where_epochs_go.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import replay  # noqa: E402
-from record import load_table  # noqa: E402
-from replay import DATA, RESULTS, load_runs, stored_methods, top_configurations  # noqa: E402
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.tables import DATA, RESULTS, load_table, top_configurations
+from benchmarks.suites import grids
+from benchmarks.suites.grids import load_runs, stored_methods
 
 
 def split_run(run: dict[str, Any], top2: np.ndarray, top10: np.ndarray, n_epochs: int) -> dict:
@@ -83,19 +82,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--sampler", default="tpe")
     parser.add_argument("--methods", nargs="+", default=None, help="default: every stored one")
-    parser.add_argument("--out", default=str(RESULTS / "where_epochs_go.md"))
     parser.add_argument(
-        "--runs-dir", default=None, help="the stored runs to read (replay.py's --runs-dir)"
+        "--out", default=str(runfiles.results_dir("where_epochs_go") / "where_epochs_go.md")
+    )
+    parser.add_argument(
+        "--runs-dir",
+        default=str(RESULTS / "archive" / "replay_runs"),
+        help="the stored grid runs to read (the grid suite's --runs-dir; default: archived)",
     )
     args = parser.parse_args(argv)
-    if args.runs_dir is not None:
-        replay.RUNS = Path(args.runs_dir)
+    grids.RUNS = Path(args.runs_dir)
 
     paths = sorted(DATA.glob("*.jsonl.gz"))
     if args.tasks:
         paths = [DATA / f"{t}.jsonl.gz" for t in args.tasks]
     lines = [
-        "`" + " ".join(["python benchmarks/where_epochs_go.py", *(argv or sys.argv[1:])]) + "`",
+        "`" + runfiles.command_line("benchmarks.suites.where_epochs_go", argv) + "`",
         "",
         f"Sampler `{args.sampler}`. Epochs spent before the first completed top-2% trial "
         "(medians over seeds; runs that never get there count their whole budget); top-2% "

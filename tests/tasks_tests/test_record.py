@@ -1,27 +1,19 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from benchmarks.lyapbench import record as record_module
 from optuna_lyap.tasks import get_task, trial_seed
-
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "record.py"
 
 
 @pytest.fixture(scope="module")
 def record() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("record", _PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["record"] = module
-    spec.loader.exec_module(module)
-    return module
+    return record_module
 
 
 TINY = [
