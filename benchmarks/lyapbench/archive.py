@@ -75,7 +75,10 @@ def build(start: str, repo: Path) -> dict[str, Any]:
             "unchanged. stored_by_commit is the last commit that changed the file before it was "
             f"archived (git log --format=%H -1 {start} -- <former_path>): the commit that stored "
             "it, which is not always the code that produced it. command is the one the file "
-            "records, where it records one."
+            "records, where it records one, with the script paths of its day (python "
+            "benchmarks/<name>.py; today python -m benchmarks.suites.<name>, see "
+            "benchmarks/README.md). "
+            "Nothing writes here: the archive is read-only."
         ),
         "archived_at": start,
         "files": files,

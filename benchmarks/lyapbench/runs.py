@@ -141,7 +141,13 @@ def metadata(
 
 
 def save_json(path: Path, payload: Any) -> None:
-    """Write ``payload`` as JSON (gzipped for ``.gz``), atomically."""
+    """Write ``payload`` as JSON (gzipped for ``.gz``), atomically.
+
+    Raises:
+        ValueError: For a path inside ``benchmarks/results/archive/``, which is read-only.
+    """
+    if Path(path).resolve().is_relative_to((RESULTS / "archive").resolve()):
+        raise ValueError(f"{path} is in the read-only archive; write new results elsewhere")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if path.name.endswith(".gz"):
