@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import designs as D
-from benchmarks import record_designs as R
-from benchmarks.record import read_records
+from benchmarks.lyapbench import designs as D
+from benchmarks.lyapbench import record_designs as R
+from benchmarks.lyapbench.record import read_records
 
 TS = """# a comment
 @problemName Tiny

@@ -1,7 +1,8 @@
 """The default pruner's own CPU per study against the training time of the epochs it spends.
 
 Replays ``LyapunovPruner()`` with TPE and a leave-one-task-out prior (the ``ours_pruner_only``
-method of ``heldout.py``) on the three grids, one seed at a time in one process, and divides the
+method of ``suites/heldout.py``) on the three grids, one seed at a time in one process, and
+divides the
 pruner's process time (its ``prune`` calls: fits, predictions, the prior, decisions) by the
 recorded training and evaluation seconds of the epochs the study spent. Each replay's trace is
 checked against the stored ``heldout_runs/<task>__ours_pruner_only`` run of the same seed, so a

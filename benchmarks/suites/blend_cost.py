@@ -1,6 +1,6 @@
 """The prior blend's CPU against the default pruner's, on the same seeds in one process.
 
-For each grid and each seed, ``benchmarks/heldout.py``'s ``run_one`` replays the study once
+For each grid and each seed, ``benchmarks/suites/heldout.py``'s ``run_one`` replays the study once
 per method (TPE, the held-out prior, a budget of ``heldout.BUDGET_TRAININGS`` full trainings,
 as the stored runs): the default pruner (``ours_pruner_only``) and each blend of
 ``heldout.BLEND_WEIGHTS``, in that order. The median over seeds of

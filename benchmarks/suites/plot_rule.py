@@ -1,7 +1,7 @@
 """The figure of docs/pruner.md: how the default LyapunovPruner's gate behaves in a replay.
 
 Replays the default ``LyapunovPruner()`` with TPE (seed ``--seed``) on each recorded table (as
-``replay.py`` does) and reads back its decision records at rung 0 (step 1, where the replays
+``suites/grids.py`` does) and reads back its decision records at rung 0 (step 1, where the replays
 store a spectrum). Left: the gate's share (bootstrap resamples in which the model out-ranks
 the raw value on the completed trials) at each rung-0 decision, against the trial number, with
 the gate at 0.9. Right, for one table: each rung-0 competitor's raw value against its

@@ -1,6 +1,6 @@
 """What the shipped prior adds to LyapunovPruner's CPU: the same replays with and without it.
 
-Each seed replays one recorded table (``benchmarks/replay.py``'s ``replay``: TPE, the default
+Each seed replays one recorded table (``benchmarks/suites/grids.py``'s ``replay``: TPE, the default
 ``LyapunovPruner(seed=seed)``, a budget of 40 full trainings) twice, with ``prior="shipped"``
 (the default) and with ``prior=None``, alternating which runs first. The pruner's CPU seconds
 (``process_time`` inside ``prune``) are divided by the recorded training and evaluation seconds

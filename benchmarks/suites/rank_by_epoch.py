@@ -1,6 +1,6 @@
 """At which epoch does each input rank the final values? Held-out Spearman per epoch, per table.
 
-For each recorded table (``benchmarks/record.py``) and each epoch ``e``, AeLLE models with the
+For each recorded table (``lyapbench/record.py``) and each epoch ``e``, AeLLE models with the
 pruner's settings (``LyapunovPruner``'s default ensemble, 2 members and 150 steps) are fitted
 on ``--n-train`` random configurations to predict the final value of the replay's objective
 (``objective_of``: the validation loss on ``copy``) from

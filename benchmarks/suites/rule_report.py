@@ -1,7 +1,7 @@
-"""The default LyapunovPruner against Optuna's pruners, from stored replays (``replay.py``).
+"""The default LyapunovPruner against Optuna's pruners, from stored replays (``suites/grids.py``).
 
-Reads a replay summary (``--summary``, written by ``replay.py --out``) and prints, per table and
-sampler:
+Reads a replay summary (``--summary``, written by ``suites/grids.py --out``) and prints, per
+table and sampler:
 
 - each method's median epochs and seconds (spectra charged) to a top-2% trial and the share of
   seeds reaching one;

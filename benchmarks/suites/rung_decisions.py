@@ -1,7 +1,7 @@
 """Where a model or the prior ranked a rung: what successive halving on the raw value would
 have decided about the same trial, and whether that trial was a top-2% configuration.
 
-Epochs to the first top-2% trial (``benchmarks/heldout.py``) judge a study by one event, so a
+Epochs to the first top-2% trial (``suites/heldout.py``) judge a study by one event, so a
 ranking that prunes top configurations after the first one was found goes unseen. This
 script reads every decision the stored replays recorded (``heldout_runs/``) and replays the
 rung by the raw value: the competitors are the trials that reached the rung's step before the

@@ -6,17 +6,17 @@ replays is almost everywhere (``docs/benchmarks.md``, rounds 10-11). Its bar is 
 10% of the best baseline's median epochs to a top-2% trial on every table, reaching one in at
 least as many seeds. This script asks whether another of Optuna's settings would do that: it
 replays ``SuccessiveHalvingPruner(min_resource=m, reduction_factor=r)`` for ``m`` in
-``{1, 2, "auto"}`` and ``r`` in ``{2, 3, 4}`` on the tables of ``benchmarks/heldout.py``, with
-that script's replay, budget and seeds, and sets each against the best of ``heldout.py``'s stored
-baselines over the same seeds.
+``{1, 2, "auto"}`` and ``r`` in ``{2, 3, 4}`` on the tables of ``suites/heldout.py``, with that
+script's replay, budget and seeds, and sets each against the best of its stored baselines over
+the same seeds (the archived runs).
 
 Usage::
 
     python -m benchmarks.suites.sha_grid                # TPE; 100 seeds on the grids, 20 elsewhere
     python -m benchmarks.suites.sha_grid --summarise-only
 
-Writes ``benchmarks/results/sha_grid.json`` (every run's epochs and seconds to a top-2% trial,
-``null`` where it never got there) and ``sha_grid.md`` (the table). Needs ``heldout.py``'s runs
+Writes ``benchmarks/results/sha_grid/<commit>/sha_grid.json`` (every run's epochs and seconds to
+a top-2% trial, ``null`` where it never got there) and ``sha_grid.md`` (the table). Needs the runs
 of the baselines over the same seeds (its ``--seeds 100`` on ``copy sdigits sines``).
 """
 

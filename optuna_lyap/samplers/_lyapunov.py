@@ -444,9 +444,7 @@ class LyapunovSampler(BaseSampler):
             return _Screener("study", own_corr, fitted)
         return None
 
-    def _candidate_spectrum(
-        self, params: Mapping[str, Any], number: int, index: int
-    ) -> Any:
+    def _candidate_spectrum(self, params: Mapping[str, Any], number: int, index: int) -> Any:
         """The spectrum at initialisation of candidate ``index`` of trial ``number``.
 
         Builds the network with ``model_factory`` and drives it with ``probe_inputs`` (see

@@ -1,17 +1,18 @@
-"""Record the cross-design corpus: every design of ``benchmarks/designs.py``, trained to the end.
+"""Record the cross-design corpus: every design of ``lyapbench/designs.py``, trained to the end.
 
 One table per design, ``benchmarks/data/designs/<design>.jsonl.gz``, in the format of
-``benchmarks/record.py`` (a meta line, then one gzip member per configuration, appended as it
-finishes) with three more fields per configuration: ``setting`` (the canonical settings it was
-built from), ``network`` (the network as ``LyapunovMonitor`` describes it from its weights at
-initialisation) and ``params`` named as the design names them.
+``benchmarks/lyapbench/record.py`` (a meta line, then one gzip member per configuration,
+appended as it finishes) with three more fields per configuration: ``setting`` (the canonical
+settings it was built from), ``network`` (the network as ``LyapunovMonitor`` describes it from
+its weights at initialisation) and ``params`` named as the design names them.
 
 The recording goes in passes: the first ``--passes`` value of configurations of every design,
 then the next, so that an early stop still leaves every design in the corpus. Running the same
 command again resumes where it stopped. Long: run it in the background, one process, niced::
 
-    nohup nice -n 19 python -m benchmarks.record_designs > record_designs.log 2>&1 &
-    python -m benchmarks.record_designs --designs gunpoint_sgd --passes 2 --out /tmp/d  # a probe
+    nohup nice -n 19 python -m benchmarks.lyapbench.record_designs > record_designs.log 2>&1 &
+    python -m benchmarks.lyapbench.record_designs --designs gunpoint_sgd --passes 2 \
+        --out /tmp/d  # a probe
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ import torch
 from torch import nn
 
 import optuna_lyap
-from benchmarks import designs as design_lib
-from benchmarks.record import SPECTRUM_OPTIONS, _append_line, _finite_or_none, read_records
-from optuna_lyap.aelle import NetworkDescription
+from benchmarks.lyapbench import designs as design_lib
+from benchmarks.lyapbench.methods import NetworkDescription
+from benchmarks.lyapbench.record import (
+    SPECTRUM_OPTIONS,
+    _append_line,
+    _finite_or_none,
+    read_records,
+)
 from optuna_lyap.tasks import SequenceTask
 
 FORMAT_VERSION = 1
-DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "designs"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "data" / "designs"
 DEFAULT_PASSES = (20, 50, 100)
 SPECTRUM_EPOCHS = (0, 1, 2, 3)
 MAX_K = 64
@@ -148,7 +154,7 @@ def _meta(design: design_lib.Design, task: SequenceTask, argv: Sequence[str]) ->
         "probe_length": task.probe_length,
         "spectrum": SPECTRUM_OPTIONS,
         "data_source": source,
-        "command": "python -m " + shlex.join(["benchmarks.record_designs", *argv]),
+        "command": "python -m " + shlex.join(["benchmarks.lyapbench.record_designs", *argv]),
         "commit": _commit(),
         "versions": {
             "optuna_lyap": optuna_lyap.__version__,

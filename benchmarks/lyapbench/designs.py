@@ -44,7 +44,7 @@ from optuna_lyap.tasks import SequenceData, SequenceModel, SequenceTask, get_tas
 
 AEON_VERSION = "1.6.0"
 AEON_WHEEL = f"aeon-{AEON_VERSION}-py3-none-any.whl"
-_WHEEL_DIR = Path(__file__).resolve().parent / "data" / "designs" / "_wheels"
+_WHEEL_DIR = Path(__file__).resolve().parents[1] / "data" / "designs" / "_wheels"
 _DATA_ROOT = "aeon/datasets/data"
 
 
