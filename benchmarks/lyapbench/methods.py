@@ -40,6 +40,7 @@ from benchmarks.lyapbench.tables import (
     recorded_params,
     spectra_at,
 )
+from optuna_lyap import _monitor as monitor_module
 
 # -- the private names of optuna_lyap that the benchmarks read, all of them here --------------
 from optuna_lyap._prediction import (
@@ -67,7 +68,6 @@ from optuna_lyap.aelle._prior import (
 )
 from optuna_lyap.aelle._prior import curve_features as prior_curve_features
 from optuna_lyap.cli._fit import PSEUDO_COUNT, fit_bundle
-from optuna_lyap.pruners import _monitor as monitor_module
 from optuna_lyap.pruners import _rule as rule_module
 from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS as PRUNER_AELLE_PARAMS
 from optuna_lyap.pruners._rule import blend_ranks

@@ -1,25 +1,25 @@
-"""How well a prior ranks the configurations of designs it never saw: the input ablation.
+"""How well a prior ranks the configurations of designs it never saw, against a fixed rule.
 
-For every table of ``benchmarks/data/designs/`` (``benchmarks/record_designs.py``), the final
-values (the design's metric, the validation loss breaking ties) are ranked, by Spearman over the
-configurations recorded so far, against the prior's model for each input set and step it has
-(``s0:hp`` = step 0 from hyperparameters, ``s1:hp+spectrum`` = after one epoch from the
-hyperparameters and the spectrum after epoch 1, ``s0:spectrum+curve`` = without the
-hyperparameters, as where names are unknown, ...), and against three baselines:
+For every table of ``benchmarks/data/designs/`` (``lyapbench/record_designs.py``), the final
+values (the design's metric, the validation loss breaking ties) are ranked against:
 
+- ``prior_hp``: the prior's step-0 model reading the network as ``LyapunovMonitor`` describes
+  it from its weights (cell, hidden size, layers, measured init scale, learning rate,
+  recurrent norm), without the spectrum;
+- ``prior_hp_spectrum``: the same with the spectrum at initialisation (top 25%);
+- ``prior_spectrum``: the spectrum alone (what a prior can read where names are unknown);
 - ``rule``: the fixed rule ``z(log lr) + z(log H) + z(gated)`` (a gated cell, a bigger
   network, a bigger learning rate), z-scores over the design's configurations;
-- ``raw0`` / ``raw1``: the value at initialisation and after one epoch.
+- ``raw0`` / ``raw1``: the value at initialisation and after one epoch;
+- ``prior_curve1``: the prior's epoch-1 model with the curve.
 
-The prior reads each network as ``LyapunovMonitor`` describes it from its weights (cell, hidden
-size, layers, measured init scale, learning rate, recurrent norm). It is the shipped one unless
-``--prior`` names another bundle; the shipped prior was trained on the first corpus (one
-design), so every table here is held out from it.
+Spearman correlations over the configurations recorded so far. The prior is the shipped one
+(trained on the first corpus of one design) unless ``--prior`` names another bundle.
 
 Usage::
 
-    python -m benchmarks.design_transfer                 # every table recorded so far
-    python -m benchmarks.design_transfer --prior mine.prior --out benchmarks/results/x.md
+    python -m benchmarks.suites.design_transfer                 # every table recorded so far
+    python -m benchmarks.suites.design_transfer --prior mine.prior --out benchmarks/results/x.md
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,25 +34,31 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from benchmarks.record import read_records
-from optuna_lyap.aelle import NetworkDescription, PriorBundle, load_shipped_prior
-from optuna_lyap.aelle._features import (
+from benchmarks.lyapbench import runs as runfiles
+from benchmarks.lyapbench.methods import (
+    NetworkDescription,
+    PriorBundle,
     PriorInputs,
-    curve_rank_features,
     hyperparameter_features,
+    load_shipped_prior,
     top_fraction,
 )
+from benchmarks.lyapbench.methods import prior_curve_features as curve_features
+from benchmarks.lyapbench.record import read_records
+from benchmarks.lyapbench.tables import DATA as TABLES
 
-DATA = Path(__file__).resolve().parent / "data" / "designs"
-RESULTS = Path(__file__).resolve().parent / "results" / "design_transfer"
+DATA = TABLES / "designs"
+RESULTS = runfiles.results_dir("design_transfer")
 FRACTION = 0.25
-BASELINES = ("rule", "raw0", "raw1")
-_SHORT = {"hyperparameters": "hp", "spectrum": "spectrum", "curve": "curve"}
-
-
-def model_label(step: int, groups: Sequence[str]) -> str:
-    """``s1:hp+spectrum`` for the prior's model at step 1 on those input groups."""
-    return f"s{step}:" + "+".join(_SHORT[g] for g in groups)
+COLUMNS = (
+    "prior_hp",
+    "prior_hp_spectrum",
+    "prior_spectrum",
+    "rule",
+    "raw0",
+    "raw1",
+    "prior_curve1",
+)
 
 
 def final_scores(values: np.ndarray, val_loss: np.ndarray, direction: str) -> np.ndarray:
@@ -91,13 +96,20 @@ def design_rows(records: list[dict[str, Any]], meta: dict[str, Any], step: int) 
         spectra.append(top_fraction(values, r["dim"], FRACTION))
     values = _matrix(records, "values")
     losses = _matrix(records, "val_loss")
-    curve = curve_rank_features(values, meta["direction"], step, losses)
+    curve = curve_features(values, meta["direction"], step, losses)
     dims = np.array([r["dim"] for r in records])
     return PriorInputs(hyperparameter_features(networks), spectra, dims, curve)
 
 
 def _matrix(records: list[dict[str, Any]], key: str) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in r[key]] for r in records], dtype=float)
+
+
+def _predict(bundle: PriorBundle, rows: PriorInputs, step: int, groups: set[str]) -> np.ndarray:
+    model = bundle.select(step, groups)
+    if model is None or set(model.inputs) != groups:
+        return np.full(len(rows), np.nan)
+    return model.predict(rows)
 
 
 def _rho(a: np.ndarray, b: np.ndarray) -> float:
@@ -108,7 +120,7 @@ def _rho(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(path: Path, bundle: PriorBundle) -> dict[str, Any]:
-    """Spearman of each of the prior's models and each baseline with one table's finals."""
+    """Spearman of every column of ``COLUMNS`` with the final values of one design table."""
     meta, records = read_records(path)
     final = final_scores(
         np.array([r["values"][-1] if r["values"][-1] is not None else np.nan for r in records]),
@@ -117,18 +129,19 @@ def evaluate(path: Path, bundle: PriorBundle) -> dict[str, Any]:
         ),
         meta["direction"],
     )
+    rows0, rows1 = design_rows(records, meta, 0), design_rows(records, meta, 1)
     sign = 1.0 if meta["direction"] == "maximize" else -1.0
     values = _matrix(records, "values")
     networks = [NetworkDescription.from_json(r["network"]) for r in records]
-    columns: dict[str, np.ndarray] = {}
-    rows = {
-        step: design_rows(records, meta, step) for step in sorted({s for s, _ in bundle.models})
+    columns = {
+        "prior_hp": _predict(bundle, rows0, 0, {"hyperparameters"}),
+        "prior_hp_spectrum": _predict(bundle, rows0, 0, {"hyperparameters", "spectrum"}),
+        "prior_spectrum": _predict(bundle, rows0, 0, {"spectrum"}),
+        "rule": fixed_rule(networks),
+        "raw0": sign * values[:, 0],
+        "raw1": sign * values[:, 1],
+        "prior_curve1": _predict(bundle, rows1, 1, {"hyperparameters", "spectrum", "curve"}),
     }
-    for (step, groups), model in sorted(bundle.models.items()):
-        columns[model_label(step, groups)] = model.predict(rows[step])
-    columns["rule"] = fixed_rule(networks)
-    columns["raw0"] = sign * values[:, 0]
-    columns["raw1"] = sign * values[:, 1]
     return {
         "design": meta["design"]["name"],
         "n_configs": len(records),
@@ -137,18 +150,8 @@ def evaluate(path: Path, bundle: PriorBundle) -> dict[str, Any]:
     }
 
 
-def _commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip()
+def _commit() -> str:
+    return runfiles.commit()[0]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -161,15 +164,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     bundle = PriorBundle.load(args.prior) if args.prior else load_shipped_prior()
     rows = [evaluate(p, bundle) for p in sorted(args.data.glob("*.jsonl.gz"))]
-    columns = [model_label(*key) for key in sorted(bundle.models)] + list(BASELINES)
     lines = [
         f"Spearman with the final value; prior {bundle.digest()}; commit {_commit()}.",
         "",
-        "| design | configs | diverged | " + " | ".join(columns) + " |",
-        "|---|---|---|" + "---|" * len(columns),
+        "| design | configs | diverged | " + " | ".join(COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(COLUMNS),
     ]
     for row in rows:
-        cells = [f"{row[c]:+.2f}" if math.isfinite(row[c]) else "n/a" for c in columns]
+        cells = [f"{row[c]:+.2f}" if math.isfinite(row[c]) else "n/a" for c in COLUMNS]
         lines.append(
             f"| {row['design']} | {row['n_configs']} | {row['diverged']} | "
             + " | ".join(cells)
@@ -180,7 +182,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-        payload = {"commit": _commit(), "prior_digest": bundle.digest(), "rows": rows}
+        command = runfiles.command_line("benchmarks.suites.design_transfer", argv)
+        meta = runfiles.metadata(command, prior=args.prior or "shipped")
+        payload = {
+            "commit": _commit(),
+            "prior_digest": bundle.digest(),
+            "meta": meta,
+            "rows": rows,
+        }
         args.out.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
 
 
