@@ -13,19 +13,27 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.lyapbench.cost import grid_trial_seconds, heldout_trial_seconds, training_seconds
+from benchmarks.lyapbench.cost import (
+    charged_spectrum_steps,
+    grid_trial_seconds,
+    heldout_trial_seconds,
+    training_seconds,
+)
 from benchmarks.lyapbench.methods import (
     BLEND_WEIGHTS,
     HELDOUT_BASELINES,
+    HELDOUT_METHODS,
     HELDOUT_OURS,
     rank_correlation,
 )
-from benchmarks.lyapbench.tables import TOP_SHARE, objective_of
+from benchmarks.lyapbench.runs import metadata, save_json
+from benchmarks.lyapbench.tables import TOP_SHARE, budget_of, cached_table, is_grid, objective_of
 
 BASELINES = HELDOUT_BASELINES
 OURS = HELDOUT_OURS
@@ -451,6 +459,136 @@ def _f(v: float | None, digits: int, missing: str = "-") -> str:
     return missing if v is None else f"{v:.{digits}f}"
 
 
+def heldout_summary(
+    tasks: list[str],
+    trainings: float,
+    out: Path,
+    load_runs: Callable[[str, str, str], dict[str, Any] | None],
+    command: str,
+    sampler: str = "tpe",
+    seeds: int | None = None,
+) -> dict[str, Any]:
+    """Write the summary tables of the stored runs to ``out`` (JSON) and its ``.md``.
+
+    With ``seeds``, every method's runs are cut to the seeds below it. Then each table shows
+    only the methods run on exactly the seeds of its most-run method, so that medians and
+    ratios are always over one set of seeds; the ones left out are listed under the tables.
+    """
+    summary: dict[str, Any] = {"budget_trainings": trainings, "sampler": sampler, "tasks": {}}
+    left_out: list[str] = []
+    lines = [
+        "| task | method | seeds | epochs to top-2% (median) | IQR | share reaching | "
+        "seconds (median) | ratio epochs | ratio seconds | ours vs best: faster/slower/tie | "
+        "CPU s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        table = cached_table(task)
+        metric, _, direction = objective_of(table)
+        budget = budget_of(table, trainings)
+        entry: dict[str, Any] = {
+            "objective": metric,
+            "direction": direction,
+            "n_configs": len(table["index"]),
+            "design": "grid" if is_grid(table) else "random",
+            "budget_epochs": budget,
+            "plateau": plateau_profile(table),
+            "methods": {},
+        }
+        per: dict[str, dict[int, tuple[float | None, float | None]]] = {}
+        stored: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for method in HELDOUT_METHODS:
+            payload = load_runs(task, method, sampler)
+            if payload is None or payload["budget_epochs"] != budget:
+                continue
+            runs = payload["runs"]
+            if seeds is not None:
+                runs = {k: r for k, r in runs.items() if int(k) < seeds}
+            if runs:
+                stored[method] = (payload, runs)
+        widest: set[str] = max((set(runs) for _, runs in stored.values()), key=len, default=set())
+        for method, (payload, runs) in stored.items():
+            if set(runs) != widest:
+                left_out.append(
+                    f"{task} {shown(method, sampler)} ({len(runs)} seeds, not the "
+                    f"{len(widest)} of the others)"
+                )
+                continue
+            hits = {int(s): per_seed(table, method, r) for s, r in runs.items()}
+            per[method] = hits
+            epochs = [h[0] for h in hits.values()]
+            seconds = [h[1] for h in hits.values()]
+            stats = {
+                "seeds": sorted(hits),
+                "epochs_to_top2pct": _median_inf(epochs),
+                "epochs_iqr": _iqr(epochs),
+                "share_reaching": float(np.mean([e is not None for e in epochs])),
+                "seconds_to_top2pct": _median_inf(seconds),
+                "seconds_iqr": _iqr(seconds),
+                "cpu_seconds_median": float(np.median([r["cpu_seconds"] for r in runs.values()])),
+                "command": payload.get("command"),
+            }
+            if method in OURS:
+                stats["decisions"] = decision_report(runs)
+                stats["model_seeds"] = sorted(int(s) for s, r in runs.items() if model_decided(r))
+            entry["methods"][method] = stats
+        _rank_against_best(entry, per)
+        _model_against_rule(entry, per)
+        entry["against_the_rest"] = baselines_against_the_rest(entry)
+        for m, stats in entry["methods"].items():
+            mark = " (best)" if m == entry.get("best_baseline_epochs") else ""
+            paired = stats.get("paired_vs_best_epochs")
+            median = _f(stats["epochs_to_top2pct"], 0)
+            lines.append(
+                f"| {task} | {shown(m, sampler)}{mark} | {len(stats['seeds'])} | {median} "
+                f"| {_f(stats['epochs_iqr'][0], 0, 'never')}-"
+                f"{_f(stats['epochs_iqr'][1], 0, 'never')} "
+                f"| {stats['share_reaching']:.2f} | {_f(stats['seconds_to_top2pct'], 1)} "
+                f"| {_f(stats.get('ratio_epochs'), 2)} | {_f(stats.get('ratio_seconds'), 2)} "
+                f"| {'' if paired is None else '{faster}/{slower}/{tie}'.format(**paired)} "
+                f"| {stats['cpu_seconds_median']:.1f} |"
+            )
+        summary["tasks"][task] = entry
+    summary["meta"] = metadata(command)
+    save_json(out, summary)
+    plateau = [
+        "| task | design | configs | budget (epochs) | Spearman epoch 1 / 2 vs final | "
+        "median curve's progress by E/4 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, e in summary["tasks"].items():
+        p = e["plateau"]
+        plateau.append(
+            f"| {task} | {e['design']} | {e['n_configs']} | {e['budget_epochs']} "
+            f"| {p['spearman_epoch1']:+.2f} / {p['spearman_epoch2']:+.2f} "
+            f"| {p['median_progress_q']:.2f} |"
+        )
+    text = (
+        "\n".join(compact_table(summary))
+        + "\n\n"
+        + "\n".join(pruner_table(summary))
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + "\n".join(plateau)
+        + "\n"
+    )
+    bar = bar_table(summary)
+    if bar:
+        text += (
+            f"\nThe bar (median epochs at most {BAR_RATIO:.2f}x the best baseline's, share of "
+            "seeds at least its) held to each baseline against the best of the others, and to "
+            "our pruner against the best of all; each cell: ratio [share] met/miss.\n\n"
+            + "\n".join(bar)
+            + "\n"
+        )
+    if left_out:
+        text += "\nLeft out, run on other seeds: " + "; ".join(left_out) + ".\n"
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    return summary
+
+
 # -- grid replays ------------------------------------------------------------------------------
 
 
@@ -597,3 +735,97 @@ def plot_anytime(
 
 def fmt_value(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def grid_report(
+    tables: dict[str, dict[str, Any]],
+    budgets: dict[str, int],
+    out: Path,
+    stored_methods: Callable[[str, str], list[str]],
+    load_runs: Callable[[str, str, str], dict[str, Any] | None],
+    command: str,
+    samplers: Sequence[str],
+) -> None:
+    """Summarise every stored group of runs of these tables: JSON, a markdown table, plots.
+
+    ``stored_methods(task, sampler)`` names the stored groups, ``load_runs(task, sampler,
+    method)`` reads one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"tasks": {}}
+    lines = [
+        "| task | sampler | method | epochs to top-2% (median) | seconds to top-2% (median) | "
+        "seeds reaching | best @25% | best @100% | trials | completed | CPU s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    # Plots of a summary other than the main one carry its name's tail (hpo_summary_r9: _r9).
+    tag = out.stem.removeprefix("hpo_summary")
+    for task, table in tables.items():
+        metric, values, direction = objective_of(table)
+        maximize = direction == "maximize"
+        finals = values[:, -1]
+        entry: dict[str, Any] = {
+            "metric": metric,
+            "direction": direction,
+            "n_configs": len(finals),
+            "n_epochs": values.shape[1] - 1,
+            "budget_epochs": budgets[task],
+            "top2pct_threshold": float(np.quantile(finals, 0.98 if maximize else 0.02)),
+            "methods": {},
+        }
+        for sampler in samplers:
+            curves = {}
+            for method in stored_methods(task, sampler):
+                payload = load_runs(task, sampler, method)
+                if payload is None or payload["budget_epochs"] != budgets[task]:
+                    continue
+                stats, c = grid_summary(
+                    table,
+                    payload["runs"],
+                    budgets[task],
+                    spectrum_steps=charged_spectrum_steps(method, sampler),
+                    screens=sampler == "lyapunov",
+                )
+                stats["seeds"] = len(payload["runs"])
+                stats["command"] = payload["command"]
+                if payload.get("rule"):
+                    stats["rule"] = payload["rule"]
+                name = method if sampler == "tpe" else f"{method}+{sampler}_sampler"
+                entry["methods"][name] = stats
+                curves[name] = c
+                e2t = stats["epochs_to_top2pct"]
+                s2t = stats["seconds_to_top2pct"]
+                lines.append(
+                    f"| {task} | {sampler} | {method} | {'-' if e2t is None else f'{e2t:.0f}'} | "
+                    f"{'-' if s2t is None else f'{s2t:.1f}'} | "
+                    f"{stats['share_of_seeds_reaching_top2pct']:.2f} | "
+                    f"{fmt_value(stats['best_at_budget']['0.25'])} | "
+                    f"{fmt_value(stats['best_at_budget']['1.0'])} | "
+                    f"{stats['median_trials']:.0f} | "
+                    f"{stats['median_completed']:.0f} | {stats['median_cpu_seconds']:.1f} |"
+                )
+            if curves:
+                suffix = "" if sampler == "tpe" else f"_{sampler}_sampler"
+                main = {n: c for n, c in curves.items() if "@" not in n.split("+")[0]}
+                plot_anytime(
+                    task, main, out.parent / f"hpo_anytime_{task}{suffix}{tag}.png", maximize
+                )
+                variants = {
+                    n: c
+                    for n, c in curves.items()
+                    if n.split("+")[0].split("@")[0] in ("median", "successive_halving")
+                    or n.split("+")[0].startswith("lyapunov_hybrid")
+                }
+                if len(variants) > len([n for n in variants if n in main]):
+                    plot_anytime(
+                        task,
+                        variants,
+                        out.parent / f"hpo_anytime_{task}{suffix}_variants{tag}.png",
+                        maximize,
+                        title=" (our variants)",
+                    )
+        summary["tasks"][task] = entry
+    print("\n".join(lines))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary["meta"] = metadata(command)
+    save_json(out, summary)
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -41,14 +41,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import torch
 from optuna.pruners import BasePruner
 from optuna.trial import TrialState
 
 from benchmarks.lyapbench import runs as runfiles
-from benchmarks.lyapbench.cost import charged_spectrum_steps
 from benchmarks.lyapbench.methods import (
     BASE_SAMPLERS,
     GRID_METHODS,
@@ -58,14 +56,12 @@ from benchmarks.lyapbench.methods import (
     make_sampler,
 )
 from benchmarks.lyapbench.replay import replay
-from benchmarks.lyapbench.report import fmt_value, plot_anytime
-from benchmarks.lyapbench.report import grid_summary as summarise
+from benchmarks.lyapbench.report import grid_report
 from benchmarks.lyapbench.tables import (
     DATA,
     ConfigurationSpace,
     cached_table,
     load_table,
-    objective_of,
 )
 from optuna_lyap.pruners import load_predictions
 
@@ -333,85 +329,11 @@ def run_all(
 
 
 def write_summary(tables: dict[str, dict[str, Any]], budgets: dict[str, int], out: Path) -> None:
-    """Summarise every stored group of runs of these tables: JSON, a markdown table, plots."""
-    summary: dict[str, Any] = {"tasks": {}}
-    lines = [
-        "| task | sampler | method | epochs to top-2% (median) | seconds to top-2% (median) | "
-        "seeds reaching | best @25% | best @100% | trials | completed | CPU s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    # Plots of a summary other than the main one carry its name's tail (hpo_summary_r9: _r9).
-    tag = out.stem.removeprefix("hpo_summary")
-    for task, table in tables.items():
-        metric, values, direction = objective_of(table)
-        maximize = direction == "maximize"
-        finals = values[:, -1]
-        entry: dict[str, Any] = {
-            "metric": metric,
-            "direction": direction,
-            "n_configs": len(finals),
-            "n_epochs": values.shape[1] - 1,
-            "budget_epochs": budgets[task],
-            "top2pct_threshold": float(np.quantile(finals, 0.98 if maximize else 0.02)),
-            "methods": {},
-        }
-        for sampler in SAMPLERS:
-            curves = {}
-            for method in stored_methods(task, sampler):
-                payload = load_runs(task, sampler, method)
-                if payload is None or payload["budget_epochs"] != budgets[task]:
-                    continue
-                stats, c = summarise(
-                    table,
-                    payload["runs"],
-                    budgets[task],
-                    spectrum_steps=charged_spectrum_steps(method, sampler),
-                    screens=sampler == "lyapunov",
-                )
-                stats["seeds"] = len(payload["runs"])
-                stats["command"] = payload["command"]
-                if payload.get("rule"):
-                    stats["rule"] = payload["rule"]
-                name = method if sampler == "tpe" else f"{method}+{sampler}_sampler"
-                entry["methods"][name] = stats
-                curves[name] = c
-                e2t = stats["epochs_to_top2pct"]
-                s2t = stats["seconds_to_top2pct"]
-                lines.append(
-                    f"| {task} | {sampler} | {method} | {'-' if e2t is None else f'{e2t:.0f}'} | "
-                    f"{'-' if s2t is None else f'{s2t:.1f}'} | "
-                    f"{stats['share_of_seeds_reaching_top2pct']:.2f} | "
-                    f"{fmt_value(stats['best_at_budget']['0.25'])} | "
-                    f"{fmt_value(stats['best_at_budget']['1.0'])} | "
-                    f"{stats['median_trials']:.0f} | "
-                    f"{stats['median_completed']:.0f} | {stats['median_cpu_seconds']:.1f} |"
-                )
-            if curves:
-                suffix = "" if sampler == "tpe" else f"_{sampler}_sampler"
-                main = {n: c for n, c in curves.items() if "@" not in n.split("+")[0]}
-                plot_anytime(
-                    task, main, out.parent / f"hpo_anytime_{task}{suffix}{tag}.png", maximize
-                )
-                variants = {
-                    n: c
-                    for n, c in curves.items()
-                    if n.split("+")[0].split("@")[0] in ("median", "successive_halving")
-                    or n.split("+")[0].startswith("lyapunov_hybrid")
-                }
-                if len(variants) > len([n for n in variants if n in main]):
-                    plot_anytime(
-                        task,
-                        variants,
-                        out.parent / f"hpo_anytime_{task}{suffix}_variants{tag}.png",
-                        maximize,
-                        title=" (our variants)",
-                    )
-        summary["tasks"][task] = entry
-    print("\n".join(lines))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    summary["meta"] = runfiles.metadata(runfiles.command_line(MODULE))
-    runfiles.save_json(out, summary)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    """Summarise every stored group of runs (``RUNS``) of these tables: JSON, a markdown table,
+    plots (:func:`benchmarks.lyapbench.report.grid_report`)."""
+    grid_report(
+        tables, budgets, out, stored_methods, load_runs, runfiles.command_line(MODULE), SAMPLERS
+    )
 
 
 if __name__ == "__main__":

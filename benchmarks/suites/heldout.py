@@ -81,7 +81,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import torch
 from optuna.pruners import BasePruner
@@ -102,21 +101,12 @@ from benchmarks.lyapbench.methods import (
 from benchmarks.lyapbench.replay import replay
 from benchmarks.lyapbench.report import (
     BAR_RATIO,
-    _f,
-    _iqr,
-    _median_inf,
-    _model_against_rule,
-    _rank_against_best,
     bar_table,
     baselines_against_the_rest,
     best_by_epochs,
-    compact_table,
-    decision_report,
+    heldout_summary,
     meets_bar,
-    model_decided,
     per_seed,
-    plateau_profile,
-    pruner_table,
     shown,
 )
 from benchmarks.lyapbench.tables import (
@@ -125,7 +115,6 @@ from benchmarks.lyapbench.tables import (
     ROOT,
     budget_of,
     cached_table,
-    is_grid,
     objective_of,
     table_paths,
     top_configurations,
@@ -347,125 +336,17 @@ def summarise(
     sampler: str = "tpe",
     seeds: int | None = None,
 ) -> dict[str, Any]:
-    """Write the summary tables of the stored runs to ``out`` (JSON) and its ``.md``.
-
-    With ``seeds``, every method's runs are cut to the seeds below it. Then each table shows
-    only the methods run on exactly the seeds of its most-run method, so that medians and
-    ratios are always over one set of seeds; the ones left out are listed under the tables.
-    """
-    summary: dict[str, Any] = {"budget_trainings": trainings, "sampler": sampler, "tasks": {}}
-    left_out: list[str] = []
-    lines = [
-        "| task | method | seeds | epochs to top-2% (median) | IQR | share reaching | "
-        "seconds (median) | ratio epochs | ratio seconds | ours vs best: faster/slower/tie | "
-        "CPU s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for task in tasks:
-        table = _table(task)
-        metric, _, direction = objective_of(table)
-        budget = budget_of(table, trainings)
-        entry: dict[str, Any] = {
-            "objective": metric,
-            "direction": direction,
-            "n_configs": len(table["index"]),
-            "design": "grid" if is_grid(table) else "random",
-            "budget_epochs": budget,
-            "plateau": plateau_profile(table),
-            "methods": {},
-        }
-        per: dict[str, dict[int, tuple[float | None, float | None]]] = {}
-        stored: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for method in METHODS:
-            payload = load_runs(task, method, sampler)
-            if payload is None or payload["budget_epochs"] != budget:
-                continue
-            runs = payload["runs"]
-            if seeds is not None:
-                runs = {k: r for k, r in runs.items() if int(k) < seeds}
-            if runs:
-                stored[method] = (payload, runs)
-        widest: set[str] = max((set(runs) for _, runs in stored.values()), key=len, default=set())
-        for method, (payload, runs) in stored.items():
-            if set(runs) != widest:
-                left_out.append(
-                    f"{task} {shown(method, sampler)} ({len(runs)} seeds, not the "
-                    f"{len(widest)} of the others)"
-                )
-                continue
-            hits = {int(s): per_seed(table, method, r) for s, r in runs.items()}
-            per[method] = hits
-            epochs = [h[0] for h in hits.values()]
-            seconds = [h[1] for h in hits.values()]
-            stats = {
-                "seeds": sorted(hits),
-                "epochs_to_top2pct": _median_inf(epochs),
-                "epochs_iqr": _iqr(epochs),
-                "share_reaching": float(np.mean([e is not None for e in epochs])),
-                "seconds_to_top2pct": _median_inf(seconds),
-                "seconds_iqr": _iqr(seconds),
-                "cpu_seconds_median": float(np.median([r["cpu_seconds"] for r in runs.values()])),
-                "command": payload.get("command"),
-            }
-            if method in OURS:
-                stats["decisions"] = decision_report(runs)
-                stats["model_seeds"] = sorted(int(s) for s, r in runs.items() if model_decided(r))
-            entry["methods"][method] = stats
-        _rank_against_best(entry, per)
-        _model_against_rule(entry, per)
-        entry["against_the_rest"] = baselines_against_the_rest(entry)
-        for m, stats in entry["methods"].items():
-            mark = " (best)" if m == entry.get("best_baseline_epochs") else ""
-            paired = stats.get("paired_vs_best_epochs")
-            median = _f(stats["epochs_to_top2pct"], 0)
-            lines.append(
-                f"| {task} | {shown(m, sampler)}{mark} | {len(stats['seeds'])} | {median} "
-                f"| {_f(stats['epochs_iqr'][0], 0, 'never')}-"
-                f"{_f(stats['epochs_iqr'][1], 0, 'never')} "
-                f"| {stats['share_reaching']:.2f} | {_f(stats['seconds_to_top2pct'], 1)} "
-                f"| {_f(stats.get('ratio_epochs'), 2)} | {_f(stats.get('ratio_seconds'), 2)} "
-                f"| {'' if paired is None else '{faster}/{slower}/{tie}'.format(**paired)} "
-                f"| {stats['cpu_seconds_median']:.1f} |"
-            )
-        summary["tasks"][task] = entry
-    summary["meta"] = runfiles.metadata(runfiles.command_line(MODULE))
-    runfiles.save_json(out, summary)
-    plateau = [
-        "| task | design | configs | budget (epochs) | Spearman epoch 1 / 2 vs final | "
-        "median curve's progress by E/4 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for task, e in summary["tasks"].items():
-        p = e["plateau"]
-        plateau.append(
-            f"| {task} | {e['design']} | {e['n_configs']} | {e['budget_epochs']} "
-            f"| {p['spearman_epoch1']:+.2f} / {p['spearman_epoch2']:+.2f} "
-            f"| {p['median_progress_q']:.2f} |"
-        )
-    text = (
-        "\n".join(compact_table(summary))
-        + "\n\n"
-        + "\n".join(pruner_table(summary))
-        + "\n\n"
-        + "\n".join(lines)
-        + "\n\n"
-        + "\n".join(plateau)
-        + "\n"
+    """Write the summary tables of the stored runs (``RUNS``) to ``out`` (JSON) and its ``.md``
+    (:func:`benchmarks.lyapbench.report.heldout_summary`)."""
+    return heldout_summary(
+        tasks,
+        trainings,
+        out,
+        lambda task, method, s: load_runs(task, method, s),
+        runfiles.command_line(MODULE),
+        sampler,
+        seeds,
     )
-    bar = bar_table(summary)
-    if bar:
-        text += (
-            f"\nThe bar (median epochs at most {BAR_RATIO:.2f}x the best baseline's, share of "
-            "seeds at least its) held to each baseline against the best of the others, and to "
-            "our pruner against the best of all; each cell: ratio [share] met/miss.\n\n"
-            + "\n".join(bar)
-            + "\n"
-        )
-    if left_out:
-        text += "\nLeft out, run on other seeds: " + "; ".join(left_out) + ".\n"
-    out.with_suffix(".md").write_text(text)
-    print(text)
-    return summary
 
 
 def main(argv: list[str] | None = None) -> None:

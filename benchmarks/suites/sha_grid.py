@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from benchmarks.lyapbench import report
 from benchmarks.lyapbench import runs as runfiles
 from benchmarks.suites import heldout
 
@@ -94,9 +95,9 @@ def summarise(runs: dict[str, Any], sampler: str, grid_seeds: int, corpus_seeds:
             hits = [heldout.per_seed(table, method, stored["runs"][str(s)]) for s in seeds]
             base[method] = {
                 "epochs": [h[0] for h in hits],
-                "epochs_to_top2pct": heldout._median_inf([h[0] for h in hits]),
+                "epochs_to_top2pct": report._median_inf([h[0] for h in hits]),
                 "share_reaching": _share([h[0] for h in hits]),
-                "seconds_to_top2pct": heldout._median_inf([h[1] for h in hits]),
+                "seconds_to_top2pct": report._median_inf([h[1] for h in hits]),
             }
         if not base:
             continue
