@@ -24,7 +24,12 @@ from optuna_lyap.pruners import draws_independently
 from tests.cli_tests._support import run_cli, storage_url, study_name_on
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = sorted((REPO / "benchmarks").glob("*.py"))
+# Every benchmark module with a command line, by its module name (run as ``python -m <name>``).
+BENCHMARKS = sorted(
+    ".".join(p.relative_to(REPO).with_suffix("").parts)
+    for p in (REPO / "benchmarks").rglob("*.py")
+    if 'if __name__ == "__main__":' in p.read_text()
+)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -208,15 +213,15 @@ def test_summary_names_a_pruner_without_predictions(tmp_path: Path):
 # --- Benchmarks ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("module", BENCHMARKS)
+# runpy's note that another test imported the module already.
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules after import:RuntimeWarning")
 def test_benchmark_help_starts_nothing(
-    script: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    module: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
-    monkeypatch.syspath_prepend(str(script.parent))
-    monkeypatch.syspath_prepend(str(REPO))
-    monkeypatch.setattr(sys, "argv", [str(script), "--help"])
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(script), run_name="__main__")
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
     assert exit_info.value.code == 0
     assert "usage:" in capsys.readouterr().out
 
