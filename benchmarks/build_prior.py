@@ -1,7 +1,7 @@
 """Train the cross-task prior on every recorded table and write the bundle the package ships.
 
 For each step (0 = at initialisation, 1, 2) and each input set of
-``optuna_lyap.aelle._prior.INPUT_SETS`` (hyperparameters; hyperparameters+spectrum;
+``optuna_lyap.aelle._bundle.INPUT_SETS`` (hyperparameters; hyperparameters+spectrum;
 hyperparameters+curve; all three; spectrum+curve), one ``CrossTaskPrior(model="aelle")`` is
 fitted (hyperparameters alone only at the first step: its rows do not change with the step)
 on every table with at least ``--min-configs`` configurations, and all of them are saved as

@@ -132,7 +132,7 @@ def test_record_design_writes_rows_and_resumes(tmp_path) -> None:
 
 def test_the_fixed_rule_prefers_gated_bigger_faster_networks() -> None:
     from benchmarks.suites.design_transfer import final_scores, fixed_rule
-    from optuna_lyap.aelle._prior import NetworkDescription
+    from optuna_lyap.aelle import NetworkDescription
 
     small = NetworkDescription("rnn", 8, lr=1e-4)
     big = NetworkDescription("lstm", 128, lr=1e-2)

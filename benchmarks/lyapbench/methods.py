@@ -49,25 +49,27 @@ from optuna_lyap._prediction import (
     PredictorCache,
     Rows,
     fit_predictor,
+    fit_prior,
     rank_correlation,
 )
 from optuna_lyap._prediction._prior import VAL_LOSS_ATTR, TrialPrior
+from optuna_lyap._prediction._prior_fit import PSEUDO_COUNT
 from optuna_lyap._storage import NETWORK_ATTR, encode_floats, spectrum_key
-from optuna_lyap.aelle import _estimator as aelle_estimator
-from optuna_lyap.aelle._prior import (
-    INPUT_SETS,
-    SHIPPED_PATH,
+from optuna_lyap.aelle import (
     CrossTaskPrior,
     NetworkDescription,
     PriorBundle,
+    load_shipped_prior,
+)
+from optuna_lyap.aelle import _estimator as aelle_estimator
+from optuna_lyap.aelle._bundle import INPUT_SETS, SHIPPED_PATH
+from optuna_lyap.aelle._features import (
     PriorInputs,
+    curve_rank_features,
     final_quantile,
     hyperparameter_features,
-    load_shipped_prior,
     top_fraction,
 )
-from optuna_lyap.aelle._prior import curve_features as prior_curve_features
-from optuna_lyap.cli._fit import PSEUDO_COUNT, fit_bundle
 from optuna_lyap.pruners import _rule as rule_module
 from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS as PRUNER_AELLE_PARAMS
 from optuna_lyap.pruners._rule import blend_ranks
@@ -95,12 +97,12 @@ __all__ = [
     "blend_ranks",
     "encode_floats",
     "final_quantile",
-    "fit_bundle",
+    "fit_prior",
     "fit_predictor",
     "hyperparameter_features",
     "load_shipped_prior",
     "monitor_module",
-    "prior_curve_features",
+    "curve_rank_features",
     "rank_correlation",
     "rule_module",
     "spectrum_key",

@@ -36,13 +36,13 @@ from torch import nn
 
 import optuna_lyap
 from benchmarks.lyapbench import designs as design_lib
-from benchmarks.lyapbench.methods import NetworkDescription
 from benchmarks.lyapbench.record import (
     SPECTRUM_OPTIONS,
     _append_line,
     _finite_or_none,
     read_records,
 )
+from optuna_lyap.aelle import NetworkDescription
 from optuna_lyap.tasks import SequenceTask
 
 FORMAT_VERSION = 1

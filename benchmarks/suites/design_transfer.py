@@ -1,20 +1,20 @@
-"""How well a prior ranks the configurations of designs it never saw, against a fixed rule.
+"""How well a prior ranks the configurations of designs it never saw: the input ablation.
 
 For every table of ``benchmarks/data/designs/`` (``lyapbench/record_designs.py``), the final
-values (the design's metric, the validation loss breaking ties) are ranked against:
+values (the design's metric, the validation loss breaking ties) are ranked, by Spearman over the
+configurations recorded so far, against the prior's model for each input set and step it has
+(``s0:hp`` = step 0 from hyperparameters, ``s1:hp+spectrum`` = after one epoch from the
+hyperparameters and the spectrum after epoch 1, ``s0:spectrum+curve`` = without the
+hyperparameters, as where names are unknown, ...), and against three baselines:
 
-- ``prior_hp``: the prior's step-0 model reading the network as ``LyapunovMonitor`` describes
-  it from its weights (cell, hidden size, layers, measured init scale, learning rate,
-  recurrent norm), without the spectrum;
-- ``prior_hp_spectrum``: the same with the spectrum at initialisation (top 25%);
-- ``prior_spectrum``: the spectrum alone (what a prior can read where names are unknown);
 - ``rule``: the fixed rule ``z(log lr) + z(log H) + z(gated)`` (a gated cell, a bigger
   network, a bigger learning rate), z-scores over the design's configurations;
-- ``raw0`` / ``raw1``: the value at initialisation and after one epoch;
-- ``prior_curve1``: the prior's epoch-1 model with the curve.
+- ``raw0`` / ``raw1``: the value at initialisation and after one epoch.
 
-Spearman correlations over the configurations recorded so far. The prior is the shipped one
-(trained on the first corpus of one design) unless ``--prior`` names another bundle.
+The prior reads each network as ``LyapunovMonitor`` describes it from its weights (cell, hidden
+size, layers, measured init scale, learning rate, recurrent norm). It is the shipped one unless
+``--prior`` names another bundle; the shipped prior was trained on the first corpus (one
+design), so every table here is held out from it.
 
 Usage::
 
@@ -36,29 +36,25 @@ from scipy.stats import spearmanr
 
 from benchmarks.lyapbench import runs as runfiles
 from benchmarks.lyapbench.methods import (
-    NetworkDescription,
-    PriorBundle,
     PriorInputs,
+    curve_rank_features,
     hyperparameter_features,
-    load_shipped_prior,
     top_fraction,
 )
-from benchmarks.lyapbench.methods import prior_curve_features as curve_features
 from benchmarks.lyapbench.record import read_records
 from benchmarks.lyapbench.tables import DATA as TABLES
+from optuna_lyap.aelle import NetworkDescription, PriorBundle, load_shipped_prior
 
 DATA = TABLES / "designs"
 RESULTS = runfiles.results_dir("design_transfer")
 FRACTION = 0.25
-COLUMNS = (
-    "prior_hp",
-    "prior_hp_spectrum",
-    "prior_spectrum",
-    "rule",
-    "raw0",
-    "raw1",
-    "prior_curve1",
-)
+BASELINES = ("rule", "raw0", "raw1")
+_SHORT = {"hyperparameters": "hp", "spectrum": "spectrum", "curve": "curve"}
+
+
+def model_label(step: int, groups: Sequence[str]) -> str:
+    """``s1:hp+spectrum`` for the prior's model at step 1 on those input groups."""
+    return f"s{step}:" + "+".join(_SHORT[g] for g in groups)
 
 
 def final_scores(values: np.ndarray, val_loss: np.ndarray, direction: str) -> np.ndarray:
@@ -96,20 +92,13 @@ def design_rows(records: list[dict[str, Any]], meta: dict[str, Any], step: int) 
         spectra.append(top_fraction(values, r["dim"], FRACTION))
     values = _matrix(records, "values")
     losses = _matrix(records, "val_loss")
-    curve = curve_features(values, meta["direction"], step, losses)
+    curve = curve_rank_features(values, meta["direction"], step, losses)
     dims = np.array([r["dim"] for r in records])
     return PriorInputs(hyperparameter_features(networks), spectra, dims, curve)
 
 
 def _matrix(records: list[dict[str, Any]], key: str) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in r[key]] for r in records], dtype=float)
-
-
-def _predict(bundle: PriorBundle, rows: PriorInputs, step: int, groups: set[str]) -> np.ndarray:
-    model = bundle.select(step, groups)
-    if model is None or set(model.inputs) != groups:
-        return np.full(len(rows), np.nan)
-    return model.predict(rows)
 
 
 def _rho(a: np.ndarray, b: np.ndarray) -> float:
@@ -120,7 +109,7 @@ def _rho(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(path: Path, bundle: PriorBundle) -> dict[str, Any]:
-    """Spearman of every column of ``COLUMNS`` with the final values of one design table."""
+    """Spearman of each of the prior's models and each baseline with one table's finals."""
     meta, records = read_records(path)
     final = final_scores(
         np.array([r["values"][-1] if r["values"][-1] is not None else np.nan for r in records]),
@@ -129,19 +118,18 @@ def evaluate(path: Path, bundle: PriorBundle) -> dict[str, Any]:
         ),
         meta["direction"],
     )
-    rows0, rows1 = design_rows(records, meta, 0), design_rows(records, meta, 1)
     sign = 1.0 if meta["direction"] == "maximize" else -1.0
     values = _matrix(records, "values")
     networks = [NetworkDescription.from_json(r["network"]) for r in records]
-    columns = {
-        "prior_hp": _predict(bundle, rows0, 0, {"hyperparameters"}),
-        "prior_hp_spectrum": _predict(bundle, rows0, 0, {"hyperparameters", "spectrum"}),
-        "prior_spectrum": _predict(bundle, rows0, 0, {"spectrum"}),
-        "rule": fixed_rule(networks),
-        "raw0": sign * values[:, 0],
-        "raw1": sign * values[:, 1],
-        "prior_curve1": _predict(bundle, rows1, 1, {"hyperparameters", "spectrum", "curve"}),
+    columns: dict[str, np.ndarray] = {}
+    rows = {
+        step: design_rows(records, meta, step) for step in sorted({s for s, _ in bundle.models})
     }
+    for (step, groups), model in sorted(bundle.models.items()):
+        columns[model_label(step, groups)] = model.predict(rows[step])
+    columns["rule"] = fixed_rule(networks)
+    columns["raw0"] = sign * values[:, 0]
+    columns["raw1"] = sign * values[:, 1]
     return {
         "design": meta["design"]["name"],
         "n_configs": len(records),
@@ -164,14 +152,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     bundle = PriorBundle.load(args.prior) if args.prior else load_shipped_prior()
     rows = [evaluate(p, bundle) for p in sorted(args.data.glob("*.jsonl.gz"))]
+    columns = [model_label(*key) for key in sorted(bundle.models)] + list(BASELINES)
     lines = [
         f"Spearman with the final value; prior {bundle.digest()}; commit {_commit()}.",
         "",
-        "| design | configs | diverged | " + " | ".join(COLUMNS) + " |",
-        "|---|---|---|" + "---|" * len(COLUMNS),
+        "| design | configs | diverged | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
     ]
     for row in rows:
-        cells = [f"{row[c]:+.2f}" if math.isfinite(row[c]) else "n/a" for c in COLUMNS]
+        cells = [f"{row[c]:+.2f}" if math.isfinite(row[c]) else "n/a" for c in columns]
         lines.append(
             f"| {row['design']} | {row['n_configs']} | {row['diverged']} | "
             + " | ".join(cells)

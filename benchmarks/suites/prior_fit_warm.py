@@ -3,7 +3,7 @@
 Each ``benchmarks/data/prior/<task>_seed1`` table (60 configurations recorded as an earlier
 study would be: another seed, data split and grid order than the main tables; the shipped
 prior never saw these rows, only other recordings of the same tasks) is split at random into
-two studies of 30 trials. ``fit_bundle`` (what ``optuna-lyap fit`` runs) is fitted on study A,
+two studies of 30 trials. ``fit_prior`` (what ``optuna-lyap fit`` runs) is fitted on study A,
 once on A alone and once warm-started from the shipped bundle (``--on-shipped``); study B is
 held out. On B, each prior predicts every trial at steps 0, 1 and 2 from everything a live
 trial has by then (hyperparameters, spectrum, curve: ``TrialPrior.predict_trials``), and the
@@ -37,7 +37,7 @@ from benchmarks.lyapbench.methods import (
     VAL_LOSS_ATTR,
     NetworkDescription,
     TrialPrior,
-    fit_bundle,
+    fit_prior,
     load_shipped_prior,
     rank_correlation,
 )
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
             parts = {}
             for label, rows in (("A", order[:half]), ("B", order[half:])):
                 parts[label] = table_study(table, rows, f"{name}-{label}")
-            own = TrialPrior(fit_bundle([parts["A"]], steps=args.steps, seed=split))
+            own = TrialPrior(fit_prior([parts["A"]], steps=args.steps, seed=split))
             warm = TrialPrior(
-                fit_bundle([parts["A"]], steps=args.steps, shipped=shipped_bundle, seed=split)
+                fit_prior([parts["A"]], steps=args.steps, shipped=shipped_bundle, seed=split)
             )
             for step in args.steps:
                 row = {

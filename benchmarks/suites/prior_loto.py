@@ -1,7 +1,7 @@
 """Leave-one-task-out evaluation of the cross-task prior on every recorded table.
 
 Each recorded table is one study. For every held-out task and step ``s`` (0 = at
-initialisation, 1, 2), a prior (``optuna_lyap.aelle._prior.CrossTaskPrior``) is fitted on the
+initialisation, 1, 2), a prior (``optuna_lyap.aelle.CrossTaskPrior``) is fitted on the
 other tasks' rows at step ``s`` and ranks the held-out task's configurations. Target: the final
 value's quantile within its own table (ties broken by the final validation loss). Inputs:
 hyperparameters in a generic encoding, the top quarter of the spectrum at step ``s`` on the
@@ -37,11 +37,11 @@ from benchmarks.lyapbench.methods import (
     CrossTaskPrior,
     NetworkDescription,
     PriorInputs,
+    curve_rank_features,
     final_quantile,
     hyperparameter_features,
     top_fraction,
 )
-from benchmarks.lyapbench.methods import prior_curve_features as curve_features
 from benchmarks.lyapbench.record import load_table
 from benchmarks.lyapbench.tables import DATA
 
@@ -79,7 +79,7 @@ def study_rows(table: dict[str, Any], step: int, fraction: float) -> PriorInputs
     for i, dim in enumerate(table["dim"]):
         known = table["spectra"][i, step]
         spectra.append(top_fraction(known[: int(dim)], int(dim), fraction))
-    curve = curve_features(table["values"], meta["direction"], step, table["val_loss"])
+    curve = curve_rank_features(table["values"], meta["direction"], step, table["val_loss"])
     return PriorInputs(hyperparameter_features(networks), spectra, table["dim"].copy(), curve)
 
 
