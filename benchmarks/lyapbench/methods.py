@@ -21,6 +21,7 @@ This module is also the one place the benchmarks import private names of ``optun
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ from optuna_lyap._prediction import (
     fit_prior,
     rank_correlation,
 )
+from optuna_lyap._prediction import _gate as gate_module
 from optuna_lyap._prediction._prior import VAL_LOSS_ATTR, TrialPrior
 from optuna_lyap._prediction._prior_fit import PSEUDO_COUNT
 from optuna_lyap._storage import NETWORK_ATTR, encode_floats, spectrum_key
@@ -71,7 +73,6 @@ from optuna_lyap.aelle._features import (
     top_fraction,
 )
 from optuna_lyap.pruners import _rule as rule_module
-from optuna_lyap.pruners._lyapunov import _DEFAULT_AELLE_PARAMS as PRUNER_AELLE_PARAMS
 from optuna_lyap.pruners._rule import blend_ranks
 from optuna_lyap.samplers._lyapunov import DEFAULT_AELLE_PARAMS as SAMPLER_AELLE_PARAMS
 
@@ -79,11 +80,11 @@ __all__ = [
     # private names of optuna_lyap, re-exported for the suites
     "INPUT_SETS",
     "NETWORK_ATTR",
-    "PRUNER_AELLE_PARAMS",
     "PSEUDO_COUNT",
     "SAMPLER_AELLE_PARAMS",
     "SHIPPED_PATH",
     "VAL_LOSS_ATTR",
+    "gate_module",
     "CrossTaskPrior",
     "FitSettings",
     "NetworkDescription",
@@ -109,6 +110,7 @@ __all__ = [
     "top_fraction",
     # the registry
     "BASE_SAMPLERS",
+    "BENCHMARK_AELLE_PARAMS",
     "BLEND_WEIGHTS",
     "GRID_METHODS",
     "GRID_OURS",
@@ -122,6 +124,7 @@ __all__ = [
     "Method",
     "Setting",
     "base_sampler",
+    "lyapunov_pruner",
     "make_pruner",
     "make_sampler",
     "our_sampler",
@@ -129,6 +132,15 @@ __all__ = [
     "record_network",
 ]
 
+# Small AeLLE ensembles, as the benchmarks fit them (the pruner fits 2 members of 100 steps).
+BENCHMARK_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 150}
+# InStudyModel's arguments among a grid rule's options (the others are LyapunovPruner's).
+_MODEL_OPTIONS = (
+    "aelle", "aelle_params", "select_inputs", "cv_folds", "use_unlabelled", "model_steps",
+    "refit_growth", "n_resamples", "seed", "artifact_store",
+)  # fmt: skip
+# The threshold rule's arguments (rounds 1-8): the pruner no longer takes them.
+_REMOVED_OPTIONS = ("quantile", "confidence", "min_unpruned_share", "require_beating_raw")
 # Candidates our sampler screens per trial (LyapunovSampler's default), each costing a spectrum.
 N_CANDIDATES = 8
 # The steps at which our pruner reads a spectrum (as LyapunovMonitor reports them).
@@ -241,9 +253,28 @@ def _topk(s: Setting) -> BasePruner:
     return TopKAfterFirstEpoch()
 
 
+def lyapunov_pruner(
+    *, use_spectrum: bool = True, use_curve: bool = True, use_params: bool = False, **options: Any
+) -> optuna_lyap.LyapunovPruner:
+    """``LyapunovPruner`` from the flat options the stored runs name (``use_spectrum``,
+    ``model_steps``, ``seed``, ...): the model's go to its ``InStudyModel``, the threshold
+    rule's are ignored with a warning."""
+    model = {k: options.pop(k) for k in _MODEL_OPTIONS if k in options}
+    for name in _REMOVED_OPTIONS:
+        if name in options:
+            warnings.warn(
+                f"{name}={options.pop(name)!r} belonged to the removed threshold rule",
+                stacklevel=2,
+            )
+    offered = (("spectrum", use_spectrum), ("curve", use_curve), ("params", use_params))
+    inputs = tuple(name for name, on in offered if on)
+    return optuna_lyap.LyapunovPruner(model=optuna_lyap.InStudyModel(inputs, **model), **options)
+
+
 def _ours_with_prior(**options: Any) -> Callable[[Setting], BasePruner]:
     def build(s: Setting) -> BasePruner:
-        return optuna_lyap.LyapunovPruner(seed=s.seed, prior=s.prior, **options)
+        model = optuna_lyap.InStudyModel(seed=s.seed)
+        return optuna_lyap.LyapunovPruner(model=model, prior=s.prior, **options)
 
     return build
 
@@ -269,7 +300,7 @@ def prior_aelle(path: str) -> optuna_lyap.AeLLE:
         table = load_table(path)
         _, values, direction = objective_of(table)
         step = 1
-        model = optuna_lyap.AeLLE(**PRUNER_AELLE_PARAMS, seed=0)
+        model = optuna_lyap.AeLLE(**BENCHMARK_AELLE_PARAMS, seed=0)
         _PRIORS[path] = model.fit(
             spectra_at(table, step), values[:, -1], curve_columns(values, step, direction)
         )
@@ -294,18 +325,14 @@ def _legacy(use_spectrum: bool, use_curve: bool) -> Callable[[Setting], BasePrun
             **rule,
             "fallback": fallbacks[rule.get("fallback", "median")](s),
         }
-        return optuna_lyap.LyapunovPruner(
-            use_spectrum=use_spectrum, use_curve=use_curve, **options
-        )
+        return lyapunov_pruner(**{"use_spectrum": use_spectrum, "use_curve": use_curve, **options})
 
     return build
 
 
 def _grid_default(s: Setting) -> BasePruner:
     rule = s.rule or {}
-    return optuna_lyap.LyapunovPruner(
-        seed=s.seed, **{k: rule[k] for k in LYAPUNOV_OPTIONS if k in rule}
-    )
+    return lyapunov_pruner(seed=s.seed, **{k: rule[k] for k in LYAPUNOV_OPTIONS if k in rule})
 
 
 # -- the registry -----------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 ``LyapunovPruner`` lets a model (the in-study one or the prior) rank a rung only when, in at
 least ``gate`` (0.9) of paired bootstrap resamples of the study's completed configurations, the
 model's ranking agrees better with the final values than the raw value's does
-(``optuna_lyap.pruners._rule.gate_share``; a configuration completed several times counts once).
+(``optuna_lyap._prediction._gate.gate_share``; a configuration completed several times counts
+once).
 This script answers two questions with numbers:
 
 1. **Evidence.** In the stored held-out replays of the default pruner with TPE
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.lyapbench import runs as runfiles
-from benchmarks.lyapbench.methods import rule_module as _rule
+from benchmarks.lyapbench.methods import gate_module as _gate
 from benchmarks.suites import heldout
 
 OUT = runfiles.results_dir("gate_power") / "gate_power.json"
@@ -77,7 +78,7 @@ def power(
     for k in range(repeats):
         final = rng.standard_normal(n)
         shares.append(
-            _rule.gate_share(
+            _gate.gate_share(
                 _noisy(final, model, rng),
                 _noisy(final, raw, rng),
                 final,

@@ -29,6 +29,7 @@ import torch
 import optuna_lyap
 from benchmarks.lyapbench import runs as runfiles
 from benchmarks.lyapbench.cost import training_seconds
+from benchmarks.lyapbench.methods import lyapunov_pruner
 from benchmarks.lyapbench.tables import cached_table
 from benchmarks.suites.grids import replay_grid
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     arms = {"shipped": {}, "none": {"prior": None}}
 
     def run(arm: str, seed: int) -> dict[str, Any]:
-        pruner = optuna_lyap.LyapunovPruner(seed=seed, **arms[arm])
+        pruner = lyapunov_pruner(seed=seed, **arms[arm])
         out = replay_grid(table, "lyapunov", "tpe", seed, budget, {}, pruner=pruner)
         train = float(np.sum(training_seconds(table, out)))
         return {

@@ -38,7 +38,7 @@ import torch
 from optuna.distributions import CategoricalDistribution
 
 from benchmarks.lyapbench import runs as runfiles
-from benchmarks.lyapbench.methods import PRUNER_AELLE_PARAMS as _DEFAULT_AELLE_PARAMS
+from benchmarks.lyapbench.methods import BENCHMARK_AELLE_PARAMS as _DEFAULT_AELLE_PARAMS
 from benchmarks.lyapbench.methods import ParamEncoder, rank_correlation
 from benchmarks.lyapbench.tables import (
     AXES,

@@ -72,25 +72,22 @@ def worker(url: str, study_name: str, n_trials: int, seed: int, epoch_s: float) 
     import optuna
     import torch
 
-    from optuna_lyap import LyapunovPruner, report_spectrum
-    from optuna_lyap.pruners import _lyapunov
+    from optuna_lyap import InStudyModel, LyapunovPruner, report_spectrum
+    from optuna_lyap._prediction import fit_predictor
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fits: list[str] = []
     fit_s = 0.0
-    original = _lyapunov.fit_predictor
 
     def counting(rows: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal fit_s
         fits.append(_training_set_id(rows, kwargs.get("unlabelled")))
         start = time.perf_counter()
         try:
-            return original(rows, *args, **kwargs)
+            return fit_predictor(rows, *args, **kwargs)
         finally:
             fit_s += time.perf_counter() - start
-
-    _lyapunov.fit_predictor = counting  # type: ignore[attr-defined]
 
     def objective(trial: optuna.Trial) -> float:
         quality = trial.suggest_float("quality", 0.0, 1.0)
@@ -106,7 +103,10 @@ def worker(url: str, study_name: str, n_trials: int, seed: int, epoch_s: float) 
                 raise optuna.TrialPruned(f"Trial was pruned at step {step}.")
         return quality
 
-    pruner = LyapunovPruner(n_startup_trials=5, aelle_params=AELLE, cv_folds=3)
+    # The counting fit sees every fit the pruner makes (the model's fit seam).
+    pruner = LyapunovPruner(
+        n_startup_trials=5, model=InStudyModel(aelle_params=AELLE, cv_folds=3, fit=counting)
+    )
     study = optuna.load_study(
         study_name=study_name,
         storage=url,
@@ -181,7 +181,7 @@ def sizes() -> list[dict[str, Any]]:
     import torch
     from optuna.artifacts import FileSystemArtifactStore
 
-    from benchmarks.lyapbench.methods import PRUNER_AELLE_PARAMS as _DEFAULT_AELLE_PARAMS
+    from benchmarks.lyapbench.methods import BENCHMARK_AELLE_PARAMS as _DEFAULT_AELLE_PARAMS
     from benchmarks.lyapbench.methods import SAMPLER_AELLE_PARAMS as DEFAULT_AELLE_PARAMS
     from benchmarks.lyapbench.methods import FitSettings, PredictorCache, Rows, fit_predictor
 
@@ -195,6 +195,7 @@ def sizes() -> list[dict[str, Any]]:
     rows = Rows(list(range(n)), {"spectrum": spectra, "curve": curve}, curve[:, 0], quality)
     out = []
     candidates = {
+        # The benchmarks' ensembles (lyapbench.methods.BENCHMARK_AELLE_PARAMS).
         "pruner": ((("spectrum",), ("curve",), ("spectrum", "curve")), _DEFAULT_AELLE_PARAMS),
         "sampler": ((("spectrum",),), DEFAULT_AELLE_PARAMS),
     }
