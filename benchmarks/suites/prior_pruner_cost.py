@@ -26,7 +26,6 @@ import numpy as np
 import optuna
 import torch
 
-import optuna_lyap
 from benchmarks.lyapbench import runs as runfiles
 from benchmarks.lyapbench.cost import training_seconds
 from benchmarks.lyapbench.methods import lyapunov_pruner
