@@ -44,7 +44,7 @@ import shlex
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,37 +186,63 @@ def record_config(
     options = dict(SPECTRUM_OPTIONS)
     if max_k is not None and max_k < dim:
         options["k"] = int(max_k)
-    values, val_losses, losses, diverged = [], [], [], []
-    spectra: list[list[float | None] | None] = []
-    times: dict[str, list[float]] = {key: [] for key in _TIME_KEYS}
-    for epoch in range(task.n_epochs + 1):
-        start = time.perf_counter()
-        losses.append(task.train_epoch(model, optimizer) if epoch > 0 else math.nan)
-        trained = time.perf_counter()
-        values.append(task.evaluate(model))
-        val_losses.append(task.validation_loss(model))
-        evaluated = time.perf_counter()
-        if spectrum_epochs is None or epoch in spectrum_epochs:
-            with warnings.catch_warnings():
-                # A diverged network gives NaN exponents with a warning; the record keeps NaN.
-                warnings.simplefilter("ignore", RuntimeWarning)
-                spectrum = optuna_lyap.lyapunov_spectrum(
-                    model.rnn, task.probe_inputs(model, n_probes), **options
-                )
-            spectra.append(_finite_or_none(spectrum.numpy(), digits=6))
-        else:
-            spectra.append(None)
-        done = time.perf_counter()
-        diverged.append(bool(model.diverged))
-        times["train_seconds"].append(round(trained - start, 4))
-        times["eval_seconds"].append(round(evaluated - trained, 4))
-        times["spectrum_seconds"].append(round(done - evaluated, 4))
+
+    def spectrum_of(epoch: int) -> list[float | None] | None:
+        if spectrum_epochs is not None and epoch not in spectrum_epochs:
+            return None
+        with warnings.catch_warnings():
+            # A diverged network gives NaN exponents with a warning; the record keeps NaN.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spectrum = optuna_lyap.lyapunov_spectrum(
+                model.rnn, task.probe_inputs(model, n_probes), **options
+            )
+        return _finite_or_none(spectrum.numpy(), digits=6)
+
+    epochs = record_epochs(task, model, optimizer, task.n_epochs, spectrum_of)
     return {
         "kind": "config",
         "index": index,
         "params": params,
         "model_seed": trial_seed(seed, index),
         "dim": dim,
+        **epochs,
+    }
+
+
+def record_epochs(
+    task: SequenceTask,
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    n_epochs: int,
+    spectrum_of: Callable[[int], list[float | None] | None],
+) -> dict[str, Any]:
+    """Train ``model`` for ``n_epochs`` epochs and record epochs ``0 .. n_epochs``.
+
+    Epoch 0 is the untrained network. Each epoch: one ``task.train_epoch`` (none at epoch 0),
+    the metric and validation loss, then ``spectrum_of(epoch)`` (a JSON-ready spectrum, or
+    None where none is computed), each timed.
+
+    Returns:
+        ``values``, ``val_loss``, ``train_loss`` (null at epoch 0), ``diverged``, ``spectra``
+        and the ``*_seconds`` lists, ``n_epochs + 1`` long, non-finite numbers as None.
+    """
+    values, val_losses, losses, diverged = [], [], [], []
+    spectra: list[list[float | None] | None] = []
+    times: dict[str, list[float]] = {key: [] for key in _TIME_KEYS}
+    for epoch in range(n_epochs + 1):
+        start = time.perf_counter()
+        losses.append(task.train_epoch(model, optimizer) if epoch > 0 else math.nan)
+        trained = time.perf_counter()
+        values.append(task.evaluate(model))
+        val_losses.append(task.validation_loss(model))
+        evaluated = time.perf_counter()
+        spectra.append(spectrum_of(epoch))
+        done = time.perf_counter()
+        diverged.append(bool(model.diverged))
+        times["train_seconds"].append(round(trained - start, 4))
+        times["eval_seconds"].append(round(evaluated - trained, 4))
+        times["spectrum_seconds"].append(round(done - evaluated, 4))
+    return {
         "values": _finite_or_none(values),
         "val_loss": _finite_or_none(val_losses),
         "train_loss": _finite_or_none(losses),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import platform
 import shlex
 import subprocess
@@ -41,6 +40,7 @@ from benchmarks.lyapbench.record import (
     _append_line,
     _finite_or_none,
     read_records,
+    record_epochs,
 )
 from optuna_lyap.aelle import NetworkDescription
 from optuna_lyap.tasks import SequenceTask
@@ -51,7 +51,6 @@ DEFAULT_PASSES = (20, 50, 100)
 SPECTRUM_EPOCHS = (0, 1, 2, 3)
 MAX_K = 64
 N_PROBES = 15
-_TIME_KEYS = ("train_seconds", "eval_seconds", "spectrum_seconds")
 
 
 def _commit() -> str | None:
@@ -97,25 +96,13 @@ def record_config(
     dim = model.rnn.num_layers * per_layer
     k = min(dim, MAX_K)
     network = NetworkDescription.from_module(model.rnn, setting.lr).to_json()
-    values, val_losses, losses, diverged = [], [], [], []
-    spectra: list[list[float | None] | None] = []
-    times: dict[str, list[float]] = {key: [] for key in _TIME_KEYS}
-    for epoch in range(design.n_epochs + 1):
-        start = time.perf_counter()
-        losses.append(trainer.train_epoch(model, optimizer) if epoch > 0 else math.nan)
-        trained = time.perf_counter()
-        values.append(trainer.evaluate(model))
-        val_losses.append(trainer.validation_loss(model))
-        evaluated = time.perf_counter()
+
+    def spectrum_of(epoch: int) -> list[float | None] | None:
         if epoch in SPECTRUM_EPOCHS and not model.diverged:
-            spectra.append(_spectrum(model, trainer, k))
-        else:
-            spectra.append(None)
-        done = time.perf_counter()
-        diverged.append(bool(model.diverged))
-        times["train_seconds"].append(round(trained - start, 4))
-        times["eval_seconds"].append(round(evaluated - trained, 4))
-        times["spectrum_seconds"].append(round(done - evaluated, 4))
+            return _spectrum(model, trainer, k)
+        return None
+
+    epochs = record_epochs(trainer, model, optimizer, design.n_epochs, spectrum_of)
     return {
         "kind": "config",
         "index": index,
@@ -124,12 +111,7 @@ def record_config(
         "network": network,
         "model_seed": model_seed,
         "dim": dim,
-        "values": _finite_or_none(values),
-        "val_loss": _finite_or_none(val_losses),
-        "train_loss": _finite_or_none(losses),
-        "diverged": diverged,
-        "spectra": spectra,
-        **times,
+        **epochs,
     }
 
 
