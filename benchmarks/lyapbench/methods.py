@@ -134,10 +134,12 @@ __all__ = [
 
 # Small AeLLE ensembles, as the benchmarks fit them (the pruner fits 2 members of 100 steps).
 BENCHMARK_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 150}
-# InStudyModel's arguments among a grid rule's options (the others are LyapunovPruner's).
+# InStudyModel's arguments among a grid rule's options (the others are LyapunovPruner's). The
+# stored runs' n_startup_trials counted the completed trials before a model is fitted: the
+# model's n_startup_trials now (the pruner's is Optuna's, trials before any pruning).
 _MODEL_OPTIONS = (
     "aelle", "aelle_params", "select_inputs", "cv_folds", "use_unlabelled", "model_steps",
-    "refit_growth", "n_resamples", "seed", "artifact_store",
+    "refit_growth", "n_resamples", "seed", "artifact_store", "n_startup_trials",
 )  # fmt: skip
 # The threshold rule's arguments (rounds 1-8): the pruner no longer takes them.
 _REMOVED_OPTIONS = ("quantile", "confidence", "min_unpruned_share", "require_beating_raw")

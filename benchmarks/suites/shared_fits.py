@@ -105,7 +105,7 @@ def worker(url: str, study_name: str, n_trials: int, seed: int, epoch_s: float) 
 
     # The counting fit sees every fit the pruner makes (the model's fit seam).
     pruner = LyapunovPruner(
-        n_startup_trials=5, model=InStudyModel(aelle_params=AELLE, cv_folds=3, fit=counting)
+        model=InStudyModel(aelle_params=AELLE, cv_folds=3, fit=counting, n_startup_trials=5)
     )
     study = optuna.load_study(
         study_name=study_name,
