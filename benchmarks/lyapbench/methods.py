@@ -32,7 +32,7 @@ from optuna.samplers import BaseSampler
 
 import optuna_lyap
 from benchmarks.lyapbench.baselines import OraclePruner, RankRule, TopKAfterFirstEpoch
-from benchmarks.lyapbench.replay import TableSampler
+from benchmarks.lyapbench.replay import Replayed, TableSampler, replay
 from benchmarks.lyapbench.tables import (
     ConfigurationSpace,
     curve_columns,
@@ -513,6 +513,26 @@ def make_sampler(name: str, setting: Setting) -> BaseSampler:
     """The sampler of method ``name`` for one run: its own, or the setting's base sampler."""
     build = METHODS[name].sampler
     return base_sampler(setting) if build is None else build(setting)
+
+
+def replay_method(
+    name: str,
+    setting: Setting,
+    budget: int,
+    study_name: str,
+    pruner: BasePruner | None = None,
+    **options: Any,
+) -> Replayed:
+    """One study of method ``name`` on ``setting.table`` (:func:`replay`), its pruner replaced
+    by ``pruner`` when given; ``options`` go to :func:`replay`."""
+    return replay(
+        setting.table,
+        sampler=make_sampler(name, setting),
+        pruner=make_pruner(name, setting) if pruner is None else pruner,
+        budget=budget,
+        study_name=study_name,
+        **options,
+    )
 
 
 def record_network(trial: optuna.Trial, table: dict[str, Any], i: int) -> None:

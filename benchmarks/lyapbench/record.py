@@ -454,12 +454,17 @@ def _meta(
         "spectrum": SPECTRUM_OPTIONS,
         "command": shlex.join(["python", "-m", "benchmarks.lyapbench.record", *argv]),
         "commit": _commit(),
-        "versions": {
-            "optuna_lyap": optuna_lyap.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": library_versions(),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a recorded table's meta line names (the package, torch, numpy, Python)."""
+    return {
+        "optuna_lyap": optuna_lyap.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
     }
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import shlex
-import subprocess
 import sys
 import time
 import warnings
@@ -39,6 +37,7 @@ from benchmarks.lyapbench.record import (
     SPECTRUM_OPTIONS,
     _append_line,
     _finite_or_none,
+    library_versions,
     read_records,
     record_epochs,
 )
@@ -54,17 +53,11 @@ N_PROBES = 15
 
 
 def _commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip()
+    """The recording code's commit (imported here, as ``record`` does: ``runs`` reads the
+    recorder's module through ``tables``)."""
+    from benchmarks.lyapbench.runs import commit
+
+    return commit()[0]
 
 
 def _spectrum(model: nn.Module, task: SequenceTask, k: int | None) -> list[float | None] | None:
@@ -138,12 +131,7 @@ def _meta(design: design_lib.Design, task: SequenceTask, argv: Sequence[str]) ->
         "data_source": source,
         "command": "python -m " + shlex.join(["benchmarks.lyapbench.record_designs", *argv]),
         "commit": _commit(),
-        "versions": {
-            "optuna_lyap": optuna_lyap.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": library_versions(),
     }
 
 

@@ -52,10 +52,8 @@ from benchmarks.lyapbench.methods import (
     GRID_METHODS,
     GRID_OURS,
     Setting,
-    make_pruner,
-    make_sampler,
+    replay_method,
 )
-from benchmarks.lyapbench.replay import replay
 from benchmarks.lyapbench.report import grid_report
 from benchmarks.lyapbench.tables import (
     DATA,
@@ -91,17 +89,8 @@ def replay_grid(
     whether the sampler screened candidates for it (1) or not (0).
     """
     setting = Setting(table=table, seed=seed, base=sampler, rule=rule)
-    if pruner is None:
-        pruner = make_pruner(method, setting)
-    done = replay(
-        table,
-        sampler=make_sampler(method, setting),
-        pruner=pruner,
-        budget=budget,
-        # A fixed name: HyperbandPruner assigns brackets by hashing it with the trial number.
-        study_name=f"replay-{seed}",
-        finite_spectra=False,
-    )
+    # A fixed name: HyperbandPruner assigns brackets by hashing it with the trial number.
+    done = replay_method(method, setting, budget, f"replay-{seed}", pruner, finite_spectra=False)
     study = done.study
     space = ConfigurationSpace(table)
     predictions = []

@@ -94,11 +94,9 @@ from benchmarks.lyapbench.methods import (
     HELDOUT_OURS,
     PriorBundle,
     Setting,
-    make_pruner,
-    make_sampler,
     record_network,
+    replay_method,
 )
-from benchmarks.lyapbench.replay import replay
 from benchmarks.lyapbench.report import (
     BAR_RATIO,
     bar_table,
@@ -182,15 +180,8 @@ def run_one(
     table = cached_table(task)
     prior = str(prior_path(task)) if method in OURS else None
     setting = Setting(table=table, seed=seed, base=sampler, prior=prior)
-    if pruner is None:
-        pruner = make_pruner(method, setting)
-    done = replay(
-        table,
-        sampler=make_sampler(method, setting),
-        pruner=pruner,
-        budget=budget,
-        study_name=f"heldout-{seed}",
-        on_trial=record_network,
+    done = replay_method(
+        method, setting, budget, f"heldout-{seed}", pruner, on_trial=record_network
     )
     top = top_configurations(table)
     trials = []
