@@ -376,12 +376,11 @@ def _write_calibration_report(
         "Spearman correlation of each model's leave-one-task-out predictions with the final "
         "quantile, per held-out table:",
         "",
-        "| step | inputs | " + " | ".join(names) + " |",
-        "|---|---|" + "---|" * len(names),
     ]
-    for r in rows:
-        cells = " | ".join(f"{r['spearman'][n]:+.2f}" for n in names)
-        lines.append(f"| {r['step']} | {r['inputs']} | {cells} |")
+    lines += runfiles.markdown_table(
+        ["step", "inputs", *names],
+        ([r["step"], r["inputs"], *(f"{r['spearman'][n]:+.2f}" for n in names)] for r in rows),
+    )
     lines += [
         "",
         "Reliability tables (bin of predicted probability, n, mean predicted, observed share "

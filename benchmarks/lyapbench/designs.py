@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import os
 import subprocess
@@ -505,270 +506,34 @@ class Design:
         }
 
 
-_GATED = cat("gru", "lstm")
-_CELLS = cat("rnn", "gru", "lstm")
+def design_from_json(data: Mapping[str, Any]) -> Design:
+    """A ``Design`` from ``Design.to_json``'s object (the form stored in every table's meta).
 
+    Raises:
+        KeyError: A field is missing.
+    """
+    task = dict(data["task"])
+    kind = task.pop("kind")
+    space = {key: Dim(dim["kind"], tuple(dim["values"])) for key, dim in data["space"].items()}
+    return Design(
+        data["name"],
+        data["description"],
+        (kind, task),
+        space,
+        dict(data["names"]),
+        dict(data["fixed"]),
+        n_epochs=int(data["n_epochs"]),
+        seed=int(data["seed"]),
+    )
+
+
+# The designs are data: ``designs.json`` beside this module, one ``Design.to_json`` object
+# each, in recording order. Edit a design there only with a new name: its tables refuse to
+# resume under another definition.
 DESIGNS: dict[str, Design] = {
     d.name: d
-    for d in (
-        Design(
-            "basicmotions_adamw",
-            "BasicMotions (UEA, 6 channels, 100 steps, 4 classes, 40 train): GRU/LSTM, 1-2 "
-            "layers, dropout, PyTorch init, AdamW with weight decay, batch size",
-            ("uea", {"dataset": "BasicMotions"}),
-            {
-                "arch": _GATED,
-                "units": int_log(16, 256),
-                "n_layers": cat(1, 2),
-                "dropout": uniform(0.0, 0.5),
-                "learning_rate": log(1e-4, 1.0),
-                "weight_decay": log(1e-5, 1e-1),
-                "batch_size": cat(8, 16, 32),
-            },
-            {
-                "cell": "arch",
-                "hidden_size": "units",
-                "num_layers": "n_layers",
-                "dropout": "dropout",
-                "lr": "learning_rate",
-                "weight_decay": "weight_decay",
-                "batch_size": "batch_size",
-            },
-            {"init": "default", "optimizer": "adamw"},
-            n_epochs=30,
-            seed=101,
-        ),
-        Design(
-            "gunpoint_sgd",
-            "GunPoint (UCR, 150 steps, 2 classes, 50 train): RNN/GRU/LSTM, orthogonal init with "
-            "a gain, SGD with or without momentum, no clipping",
-            ("uea", {"dataset": "GunPoint", "stride": 2}),
-            {
-                "cell_type": _CELLS,
-                "hidden_dim": int_log(8, 128),
-                "init_gain": log(0.25, 4.0),
-                "lr": log(1e-3, 1.0),
-                "momentum": cat(0.0, 0.9),
-            },
-            {
-                "cell": "cell_type",
-                "hidden_size": "hidden_dim",
-                "scale": "init_gain",
-                "lr": "lr",
-                "momentum": "momentum",
-            },
-            {"init": "orthogonal", "optimizer": "sgd", "batch_size": 16, "grad_clip": None},
-            n_epochs=25,
-            seed=102,
-        ),
-        Design(
-            "italypower_adam",
-            "ItalyPowerDemand (UCR, 24 steps, 2 classes, 67 train): RNN/GRU/LSTM, 1-2 layers, "
-            "uniform init scale, Adam, batch size, learning rate up to 1",
-            ("uea", {"dataset": "ItalyPowerDemand"}),
-            {
-                "rnn_type": _CELLS,
-                "n_hidden": int_log(4, 64),
-                "layers": cat(1, 2),
-                "init_scale": log(0.25, 8.0),
-                "lr": log(1e-4, 1.0),
-                "batch": cat(8, 16, 32, 64),
-            },
-            {
-                "cell": "rnn_type",
-                "hidden_size": "n_hidden",
-                "num_layers": "layers",
-                "scale": "init_scale",
-                "lr": "lr",
-                "batch_size": "batch",
-            },
-            {"init": "uniform", "optimizer": "adam"},
-            n_epochs=20,
-            seed=103,
-        ),
-        Design(
-            "arrowhead_adam_long",
-            "ArrowHead (UCR, 251 steps taken every 2nd, 3 classes, 36 train): GRU/LSTM, dropout, "
-            "PyTorch init, Adam, a long budget",
-            ("uea", {"dataset": "ArrowHead", "stride": 2}),
-            {
-                "model": _GATED,
-                "size": int_log(16, 128),
-                "drop": uniform(0.0, 0.4),
-                "learning_rate": log(1e-4, 1e-1),
-            },
-            {"cell": "model", "hidden_size": "size", "dropout": "drop", "lr": "learning_rate"},
-            {"init": "default", "optimizer": "adam", "batch_size": 12},
-            n_epochs=40,
-            seed=104,
-        ),
-        Design(
-            "pickup_adamw",
-            "PickupGestureWiimoteZ (UCR, 361 steps taken every 4th, 10 classes, 50 train): "
-            "GRU/LSTM up to 256 units, 1-2 layers, orthogonal init, AdamW",
-            (
-                "uea",
-                {
-                    "dataset": "PickupGestureWiimoteZ",
-                    "stem": "PickupGestureWiimoteZ_eq",
-                    "stride": 4,
-                },
-            ),
-            {
-                "cell": _GATED,
-                "hidden": int_log(16, 256),
-                "depth": cat(1, 2),
-                "lr": log(1e-4, 1e-1),
-                "wd": log(1e-6, 1e-2),
-                "gain": log(0.5, 2.0),
-            },
-            {
-                "cell": "cell",
-                "hidden_size": "hidden",
-                "num_layers": "depth",
-                "lr": "lr",
-                "weight_decay": "wd",
-                "scale": "gain",
-            },
-            {"init": "orthogonal", "optimizer": "adamw", "batch_size": 10},
-            n_epochs=25,
-            seed=105,
-        ),
-        Design(
-            "covid_sgd_regression",
-            "Covid3Month (UEA regression, 84 daily counts -> death rate, 140 train): "
-            "RNN/GRU/LSTM, PyTorch init, SGD with momentum, learning rate up to 1",
-            ("uea", {"dataset": "Covid3Month", "problem": "regression", "log1p": True}),
-            {
-                "cell": _CELLS,
-                "hidden_size": int_log(4, 64),
-                "learning_rate": log(1e-3, 1.0),
-                "momentum": uniform(0.0, 0.95),
-                "batch_size": cat(8, 16, 32),
-            },
-            {
-                "cell": "cell",
-                "hidden_size": "hidden_size",
-                "lr": "learning_rate",
-                "momentum": "momentum",
-                "batch_size": "batch_size",
-            },
-            {"init": "default", "optimizer": "sgd"},
-            n_epochs=30,
-            seed=106,
-        ),
-        Design(
-            "airline_forecast",
-            "Airline passengers (144 months, windows of 24, next month, split in time): "
-            "RNN/GRU/LSTM, 1-2 layers, PyTorch init, Adam, learning rate up to 1",
-            ("series", {"series": "Airline", "window": 24}),
-            {
-                "cell": _CELLS,
-                "units": int_log(4, 64),
-                "num_layers": cat(1, 2),
-                "lr": log(1e-4, 1.0),
-            },
-            {"cell": "cell", "hidden_size": "units", "num_layers": "num_layers", "lr": "lr"},
-            {"init": "default", "optimizer": "adam", "batch_size": 8},
-            n_epochs=40,
-            seed=107,
-        ),
-        Design(
-            "charlm_embed_adamw",
-            "charlm (generated tokens, embedding front end): GRU/LSTM up to 256 units, 1-2 "
-            "layers, dropout, embedding width, AdamW, a short budget",
-            ("builtin", {"name": "charlm"}),
-            {
-                "rnn": _GATED,
-                "d_hidden": int_log(32, 256),
-                "n_layers": cat(1, 2),
-                "dropout": uniform(0.0, 0.3),
-                "d_embed": cat(8, 16, 32),
-                "lr": log(3e-4, 3e-1),
-            },
-            {
-                "cell": "rnn",
-                "hidden_size": "d_hidden",
-                "num_layers": "n_layers",
-                "dropout": "dropout",
-                "embedding_dim": "d_embed",
-                "lr": "lr",
-            },
-            {"init": "default", "optimizer": "adamw", "weight_decay": 0.01},
-            n_epochs=6,
-            seed=108,
-        ),
-        Design(
-            "copy_orthogonal",
-            "copy, delay 20 (generated memory task, plateau then jump): RNN/GRU/LSTM, orthogonal "
-            "init with a gain, Adam or SGD with momentum, a long budget",
-            ("builtin", {"name": "copy"}),
-            {
-                "cell": _CELLS,
-                "hidden": int_log(16, 128),
-                "gain": log(0.5, 2.0),
-                "optimizer": cat("adam", "sgd"),
-                "lr": log(1e-4, 1.0),
-            },
-            {
-                "cell": "cell",
-                "hidden_size": "hidden",
-                "scale": "gain",
-                "optimizer": "optimizer",
-                "lr": "lr",
-            },
-            {"init": "orthogonal", "momentum": 0.9, "batch_size": 32},
-            n_epochs=20,
-            seed=109,
-        ),
-        Design(
-            "sdigits_sgd_short",
-            "sdigits (generated, 8 steps of 8 pixels): RNN/GRU/LSTM up to 256 units, PyTorch "
-            "init, SGD with Nesterov-free momentum, batch size 16-128, a short budget",
-            ("builtin", {"name": "sdigits"}),
-            {
-                "cell": _CELLS,
-                "num_units": int_log(8, 256),
-                "lr": log(1e-3, 1.0),
-                "momentum": cat(0.0, 0.5, 0.9),
-                "batch_size": cat(16, 32, 64, 128),
-            },
-            {
-                "cell": "cell",
-                "hidden_size": "num_units",
-                "lr": "lr",
-                "momentum": "momentum",
-                "batch_size": "batch_size",
-            },
-            {"init": "default", "optimizer": "sgd"},
-            n_epochs=5,
-            seed=110,
-        ),
-        Design(
-            "adding_adamw_deep",
-            "adding, T = 50 (generated regression): GRU/LSTM, 2 layers, dropout, uniform init "
-            "scale, AdamW with weight decay",
-            ("builtin", {"name": "adding", "length": 50}),
-            {
-                "cell": _GATED,
-                "hidden_size": int_log(8, 128),
-                "dropout": uniform(0.0, 0.3),
-                "init_scale": log(0.25, 4.0),
-                "lr": log(1e-4, 1e-1),
-                "weight_decay": log(1e-5, 1e-1),
-            },
-            {
-                "cell": "cell",
-                "hidden_size": "hidden_size",
-                "dropout": "dropout",
-                "scale": "init_scale",
-                "lr": "lr",
-                "weight_decay": "weight_decay",
-            },
-            {"init": "uniform", "optimizer": "adamw", "num_layers": 2},
-            n_epochs=15,
-            seed=111,
-        ),
+    for d in map(
+        design_from_json, json.loads((Path(__file__).parent / "designs.json").read_text())
     )
 }
 

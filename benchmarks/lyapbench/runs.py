@@ -18,7 +18,7 @@ import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +166,18 @@ def load_json(path: Path) -> Any:
         with gzip.open(path, "rt") as f:
             return json.load(f)
     return json.loads(path.read_text())
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table: ``header``, its rule, then one line per row (``str`` of
+    each cell, already formatted by the caller)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def write_markdown(path: Path, lines: Sequence[str]) -> None:
+    """Write ``lines`` to ``path`` with the ``.md`` suffix, and print them."""
+    text = "\n".join(lines)
+    path.with_suffix(".md").write_text(text + "\n")
+    print(text)

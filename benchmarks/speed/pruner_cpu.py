@@ -133,18 +133,19 @@ def main(argv: list[str] | None = None) -> None:
         "pruner's process time over the recorded training and evaluation seconds of the epochs "
         "spent.",
         "",
-        "| task | studies | median | 90th percentile | max | studies over 10% "
-        "| median pruner CPU (s) | traces identical to the stored runs |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['task']} | {r['seeds']} | {r['median_share']:.1%} | {r['p90_share']:.1%} | "
-            f"{r['max_share']:.1%} | {r['over_bar']} | {r['median_cpu_seconds']:.2f} | "
-            f"{r['traces_identical']} of {r['traces_compared']} |"
-        )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    header = ["task", "studies", "median", "90th percentile", "max", "studies over 10%",
+              "median pruner CPU (s)", "traces identical to the stored runs"]  # fmt: skip
+    lines += runfiles.markdown_table(
+        header,
+        (
+            [r["task"], r["seeds"], f"{r['median_share']:.1%}", f"{r['p90_share']:.1%}",
+             f"{r['max_share']:.1%}", r["over_bar"], f"{r['median_cpu_seconds']:.2f}",
+             f"{r['traces_identical']} of {r['traces_compared']}"]  # fmt: skip
+            for r in rows
+        ),
+    )
+    runfiles.write_markdown(out, lines)
 
 
 if __name__ == "__main__":

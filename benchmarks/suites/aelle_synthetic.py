@@ -171,8 +171,7 @@ def main(argv: list[str] | None = None) -> None:
             f"| {row['n_labelled']} | {row['n_unlabelled']} | {row['wall_seconds']:.2f} | "
             f"{row['cpu_seconds']:.2f} |"
         )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    runfiles.write_markdown(out, lines)
 
 
 if __name__ == "__main__":

@@ -96,12 +96,15 @@ def main(argv: list[str] | None = None) -> None:
         "value / share of the top 10% among the best 20%, over every configuration of the "
         "table; the prior never saw the table.",
         "",
-        "| task | step | " + " | ".join(names) + " |",
-        "|---|---|" + "---|" * len(names),
     ]
-    for row in rows_out:
-        cells = [f"{row[n]['spearman']:+.2f} / {row[n]['top10_recall_at20']:.2f}" for n in names]
-        lines.append(f"| {row['task']} | {row['step']} | " + " | ".join(cells) + " |")
+    lines += runfiles.markdown_table(
+        ["task", "step", *names],
+        (
+            [row["task"], row["step"]]
+            + [f"{row[n]['spearman']:+.2f} / {row[n]['top10_recall_at20']:.2f}" for n in names]
+            for row in rows_out
+        ),
+    )
     text = "\n".join(lines) + "\n"
     OUT.with_suffix(".md").write_text(text)
     print(text)
