@@ -357,6 +357,22 @@ HELDOUT_OURS = (
     *BLEND_WEIGHTS,
 )
 HELDOUT_METHODS = HELDOUT_BASELINES + HELDOUT_OURS
+def _legacy_method(on: str, *, use_spectrum: bool, use_curve: bool) -> Method:
+    """The removed threshold rule on ``on``, rebuilt on the current pruner (rounds 1-8)."""
+    return Method(
+        f"legacy: the removed threshold rule on {on}, rebuilt on the current pruner",
+        _legacy(use_spectrum=use_spectrum, use_curve=use_curve),
+        ours=True,
+    )
+
+
+def _our_pruner(description: str, **options: Any) -> Method:
+    """The base sampler + ``LyapunovPruner(prior=<held-out>, **options)``."""
+    return Method(
+        description, _ours_with_prior(**options), ours=True, pruner_spectra=True, prior=True
+    )
+
+
 # Grid methods that are our pruners (their decision records are read).
 GRID_OURS = ("lyapunov", "curve_only", "lyapunov_spectrum", "lyapunov_hybrid")
 
@@ -377,26 +393,14 @@ METHODS: dict[str, Method] = {
         screens=True,
         prior=True,
     ),
-    "ours_pruner_only": Method(
-        "the base sampler + our pruner with the held-out prior",
-        _ours_with_prior(),
-        ours=True,
-        pruner_spectra=True,
-        prior=True,
-    ),
-    "ours_prior_rungs": Method(
+    "ours_pruner_only": _our_pruner("the base sampler + our pruner with the held-out prior"),
+    "ours_prior_rungs": _our_pruner(
         "our pruner with prior_decides=True (the prior's gate judged with TPE too)",
-        _ours_with_prior(prior_decides=True),
-        ours=True,
-        pruner_spectra=True,
-        prior=True,
+        prior_decides=True,
     ),
-    "ours_prior_by_sampler": Method(
+    "ours_prior_by_sampler": _our_pruner(
         "our pruner with prior_decides=None (judged only with an independent sampler)",
-        _ours_with_prior(prior_decides=None),
-        ours=True,
-        pruner_spectra=True,
-        prior=True,
+        prior_decides=None,
     ),
     "ours_sampler_only": Method(
         "our sampler with the held-out prior + SuccessiveHalvingPruner(min_resource=1)",
@@ -443,21 +447,9 @@ METHODS: dict[str, Method] = {
         "RankRule(): successive halving's shares at steps 1 and 4", lambda s: RankRule()
     ),
     "lyapunov": Method("LyapunovPruner(seed=seed): the default pruner", _grid_default, ours=True),
-    "curve_only": Method(
-        "legacy: the removed threshold rule on the curve, rebuilt on the current pruner",
-        _legacy(use_spectrum=False, use_curve=True),
-        ours=True,
-    ),
-    "lyapunov_spectrum": Method(
-        "legacy: the removed threshold rule on the spectrum, rebuilt on the current pruner",
-        _legacy(use_spectrum=True, use_curve=False),
-        ours=True,
-    ),
-    "lyapunov_hybrid": Method(
-        "legacy: the removed threshold rule on both, rebuilt on the current pruner",
-        _legacy(use_spectrum=True, use_curve=True),
-        ours=True,
-    ),
+    "curve_only": _legacy_method("the curve", use_spectrum=False, use_curve=True),
+    "lyapunov_spectrum": _legacy_method("the spectrum", use_spectrum=True, use_curve=False),
+    "lyapunov_hybrid": _legacy_method("both", use_spectrum=True, use_curve=True),
     "oracle_epoch1": Method(
         "a reference: prunes at step 1 every trial outside the top 2%",
         lambda s: OraclePruner(_need_table(s), 1),
