@@ -251,7 +251,7 @@ def load_shipped_prior() -> PriorBundle:
     """The prior bundle shipped with the package (``optuna_lyap/aelle/weights/prior.pt``).
 
     Read once per process and cached (the same object on every call). Its ``info`` names the
-    tables it was trained on and the command that trained it (``benchmarks/prior_train.py``).
+    tables it was trained on and the command that trained it (``benchmarks/build_prior.py``).
 
     Raises:
         ValueError: The shipped file is missing or unreadable (a broken installation).

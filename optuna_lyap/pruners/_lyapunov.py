@@ -35,7 +35,7 @@ from optuna_lyap.pruners._warnings import (
 __all__ = ["LyapunovPruner", "PriorBlendWarning", "draws_independently", "sampler_name"]
 
 # The pruner's own fits: fewer training steps than AeLLE's defaults, so that fits, predictions
-# and decisions cost under a tenth of the training time a study spends (benchmarks/replay.py
+# and decisions cost under a tenth of the training time a study spends (benchmarks/speed/pruner_cpu.py
 # measures it on the recorded tables).
 _PRUNER_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 100}
 # Fits, prediction sets and gate bounds kept in the process.
