@@ -35,8 +35,8 @@ from optuna_lyap.pruners._warnings import (
 __all__ = ["LyapunovPruner", "PriorBlendWarning", "draws_independently", "sampler_name"]
 
 # The pruner's own fits: fewer training steps than AeLLE's defaults, so that fits, predictions
-# and decisions cost under a tenth of the training time a study spends (benchmarks/speed/pruner_cpu.py
-# measures it on the recorded tables).
+# and decisions cost under a tenth of the training time a study spends (measured on the
+# recorded tables by benchmarks/speed/pruner_cpu.py).
 _PRUNER_AELLE_PARAMS: dict[str, Any] = {"n_models": 2, "max_steps": 100}
 # Fits, prediction sets and gate bounds kept in the process.
 _CACHE_SIZE = 64
