@@ -122,10 +122,12 @@ def test_worker_fit_and_embed_on_a_journal_file(tmp_path: Path):
     assert AeLLE.load(tmp_path / "model").n_labelled_ == 6
     run_cli(
         "embed", "--storage", journal, "--study-name", "s", "--method", "pca", "--output",
-        "out/emb", cwd=tmp_path,
+        "out/emb", "--png", cwd=tmp_path,
     )  # fmt: skip
     assert (tmp_path / "out" / "emb.html").stat().st_size > 1000
+    # The PNG only where asked for (--png), beside the page; nothing else is left there.
     assert (tmp_path / "out" / "emb.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["emb.html", "emb.png"]
 
 
 @pytest.mark.parametrize(
