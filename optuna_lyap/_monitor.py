@@ -116,6 +116,11 @@ class LyapunovMonitor:
                 "probe_inputs must be a tensor or a callable(model) -> tensor, but got "
                 f"{type(probe_inputs).__name__}."
             )
+        if not isinstance(trial, optuna.trial.BaseTrial):
+            raise TypeError(
+                "trial must be the optuna.Trial the objective was given (an "
+                f"optuna.trial.BaseTrial), but got {type(trial).__name__}."
+            )
         self.trial = trial
         self.probe_inputs = probe_inputs
         self.steps = None if steps is None else check_steps("steps", steps)

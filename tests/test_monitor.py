@@ -226,3 +226,8 @@ def test_a_custom_cell_in_training_mode_gets_the_eval_mode_spectrum_through_the_
     spectrum = monitor.step(cell.train(), 0.1, 0)
     assert spectrum is not None and cell.training
     torch.testing.assert_close(spectrum.exponents, reference)
+
+
+def test_a_missing_trial_is_refused_when_the_monitor_is_built():
+    with pytest.raises(TypeError, match=r"optuna.Trial .* but got NoneType"):
+        LyapunovMonitor(None, _probe(), steps=(0,))  # type: ignore[arg-type]

@@ -190,6 +190,11 @@ class InStudyModel:
         self.n_resamples = check_int("n_resamples", n_resamples, 1)
         self._seed = None if seed is None else check_int("seed", seed, 0)
         if isinstance(aelle, (str, os.PathLike)):
+            if not os.path.exists(aelle):
+                raise FileNotFoundError(
+                    f"`aelle` names no file: {aelle=}. Pass a fitted AeLLE, a path AeLLE.save "
+                    "wrote (e.g. from fit_aelle), or None."
+                )
             aelle = AeLLE.load(aelle)
         if aelle is not None and not isinstance(aelle, AeLLE):
             raise ValueError(

@@ -195,7 +195,12 @@ class LyapunovPruner(BasePruner):
         self._n_warmup_steps = check_int("n_warmup_steps", n_warmup_steps, 0)
         self._interval_steps = check_int("interval_steps", interval_steps, 1)
         if min_resource != "auto":
-            check_int("min_resource", min_resource, 1)
+            try:
+                check_int("min_resource", min_resource, 1)
+            except (InvalidParameterError, TypeError) as err:
+                raise type(err)(
+                    f"min_resource must be an integer >= 1 or 'auto', but got {min_resource=}."
+                ) from None
         self._min_resource: int | None = None if min_resource == "auto" else int(min_resource)
         self._reduction_factor = check_int("reduction_factor", reduction_factor, 2)
         self._min_early_stopping_rate = check_int(
@@ -207,16 +212,12 @@ class LyapunovPruner(BasePruner):
                 "`bootstrap_count > 0` needs an integer `min_resource` (not 'auto'), but got "
                 f"{bootstrap_count=} and {min_resource=}."
             )
-        self._gate = check_real("gate", gate, 0.0, 1.0)
-        if self._gate == 0.0:
-            raise ValueError(f"`gate` must be in (0, 1], but got {gate=}.")
+        self._gate = check_real("gate", gate, 0.0, 1.0, closed=(False, True))
         self._screen_fraction = (
             None
             if screen_fraction is None
-            else check_real("screen_fraction", screen_fraction, 0.0, 1.0)
+            else check_real("screen_fraction", screen_fraction, 0.0, 1.0, closed=(False, True))
         )
-        if self._screen_fraction == 0.0:
-            raise ValueError(f"`screen_fraction` must be in (0, 1], but got {screen_fraction=}.")
         if fallback is not None and not isinstance(fallback, BasePruner):
             raise ValueError(f"`fallback` must be a BasePruner or None, but got {fallback=}.")
         self._fallback = fallback

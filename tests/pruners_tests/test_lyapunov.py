@@ -648,15 +648,15 @@ def test_multi_objective_is_a_clear_error() -> None:
         ({"n_warmup_steps": -1}, "n_warmup_steps"),
         ({"interval_steps": 0}, "interval_steps"),
         ({"min_resource": 0}, "min_resource"),
-        ({"min_resource": "many"}, "min_resource"),
+        ({"min_resource": "many"}, "min_resource must be an integer >= 1 or 'auto'"),
         ({"reduction_factor": 1}, "reduction_factor"),
         ({"min_early_stopping_rate": -1}, "min_early_stopping_rate"),
         ({"bootstrap_count": -1}, "bootstrap_count"),
         ({"bootstrap_count": 2, "min_resource": "auto"}, "bootstrap_count"),
-        ({"gate": 0.0}, "gate"),
-        ({"gate": 1.5}, "gate"),
-        ({"screen_fraction": 0.0}, "screen_fraction"),
-        ({"screen_fraction": 1.5}, "screen_fraction"),
+        ({"gate": 0.0}, r"gate must be a finite number in \(0.0, 1.0\]"),
+        ({"gate": 1.5}, r"gate must be a finite number in \(0.0, 1.0\]"),
+        ({"screen_fraction": 0.0}, r"screen_fraction must be a finite number in \(0.0, 1.0\]"),
+        ({"screen_fraction": 1.5}, r"screen_fraction must be a finite number in \(0.0, 1.0\]"),
         ({"fallback": "median"}, "fallback"),
         ({"n_startup_trials": True}, "n_startup_trials"),
     ],
@@ -803,3 +803,9 @@ def test_predict_takes_the_live_trial_of_ask_and_tell() -> None:
     assert load_predictions(study._storage.get_trial(live._trial_id))
     with pytest.raises(TypeError, match="FrozenTrial"):
         study.pruner.predict(study, live._trial_id)  # type: ignore[arg-type]
+
+
+def test_an_aelle_path_that_names_no_file_says_which_argument(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(FileNotFoundError, match=r"`aelle` names no file.*fitted AeLLE"):
+        InStudyModel(aelle=missing)
